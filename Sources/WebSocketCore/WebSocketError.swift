@@ -1,0 +1,31 @@
+/// A violation of the protocol by the peer, or a limit it exceeded.
+///
+/// Every error the decoder, the message assembler or the deflate engine throws is one of
+/// these: it names the close code the connection must be failed with (RFC 6455 §7.1.7)
+/// and a short reason, which is also what goes into the close frame (≤ 123 bytes).
+public struct WebSocketError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var closeCode: CloseCode
+    public var reason: String
+
+    public init(_ closeCode: CloseCode, _ reason: String) {
+        self.closeCode = closeCode
+        self.reason = reason
+    }
+
+    @inlinable
+    public static func protocolError(_ reason: String) -> WebSocketError {
+        WebSocketError(.protocolError, reason)
+    }
+
+    @inlinable
+    public static func invalidPayload(_ reason: String) -> WebSocketError {
+        WebSocketError(.invalidFramePayloadData, reason)
+    }
+
+    @inlinable
+    public static func tooBig(_ reason: String) -> WebSocketError {
+        WebSocketError(.messageTooBig, reason)
+    }
+
+    public var description: String { "\(closeCode.rawValue): \(reason)" }
+}
