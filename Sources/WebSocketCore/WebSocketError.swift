@@ -29,3 +29,11 @@ public struct WebSocketError: Error, Sendable, Hashable, CustomStringConvertible
 
     public var description: String { "\(closeCode.rawValue): \(reason)" }
 }
+
+/// A call that asked for something the protocol forbids (an unsendable close code, an
+/// over-long control payload). Raised before anything reaches the wire.
+public struct UsageError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

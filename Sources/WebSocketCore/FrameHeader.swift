@@ -1,0 +1,110 @@
+import NIOCore
+
+/// The fixed part of a frame (RFC 6455 §5.2): 2 to 14 bytes before the payload.
+public struct FrameHeader: Sendable, Hashable {
+    public var fin: Bool
+    public var reservedBits: ReservedBits
+    /// The raw 4-bit opcode; reserved values are kept so the decoder can name them.
+    public var opcodeBits: UInt8
+    public var maskingKey: MaskingKey?
+    public var payloadLength: Int
+
+    @inlinable
+    public init(fin: Bool, reservedBits: ReservedBits, opcode: Opcode, maskingKey: MaskingKey?, payloadLength: Int) {
+        self.fin = fin
+        self.reservedBits = reservedBits
+        self.opcodeBits = opcode.rawValue
+        self.maskingKey = maskingKey
+        self.payloadLength = payloadLength
+    }
+
+    @inlinable
+    init(fin: Bool, reservedBits: ReservedBits, opcodeBits: UInt8, maskingKey: MaskingKey?, payloadLength: Int) {
+        self.fin = fin
+        self.reservedBits = reservedBits
+        self.opcodeBits = opcodeBits
+        self.maskingKey = maskingKey
+        self.payloadLength = payloadLength
+    }
+
+    public var opcode: Opcode? { Opcode(rawValue: opcodeBits) }
+
+    /// Bytes this header takes on the wire.
+    @inlinable
+    public var encodedLength: Int {
+        Self.encodedLength(payloadLength: payloadLength, masked: maskingKey != nil)
+    }
+
+    @inlinable
+    public static func encodedLength(payloadLength: Int, masked: Bool) -> Int {
+        let lengthBytes = payloadLength < 126 ? 0 : (payloadLength <= 0xFFFF ? 2 : 8)
+        return 2 + lengthBytes + (masked ? 4 : 0)
+    }
+
+    /// The header's length once its first two bytes are known.
+    @inlinable
+    static func encodedLength(firstTwo byte0: UInt8, _ byte1: UInt8) -> Int {
+        let length7 = byte1 & 0x7F
+        let lengthBytes = length7 == 126 ? 2 : (length7 == 127 ? 8 : 0)
+        return 2 + lengthBytes + (byte1 & 0x80 != 0 ? 4 : 0)
+    }
+
+    public enum ParseResult: Sendable, Hashable {
+        /// More bytes are needed before the header is complete.
+        case incomplete
+        case header(FrameHeader, length: Int)
+    }
+
+    /// Parses a header at the start of `bytes` without judging it against any role or
+    /// extension; that is the receiver's job. Only a 64-bit length with its top bit set is
+    /// rejected here, since no `Int` can hold it (RFC 6455 §5.2).
+    @inlinable
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(WebSocketError) -> ParseResult {
+        guard bytes.count >= 2 else { return .incomplete }
+        let byte0 = bytes[0]
+        let byte1 = bytes[1]
+        let headerLength = encodedLength(firstTwo: byte0, byte1)
+        guard bytes.count >= headerLength else { return .incomplete }
+        var cursor = 2
+        var payloadLength = Int(byte1 & 0x7F)
+        if payloadLength == 126 {
+            payloadLength = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            cursor = 4
+        } else if payloadLength == 127 {
+            let length64 = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
+            guard length64 >> 63 == 0 else {
+                throw .protocolError("64-bit payload length has its most significant bit set")
+            }
+            payloadLength = Int(length64)
+            cursor = 10
+        }
+        let maskingKey: MaskingKey? =
+            byte1 & 0x80 != 0
+            ? MaskingKey(value: bytes.loadUnaligned(fromByteOffset: cursor, as: UInt32.self)) : nil
+        let header = FrameHeader(
+            fin: byte0 & 0x80 != 0,
+            reservedBits: ReservedBits(rawValue: byte0),
+            opcodeBits: byte0 & 0x0F,
+            maskingKey: maskingKey,
+            payloadLength: payloadLength
+        )
+        return .header(header, length: headerLength)
+    }
+
+    /// Writes the header, choosing the shortest length form (RFC 6455 §5.2 requires it).
+    @inlinable
+    public func write(to buffer: inout ByteBuffer) {
+        let byte0 = (fin ? 0x80 : 0) | reservedBits.rawValue | opcodeBits
+        let maskBit: UInt8 = maskingKey == nil ? 0 : 0x80
+        if payloadLength < 126 {
+            buffer.writeMultipleIntegers(byte0, maskBit | UInt8(payloadLength))
+        } else if payloadLength <= 0xFFFF {
+            buffer.writeMultipleIntegers(byte0, maskBit | 126, UInt16(payloadLength))
+        } else {
+            buffer.writeMultipleIntegers(byte0, maskBit | 127, UInt64(payloadLength))
+        }
+        if let maskingKey {
+            withUnsafeBytes(of: maskingKey.value) { _ = buffer.writeBytes($0) }
+        }
+    }
+}

@@ -1,0 +1,328 @@
+import NIOCore
+
+/// What the receiver hands up: a whole message or a control frame.
+public enum ReceivedEvent: Sendable, Hashable {
+    /// A complete text message; its bytes are valid UTF-8.
+    case text(ByteBuffer)
+    case binary(ByteBuffer)
+    case ping(ByteBuffer)
+    case pong(ByteBuffer)
+    /// The peer's close frame. `.noStatusReceived` when it carried no code. Nothing is
+    /// decoded after it.
+    case close(CloseCode, reason: String)
+}
+
+/// Turns the bytes a peer sends into messages and control frames, enforcing RFC 6455:
+/// frame rules, message assembly, limits, UTF-8 of text, permessage-deflate.
+///
+/// Invariants:
+/// - Every violation is thrown as a `WebSocketError` naming the close code to fail the
+///   connection with; after a throw, or after a close frame, the receiver yields nothing.
+/// - A frame is judged as soon as its header is complete, before its payload is buffered,
+///   and text is validated as its bytes arrive, so an invalid byte fails the connection
+///   even when the rest of its frame has not come yet.
+/// - `pending` holds bytes not yet consumed, with masked payloads already unmasked.
+///   Single-frame messages are handed out as slices of it, without a copy.
+public struct Receiver {
+    public struct Configuration: Sendable, Hashable {
+        /// The role of this end; frames are judged by the rules for the other end.
+        public var role: Role
+        /// The largest message (after decompression) and the largest frame accepted; past it, 1009.
+        public var maxPayload: Int
+        /// Turning it off skips UTF-8 validation of text (like `ws`'s `skipUTF8Validation`).
+        public var validateUTF8: Bool
+
+        public init(role: Role, maxPayload: Int = 100 * 1024 * 1024, validateUTF8: Bool = true) {
+            self.role = role
+            self.maxPayload = maxPayload
+            self.validateUTF8 = validateUTF8
+        }
+    }
+
+    /// A message whose first frame did not have FIN set, or that is compressed.
+    private struct PartialMessage {
+        var opcode: Opcode
+        var compressed: Bool
+        var buffer: ByteBuffer
+        /// Payload bytes received on the wire so far (before decompression).
+        var wireBytes: Int
+    }
+
+    public let configuration: Configuration
+    private let allocator: ByteBufferAllocator
+    private var pending: ByteBuffer
+    /// True while no slice of `pending`'s storage has been handed out, so it can grow in
+    /// place. A buffer that came from outside is never private.
+    private var pendingIsPrivate = false
+    /// Unmasks client payloads while copying them into `pending` (server role only).
+    private var unmasker: StreamUnmasker?
+    /// The frame whose payload is being received, once its header has been accepted.
+    private var frame: FrameHeader?
+    /// How many payload bytes of `frame` the UTF-8 validator has seen.
+    private var frameBytesValidated = 0
+    private var message: PartialMessage?
+    private var utf8 = UTF8Validator()
+    private var finished = false
+
+    public init(configuration: Configuration, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.configuration = configuration
+        self.allocator = allocator
+        self.pending = allocator.buffer(capacity: 0)
+        self.unmasker = configuration.role == .server ? StreamUnmasker() : nil
+    }
+
+    /// True once a close frame was received or an error thrown.
+    public var isFinished: Bool { finished }
+
+    /// Bytes received but not yet turned into events.
+    public var bufferedBytes: Int { pending.readableBytes }
+
+    /// Adds bytes read from the connection. Call `next()` until it returns nil afterwards.
+    public mutating func append(_ incoming: ByteBuffer) {
+        guard !finished else { return }
+        let count = incoming.readableBytes
+        guard count > 0 else { return }
+        if unmasker == nil, pending.readableBytes == 0 {
+            pending = incoming
+            pendingIsPrivate = false
+            return
+        }
+        if !pendingIsPrivate {
+            pending = freshPending(adding: count)
+        }
+        if unmasker != nil {
+            pending.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
+                incoming.withUnsafeReadableBytes { source in
+                    unmasker!.copy(from: source, to: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
+                }
+                return count
+            }
+        } else {
+            pending.writeImmutableBuffer(incoming)
+        }
+    }
+
+    /// A private buffer holding what is left of `pending`, with room for `count` more bytes
+    /// and, when a frame is under way, for the rest of it (up to a cap, so a peer that
+    /// announces a huge frame cannot make us reserve its size up front).
+    private func freshPending(adding count: Int) -> ByteBuffer {
+        let leftover = pending.readableBytes
+        var capacity = leftover + count
+        if let frame {
+            let frameRemainder = frame.payloadLength - leftover
+            capacity = max(capacity, leftover + min(frameRemainder, Self.maxReservation))
+        }
+        var fresh = allocator.buffer(capacity: capacity)
+        fresh.writeImmutableBuffer(pending)
+        return fresh
+    }
+
+    private static let maxReservation = 1 << 20
+
+    /// The next event, or nil when more bytes are needed.
+    public mutating func next() throws(WebSocketError) -> ReceivedEvent? {
+        guard !finished else { return nil }
+        do {
+            return try decode()
+        } catch {
+            finished = true
+            throw error
+        }
+    }
+
+    private mutating func decode() throws(WebSocketError) -> ReceivedEvent? {
+        while true {
+            let header: FrameHeader
+            if let frame {
+                header = frame
+            } else {
+                let parsed = try pending.withUnsafeReadableBytes { bytes throws(WebSocketError) in
+                    try FrameHeader.parse(bytes)
+                }
+                guard case .header(let parsedHeader, let headerLength) = parsed else { return nil }
+                try accept(parsedHeader)
+                pending.moveReaderIndex(forwardBy: headerLength)
+                header = parsedHeader
+                frame = parsedHeader
+                frameBytesValidated = 0
+            }
+
+            let available = min(pending.readableBytes, header.payloadLength)
+            if available > frameBytesValidated, isStreamingText(header) {
+                let valid = pending.withUnsafeReadableBytes { bytes in
+                    utf8.validate(UnsafeRawBufferPointer(rebasing: bytes[frameBytesValidated..<available]))
+                }
+                guard valid else { throw .invalidPayload("text is not valid UTF-8") }
+                frameBytesValidated = available
+            }
+            guard available == header.payloadLength else { return nil }
+
+            let payload = pending.readSlice(length: header.payloadLength)!
+            pendingIsPrivate = false
+            frame = nil
+            if let event = try complete(header, payload) {
+                return event
+            }
+        }
+    }
+
+    /// Uncompressed text is validated while it arrives; compressed text after inflating.
+    private func isStreamingText(_ header: FrameHeader) -> Bool {
+        guard configuration.validateUTF8 else { return false }
+        switch header.opcodeBits {
+        case Opcode.text.rawValue: return !header.reservedBits.contains(.rsv1)
+        case Opcode.continuation.rawValue: return message.map { $0.opcode == .text && !$0.compressed } ?? false
+        default: return false
+        }
+    }
+
+    /// Judges a header against the role, the extensions and the message in progress.
+    private func accept(_ header: FrameHeader) throws(WebSocketError) {
+        guard let opcode = header.opcode else {
+            throw .protocolError("reserved opcode 0x\(String(header.opcodeBits, radix: 16))")
+        }
+        let allowedBits: ReservedBits = []
+        let unexpectedBits = header.reservedBits.subtracting(allowedBits)
+        if !unexpectedBits.isEmpty {
+            throw .protocolError("reserved bits \(unexpectedBits.names) set without an extension that defines them")
+        }
+        switch configuration.role {
+        case .server where header.maskingKey == nil:
+            throw .protocolError("client frame is not masked")
+        case .client where header.maskingKey != nil:
+            throw .protocolError("server frame is masked")
+        default:
+            break
+        }
+        if opcode.isControl {
+            guard header.fin else { throw .protocolError("fragmented control frame") }
+            guard header.payloadLength <= 125 else {
+                throw .protocolError("control frame payload of \(header.payloadLength) bytes (max 125)")
+            }
+            return
+        }
+        if opcode == .continuation {
+            guard let message else { throw .protocolError("continuation frame without a message to continue") }
+            guard message.wireBytes + header.payloadLength <= configuration.maxPayload else {
+                throw .tooBig("message exceeds \(configuration.maxPayload) bytes")
+            }
+        } else {
+            guard message == nil else {
+                throw .protocolError("new data frame while a fragmented message is incomplete")
+            }
+            guard header.payloadLength <= configuration.maxPayload else {
+                throw .tooBig("message exceeds \(configuration.maxPayload) bytes")
+            }
+        }
+    }
+
+    /// Acts on a frame whose payload is complete; returns an event when one is ready.
+    private mutating func complete(_ header: FrameHeader, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent? {
+        switch header.opcode! {
+        case .ping:
+            return .ping(payload)
+        case .pong:
+            return .pong(payload)
+        case .close:
+            let (code, reason) = try ClosePayload.parse(payload)
+            finished = true
+            return .close(code, reason: reason)
+        case .text, .binary:
+            let opcode = header.opcode!
+            if header.fin {
+                return try finishMessage(opcode, payload)
+            }
+            var buffer = allocator.buffer(capacity: min(payload.readableBytes * 2, configuration.maxPayload))
+            buffer.writeImmutableBuffer(payload)
+            message = PartialMessage(opcode: opcode, compressed: false, buffer: buffer, wireBytes: payload.readableBytes)
+            return nil
+        case .continuation:
+            message!.buffer.writeImmutableBuffer(payload)
+            message!.wireBytes += payload.readableBytes
+            guard header.fin else { return nil }
+            let whole = message!
+            message = nil
+            return try finishMessage(whole.opcode, whole.buffer)
+        }
+    }
+
+    private mutating func finishMessage(_ opcode: Opcode, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent {
+        guard opcode == .text else { return .binary(payload) }
+        if configuration.validateUTF8 {
+            guard utf8.isAtCharacterBoundary else {
+                throw .invalidPayload("text message ends inside a UTF-8 sequence")
+            }
+            utf8.reset()
+        }
+        return .text(payload)
+    }
+}
+
+extension ReservedBits {
+    var names: String {
+        [(ReservedBits.rsv1, "RSV1"), (.rsv2, "RSV2"), (.rsv3, "RSV3")]
+            .filter { contains($0.0) }.map(\.1).joined(separator: ", ")
+    }
+}
+
+/// Follows a stream of masked frames byte by byte and copies it with every payload
+/// unmasked, so that the decoder downstream sees plain payloads. It only tracks where
+/// headers end; judging them is the receiver's job.
+struct StreamUnmasker {
+    /// Header bytes seen of the frame being scanned (at most 14).
+    private var header: (UInt64, UInt64) = (0, 0)
+    private var headerCount = 0
+    private var key = MaskingKey(value: 0)
+    /// Payload bytes of the current frame still to unmask, and how many were unmasked.
+    private var payloadRemaining = 0
+    private var payloadOffset = 0
+
+    mutating func copy(from source: UnsafeRawBufferPointer, to destination: UnsafeMutableRawBufferPointer) {
+        var index = 0
+        let count = source.count
+        while index < count {
+            if payloadRemaining > 0 {
+                let run = min(payloadRemaining, count - index)
+                key.apply(
+                    from: UnsafeRawBufferPointer(rebasing: source[index..<index + run]),
+                    to: UnsafeMutableRawBufferPointer(rebasing: destination[index..<index + run]),
+                    startingAt: payloadOffset
+                )
+                index += run
+                payloadRemaining -= run
+                payloadOffset += run
+                continue
+            }
+            // Header bytes: copy as they are, up to the end of the header.
+            let needed =
+                headerCount < 2
+                ? 2
+                : withUnsafeBytes(of: header) { FrameHeader.encodedLength(firstTwo: $0[0], $0[1]) }
+            let run = min(needed - headerCount, count - index)
+            withUnsafeMutableBytes(of: &header) { headerBytes in
+                for offset in 0..<run {
+                    let byte = source[index + offset]
+                    destination[index + offset] = byte
+                    headerBytes[headerCount + offset] = byte
+                }
+            }
+            index += run
+            headerCount += run
+            guard headerCount >= 2, headerCount == withUnsafeBytes(of: header, { FrameHeader.encodedLength(firstTwo: $0[0], $0[1]) })
+            else { continue }
+            let parsed = withUnsafeBytes(of: header) { bytes in
+                try? FrameHeader.parse(UnsafeRawBufferPointer(rebasing: bytes[..<headerCount]))
+            }
+            headerCount = 0
+            payloadOffset = 0
+            if case .header(let frameHeader, _) = parsed {
+                key = frameHeader.maskingKey ?? MaskingKey(value: 0)
+                payloadRemaining = frameHeader.payloadLength
+            } else {
+                // An unrepresentable length: the receiver rejects this header, so whatever
+                // follows is never read; stop interpreting it.
+                payloadRemaining = .max
+            }
+        }
+    }
+}

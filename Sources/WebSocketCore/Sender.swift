@@ -1,0 +1,111 @@
+import NIOCore
+
+/// Encodes frames for one end of a connection: header and payload in one buffer, client
+/// payloads masked with a fresh key per frame (RFC 6455 §5.3), large messages optionally
+/// split into fragments.
+public struct Sender {
+    public let role: Role
+    /// Messages longer than this go out as several frames; nil sends every message whole.
+    public var fragmentSize: Int?
+    private var maskingKeys = MaskingKeySource()
+
+    public init(role: Role, fragmentSize: Int? = nil) {
+        precondition(fragmentSize.map { $0 > 0 } ?? true, "fragmentSize must be positive")
+        self.role = role
+        self.fragmentSize = fragmentSize
+    }
+
+    /// Appends one frame to `output`.
+    public mutating func writeFrame(
+        opcode: Opcode,
+        fin: Bool = true,
+        reservedBits: ReservedBits = [],
+        payload: ByteBuffer,
+        into output: inout ByteBuffer
+    ) {
+        payload.withUnsafeReadableBytes { bytes in
+            writeFrame(opcode: opcode, fin: fin, reservedBits: reservedBits, payload: bytes, into: &output)
+        }
+    }
+
+    public mutating func writeFrame(
+        opcode: Opcode,
+        fin: Bool = true,
+        reservedBits: ReservedBits = [],
+        payload: UnsafeRawBufferPointer,
+        into output: inout ByteBuffer
+    ) {
+        let key = role == .client ? maskingKeys.next() : nil
+        let header = FrameHeader(
+            fin: fin, reservedBits: reservedBits, opcode: opcode, maskingKey: key, payloadLength: payload.count
+        )
+        output.reserveCapacity(minimumWritableBytes: header.encodedLength + payload.count)
+        header.write(to: &output)
+        if let key {
+            output.writeWithUnsafeMutableBytes(minimumWritableBytes: payload.count) { destination in
+                key.apply(from: payload, to: UnsafeMutableRawBufferPointer(rebasing: destination[..<payload.count]))
+                return payload.count
+            }
+        } else {
+            output.writeBytes(payload)
+        }
+    }
+
+    /// Appends a whole data message, split by `fragmentSize`. `reservedBits` go on the
+    /// first frame only (permessage-deflate's RSV1 marks the message, not each frame).
+    public mutating func writeMessage(
+        opcode: Opcode,
+        reservedBits: ReservedBits = [],
+        payload: ByteBuffer,
+        into output: inout ByteBuffer
+    ) {
+        precondition(!opcode.isControl && opcode != .continuation, "writeMessage takes text or binary")
+        payload.withUnsafeReadableBytes { bytes in
+            guard let fragmentSize, bytes.count > fragmentSize else {
+                writeFrame(opcode: opcode, reservedBits: reservedBits, payload: bytes, into: &output)
+                return
+            }
+            var start = 0
+            while start < bytes.count {
+                let end = min(start + fragmentSize, bytes.count)
+                writeFrame(
+                    opcode: start == 0 ? opcode : .continuation,
+                    fin: end == bytes.count,
+                    reservedBits: start == 0 ? reservedBits : [],
+                    payload: UnsafeRawBufferPointer(rebasing: bytes[start..<end]),
+                    into: &output
+                )
+                start = end
+            }
+        }
+    }
+
+    /// Appends a ping, pong or close frame; refuses payloads over 125 bytes.
+    public mutating func writeControl(_ opcode: Opcode, payload: ByteBuffer, into output: inout ByteBuffer)
+        throws(UsageError)
+    {
+        precondition(opcode.isControl, "writeControl takes ping, pong or close")
+        guard payload.readableBytes <= 125 else {
+            throw UsageError("\(opcode) payload is \(payload.readableBytes) bytes; control frames carry at most 125")
+        }
+        writeFrame(opcode: opcode, payload: payload, into: &output)
+    }
+}
+
+/// Hands out masking keys from a block of bytes drawn from the system's secure random
+/// source, so a frame does not cost a system call.
+struct MaskingKeySource {
+    private var block: [UInt32] = []
+    private var index = 0
+    private static let blockSize = 256
+
+    mutating func next() -> MaskingKey {
+        if index == block.count {
+            var generator = SystemRandomNumberGenerator()
+            block = (0..<Self.blockSize).map { _ in UInt32(truncatingIfNeeded: generator.next()) }
+            index = 0
+        }
+        defer { index += 1 }
+        return MaskingKey(value: block[index])
+    }
+}

@@ -1,0 +1,212 @@
+import NIOCore
+import Testing
+import WebSocketCore
+
+@Suite struct RFC6455ExampleTests {
+    // RFC 6455 §5.7, byte for byte.
+    static let unmaskedHello: [UInt8] = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+    static let maskedHello: [UInt8] = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+    static let fragmentedHello: [UInt8] = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f]
+    static let unmaskedPing: [UInt8] = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+    static let maskedPong: [UInt8] = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+
+    @Test func decodesTheExamples() {
+        #expect(receive(Self.unmaskedHello, role: .client).events == [.text("Hello")])
+        #expect(receive(Self.maskedHello, role: .server).events == [.text("Hello")])
+        #expect(receive(Self.fragmentedHello, role: .client).events == [.text("Hello")])
+        #expect(receive(Self.unmaskedPing, role: .client).events == [.ping("Hello".bytes)])
+        #expect(receive(Self.maskedPong, role: .server).events == [.pong("Hello".bytes)])
+    }
+
+    @Test func decodesExtendedLengths() {
+        let payload256 = (0..<256).map { UInt8($0 & 0xFF) }
+        let frame256: [UInt8] = [0x82, 0x7E, 0x01, 0x00] + payload256
+        #expect(receive(frame256, role: .client).events == [.binary(payload256)])
+        let payload64k = [UInt8](repeating: 0x5A, count: 65536)
+        let frame64k: [UInt8] = [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0] + payload64k
+        #expect(receive(frame64k, role: .client).events == [.binary(payload64k)])
+    }
+
+    @Test func encodesTheExamples() throws {
+        var sender = Sender(role: .server)
+        var out = ByteBuffer()
+        sender.writeMessage(opcode: .text, payload: ByteBuffer(string: "Hello"), into: &out)
+        #expect(Array(out.readableBytesView) == Self.unmaskedHello)
+
+        out.clear()
+        try sender.writeControl(.ping, payload: ByteBuffer(string: "Hello"), into: &out)
+        #expect(Array(out.readableBytesView) == Self.unmaskedPing)
+
+        out.clear()
+        var fragmenting = Sender(role: .server, fragmentSize: 3)
+        fragmenting.writeMessage(opcode: .text, payload: ByteBuffer(string: "Hello"), into: &out)
+        #expect(Array(out.readableBytesView) == Self.fragmentedHello)
+
+        out.clear()
+        sender.writeMessage(opcode: .binary, payload: ByteBuffer(bytes: [UInt8](repeating: 7, count: 256)), into: &out)
+        #expect(Array(out.readableBytesView.prefix(4)) == [0x82, 0x7E, 0x01, 0x00])
+        out.clear()
+        sender.writeMessage(opcode: .binary, payload: ByteBuffer(bytes: [UInt8](repeating: 7, count: 65536)), into: &out)
+        #expect(Array(out.readableBytesView.prefix(10)) == [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0])
+        #expect(out.readableBytes == 65546)
+    }
+
+    @Test func clientFramesAreMaskedWithFreshKeys() throws {
+        var sender = Sender(role: .client)
+        var first = ByteBuffer()
+        var second = ByteBuffer()
+        sender.writeMessage(opcode: .text, payload: ByteBuffer(string: "Hello"), into: &first)
+        sender.writeMessage(opcode: .text, payload: ByteBuffer(string: "Hello"), into: &second)
+        #expect(first.getInteger(at: 1, as: UInt8.self) == 0x85)
+        #expect(first.getBytes(at: 2, length: 4) != second.getBytes(at: 2, length: 4))
+        // Our own server-side receiver reads them back.
+        #expect(receive(Array(first.readableBytesView) + Array(second.readableBytesView), role: .server).events
+            == [.text("Hello"), .text("Hello")])
+    }
+}
+
+@Suite struct ReceiverErrorTests {
+    func expectFailure(_ bytes: [UInt8], role: Role = .server, _ code: CloseCode, maxPayload: Int = 1 << 20,
+                       sourceLocation: SourceLocation = #_sourceLocation) {
+        let result = receive(bytes, role: role, maxPayload: maxPayload)
+        #expect(result.error?.closeCode == code, "\(result)", sourceLocation: sourceLocation)
+    }
+
+    @Test func reservedBitsWithoutExtension() {
+        for rsv: UInt8 in [0x40, 0x20, 0x10, 0x70] {
+            expectFailure(clientFrame(0x1, "a".bytes, rsv: rsv), .protocolError)
+        }
+    }
+
+    @Test(arguments: [UInt8(3), 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
+    func reservedOpcodes(opcode: UInt8) {
+        expectFailure(clientFrame(opcode, []), .protocolError)
+    }
+
+    @Test func maskingByRole() {
+        expectFailure(frameBytes(0x1, "a".bytes), role: .server, .protocolError)
+        expectFailure(clientFrame(0x1, "a".bytes), role: .client, .protocolError)
+    }
+
+    @Test func controlFrameRules() {
+        expectFailure(clientFrame(0x9, [UInt8](repeating: 1, count: 126)), .protocolError)
+        expectFailure(clientFrame(0x9, [], fin: false), .protocolError)
+        expectFailure(clientFrame(0x8, [0x03], fin: true), .protocolError)
+        #expect(receive(clientFrame(0x9, [UInt8](repeating: 1, count: 125)), role: .server).events.count == 1)
+    }
+
+    @Test func fragmentationRules() {
+        expectFailure(clientFrame(0x0, "a".bytes), .protocolError)
+        expectFailure(clientFrame(0x1, "a".bytes, fin: false) + clientFrame(0x1, "b".bytes), .protocolError)
+        expectFailure(clientFrame(0x1, "a".bytes, fin: false) + clientFrame(0x2, "b".bytes), .protocolError)
+    }
+
+    @Test func sixtyFourBitLengthWithTopBit() {
+        expectFailure([0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4], .protocolError)
+    }
+
+    @Test func payloadLimits() {
+        expectFailure(clientFrame(0x2, [UInt8](repeating: 0, count: 101)), .messageTooBig, maxPayload: 100)
+        expectFailure(
+            clientFrame(0x2, [UInt8](repeating: 0, count: 60), fin: false)
+                + clientFrame(0x0, [UInt8](repeating: 0, count: 41)),
+            .messageTooBig, maxPayload: 100)
+        #expect(receive(clientFrame(0x2, [UInt8](repeating: 0, count: 100)), role: .server, maxPayload: 100).error == nil)
+        // A frame announcing more than the limit fails on its header, before any payload arrives.
+        let header = Array(clientFrame(0x2, [UInt8](repeating: 0, count: 200)).prefix(8))
+        expectFailure(header, .messageTooBig, maxPayload: 100)
+    }
+
+    @Test func closeBodies() {
+        #expect(receive(clientFrame(0x8, []), role: .server).events == [.close(1005, "")])
+        #expect(receive(clientFrame(0x8, [0x03, 0xE8] + "bye".bytes), role: .server).events == [.close(1000, "bye")])
+        #expect(receive(clientFrame(0x8, [0x0F, 0xA0]), role: .server).events == [.close(4000, "")])
+        for code: UInt16 in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            expectFailure(clientFrame(0x8, [UInt8(code >> 8), UInt8(code & 0xFF)]), .protocolError)
+        }
+        expectFailure(clientFrame(0x8, [0x03, 0xE8, 0xCE, 0xBA, 0xE1, 0xBD]), .invalidFramePayloadData)
+    }
+
+    @Test func nothingIsDecodedAfterClose() {
+        let bytes = clientFrame(0x8, [0x03, 0xE8]) + clientFrame(0x1, "late".bytes)
+        #expect(receive(bytes, role: .server).events == [.close(1000, "")])
+    }
+
+    @Test func invalidUTF8() {
+        expectFailure(clientFrame(0x1, [0xC0, 0xAF]), .invalidFramePayloadData)
+        expectFailure(clientFrame(0x1, [0xCE]), .invalidFramePayloadData)
+        expectFailure(clientFrame(0x1, [0xCE], fin: false) + clientFrame(0x0, [0xBA, 0xFF]), .invalidFramePayloadData)
+        // A sequence completed by the next fragment is valid.
+        #expect(receive(clientFrame(0x1, [0xCE], fin: false) + clientFrame(0x0, [0xBA]), role: .server).events
+            == [.text("κ")])
+    }
+
+    @Test func invalidUTF8FailsBeforeTheFrameIsComplete() {
+        // "κόσμε" then an invalid byte, in a frame announcing 1000 bytes; only 30 arrive.
+        let text = "κόσμε".bytes + [0xF5] + [UInt8](repeating: 0x61, count: 1000 - 11)
+        let frame = clientFrame(0x1, text)
+        let result = receive(Array(frame.prefix(30)), role: .server)
+        #expect(result.error?.closeCode == .invalidFramePayloadData)
+    }
+}
+
+@Suite struct ReceiverSplitTests {
+    /// A stream mixing every kind of frame: fragmented text with a multi-byte character
+    /// across a boundary, an interleaved ping, binary with a 16-bit length, a pong, a close.
+    static let stream: [UInt8] = {
+        let longBinary = (0..<300).map { UInt8($0 % 251) }
+        return clientFrame(0x1, "Hé".bytes.dropLast(), fin: false)
+            + clientFrame(0x9, "p".bytes)
+            + clientFrame(0x0, ["Hé".bytes.last!] + "llo".bytes, fin: false)
+            + clientFrame(0x0, " wörld".bytes)
+            + clientFrame(0x2, longBinary)
+            + clientFrame(0xA, [])
+            + clientFrame(0x1, [])
+            + clientFrame(0x8, [0x03, 0xE9] + "bye".bytes)
+    }()
+
+    static let expected: [Event] = [
+        .ping("p".bytes), .text("Héllo wörld"), .binary((0..<300).map { UInt8($0 % 251) }), .pong([]), .text(""),
+        .close(1001, "bye"),
+    ]
+
+    @Test func everySingleSplitPointGivesTheSameEvents() {
+        for split in 0...Self.stream.count {
+            let result = receive(Self.stream, role: .server, splits: [split])
+            #expect(result.error == nil && result.events == Self.expected, "split at \(split)")
+        }
+    }
+
+    @Test func byteAtATimeAndRandomPieces() {
+        let all = Array(1..<Self.stream.count)
+        #expect(receive(Self.stream, role: .server, splits: all).events == Self.expected)
+        var generator = SeededGenerator(seed: 42)
+        for _ in 0..<200 {
+            let splits = (0..<5).map { _ in Int.random(in: 1..<Self.stream.count, using: &generator) }.sorted()
+            let result = receive(Self.stream, role: .server, splits: splits)
+            #expect(result.events == Self.expected, "splits \(splits)")
+        }
+    }
+
+    @Test func unmaskedServerStreamAtEverySplit() {
+        let stream = frameBytes(0x1, "Hé".bytes, fin: false) + frameBytes(0x9, "p".bytes)
+            + frameBytes(0x0, "llo".bytes) + frameBytes(0x2, [1, 2, 3])
+        for split in 0...stream.count {
+            let result = receive(stream, role: .client, splits: [split])
+            #expect(result.events == [.ping("p".bytes), .text("Héllo"), .binary([1, 2, 3])], "split at \(split)")
+        }
+    }
+}
+
+/// SplitMix64: deterministic pseudo-random numbers for property tests.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
