@@ -5,6 +5,7 @@ let package = Package(
     name: "Switchboard",
     products: [
         .library(name: "WebSocketCore", targets: ["WebSocketCore"]),
+        .library(name: "WebSockets", targets: ["WebSockets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -31,6 +32,16 @@ let package = Package(
                 "CZlib",
                 "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "WebSockets",
+            dependencies: [
+                "WebSocketCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -1,0 +1,74 @@
+import NIOCore
+import WebSocketCore
+
+/// Options every connection has, server or client side. Defaults follow `ws` where it has one.
+public struct ConnectionOptions: Sendable {
+    /// Largest message or frame accepted (after decompression); past it the connection is
+    /// closed with 1009. Default 100 MiB, as `ws`.
+    public var maxPayload: Int = 100 * 1024 * 1024
+    /// Validate that text messages are UTF-8 (1007 at the first bad byte). Default on.
+    public var validateUTF8: Bool = true
+    /// Answer pings with pongs automatically. Default on.
+    public var autoPong: Bool = true
+    /// How long to wait for the peer's close frame (or, for a client, for the server to
+    /// drop TCP) after a close was sent, before dropping the connection. Default 30 s, as `ws`.
+    public var closeTimeout: TimeAmount = .seconds(30)
+    /// Send a ping every `interval`; terminate the peer if its pong does not arrive within
+    /// `timeout`. Off by default.
+    public var heartbeat: Heartbeat? = nil
+    /// Outbound bytes that may wait in memory for a slow peer; a send that finds this much
+    /// already queued fails with `SendError.bufferFull` and queues nothing. Default 16 MiB.
+    public var maxBufferedAmount: Int = 16 * 1024 * 1024
+    /// Split outgoing messages longer than this into fragments. Default nil (never).
+    public var fragmentSize: Int? = nil
+
+    public struct Heartbeat: Sendable, Hashable {
+        public var interval: TimeAmount
+        public var timeout: TimeAmount
+
+        public init(interval: TimeAmount, timeout: TimeAmount) {
+            self.interval = interval
+            self.timeout = timeout
+        }
+    }
+
+    public init() {}
+}
+
+/// Why a send did not go out.
+public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The connection is closing or closed.
+    case notOpen
+    /// More than `maxBufferedAmount` bytes are already waiting for the peer.
+    case bufferFull(buffered: Int, limit: Int)
+    /// A control payload over 125 bytes, an unsendable close code or a reason too long.
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .notOpen: return "the WebSocket is not open"
+        case .bufferFull(let buffered, let limit): return "send buffer full: \(buffered) bytes queued, limit \(limit)"
+        case .invalid(let message): return message
+        }
+    }
+}
+
+/// How a connection ended, given to `onClose` and thrown by `messages` when it was not clean.
+public struct CloseInfo: Sendable, Hashable, CustomStringConvertible, Error {
+    /// The code from the peer's close frame; `.noStatusReceived` if it had none,
+    /// `.abnormalClosure` (1006) if TCP dropped without a close frame.
+    public var code: CloseCode
+    public var reason: String
+    /// True when close frames were exchanged both ways before TCP closed.
+    public var wasClean: Bool
+
+    public init(code: CloseCode, reason: String, wasClean: Bool) {
+        self.code = code
+        self.reason = reason
+        self.wasClean = wasClean
+    }
+
+    public var description: String {
+        "closed \(wasClean ? "cleanly" : "uncleanly") with \(code)\(reason.isEmpty ? "" : ": \(reason)")"
+    }
+}

@@ -1,0 +1,37 @@
+import NIOCore
+import NIOPosix
+
+/// Event-loop thread counts that respect the CPUs this process may run on.
+public enum EventLoopThreads {
+    /// The number of CPUs in the process's affinity mask (so `taskset -c 0` gives 1),
+    /// where NIO's `System.coreCount` counts every core of the machine. Read from the
+    /// `Cpus_allowed` mask in /proc/self/status; `System.coreCount` where that is missing.
+    public static var available: Int {
+        if let status = try? String(decoding: readFile("/proc/self/status"), as: UTF8.self),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+        {
+            let count = line.dropFirst("Cpus_allowed:".count).reduce(0) { total, character in
+                total + (character.hexDigitValue.map { $0.nonzeroBitCount } ?? 0)
+            }
+            if count > 0 { return min(count, System.coreCount) }
+        }
+        return System.coreCount
+    }
+
+    private static func readFile(_ path: String) throws -> [UInt8] {
+        try NIOFileHandle(_deprecatedPath: path).withUnsafeFileDescriptor { descriptor in
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                bytes += chunk[..<count]
+            }
+            return bytes
+        }
+    }
+
+    /// One shared group sized by `available`, created on first use and never shut down
+    /// (like `MultiThreadedEventLoopGroup.singleton`).
+    public static let shared = MultiThreadedEventLoopGroup(numberOfThreads: available)
+}

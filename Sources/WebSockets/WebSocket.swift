@@ -1,0 +1,213 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import WebSocketCore
+
+/// One WebSocket connection, server or client side: the handle an application holds.
+///
+/// Every method may be called from any thread or task; work hops to the connection's
+/// event loop. Callbacks run on that event loop, in order, and must not block it.
+/// Messages are delivered either to `onMessage` or through `messages`; until one of them
+/// is set up, incoming messages wait (and the connection stops reading), so none is lost.
+public final class WebSocket: Sendable {
+    public let channel: any Channel
+    public let role: Role
+    /// What the opening handshake settled.
+    public let handshake: HandshakeInfo
+    let handler: NIOLoopBound<WebSocketHandler>
+    private let status: ConnectionStatus
+    private let messageSequence = NIOLockedValueBox<WebSocketMessages?>(nil)
+
+    init(channel: any Channel, role: Role, handshake: HandshakeInfo, handler: WebSocketHandler) {
+        self.channel = channel
+        self.role = role
+        self.handshake = handshake
+        self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        self.status = handler.status
+    }
+
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
+    public var readyState: ReadyState {
+        ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
+    }
+
+    public var remoteAddress: SocketAddress? { channel.remoteAddress }
+
+    // MARK: Sending
+
+    /// Sends a message; returns once it is written to the socket.
+    public func send(_ message: WebSocketMessage) async throws {
+        try await send(message.kind, message.data, isFinal: true)
+    }
+
+    public func send(text: String) async throws {
+        try await send(.text, ByteBuffer(string: text), isFinal: true)
+    }
+
+    public func send(binary: ByteBuffer) async throws {
+        try await send(.binary, binary, isFinal: true)
+    }
+
+    /// Sends one piece of a message sent in fragments: every piece but the last has
+    /// `isFinal: false`; the kind of the first piece is the kind of the message.
+    public func send(_ kind: WebSocketMessage.Kind, _ data: ByteBuffer, isFinal: Bool) async throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        onLoop { $0.send(kind, data, isFinal: isFinal, promise: promise) }
+        try await promise.futureResult.get()
+    }
+
+    /// Sends without waiting; `promise`, if given, completes when the message is written.
+    public func send(_ message: WebSocketMessage, promise: EventLoopPromise<Void>?) {
+        onLoop { $0.send(message.kind, message.data, promise: promise) }
+    }
+
+    /// Writes a frame encoded once for many connections (see `Sender`); server side only,
+    /// since client frames need a fresh mask each.
+    public func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        precondition(role == .server, "pre-encoded frames are unmasked: server side only")
+        onLoop { $0.sendEncoded(frame, promise: promise) }
+    }
+
+    public func ping(_ payload: ByteBuffer = ByteBuffer()) async throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        onLoop { $0.sendControl(.ping, payload, promise: promise) }
+        try await promise.futureResult.get()
+    }
+
+    public func pong(_ payload: ByteBuffer = ByteBuffer()) async throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        onLoop { $0.sendControl(.pong, payload, promise: promise) }
+        try await promise.futureResult.get()
+    }
+
+    /// Starts the close handshake and returns once the connection is closed (the peer
+    /// answered, or `closeTimeout` passed and TCP was dropped).
+    public func close(code: CloseCode = .normalClosure, reason: String = "") async throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        onLoop { $0.close(code: code, reason: reason, promise: promise) }
+        try await promise.futureResult.get()
+        try await channel.closeFuture.get()
+    }
+
+    /// Drops the TCP connection at once, as `ws`'s `terminate()`.
+    public func terminate() {
+        onLoop { $0.terminate() }
+    }
+
+    /// Bytes waiting to be written to the socket.
+    public var bufferedAmount: Int {
+        get async {
+            (try? await eventLoop.submit { [handler] in handler.value.bufferedAmount }.get()) ?? 0
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Stops reading from the socket until `resume()`; messages already read are still delivered.
+    public func pause() {
+        onLoop { $0.pause(.application) }
+    }
+
+    public func resume() {
+        onLoop { $0.resume(.application) }
+    }
+
+    /// The incoming messages as an async sequence (see `WebSocketMessages`).
+    public var messages: WebSocketMessages {
+        messageSequence.withLockedValue { existing in
+            if let existing { return existing }
+            let made = WebSocketMessages.Producer.makeSequence(
+                backPressureStrategy: .init(
+                    lowWatermark: WebSocketMessages.lowWatermark, highWatermark: WebSocketMessages.highWatermark
+                ),
+                finishOnDeinit: false,
+                delegate: WebSocketMessages.Delegate(handler: handler)
+            )
+            let sequence = WebSocketMessages(producer: made.sequence)
+            existing = sequence
+            let source = made.source
+            onLoop { $0.setSink(.stream(source)) }
+            return sequence
+        }
+    }
+
+    /// Calls `callback` on the event loop for every message, instead of `messages`.
+    public func onMessage(_ callback: @escaping @Sendable (WebSocketMessage) -> Void) {
+        onLoop { $0.setSink(.callback(callback)) }
+    }
+
+    public func onPing(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
+        onLoop { $0.onPing = callback }
+    }
+
+    public func onPong(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
+        onLoop { $0.onPong = callback }
+    }
+
+    /// Called once, when the TCP connection is gone.
+    public func onClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
+        onLoop { $0.onClose = callback }
+    }
+
+    public func onError(_ callback: @escaping @Sendable (any Error) -> Void) {
+        onLoop { $0.onError = callback }
+    }
+
+    /// Runs `body` on the event loop: at once when already there, so that callbacks set
+    /// inside a connection callback apply before the next event.
+    private func onLoop(_ body: @escaping @Sendable (WebSocketHandler) -> Void) {
+        if eventLoop.inEventLoop {
+            body(handler.value)
+        } else {
+            eventLoop.execute { [handler] in body(handler.value) }
+        }
+    }
+}
+
+/// What the opening handshake settled, for either side.
+public struct HandshakeInfo: Sendable {
+    /// The request target (path and query) the client asked for.
+    public var target: String
+    /// The subprotocol both sides agreed on, if any.
+    public var subprotocol: String?
+    /// The extensions in force, as the server's `Sec-WebSocket-Extensions` named them.
+    public var extensions: [ExtensionOffer]
+
+    public init(target: String, subprotocol: String? = nil, extensions: [ExtensionOffer] = []) {
+        self.target = target
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+    }
+
+    /// The path part of `target`.
+    public var path: String { String(target.prefix { $0 != "?" }) }
+
+    /// The query parameters of `target`, percent-decoded.
+    public var query: [String: String] {
+        guard let start = target.firstIndex(of: "?") else { return [:] }
+        var result: [String: String] = [:]
+        for pair in target[target.index(after: start)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            let name = Self.percentDecoded(parts[0])
+            result[name] = parts.count > 1 ? Self.percentDecoded(parts[1]) : ""
+        }
+        return result
+    }
+
+    static func percentDecoded(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

@@ -1,0 +1,495 @@
+import NIOCore
+import WebSocketCore
+
+/// One open WebSocket connection on its event loop: decodes what the peer sends, answers
+/// control frames, runs the close handshake, the heartbeat and both directions of
+/// backpressure, and hands messages to the application.
+///
+/// Invariants:
+/// - Everything here runs on the channel's event loop; the `WebSocket` handle hops to it.
+/// - Frames are parsed and answered inside this one handler: nothing travels down the
+///   pipeline as a per-frame `NIOAny`; outgoing frames written during a read are gathered
+///   in `outbound` and written and flushed once per read cycle.
+/// - Messages that arrive before the application installs a sink are queued, and reading
+///   is paused until it does, so none is lost and the queue holds at most one read's worth.
+final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State {
+        case open
+        /// We sent a close frame and wait for the peer's.
+        case closeSent
+        /// Both close frames went; a client waits for the server to drop TCP.
+        case closeExchanged
+        case closed
+    }
+
+    enum MessageSink {
+        case queue(CircularBuffer<WebSocketMessage>)
+        case callback(@Sendable (WebSocketMessage) -> Void)
+        case stream(WebSocketMessages.Source)
+    }
+
+    /// Why reading from the socket is paused; reading resumes when the set is empty.
+    struct PauseReasons: OptionSet {
+        let rawValue: UInt8
+        static let application = PauseReasons(rawValue: 1)
+        static let noSink = PauseReasons(rawValue: 2)
+        static let consumerBehind = PauseReasons(rawValue: 4)
+    }
+
+    let role: Role
+    let options: ConnectionOptions
+    let status: ConnectionStatus
+    private var receiver: Receiver
+    private var sender: Sender
+    private var context: ChannelHandlerContext!
+    private var state = State.open
+    /// Bytes handed over with the handler (frames that came in with the handshake).
+    private var leftover: ByteBuffer?
+
+    private var outbound: ByteBuffer?
+    private var needsFlush = false
+    private var isReading = false
+    /// The kind of a message being sent in fragments, between its first and last piece.
+    private var streamingKind: WebSocketMessage.Kind?
+
+    private var pauseReasons: PauseReasons = [.noSink]
+    private var readPending = false
+
+    private var sink = MessageSink.queue(CircularBuffer())
+    var onPing: (@Sendable (ByteBuffer) -> Void)?
+    var onPong: (@Sendable (ByteBuffer) -> Void)?
+    var onClose: (@Sendable (CloseInfo) -> Void)?
+    var onError: (@Sendable (any Error) -> Void)?
+
+    private var receivedClose: (code: CloseCode, reason: String)?
+    private var failure: (any Error)?
+    private var closeTimer: Scheduled<Void>?
+    private var heartbeatTask: Scheduled<Void>?
+    private var pongDeadline: Scheduled<Void>?
+
+    /// Server frames no larger than this are copied beside their header into one buffer;
+    /// larger payloads go out as their own buffer, without a copy.
+    private static let copyThreshold = 4096
+
+    init(role: Role, options: ConnectionOptions, status: ConnectionStatus, leftover: ByteBuffer? = nil) {
+        self.role = role
+        self.options = options
+        self.status = status
+        self.receiver = Receiver(
+            configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8)
+        )
+        self.sender = Sender(role: role)
+        self.leftover = leftover
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
+        scheduleHeartbeat()
+        if let leftover, leftover.readableBytes > 0 {
+            self.leftover = nil
+            context.eventLoop.assumeIsolated().execute { [self] in
+                guard state != .closed else { return }
+                isReading = true
+                process(leftover)
+                isReading = false
+                flushOutbound()
+            }
+        }
+        if !context.channel.isActive {
+            // The peer left while the handshake was being answered.
+            handleInactive()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        isReading = true
+        process(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        isReading = false
+        flushOutbound()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handleInactive()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if failure == nil { failure = error }
+        onError?(error)
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pauseReasons.isEmpty {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    // MARK: Receiving
+
+    private func process(_ buffer: ByteBuffer) {
+        guard state == .open || state == .closeSent else { return }
+        receiver.append(buffer)
+        do {
+            while let event = try receiver.next() {
+                handle(event)
+                if state == .closed { return }
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    private func handle(_ event: ReceivedEvent) {
+        switch event {
+        case .text(let data):
+            deliver(WebSocketMessage(kind: .text, data: data))
+        case .binary(let data):
+            deliver(WebSocketMessage(kind: .binary, data: data))
+        case .ping(let payload):
+            if options.autoPong, state == .open {
+                writeFrame(.pong, payload: payload)
+            }
+            onPing?(payload)
+        case .pong(let payload):
+            pongDeadline?.cancel()
+            pongDeadline = nil
+            onPong?(payload)
+        case .close(let code, let reason):
+            receivedClose = (code, reason)
+            receivedCloseFrame(code)
+        }
+    }
+
+    private func deliver(_ message: WebSocketMessage) {
+        switch sink {
+        case .callback(let callback):
+            callback(message)
+        case .stream(let source):
+            if case .stopProducing = source.yield(message) {
+                pause(.consumerBehind)
+            }
+        case .queue(var queue):
+            sink = .queue(CircularBuffer())  // drop the reference so the append does not copy
+            queue.append(message)
+            sink = .queue(queue)
+        }
+    }
+
+    private func receivedCloseFrame(_ code: CloseCode) {
+        switch state {
+        case .open:
+            // Echo the peer's code (RFC 6455 §5.5.1); a close without one is answered without one.
+            let payload = code == .noStatusReceived
+                ? ByteBuffer() : (try? ClosePayload.make(code: code, reason: "")) ?? ByteBuffer()
+            writeFrame(.close, payload: payload)
+            state = .closeExchanged
+            status.readyState.store(ReadyState.closing.rawValue, ordering: .releasing)
+            finishClosingHandshake()
+        case .closeSent:
+            state = .closeExchanged
+            finishClosingHandshake()
+        case .closeExchanged, .closed:
+            break
+        }
+    }
+
+    /// After both close frames: the server drops TCP at once (RFC 6455 §7.1.1); the client
+    /// waits for the server to do so, up to the close timeout.
+    private func finishClosingHandshake() {
+        if role == .server {
+            closeAfterFlush()
+        } else {
+            armCloseTimer()
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): a close frame with the error's code, then TCP closes.
+    private func fail(_ error: any Error) {
+        if failure == nil { failure = error }
+        let (code, reason): (CloseCode, String) =
+            if let error = error as? WebSocketError { (error.closeCode, error.reason) } else { (.internalError, "") }
+        if state == .open {
+            let payload = (try? ClosePayload.make(code: code, reason: Self.truncated(reason))) ?? ByteBuffer()
+            writeFrame(.close, payload: payload)
+        }
+        state = .closeExchanged
+        status.readyState.store(ReadyState.closing.rawValue, ordering: .releasing)
+        closeAfterFlush()
+    }
+
+    private static func truncated(_ reason: String) -> String {
+        var reason = reason
+        while reason.utf8.count > ClosePayload.maxReasonBytes { reason.removeLast() }
+        return reason
+    }
+
+    private func closeAfterFlush() {
+        guard let context else { return }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        flushOutbound(promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        armCloseTimer()
+    }
+
+    private func handleInactive() {
+        guard state != .closed else { return }
+        state = .closed
+        status.readyState.store(ReadyState.closed.rawValue, ordering: .releasing)
+        cancelTimers()
+        let info: CloseInfo =
+            if let receivedClose {
+                CloseInfo(code: receivedClose.code, reason: receivedClose.reason, wasClean: failure == nil)
+            } else {
+                CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
+            }
+        onClose?(info)
+        if case .stream(let source) = sink {
+            if let failure {
+                source.finish(failure)
+            } else if info.code == .abnormalClosure {
+                source.finish(info)
+            } else {
+                source.finish()
+            }
+        }
+    }
+
+    private func cancelTimers() {
+        closeTimer?.cancel()
+        closeTimer = nil
+        heartbeatTask?.cancel()
+        heartbeatTask = nil
+        pongDeadline?.cancel()
+        pongDeadline = nil
+    }
+
+    private func armCloseTimer() {
+        guard closeTimer == nil, let context else { return }
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeout) {
+            context.close(mode: .all, promise: nil)
+        }
+    }
+
+    /// Pings every `interval`; a pong must come within `timeout` of the first unanswered ping.
+    private func scheduleHeartbeat() {
+        guard let heartbeat = options.heartbeat, let context else { return }
+        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.interval) { [weak self] in
+            guard let self, self.state == .open, let context = self.context else { return }
+            if self.pongDeadline == nil {
+                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeout) {
+                    [weak self] in
+                    self?.terminate()
+                }
+            }
+            self.writeFrame(.ping, payload: ByteBuffer())
+            self.flushUnlessReading()
+            self.scheduleHeartbeat()
+        }
+    }
+
+    // MARK: Reading backpressure
+
+    func pause(_ reason: PauseReasons) {
+        pauseReasons.insert(reason)
+    }
+
+    func resume(_ reason: PauseReasons) {
+        pauseReasons.remove(reason)
+        if pauseReasons.isEmpty, readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// Installs where messages go; queued messages are delivered first, in order.
+    func setSink(_ newSink: MessageSink) {
+        guard case .queue(let queued) = sink else {
+            sink = newSink
+            return
+        }
+        sink = newSink
+        for message in queued { deliver(message) }
+        if state == .closed, case .stream(let source) = newSink {
+            if let failure { source.finish(failure) } else { source.finish() }
+        }
+        resume(.noSink)
+    }
+
+    // MARK: Sending
+
+    /// Sends a whole message, or a piece of one when `isFinal` is false.
+    func send(_ kind: WebSocketMessage.Kind, _ data: ByteBuffer, isFinal: Bool = true, promise: EventLoopPromise<Void>?) {
+        guard state == .open else {
+            promise?.fail(SendError.notOpen)
+            return
+        }
+        if let error = bufferFullError() {
+            promise?.fail(error)
+            return
+        }
+        let opcode: Opcode = streamingKind != nil ? .continuation : (kind == .text ? .text : .binary)
+        streamingKind = isFinal ? nil : kind
+        if isFinal, opcode != .continuation, let fragmentSize = options.fragmentSize, data.readableBytes > fragmentSize {
+            var rest = data
+            var pieceOpcode = opcode
+            while rest.readableBytes > fragmentSize {
+                writeFrame(pieceOpcode, fin: false, payload: rest.readSlice(length: fragmentSize)!)
+                pieceOpcode = .continuation
+            }
+            writeFrame(.continuation, payload: rest, promise: promise)
+        } else {
+            writeFrame(opcode, fin: isFinal, payload: data, promise: promise)
+        }
+        flushUnlessReading()
+    }
+
+    /// Sends a frame encoded elsewhere (the same bytes for many connections).
+    func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard state == .open else {
+            promise?.fail(SendError.notOpen)
+            return
+        }
+        if let error = bufferFullError() {
+            promise?.fail(error)
+            return
+        }
+        appendOutbound(frame, promise: promise)
+        flushUnlessReading()
+    }
+
+    func sendControl(_ opcode: Opcode, _ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard state == .open else {
+            promise?.fail(SendError.notOpen)
+            return
+        }
+        guard payload.readableBytes <= 125 else {
+            promise?.fail(SendError.invalid("\(opcode) payload is \(payload.readableBytes) bytes; at most 125 allowed"))
+            return
+        }
+        writeFrame(opcode, payload: payload, promise: promise)
+        flushUnlessReading()
+    }
+
+    /// Starts the close handshake; the peer has `closeTimeout` to answer.
+    func close(code: CloseCode, reason: String, promise: EventLoopPromise<Void>?) {
+        guard state == .open else {
+            promise?.succeed()
+            return
+        }
+        let payload: ByteBuffer
+        do {
+            payload = try ClosePayload.make(code: code, reason: reason)
+        } catch {
+            promise?.fail(SendError.invalid(error.message))
+            return
+        }
+        writeFrame(.close, payload: payload, promise: promise)
+        state = .closeSent
+        status.readyState.store(ReadyState.closing.rawValue, ordering: .releasing)
+        flushUnlessReading()
+        armCloseTimer()
+    }
+
+    /// Drops the connection at once, without a close handshake.
+    func terminate() {
+        context?.close(mode: .all, promise: nil)
+    }
+
+    var bufferedAmount: Int {
+        let queued = (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        return (outbound?.readableBytes ?? 0) + queued
+    }
+
+    private func bufferFullError() -> SendError? {
+        guard let context, !context.channel.isWritable else { return nil }
+        let buffered = bufferedAmount
+        return buffered >= options.maxBufferedAmount
+            ? .bufferFull(buffered: buffered, limit: options.maxBufferedAmount) : nil
+    }
+
+    private func writeFrame(_ opcode: Opcode, fin: Bool = true, payload: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        let count = payload.readableBytes
+        if role == .server, count > Self.copyThreshold {
+            let header = FrameHeader(fin: fin, reservedBits: [], opcode: opcode, maskingKey: nil, payloadLength: count)
+            withOutbound(capacity: header.encodedLength) { header.write(to: &$0) }
+            flushOutboundBuffer(promise: nil)
+            context.write(wrapOutboundOut(payload), promise: promise)
+            needsFlush = true
+            return
+        }
+        withOutbound(capacity: FrameHeader.encodedLength(payloadLength: count, masked: role == .client) + count) {
+            sender.writeFrame(opcode: opcode, fin: fin, payload: payload, into: &$0)
+        }
+        if let promise { flushOutboundBuffer(promise: promise) }
+    }
+
+    private func appendOutbound(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        if bytes.readableBytes > Self.copyThreshold {
+            flushOutboundBuffer(promise: nil)
+            context.write(wrapOutboundOut(bytes), promise: promise)
+            needsFlush = true
+        } else {
+            withOutbound(capacity: bytes.readableBytes) { $0.writeImmutableBuffer(bytes) }
+            if let promise { flushOutboundBuffer(promise: promise) }
+        }
+    }
+
+    private func withOutbound(capacity: Int, _ body: (inout ByteBuffer) -> Void) {
+        if outbound == nil {
+            outbound = context.channel.allocator.buffer(capacity: max(capacity, 1024))
+        }
+        body(&outbound!)
+    }
+
+    /// Writes the gathered frames to the channel (not yet flushed).
+    private func flushOutboundBuffer(promise: EventLoopPromise<Void>?) {
+        if let buffer = outbound {
+            outbound = nil
+            context.write(wrapOutboundOut(buffer), promise: promise)
+            needsFlush = true
+        } else if let promise {
+            // Completes after every earlier write, as the writes complete in order.
+            context.write(wrapOutboundOut(ByteBuffer()), promise: promise)
+            needsFlush = true
+        }
+    }
+
+    private func flushOutbound(promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.succeed()
+            return
+        }
+        flushOutboundBuffer(promise: promise)
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    private func flushUnlessReading() {
+        if !isReading { flushOutbound() }
+    }
+}

@@ -1,0 +1,87 @@
+/// A `ws://` or `wss://` URL taken apart (RFC 6455 §3), with the user info kept for basic auth.
+public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
+    public enum Scheme: String, Sendable, Hashable {
+        case ws
+        case wss
+
+        public var defaultPort: Int { self == .ws ? 80 : 443 }
+    }
+
+    public var scheme: Scheme
+    /// The host as written, without brackets for an IPv6 literal.
+    public var host: String
+    public var port: Int
+    /// Path and query, never empty ("/" at least); fragments are not allowed.
+    public var target: String
+    public var user: String?
+    public var password: String?
+
+    /// The `Host` header value: the host, bracketed if IPv6, with the port unless it is the default.
+    public var hostHeader: String {
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        return port == scheme.defaultPort ? hostPart : "\(hostPart):\(port)"
+    }
+
+    public var description: String { "\(scheme.rawValue)://\(hostHeader)\(target)" }
+
+    public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
+        public var url: String
+        public var problem: String
+        public var description: String { "invalid WebSocket URL \"\(url)\": \(problem)" }
+    }
+
+    /// Parses `ws://host[:port][/path][?query]` and `wss://…`; `http`/`https` are taken as
+    /// `ws`/`wss`, as browsers and `ws` do.
+    public init(_ string: String) throws(ParseError) {
+        func fail(_ problem: String) -> ParseError { ParseError(url: string, problem: problem) }
+        guard let colon = string.firstIndex(of: ":"), string[colon...].hasPrefix("://") else {
+            throw fail("missing scheme")
+        }
+        switch string[..<colon].lowercased() {
+        case "ws", "http": scheme = .ws
+        case "wss", "https": scheme = .wss
+        case let other: throw fail("scheme must be ws or wss, not \(other)")
+        }
+        let rest = string[string.index(colon, offsetBy: 3)...]
+        guard !rest.contains("#") else { throw fail("fragments are not allowed") }
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        var authority = rest[..<authorityEnd]
+        let targetPart = rest[authorityEnd...]
+        target = targetPart.isEmpty ? "/" : (targetPart.first == "?" ? "/" + targetPart : String(targetPart))
+        user = nil
+        password = nil
+        if let at = authority.lastIndex(of: "@") {
+            let userInfo = authority[..<at]
+            authority = authority[authority.index(after: at)...]
+            if let colon = userInfo.firstIndex(of: ":") {
+                user = HandshakeInfo.percentDecoded(userInfo[..<colon])
+                password = HandshakeInfo.percentDecoded(userInfo[userInfo.index(after: colon)...])
+            } else {
+                user = HandshakeInfo.percentDecoded(userInfo)
+            }
+        }
+        var portPart: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { throw fail("unterminated IPv6 address") }
+            host = String(authority[authority.index(after: authority.startIndex)..<close])
+            let afterBracket = authority[authority.index(after: close)...]
+            if afterBracket.hasPrefix(":") {
+                portPart = afterBracket.dropFirst()
+            } else if !afterBracket.isEmpty {
+                throw fail("unexpected text after IPv6 address")
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            host = String(authority[..<colon])
+            portPart = authority[authority.index(after: colon)...]
+        } else {
+            host = String(authority)
+        }
+        guard !host.isEmpty else { throw fail("missing host") }
+        if let portPart {
+            guard let value = Int(portPart), (1...65535).contains(value) else { throw fail("invalid port \(portPart)") }
+            port = value
+        } else {
+            port = scheme.defaultPort
+        }
+    }
+}
