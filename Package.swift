@@ -51,8 +51,7 @@ let package = Package(
         .executableTarget(
             name: "CoreBenchmarks",
             dependencies: ["WebSocketCore"],
-            path: "Benchmarks/CoreBenchmarks",
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            path: "Benchmarks/CoreBenchmarks"
         ),
     ]
 )
