@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
 # Installs what Switchboard needs on a fresh Debian machine: the system libraries it links
-# (zlib, SQLite, OpenSSL) and the peers the interop tests talk to. Idempotent: installs
-# only what is missing, so a second run costs a few dpkg queries.
+# (zlib, SQLite, OpenSSL) and the peers the interop tests talk to (Node `ws`, Python
+# `websockets`, the openssl CLI for test certificates). Idempotent: installs only what is
+# missing, so a second run costs a few dpkg queries and one python3 import.
 set -euo pipefail
 
-apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev)
+# Debian packages. nodejs: any installed nodejs (Debian's 18 or a repack of 20) satisfies
+# node-ws, so an existing one is kept. node-ws puts `ws` under /usr/share/nodejs, which the
+# peers find with NODE_PATH=/usr/share/nodejs.
+apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev openssl nodejs node-ws)
+
+# Python `websockets` for Tests/Peers/python-peer.py, into the interpreter `python3` runs
+# (a pyenv shim here), hence `python3 -m pip`.
+websockets_version="15.0.1"
+have_ws=$(python3 -c 'import websockets; print(websockets.__version__)' 2>/dev/null || true)
+# A stock Debian may lack python3 or its pip; a python3 that has pip (a pyenv one, say) is used as is.
+if [ "$have_ws" != "$websockets_version" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+  apt_packages+=(python3 python3-pip)
+fi
+
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  for p in "${missing[@]}"; do echo "setup: installing apt package $p"; done
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if [ "$have_ws" != "$websockets_version" ]; then
+  echo "setup: installing python websockets==$websockets_version (had: ${have_ws:-none})"
+  pip_install=(python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore)
+  # Debian's own python3 refuses pip installs (PEP 668) unless told otherwise.
+  "${pip_install[@]}" "websockets==$websockets_version" 2>/dev/null ||
+    "${pip_install[@]}" --break-system-packages "websockets==$websockets_version"
 fi
