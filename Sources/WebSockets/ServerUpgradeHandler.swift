@@ -1,0 +1,278 @@
+import NIOCore
+import NIOHTTP1
+import WebSocketCore
+
+/// Runs the server's side of the opening handshake on an HTTP/1.1 pipeline (NIOHTTP1's
+/// request decoder and response encoder) and then swaps the HTTP handlers for a
+/// `WebSocketHandler`.
+///
+/// Invariants:
+/// - Every request it takes gets exactly one answer: 101 and an open WebSocket, or an
+///   HTTP error status with a one-line body, after which the connection closes.
+/// - In `attached` mode, requests for paths it does not serve, and requests that are not
+///   upgrades, pass through untouched to the application's HTTP handlers.
+/// - Bytes the client sent after its upgrade request stay in NIO's request decoder, which
+///   hands them to the `WebSocketHandler` when it is removed (`.forwardBytes`).
+final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum Mode {
+        /// The pipeline belongs to a `WebSocketServer`: every request is ours.
+        case standalone(WebSocketServer)
+        /// The pipeline belongs to an application's HTTP server; these paths are ours.
+        case attached([String: WebSocketServer])
+    }
+
+    private enum State {
+        case idle
+        case awaitingEnd(HTTPRequestHead, WebSocketServer)
+        case passingThrough
+        case deciding
+        case done
+    }
+
+    private let mode: Mode
+    private var state = State.idle
+    private var handshakeTimer: Scheduled<Void>?
+
+    init(mode: Mode) {
+        self.mode = mode
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if case .standalone(let server) = mode {
+            handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: server.options.handshakeTimeout) {
+                [weak self] in
+                guard let self else { return }
+                self.reject(context: context, status: .requestTimeout, body: "opening handshake timed out")
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        switch (state, part) {
+        case (.idle, .head(let head)):
+            guard let server = server(for: head) else {
+                state = .passingThrough
+                context.fireChannelRead(data)
+                return
+            }
+            state = .awaitingEnd(head, server)
+        case (.passingThrough, .end):
+            state = .idle
+            context.fireChannelRead(data)
+        case (.passingThrough, _):
+            context.fireChannelRead(data)
+        case (.awaitingEnd(let head, let server), .end):
+            state = .deciding
+            upgrade(context: context, head: head, server: server)
+        case (.awaitingEnd, .body):
+            // An upgrade request has no body worth reading; it is dropped.
+            break
+        default:
+            // Anything after the upgrade request is WebSocket data the decoder keeps for us.
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard case .passingThrough = state, case .attached = mode else {
+            let reason = (error as? HTTPParserError).map { "malformed HTTP request: \($0)" } ?? "malformed HTTP request"
+            reject(context: context, status: .badRequest, body: reason)
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+
+    /// The server that takes this request, or nil when it passes through.
+    private func server(for head: HTTPRequestHead) -> WebSocketServer? {
+        switch mode {
+        case .standalone(let server):
+            return server
+        case .attached(let routes):
+            guard head.headers.contains(name: "Upgrade") else { return nil }
+            return routes[String(head.uri.prefix { $0 != "?" })]
+        }
+    }
+
+    private func upgrade(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer) {
+        let options = server.options
+        var fields = HTTPFields()
+        for (name, value) in head.headers { fields.add(name: name, value: value) }
+
+        if let path = options.path, HandshakeInfo(target: head.uri).path != path {
+            return reject(context: context, status: .notFound, body: "no WebSocket endpoint at \(head.uri.prefix { $0 != "?" })")
+        }
+        let info: ClientRequestInfo
+        do {
+            info = try Handshake.validateRequest(
+                method: head.method.rawValue,
+                version: Handshake.HTTPVersion(major: head.version.major, minor: head.version.minor),
+                headers: fields
+            )
+        } catch {
+            var headers = HTTPHeaders()
+            for field in error.responseHeaders { headers.add(name: field.name, value: field.value) }
+            return reject(context: context, status: .init(statusCode: error.status), body: error.reason, headers: headers)
+        }
+        guard options.versions.contains(info.version) else {
+            return reject(
+                context: context, status: .upgradeRequired,
+                body: "Sec-WebSocket-Version \(info.version.rawValue) is not enabled on this server",
+                headers: ["Sec-WebSocket-Version": options.versions.map { String($0.rawValue) }.joined(separator: ", ")])
+        }
+        guard server.connectionCount <= options.maxConnections else {
+            return reject(context: context, status: .serviceUnavailable,
+                          body: "server is at its limit of \(options.maxConnections) connections")
+        }
+
+        let request = UpgradeRequest(
+            target: head.uri, headers: fields, remoteAddress: context.channel.remoteAddress,
+            origin: info.origin, protocols: info.protocols, version: info.version)
+        guard let verify = options.verifyClient else {
+            return complete(context: context, server: server, request: request, info: info, decision: .accept())
+        }
+        let decided = context.eventLoop.makePromise(of: UpgradeDecision.self)
+        Task { decided.succeed(await verify(request)) }
+        decided.futureResult.assumeIsolated().whenSuccess { [self] decision in
+            guard context.channel.isActive else { return }
+            complete(context: context, server: server, request: request, info: info, decision: decision)
+        }
+    }
+
+    private func complete(
+        context: ChannelHandlerContext, server: WebSocketServer, request: UpgradeRequest,
+        info: ClientRequestInfo, decision: UpgradeDecision
+    ) {
+        let extraHeaders: HTTPFields
+        switch decision {
+        case .reject(let status, let body, let headers):
+            var httpHeaders = HTTPHeaders()
+            for field in headers { httpHeaders.add(name: field.name, value: field.value) }
+            return reject(context: context, status: .init(statusCode: status), body: body, headers: httpHeaders)
+        case .accept(let headers):
+            extraHeaders = headers
+        }
+
+        let options = server.options
+        let subprotocol = options.selectSubprotocol(info.protocols, request)
+        var compression: PerMessageDeflate?
+        var extensions: [ExtensionOffer] = []
+        if let deflateOptions = options.perMessageDeflate,
+            let agreement = PerMessageDeflate.negotiate(offers: info.extensions, options: deflateOptions)
+        {
+            compression = PerMessageDeflate(role: .server, parameters: agreement.parameters, options: deflateOptions)
+            extensions.append(agreement.response)
+        }
+
+        var headers = HTTPHeaders()
+        for field in Handshake.responseHeaders(key: info.key, protocol: subprotocol, extensions: extensions) {
+            headers.add(name: field.name, value: field.value)
+        }
+        for field in extraHeaders { headers.add(name: field.name, value: field.value) }
+        if let hook = options.responseHeaders {
+            for field in hook(request) { headers.add(name: field.name, value: field.value) }
+        }
+
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        let response = HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers)
+        context.writeAndFlush(wrapOutboundOut(.head(response))).assumeIsolated().whenComplete { [self] result in
+            guard case .success = result, context.channel.isActive else {
+                context.close(promise: nil)
+                return
+            }
+            let status = ConnectionStatus()
+            let handler = WebSocketHandler(
+                role: .server, options: options.connection, status: status, compression: compression)
+            do {
+                try replaceHTTPHandlers(context: context, with: handler)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            let socket = WebSocket(
+                channel: context.channel, role: .server,
+                handshake: HandshakeInfo(target: request.target, subprotocol: subprotocol, extensions: extensions),
+                request: request, handler: handler)
+            server.didOpen(socket)
+        }
+    }
+
+    /// Puts `handler` right after the request decoder, removes the other HTTP handlers
+    /// and this one, then the decoder, which forwards any bytes it holds to `handler`.
+    private func replaceHTTPHandlers(context: ChannelHandlerContext, with handler: WebSocketHandler) throws {
+        let pipeline = context.pipeline.syncOperations
+        let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try pipeline.addHandler(handler, position: .after(decoder.handler))
+        if let encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self) {
+            pipeline.removeHandler(context: encoder, promise: nil)
+        }
+        if let pipelining = try? pipeline.context(handlerType: HTTPServerPipelineHandler.self) {
+            pipeline.removeHandler(context: pipelining, promise: nil)
+        }
+        if let errors = try? pipeline.context(handlerType: HTTPServerProtocolErrorHandler.self) {
+            pipeline.removeHandler(context: errors, promise: nil)
+        }
+        if let limit = try? pipeline.context(handlerType: HandshakeSizeLimit.self) {
+            pipeline.removeHandler(context: limit, promise: nil)
+        }
+        pipeline.removeHandler(context: context, promise: nil)
+        pipeline.removeHandler(context: decoder, promise: nil)
+    }
+
+    /// Answers with an error status and a one-line body, then closes the connection.
+    private func reject(
+        context: ChannelHandlerContext, status: HTTPResponseStatus, body: String, headers: HTTPHeaders = HTTPHeaders()
+    ) {
+        if case .done = state { return }
+        state = .done
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        var headers = headers
+        let bodyBuffer = context.channel.allocator.buffer(string: body + "\n")
+        headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.replaceOrAdd(name: "Content-Length", value: String(bodyBuffer.readableBytes))
+        headers.replaceOrAdd(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+                      promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(bodyBuffer))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Bounds the bytes a client may send before its handshake completes (NIO's HTTP parser
+/// would accept a much larger head). Past the limit: 431 and close.
+final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let limit: Int
+    private var seen = 0
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        seen += unwrapInboundIn(data).readableBytes
+        guard seen <= limit else {
+            let body = "request head exceeds \(limit) bytes\n"
+            let response = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: response))).assumeIsolated()
+                .whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.fireChannelRead(data)
+    }
+}
