@@ -46,7 +46,25 @@ let package = Package(
         ),
         .testTarget(
             name: "WebSocketCoreTests",
-            dependencies: ["WebSocketCore"]
+            dependencies: [
+                "WebSocketCore",
+                "CZlib",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "WebSocketsTests",
+            dependencies: [
+                "WebSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "echo-server",
+            dependencies: ["WebSockets"],
+            path: "Examples/echo-server"
         ),
         .executableTarget(
             name: "CoreBenchmarks",

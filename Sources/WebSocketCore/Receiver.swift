@@ -49,6 +49,8 @@ public struct Receiver {
     }
 
     public let configuration: Configuration
+    /// The permessage-deflate engine when the extension was negotiated; it owns RSV1.
+    public let compression: PerMessageDeflate?
     private let allocator: ByteBufferAllocator
     private var pending: ByteBuffer
     /// True while no slice of `pending`'s storage has been handed out, so it can grow in
@@ -64,8 +66,12 @@ public struct Receiver {
     private var utf8 = UTF8Validator()
     private var finished = false
 
-    public init(configuration: Configuration, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+    public init(
+        configuration: Configuration, compression: PerMessageDeflate? = nil,
+        allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) {
         self.configuration = configuration
+        self.compression = compression
         self.allocator = allocator
         self.pending = allocator.buffer(capacity: 0)
         self.unmasker = configuration.role == .server ? StreamUnmasker() : nil
@@ -181,10 +187,13 @@ public struct Receiver {
         guard let opcode = header.opcode else {
             throw .protocolError("reserved opcode 0x\(String(header.opcodeBits, radix: 16))")
         }
-        let allowedBits: ReservedBits = []
+        let allowedBits: ReservedBits = compression == nil ? [] : .rsv1
         let unexpectedBits = header.reservedBits.subtracting(allowedBits)
         if !unexpectedBits.isEmpty {
             throw .protocolError("reserved bits \(unexpectedBits.names) set without an extension that defines them")
+        }
+        if header.reservedBits.contains(.rsv1), opcode.isControl || opcode == .continuation {
+            throw .protocolError("RSV1 set on a \(opcode) frame; permessage-deflate marks only a message's first frame")
         }
         switch configuration.role {
         case .server where header.maskingKey == nil:
@@ -229,21 +238,48 @@ public struct Receiver {
             return .close(code, reason: reason)
         case .text, .binary:
             let opcode = header.opcode!
-            if header.fin {
+            let compressed = header.reservedBits.contains(.rsv1)
+            if header.fin, !compressed {
                 return try finishMessage(opcode, payload)
             }
-            var buffer = allocator.buffer(capacity: min(payload.readableBytes * 2, configuration.maxPayload))
-            buffer.writeImmutableBuffer(payload)
-            message = PartialMessage(opcode: opcode, compressed: false, buffer: buffer, wireBytes: payload.readableBytes)
+            let capacity = min(payload.readableBytes * (compressed ? 4 : 2) + 64, configuration.maxPayload)
+            var partial = PartialMessage(
+                opcode: opcode, compressed: compressed, buffer: allocator.buffer(capacity: capacity), wireBytes: 0)
+            try append(payload, isFinal: header.fin, to: &partial)
+            if header.fin {
+                return try finishMessage(opcode, partial.buffer)
+            }
+            message = partial
             return nil
         case .continuation:
-            message!.buffer.writeImmutableBuffer(payload)
-            message!.wireBytes += payload.readableBytes
-            guard header.fin else { return nil }
-            let whole = message!
-            message = nil
-            return try finishMessage(whole.opcode, whole.buffer)
+            var partial = message!
+            message = nil  // so that `partial` holds the only reference and grows in place
+            try append(payload, isFinal: header.fin, to: &partial)
+            if header.fin {
+                return try finishMessage(partial.opcode, partial.buffer)
+            }
+            message = partial
+            return nil
         }
+    }
+
+    /// Adds a fragment to a message: inflated (and then validated) when compressed, else
+    /// copied as it is (its UTF-8 was validated while it arrived).
+    private mutating func append(_ payload: ByteBuffer, isFinal: Bool, to partial: inout PartialMessage)
+        throws(WebSocketError)
+    {
+        partial.wireBytes += payload.readableBytes
+        guard partial.compressed, let compression else {
+            partial.buffer.writeImmutableBuffer(payload)
+            return
+        }
+        let start = partial.buffer.writerIndex
+        try compression.decompress(payload, isFinal: isFinal, into: &partial.buffer, limit: configuration.maxPayload)
+        guard partial.opcode == .text, configuration.validateUTF8 else { return }
+        let valid = partial.buffer.withUnsafeReadableBytes { bytes in
+            utf8.validate(UnsafeRawBufferPointer(rebasing: bytes[(start - partial.buffer.readerIndex)...]))
+        }
+        guard valid else { throw .invalidPayload("text is not valid UTF-8") }
     }
 
     private mutating func finishMessage(_ opcode: Opcode, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent {

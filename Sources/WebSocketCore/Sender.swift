@@ -92,17 +92,15 @@ public struct Sender {
     }
 }
 
-/// Hands out masking keys from a block of bytes drawn from the system's secure random
-/// source, so a frame does not cost a system call.
+/// Hands out masking keys from a block of bytes drawn from OpenSSL's CSPRNG, so a frame
+/// does not cost a call into it.
 struct MaskingKeySource {
-    private var block: [UInt32] = []
-    private var index = 0
-    private static let blockSize = 256
+    private var block = [UInt32](repeating: 0, count: 256)
+    private var index = 256
 
     mutating func next() -> MaskingKey {
         if index == block.count {
-            var generator = SystemRandomNumberGenerator()
-            block = (0..<Self.blockSize).map { _ in UInt32(truncatingIfNeeded: generator.next()) }
+            block.withUnsafeMutableBytes { Crypto.fillRandom($0) }
             index = 0
         }
         defer { index += 1 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 
@@ -19,16 +22,17 @@ public enum EventLoopThreads {
     }
 
     private static func readFile(_ path: String) throws -> [UInt8] {
-        try NIOFileHandle(_deprecatedPath: path).withUnsafeFileDescriptor { descriptor in
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-                guard count > 0 else { break }
-                bytes += chunk[..<count]
-            }
-            return bytes
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return [] }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { break }
+            bytes += chunk[..<count]
         }
+        return bytes
     }
 
     /// One shared group sized by `available`, created on first use and never shut down

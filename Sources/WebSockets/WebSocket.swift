@@ -13,14 +13,20 @@ public final class WebSocket: Sendable {
     public let role: Role
     /// What the opening handshake settled.
     public let handshake: HandshakeInfo
+    /// Server side: the client's upgrade request (headers, remote address, origin).
+    public let request: UpgradeRequest?
     let handler: NIOLoopBound<WebSocketHandler>
     private let status: ConnectionStatus
     private let messageSequence = NIOLockedValueBox<WebSocketMessages?>(nil)
 
-    init(channel: any Channel, role: Role, handshake: HandshakeInfo, handler: WebSocketHandler) {
+    init(
+        channel: any Channel, role: Role, handshake: HandshakeInfo, request: UpgradeRequest? = nil,
+        handler: WebSocketHandler
+    ) {
         self.channel = channel
         self.role = role
         self.handshake = handshake
+        self.request = request
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         self.status = handler.status
     }

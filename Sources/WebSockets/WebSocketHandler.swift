@@ -43,6 +43,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let role: Role
     let options: ConnectionOptions
     let status: ConnectionStatus
+    /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
+    private let compression: PerMessageDeflate?
     private var receiver: Receiver
     private var sender: Sender
     private var context: ChannelHandlerContext!
@@ -55,6 +57,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var isReading = false
     /// The kind of a message being sent in fragments, between its first and last piece.
     private var streamingKind: WebSocketMessage.Kind?
+    /// Whether that message is being compressed (decided by its first piece).
+    private var streamingCompressed = false
 
     private var pauseReasons: PauseReasons = [.noSink]
     private var readPending = false
@@ -75,12 +79,17 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// larger payloads go out as their own buffer, without a copy.
     private static let copyThreshold = 4096
 
-    init(role: Role, options: ConnectionOptions, status: ConnectionStatus, leftover: ByteBuffer? = nil) {
+    init(
+        role: Role, options: ConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
+        leftover: ByteBuffer? = nil
+    ) {
         self.role = role
         self.options = options
         self.status = status
+        self.compression = compression
         self.receiver = Receiver(
-            configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8)
+            configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8),
+            compression: compression
         )
         self.sender = Sender(role: role)
         self.leftover = leftover
@@ -350,18 +359,40 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise?.fail(error)
             return
         }
-        let opcode: Opcode = streamingKind != nil ? .continuation : (kind == .text ? .text : .binary)
+        let starting = streamingKind == nil
+        let opcode: Opcode = starting ? (kind == .text ? .text : .binary) : .continuation
         streamingKind = isFinal ? nil : kind
-        if isFinal, opcode != .continuation, let fragmentSize = options.fragmentSize, data.readableBytes > fragmentSize {
-            var rest = data
+        var payload = data
+        var reservedBits: ReservedBits = []
+        if let compression {
+            if starting {
+                // A streamed message's size is unknown, so it is compressed whatever its first piece.
+                streamingCompressed = !isFinal || compression.shouldCompress(byteCount: data.readableBytes)
+                if streamingCompressed { reservedBits = .rsv1 }
+            }
+            if streamingCompressed {
+                do {
+                    payload = context.channel.allocator.buffer(capacity: data.readableBytes / 2 + 64)
+                    try compression.compress(data, isFinal: isFinal, into: &payload)
+                } catch {
+                    promise?.fail(error)
+                    fail(error)
+                    return
+                }
+            }
+        }
+        if isFinal, starting, let fragmentSize = options.fragmentSize, payload.readableBytes > fragmentSize {
+            var rest = payload
             var pieceOpcode = opcode
+            var pieceBits = reservedBits
             while rest.readableBytes > fragmentSize {
-                writeFrame(pieceOpcode, fin: false, payload: rest.readSlice(length: fragmentSize)!)
+                writeFrame(pieceOpcode, fin: false, reservedBits: pieceBits, payload: rest.readSlice(length: fragmentSize)!)
                 pieceOpcode = .continuation
+                pieceBits = []
             }
             writeFrame(.continuation, payload: rest, promise: promise)
         } else {
-            writeFrame(opcode, fin: isFinal, payload: data, promise: promise)
+            writeFrame(opcode, fin: isFinal, reservedBits: reservedBits, payload: payload, promise: promise)
         }
         flushUnlessReading()
     }
@@ -430,10 +461,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ? .bufferFull(buffered: buffered, limit: options.maxBufferedAmount) : nil
     }
 
-    private func writeFrame(_ opcode: Opcode, fin: Bool = true, payload: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+    private func writeFrame(
+        _ opcode: Opcode, fin: Bool = true, reservedBits: ReservedBits = [], payload: ByteBuffer,
+        promise: EventLoopPromise<Void>? = nil
+    ) {
         let count = payload.readableBytes
         if role == .server, count > Self.copyThreshold {
-            let header = FrameHeader(fin: fin, reservedBits: [], opcode: opcode, maskingKey: nil, payloadLength: count)
+            let header = FrameHeader(
+                fin: fin, reservedBits: reservedBits, opcode: opcode, maskingKey: nil, payloadLength: count)
             withOutbound(capacity: header.encodedLength) { header.write(to: &$0) }
             flushOutboundBuffer(promise: nil)
             context.write(wrapOutboundOut(payload), promise: promise)
@@ -441,7 +476,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         withOutbound(capacity: FrameHeader.encodedLength(payloadLength: count, masked: role == .client) + count) {
-            sender.writeFrame(opcode: opcode, fin: fin, payload: payload, into: &$0)
+            sender.writeFrame(opcode: opcode, fin: fin, reservedBits: reservedBits, payload: payload, into: &$0)
         }
         if let promise { flushOutboundBuffer(promise: promise) }
     }

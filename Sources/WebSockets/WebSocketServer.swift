@@ -1,0 +1,195 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import WebSocketCore
+
+/// A WebSocket server: listens on a host and port, or serves paths of an existing NIO
+/// HTTP/1.1 server (`upgradeHandler(routes:)`), the way `ws`'s `WebSocketServer` does
+/// with `port` or `noServer` + `handleUpgrade`.
+///
+///     let server = WebSocketServer(options: .init(port: 9001)) { ws in
+///         ws.onMessage { message in ws.send(message, promise: nil) }
+///     }
+///     try await server.listen()
+public final class WebSocketServer: Sendable {
+    /// Everything a server can be told, with documented defaults.
+    public struct Options: Sendable {
+        /// Address to listen on. Default 127.0.0.1; "0.0.0.0" or "::" for every interface.
+        public var host: String = "127.0.0.1"
+        /// Port; 0 picks a free one (see `localAddress`). Default 0.
+        public var port: Int = 0
+        /// Listen backlog. Default 511, as `ws`.
+        public var backlog: Int32 = 511
+        /// Only this path is served (others get 404); nil serves every path. Default nil.
+        public var path: String? = nil
+        /// Options of each accepted connection (limits, heartbeat, close timeout…).
+        public var connection = ConnectionOptions()
+        /// permessage-deflate; off by default on the server, as `ws`.
+        public var perMessageDeflate: PerMessageDeflateOptions? = nil
+        /// Subprotocols this server speaks, in its order of preference. Default none.
+        public var protocols: [String] = []
+        /// Picks the subprotocol from the client's offer. Default: the first of the
+        /// client's protocols that `protocols` lists (the client's preference wins).
+        public var selectSubprotocol: @Sendable ([String], UpgradeRequest) -> String?
+        /// Decides whether to accept an upgrade (authentication, origin checks). It may
+        /// reject with any status and a body. Default nil: accept every valid request.
+        public var verifyClient: (@Sendable (UpgradeRequest) async -> UpgradeDecision)? = nil
+        /// Adds headers to every 101 response. Default nil.
+        public var responseHeaders: (@Sendable (UpgradeRequest) -> HTTPFields)? = nil
+        /// Protocol versions accepted. Default 13 and 8.
+        public var versions: Set<WebSocketVersion> = [.v13, .v8]
+        /// Time a client has from connecting to completing its handshake. Default 10 s.
+        public var handshakeTimeout: TimeAmount = .seconds(10)
+        /// Bytes a client may send before its handshake completes; past it, 431. Default 16 KiB.
+        public var maxHandshakeSize: Int = 16 * 1024
+        /// Open connections (including those still handshaking); upgrades past it get 503.
+        /// Default 100 000.
+        public var maxConnections: Int = 100_000
+        /// Keep the open connections in `clients`. Default on, as `ws`.
+        public var clientTracking: Bool = true
+
+        public init(host: String = "127.0.0.1", port: Int = 0) {
+            self.host = host
+            self.port = port
+            self.selectSubprotocol = Self.firstSupported(from: [])
+        }
+
+        /// Sets `protocols` and the default selection over them.
+        public mutating func setProtocols(_ protocols: [String]) {
+            self.protocols = protocols
+            self.selectSubprotocol = Self.firstSupported(from: protocols)
+        }
+
+        static func firstSupported(from supported: [String]) -> @Sendable ([String], UpgradeRequest) -> String? {
+            { offered, _ in offered.first { supported.contains($0) } }
+        }
+    }
+
+    private struct State {
+        var listener: (any Channel)?
+        var clients: [ObjectIdentifier: WebSocket] = [:]
+        var shuttingDown = false
+    }
+
+    public let options: Options
+    public let group: any EventLoopGroup
+    private let onConnection: @Sendable (WebSocket) -> Void
+    private let state = NIOLockedValueBox(State())
+    private let openConnections = NIOLockedValueBox(0)
+
+    /// - Parameters:
+    ///   - group: event loops for the listener and connections; default one thread per
+    ///     CPU this process may use.
+    ///   - onConnection: called on the connection's event loop when a client is upgraded;
+    ///     set the connection's callbacks here so they apply before its first message.
+    public init(
+        options: Options = Options(),
+        group: any EventLoopGroup = EventLoopThreads.shared,
+        onConnection: @escaping @Sendable (WebSocket) -> Void
+    ) {
+        self.options = options
+        self.group = group
+        self.onConnection = onConnection
+    }
+
+    /// Starts listening on `options.host` and `options.port`; returns the bound address.
+    @discardableResult
+    public func listen() async throws -> SocketAddress {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: options.backlog)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.configureStandalonePipeline(channel)
+                }
+            }
+        let channel = try await bootstrap.bind(host: options.host, port: options.port).get()
+        state.withLockedValue { $0.listener = channel }
+        return channel.localAddress!
+    }
+
+    /// Returns when the listener has closed (after `shutdown()`).
+    public func waitUntilStopped() async throws {
+        guard let listener = state.withLockedValue({ $0.listener }) else { return }
+        try await listener.closeFuture.get()
+    }
+
+    /// The address the server listens on, once `listen()` returned.
+    public var localAddress: SocketAddress? {
+        state.withLockedValue { $0.listener?.localAddress }
+    }
+
+    /// The open WebSocket connections (empty when `clientTracking` is off).
+    public var clients: [WebSocket] {
+        state.withLockedValue { Array($0.clients.values) }
+    }
+
+    /// TCP connections currently open, handshaking or upgraded.
+    public var connectionCount: Int {
+        openConnections.withLockedValue { $0 }
+    }
+
+    /// A handler that serves this server's WebSocket endpoint on an application's own
+    /// HTTP/1.1 pipeline (`configureHTTPServerPipeline`): add it after the HTTP handlers.
+    /// Upgrade requests whose path is a key of `routes` are taken; everything else passes
+    /// through to the handlers after it.
+    public static func upgradeHandler(routes: [String: WebSocketServer]) -> any ChannelHandler {
+        ServerUpgradeHandler(mode: .attached(routes))
+    }
+
+    private func configureStandalonePipeline(_ channel: any Channel) throws {
+        track(channel)
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize))
+        try pipeline.addHandler(HTTPResponseEncoder())
+        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self)))
+    }
+
+    /// Counts a TCP connection until it closes.
+    func track(_ channel: any Channel) {
+        openConnections.withLockedValue { $0 += 1 }
+        channel.closeFuture.whenComplete { [self] _ in
+            openConnections.withLockedValue { $0 -= 1 }
+        }
+    }
+
+    /// Called by the upgrade handler, on the connection's event loop, once it is a WebSocket.
+    func didOpen(_ socket: WebSocket) {
+        let shuttingDown = state.withLockedValue { state in
+            if options.clientTracking && !state.shuttingDown {
+                state.clients[ObjectIdentifier(socket)] = socket
+            }
+            return state.shuttingDown
+        }
+        if shuttingDown {
+            socket.handler.value.close(code: .goingAway, reason: "server shutting down", promise: nil)
+            return
+        }
+        if options.clientTracking {
+            socket.channel.closeFuture.whenComplete { [self] _ in
+                _ = state.withLockedValue { $0.clients.removeValue(forKey: ObjectIdentifier(socket)) }
+            }
+        }
+        onConnection(socket)
+    }
+
+    /// Stops accepting, closes every client with 1001, waits up to the close timeout for
+    /// their close handshakes, then drops whatever is left.
+    public func shutdown() async {
+        let (listener, clients) = state.withLockedValue { state in
+            state.shuttingDown = true
+            return (state.listener, Array(state.clients.values))
+        }
+        try? await listener?.close()
+        await withTaskGroup(of: Void.self) { group in
+            for client in clients {
+                group.addTask {
+                    try? await client.close(code: .goingAway, reason: "server shutting down")
+                }
+            }
+        }
+    }
+}
