@@ -45,7 +45,46 @@ extension Handshake {
     }
 }
 
-/// The cursor behind `Handshake.parseRequestHead`.
+extension Handshake {
+    /// A parsed HTTP/1.x response head.
+    public struct ResponseHead: Sendable, Hashable {
+        public var version: HTTPVersion
+        public var status: Int
+        public var reason: String
+        public var headers: HTTPFields
+        /// Bytes the head took, through the empty line.
+        public var length: Int
+    }
+
+    /// Finds and parses a response head at the start of `bytes`, with the same strictness as
+    /// `parseRequestHead`; nil when the empty line has not arrived yet (and `bytes` is
+    /// still within `maxSize`). Errors carry the rule `responseStatus`.
+    public static func parseResponseHead(
+        _ bytes: [UInt8], maxSize: Int = defaultMaxRequestHeadSize
+    ) throws(HandshakeError) -> ResponseHead? {
+        var parser = RequestHeadParser(bytes: bytes)
+        guard let end = parser.findEnd(limit: maxSize) else {
+            if bytes.count >= maxSize {
+                throw .badResponse(.responseStatus, status: 0, "response head exceeds \(maxSize) bytes")
+            }
+            return nil
+        }
+        do {
+            return try parser.parseResponse(end: end)
+        } catch {
+            throw .badResponse(.responseStatus, status: 0, error.reason.replacingFirst("request head", with: "response head"))
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingFirst(_ target: String, with replacement: String) -> String {
+        guard hasPrefix(target) else { return self }
+        return replacement + dropFirst(target.count)
+    }
+}
+
+/// The cursor behind `Handshake.parseRequestHead` and `parseResponseHead`.
 private struct RequestHeadParser {
     let bytes: [UInt8]
     var index = 0
@@ -112,8 +151,33 @@ private struct RequestHeadParser {
         try expect(UInt8(ascii: "."), "'.' in HTTP-version")
         let minor = try digit()
         try expectCRLF()
+        let headers = try headerFields(end: end)
+        return Handshake.RequestHead(
+            method: method, target: target, version: .init(major: major, minor: minor), headers: headers, length: index)
+    }
 
-        // Header fields, up to the empty line.
+    /// Parses a status line (`HTTP/1.1 101 Switching Protocols`) and the header fields.
+    mutating func parseResponse(end: Int) throws(HandshakeError) -> Handshake.ResponseHead {
+        for byte in "HTTP/".utf8 { try expect(byte, "HTTP-version") }
+        let major = try digit()
+        try expect(UInt8(ascii: "."), "'.' in HTTP-version")
+        let minor = try digit()
+        try expect(Self.sp, "SP after HTTP-version")
+        let status = try digit() * 100 + digit() * 10 + digit()
+        try expect(Self.sp, "SP after status code")
+        let reasonStart = index
+        while index < end, bytes[index] == Self.tab || (0x20...0x7E).contains(bytes[index]) || bytes[index] >= 0x80 {
+            index += 1
+        }
+        let reason = String(decoding: bytes[reasonStart..<index], as: UTF8.self)
+        try expectCRLF()
+        let headers = try headerFields(end: end)
+        return Handshake.ResponseHead(
+            version: .init(major: major, minor: minor), status: status, reason: reason, headers: headers, length: index)
+    }
+
+    /// Header fields up to and including the empty line that ends the head.
+    mutating func headerFields(end: Int) throws(HandshakeError) -> HTTPFields {
         var headers = HTTPFields()
         while index < end - 2 {
             if bytes[index] == Self.sp || bytes[index] == Self.tab { throw error("obsolete line folding") }
@@ -143,7 +207,6 @@ private struct RequestHeadParser {
             headers.add(name: name, value: String(decoding: bytes[valueStart..<valueEnd], as: UTF8.self))
         }
         try expectCRLF()
-        return Handshake.RequestHead(
-            method: method, target: target, version: .init(major: major, minor: minor), headers: headers, length: index)
+        return headers
     }
 }
