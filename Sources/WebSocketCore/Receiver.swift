@@ -73,7 +73,7 @@ public struct Receiver {
         self.configuration = configuration
         self.compression = compression
         self.allocator = allocator
-        self.pending = allocator.buffer(capacity: 0)
+        self.pending = Self.emptyBuffer
         self.unmasker = configuration.role == .server ? StreamUnmasker() : nil
     }
 
@@ -145,7 +145,10 @@ public struct Receiver {
                 let parsed = try pending.withUnsafeReadableBytes { bytes throws(WebSocketError) in
                     try FrameHeader.parse(bytes)
                 }
-                guard case .header(let parsedHeader, let headerLength) = parsed else { return nil }
+                guard case .header(let parsedHeader, let headerLength) = parsed else {
+                    releaseIfDrained()
+                    return nil
+                }
                 try accept(parsedHeader)
                 pending.moveReaderIndex(forwardBy: headerLength)
                 header = parsedHeader
@@ -161,7 +164,10 @@ public struct Receiver {
                 guard valid else { throw .invalidPayload("text is not valid UTF-8") }
                 frameBytesValidated = available
             }
-            guard available == header.payloadLength else { return nil }
+            guard available == header.payloadLength else {
+                releaseIfDrained()
+                return nil
+            }
 
             let payload = pending.readSlice(length: header.payloadLength)!
             pendingIsPrivate = false
@@ -171,6 +177,17 @@ public struct Receiver {
             }
         }
     }
+
+    /// Drops the reference to a fully consumed read buffer, so an idle connection does not
+    /// keep its last read's storage alive.
+    private mutating func releaseIfDrained() {
+        if pending.readableBytes == 0, pending.capacity > 0 {
+            pending = Self.emptyBuffer
+            pendingIsPrivate = false
+        }
+    }
+
+    private static let emptyBuffer = ByteBufferAllocator().buffer(capacity: 0)
 
     /// Uncompressed text is validated while it arrives; compressed text after inflating.
     private func isStreamingText(_ header: FrameHeader) -> Bool {

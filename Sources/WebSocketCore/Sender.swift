@@ -95,11 +95,13 @@ public struct Sender {
 /// Hands out masking keys from a block of bytes drawn from OpenSSL's CSPRNG, so a frame
 /// does not cost a call into it.
 struct MaskingKeySource {
-    private var block = [UInt32](repeating: 0, count: 256)
-    private var index = 256
+    /// Empty until the first key: a server's sender never masks and never allocates it.
+    private var block: [UInt32] = []
+    private var index = 0
 
     mutating func next() -> MaskingKey {
         if index == block.count {
+            if block.isEmpty { block = [UInt32](repeating: 0, count: 256) }
             block.withUnsafeMutableBytes { Crypto.fillRandom($0) }
             index = 0
         }
