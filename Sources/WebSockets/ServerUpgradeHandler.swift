@@ -152,13 +152,15 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         info: ClientRequestInfo, decision: UpgradeDecision
     ) {
         let extraHeaders: HTTPFields
+        let userInfo: (any Sendable)?
         switch decision {
         case .reject(let status, let body, let headers):
             var httpHeaders = HTTPHeaders()
             for field in headers { httpHeaders.add(name: field.name, value: field.value) }
             return reject(context: context, status: .init(statusCode: status), body: body, headers: httpHeaders)
-        case .accept(let headers):
+        case .accept(let headers, let info):
             extraHeaders = headers
+            userInfo = info
         }
 
         let options = server.options
@@ -201,7 +203,7 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             let socket = WebSocket(
                 channel: context.channel, role: .server,
                 handshake: HandshakeInfo(target: request.target, subprotocol: subprotocol, extensions: extensions),
-                request: request, handler: handler)
+                request: request, userInfo: userInfo, handler: handler)
             server.didOpen(socket)
         }
     }

@@ -33,8 +33,9 @@ public struct UpgradeRequest: Sendable {
 
 /// What a server's `verifyClient` hook decides about an upgrade request.
 public enum UpgradeDecision: Sendable {
-    /// Upgrade; `headers` are added to the 101 response.
-    case accept(headers: HTTPFields = HTTPFields())
+    /// Upgrade; `headers` are added to the 101 response, and `userInfo` (what the hook
+    /// learned, e.g. the authenticated principal) is kept as the connection's `userInfo`.
+    case accept(headers: HTTPFields = HTTPFields(), userInfo: (any Sendable)? = nil)
     /// Answer with this status (401, 403, …), a one-line body and extra headers, and close.
     case reject(status: Int, body: String, headers: HTTPFields = HTTPFields())
 }

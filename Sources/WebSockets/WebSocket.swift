@@ -15,14 +15,17 @@ public final class WebSocket: Sendable {
     public let handshake: HandshakeInfo
     /// Server side: the client's upgrade request (headers, remote address, origin).
     public let request: UpgradeRequest?
+    /// Server side: what `verifyClient` attached when it accepted (e.g. the principal).
+    public let userInfo: (any Sendable)?
     let handler: NIOLoopBound<WebSocketHandler>
     private let status: ConnectionStatus
     private let messageSequence = NIOLockedValueBox<WebSocketMessages?>(nil)
 
     init(
         channel: any Channel, role: Role, handshake: HandshakeInfo, request: UpgradeRequest? = nil,
-        handler: WebSocketHandler
+        userInfo: (any Sendable)? = nil, handler: WebSocketHandler
     ) {
+        self.userInfo = userInfo
         self.channel = channel
         self.role = role
         self.handshake = handshake

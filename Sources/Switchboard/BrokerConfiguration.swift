@@ -1,0 +1,175 @@
+import Foundation
+
+/// Everything the broker can be told, with the embedded defaults `switchboard serve` runs
+/// on when given nothing. Sources, later ones winning: defaults, the config file (JSON),
+/// `SWITCHBOARD_*` environment variables, command-line flags.
+public struct BrokerConfiguration: Sendable, Hashable {
+    /// Address to listen on. Default "0.0.0.0" (every IPv4 interface).
+    public var host = "0.0.0.0"
+    /// Port for clients and the admin API. Default 8080.
+    public var port = 8080
+    /// The SQLite store (tokens, topics, replay log). Default `switchboard.db` in the working directory.
+    public var database = "switchboard.db"
+    /// Shared secret for JWT (HS256) tokens minted by app backends; nil turns JWTs off. Default nil.
+    public var jwtSecret: String? = nil
+    /// What a client without a token may do; nil (the default) refuses anonymous clients.
+    public var anonymous: AnonymousAccess? = nil
+    /// Largest message a client may send (bytes). Default 1 MiB.
+    public var maxPayload = 1 << 20
+    /// Outbound bytes a subscriber may have queued before the slow-consumer policy applies. Default 4 MiB.
+    public var maxQueuedBytes = 4 << 20
+    /// What happens to a subscriber past `maxQueuedBytes`. Default `close` (1013).
+    public var slowConsumer = SlowConsumerPolicy.close
+    /// Open client connections; more get 503. Default 100 000.
+    public var maxConnections = 100_000
+    /// Subscriptions one connection may hold. Default 1000.
+    public var maxSubscriptions = 1000
+    /// Seconds between pings to each client (a client that misses a pong for as long is dropped). Default 30; 0 turns it off.
+    public var heartbeatSeconds = 30
+    /// swift-log level: trace, debug, info, notice, warning, error, critical. Default info.
+    public var logLevel = "info"
+    /// Event-loop threads; nil uses one per CPU the process may run on. Default nil.
+    public var threads: Int? = nil
+
+    public struct AnonymousAccess: Sendable, Hashable {
+        public var subscribe: [String]
+        public var publish: [String]
+
+        public init(subscribe: [String] = [], publish: [String] = []) {
+            self.subscribe = subscribe
+            self.publish = publish
+        }
+    }
+
+    public enum SlowConsumerPolicy: String, Sendable, Hashable, CaseIterable {
+        /// Close the connection with 1013 (try again later).
+        case close
+        /// Drop messages for it and send a `gap` notice naming what it missed.
+        case drop
+    }
+
+    public init() {}
+
+    /// A bad value, naming where it came from (file, variable or flag) and the key.
+    public struct Error: Swift.Error, Sendable, Hashable, CustomStringConvertible {
+        public var source: String
+        public var key: String
+        public var problem: String
+
+        public init(source: String, key: String, problem: String) {
+            self.source = source
+            self.key = key
+            self.problem = problem
+        }
+
+        public var description: String { "\(source): \(key): \(problem)" }
+    }
+
+    /// Every key of the config file and its environment variable, for documentation and
+    /// for naming unknown keys.
+    public static let keys: [(key: String, environment: String)] = [
+        ("host", "SWITCHBOARD_HOST"), ("port", "SWITCHBOARD_PORT"), ("database", "SWITCHBOARD_DATABASE"),
+        ("jwt_secret", "SWITCHBOARD_JWT_SECRET"), ("anonymous_subscribe", "SWITCHBOARD_ANONYMOUS_SUBSCRIBE"),
+        ("anonymous_publish", "SWITCHBOARD_ANONYMOUS_PUBLISH"), ("max_payload", "SWITCHBOARD_MAX_PAYLOAD"),
+        ("max_queued_bytes", "SWITCHBOARD_MAX_QUEUED_BYTES"), ("slow_consumer", "SWITCHBOARD_SLOW_CONSUMER"),
+        ("max_connections", "SWITCHBOARD_MAX_CONNECTIONS"), ("max_subscriptions", "SWITCHBOARD_MAX_SUBSCRIPTIONS"),
+        ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
+        ("threads", "SWITCHBOARD_THREADS"),
+    ]
+
+    /// Applies a JSON config file: one object whose keys are those of `keys`.
+    public mutating func apply(configFile path: String) throws(Error) {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw Error(source: path, key: "(file)", problem: "cannot be read: \(error.localizedDescription)")
+        }
+        let object: [String: Any]
+        do {
+            guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw Error(source: path, key: "(file)", problem: "must be a JSON object")
+            }
+            object = parsed
+        } catch let error as Error {
+            throw error
+        } catch {
+            throw Error(source: path, key: "(file)", problem: "is not valid JSON: \(error.localizedDescription)")
+        }
+        for key in object.keys.sorted() {
+            guard Self.keys.contains(where: { $0.key == key }) else {
+                throw Error(source: path, key: key, problem: "unknown key (known: \(Self.keys.map(\.key).joined(separator: ", ")))")
+            }
+            let value = object[key]!
+            let text: String
+            switch value {
+            case let string as String: text = string
+            case let number as Int: text = String(number)
+            case let strings as [String]: text = strings.joined(separator: ",")
+            case is NSNull: continue
+            default: throw Error(source: path, key: key, problem: "must be a string, an integer or a list of strings")
+            }
+            try set(key, text, source: path)
+        }
+    }
+
+    /// Applies `SWITCHBOARD_*` variables.
+    public mutating func apply(environment: [String: String]) throws(Error) {
+        for (key, variable) in Self.keys {
+            if let value = environment[variable] {
+                try set(key, value, source: "environment variable \(variable)")
+            }
+        }
+    }
+
+    /// Sets one key from its text form, as a file, a variable or a flag gives it.
+    public mutating func set(_ key: String, _ text: String, source: String) throws(Error) {
+        func fail(_ problem: String) -> Error { Error(source: source, key: key, problem: problem) }
+        func integer(in range: ClosedRange<Int>) throws(Error) -> Int {
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
+                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \"\(text)\"")
+            }
+            return value
+        }
+        func patterns() -> [String] {
+            text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        switch key {
+        case "host":
+            guard !text.isEmpty else { throw fail("must not be empty") }
+            host = text
+        case "port": port = try integer(in: 0...65535)
+        case "database":
+            guard !text.isEmpty else { throw fail("must not be empty") }
+            database = text
+        case "jwt_secret":
+            guard text.utf8.count >= 32 else { throw fail("must be at least 32 bytes") }
+            jwtSecret = text
+        case "anonymous_subscribe":
+            var access = anonymous ?? AnonymousAccess()
+            access.subscribe = patterns()
+            anonymous = access
+        case "anonymous_publish":
+            var access = anonymous ?? AnonymousAccess()
+            access.publish = patterns()
+            anonymous = access
+        case "max_payload": maxPayload = try integer(in: 1...(1 << 30))
+        case "max_queued_bytes": maxQueuedBytes = try integer(in: 1024...(1 << 34))
+        case "slow_consumer":
+            guard let policy = SlowConsumerPolicy(rawValue: text) else {
+                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(text)\"")
+            }
+            slowConsumer = policy
+        case "max_connections": maxConnections = try integer(in: 1...10_000_000)
+        case "max_subscriptions": maxSubscriptions = try integer(in: 1...1_000_000)
+        case "heartbeat_seconds": heartbeatSeconds = try integer(in: 0...86_400)
+        case "log_level":
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \"\(text)\"") }
+            logLevel = text
+        case "threads": threads = try integer(in: 1...1024)
+        default:
+            throw fail("unknown key")
+        }
+    }
+}
