@@ -60,7 +60,9 @@ let package = Package(
             dependencies: [
                 "Switchboard",
                 "WebSocketCore",
+                "CSQLite",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -191,6 +191,7 @@ enum TopicSyntax {
         }
         var segments = 1
         var segmentStart = 0
+        var segmentHasWildcard = false
         for i in 0...bytes.count {
             let atEnd = i == bytes.count
             let byte = atEnd ? UInt8(ascii: ".") : bytes[i]
@@ -199,11 +200,8 @@ enum TopicSyntax {
                 if length == 0 {
                     throw TopicError(.emptySegment, "topic has an empty segment at byte \(i) (leading, trailing or double dot)")
                 }
-                let first = bytes[segmentStart]
-                if first == UInt8(ascii: "*") || first == UInt8(ascii: ">") {
-                    if !allowWildcards {
-                        throw TopicError(.wildcardNotAllowed, "wildcards (* and >) are only allowed in subscriptions; publish to a concrete topic")
-                    }
+                if segmentHasWildcard {
+                    let first = bytes[segmentStart]
                     if length != 1 {
                         throw TopicError(.partialWildcard, "a wildcard must be a whole segment, at byte \(segmentStart)")
                     }
@@ -218,6 +216,7 @@ enum TopicSyntax {
                     }
                 }
                 segmentStart = i + 1
+                segmentHasWildcard = false
                 continue
             }
             if segmentByte[Int(byte)] { continue }
@@ -225,7 +224,8 @@ enum TopicSyntax {
                 if !allowWildcards {
                     throw TopicError(.wildcardNotAllowed, "wildcards (* and >) are only allowed in subscriptions; publish to a concrete topic")
                 }
-                throw TopicError(.partialWildcard, "a wildcard must be a whole segment, at byte \(i)")
+                segmentHasWildcard = true
+                continue
             }
             throw TopicError(
                 .invalidCharacter,
