@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 import WebSocketCore
@@ -168,6 +169,27 @@ import WebSocketCore
         }
         #expect(noID.id == nil)
         #expect(noID.payload.readableBytes == 0)
+    }
+
+    @Test func documentedBinaryExample() throws {
+        let bytes: [UInt8] = [0x11, 0x03, 0x61, 0x2E, 0x62, 0x01, 0x39, 0x01, 0x02]
+        guard case .publish(let publish) = try WireProtocol.parse(binary: ByteBuffer(bytes: bytes)) else {
+            Issue.record("not a publish")
+            return
+        }
+        #expect(publish.topic.name == "a.b")
+        #expect(publish.id?.description == #""9""#)
+        #expect(Array(publish.payload.readableBytesView) == [1, 2])
+    }
+
+    @Test func everyErrorCodeIsDocumented() throws {
+        let doc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/protocol.md")
+        let text = try String(contentsOf: doc, encoding: .utf8)
+        for code in ErrorCode.allCases {
+            #expect(text.contains("| `\(code.rawValue)` |"), "docs/protocol.md lacks \(code.rawValue)")
+        }
+        #expect(text.contains(WireProtocol.subprotocol))
     }
 
     @Test func binaryErrors() {
