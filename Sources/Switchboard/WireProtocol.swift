@@ -201,15 +201,24 @@ public enum WireProtocol {
         guard let op else { throw ProtocolError(.badRequest, "missing \"op\"", id: id) }
         guard !opNotString else { throw ProtocolError(.badRequest, "\"op\" must be a string", id: id) }
         let opContents = op.lowerBound + 1..<op.upperBound - 1
-        let opName: [UInt8] = opEscaped ? scanner.decodeString(opContents) : Array(bytes[opContents])
+        // Compared in place; only an op written with escapes is decoded (rare path).
         let kind: Op
-        switch opName {
-        case Array("sub".utf8): kind = .sub
-        case Array("unsub".utf8): kind = .unsub
-        case Array("pub".utf8): kind = .pub
-        default:
-            let shown = String(decoding: opName.prefix(32), as: UTF8.self)
-            throw ProtocolError(.unknownOp, "unknown op \"\(shown)\"; expected sub, unsub or pub", id: id)
+        if !opEscaped, scanner.equals(opContents, "pub") {
+            kind = .pub
+        } else if !opEscaped, scanner.equals(opContents, "sub") {
+            kind = .sub
+        } else if !opEscaped, scanner.equals(opContents, "unsub") {
+            kind = .unsub
+        } else {
+            let opName = opEscaped ? scanner.decodeString(opContents) : Array(bytes[opContents])
+            switch opName {
+            case Array("pub".utf8): kind = .pub
+            case Array("sub".utf8): kind = .sub
+            case Array("unsub".utf8): kind = .unsub
+            default:
+                let shown = String(decoding: opName.prefix(32), as: UTF8.self)
+                throw ProtocolError(.unknownOp, "unknown op \"\(shown)\"; expected sub, unsub or pub", id: id)
+            }
         }
 
         guard let topic else { throw ProtocolError(.badRequest, "missing \"topic\"", id: id) }
