@@ -1,0 +1,185 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Why a presented token was refused: the one-line reason of the handshake's 401.
+/// Messages never contain the token (nor any part of it).
+public struct AuthError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Reason: String, Sendable, Hashable {
+        /// No token, and no anonymous access configured.
+        case missing
+        /// Not the shape of any token we accept, or an unreadable JWT.
+        case malformed
+        /// Well-formed opaque token that is not in the store.
+        case unknown
+        case expired
+        case notYetValid = "not_yet_valid"
+        case revoked
+        /// JWT signature does not verify, or its algorithm is not HS256.
+        case badSignature = "bad_signature"
+        /// A JWT was presented but no JWT secret is configured.
+        case unsupported
+    }
+
+    public let reason: Reason
+    public let message: String
+
+    public init(_ reason: Reason, _ message: String) {
+        self.reason = reason
+        self.message = message
+    }
+
+    /// The HTTP status for the handshake answer.
+    public var httpStatus: Int { 401 }
+
+    public var description: String { "\(reason.rawValue): \(message)" }
+}
+
+/// Who is on a connection, and what they may do. Carried by the connection; checked on
+/// each subscribe/publish with `canSubscribe`/`canPublish` and `isExpired(at:)`.
+public struct Principal: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+        /// An opaque token from the store; revoking `tokenID` must close the connection.
+        case token(id: String)
+        /// A verified JWT; `subject` is its `sub` claim.
+        case jwt(subject: String?)
+        case anonymous
+    }
+
+    public let kind: Kind
+    public let permissions: Permissions
+
+    public init(kind: Kind, permissions: Permissions) {
+        self.kind = kind
+        self.permissions = permissions
+    }
+
+    /// A short label safe for logs: `token:tok_…`, `jwt:<sub>`, `anonymous`.
+    public var logLabel: String {
+        switch kind {
+        case .token(let id): "token:\(id)"
+        case .jwt(let subject): "jwt:\(subject.map { String($0.prefix(64)) } ?? "-")"
+        case .anonymous: "anonymous"
+        }
+    }
+
+    /// The opaque token id, for revocation.
+    public var tokenID: String? {
+        if case .token(let id) = kind { id } else { nil }
+    }
+
+    public func canSubscribe(_ pattern: TopicPattern) -> Bool { permissions.canSubscribe(pattern) }
+    public func canPublish(_ topic: Topic) -> Bool { permissions.canPublish(topic) }
+    public var isAdmin: Bool { permissions.admin }
+    public func isExpired(at now: Date) -> Bool { permissions.isExpired(at: now) }
+}
+
+/// Turns a presented token (or its absence) into a `Principal`, or an `AuthError` for a 401.
+///
+/// - `sb_…` tokens are looked up (by hash, in memory) in the `TokenStore`.
+/// - Tokens of the form `a.b.c` are verified as HS256 JWTs with the configured secret.
+/// - No token: the configured anonymous permissions, or `missing`.
+/// Nothing here logs; callers must log `AuthError.reason` or `Principal.logLabel`, never
+/// the token.
+public struct Authenticator: Sendable {
+    public let tokens: TokenStore?
+    public let jwt: JWTVerifier?
+    /// Permissions of clients that present no token; nil refuses them.
+    public let anonymous: Permissions?
+
+    public init(tokens: TokenStore?, jwt: JWTVerifier? = nil, anonymous: Permissions? = nil) {
+        self.tokens = tokens
+        self.jwt = jwt
+        self.anonymous = anonymous
+    }
+
+    public func authenticate(_ presented: String?, now: Date = Date()) throws(AuthError) -> Principal {
+        guard let presented, !presented.isEmpty else {
+            guard let anonymous else {
+                throw AuthError(.missing, "a token is required (Authorization: Bearer or ?token=)")
+            }
+            return Principal(kind: .anonymous, permissions: anonymous)
+        }
+        if presented.hasPrefix(OpaqueToken.prefix) {
+            guard OpaqueToken.isWellFormed(presented) else {
+                throw AuthError(.malformed, "the token is not a well-formed access token")
+            }
+            guard let record = tokens?.lookup(token: presented) else {
+                throw AuthError(.unknown, "the token is not known")
+            }
+            if record.isRevoked { throw AuthError(.revoked, "the token has been revoked") }
+            if record.permissions.isExpired(at: now) { throw AuthError(.expired, "the token has expired") }
+            return Principal(kind: .token(id: record.id), permissions: record.permissions)
+        }
+        if presented.utf8.count(where: { $0 == UInt8(ascii: ".") }) == 2 {
+            guard let jwt else { throw AuthError(.unsupported, "signed tokens are not enabled on this broker") }
+            let (subject, permissions) = try jwt.verify(presented, now: now)
+            return Principal(kind: .jwt(subject: subject), permissions: permissions)
+        }
+        throw AuthError(.malformed, "the token is neither an access token (sb_…) nor a JWT")
+    }
+
+    /// The token a handshake presents: `Authorization: Bearer <token>` first, else the
+    /// `token` query parameter (percent-decoded); nil when neither is there. A non-Bearer
+    /// Authorization header is `malformed`.
+    public static func presentedToken(authorization: String?, query: String?) throws(AuthError) -> String? {
+        if let authorization {
+            let trimmed = authorization.drop { $0 == " " || $0 == "\t" }
+            let parts = trimmed.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                throw AuthError(.malformed, "the Authorization header must be 'Bearer <token>'")
+            }
+            let token = parts[1].trimmingWhitespace()
+            guard !token.isEmpty else { throw AuthError(.malformed, "the Authorization header has an empty token") }
+            return String(token)
+        }
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard kv.count == 2, kv[0] == "token" else { continue }
+            guard let value = percentDecode(kv[1]) else {
+                throw AuthError(.malformed, "the token query parameter is not correctly percent-encoded")
+            }
+            return value.isEmpty ? nil : value
+        }
+        return nil
+    }
+
+    static func percentDecode(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let b = iterator.next() {
+            if b == UInt8(ascii: "%") {
+                guard let h = iterator.next(), let l = iterator.next(),
+                    let hv = hexValue(h), let lv = hexValue(l)
+                else { return nil }
+                bytes.append(hv << 4 | lv)
+            } else if b == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else {
+                bytes.append(b)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingWhitespace() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,163 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import NIOConcurrencyHelpers
+
+/// A stored opaque token, without its secret.
+public struct TokenRecord: Sendable, Hashable {
+    /// Public id (`tok_…`), safe to log and show.
+    public let id: String
+    public let name: String
+    /// Permissions, `expiresAt` included.
+    public let permissions: Permissions
+    public let createdAt: Date
+    /// Set once revoked; a revoked token never becomes valid again.
+    public let revokedAt: Date?
+    /// SHA-256 of the token string.
+    let hash: [UInt8]
+
+    public var isRevoked: Bool { revokedAt != nil }
+}
+
+/// Opaque tokens in SQLite (`tokens` table), with an in-memory cache so the handshake's
+/// lookup never touches the database (nor blocks an event loop).
+///
+/// Invariants:
+/// - The token string exists only in the return value of `create`; the table and the
+///   cache hold its SHA-256. Lookups hash the presented string, find the record by hash
+///   and compare the hashes in constant time.
+/// - Writes go to SQLite first, then to the cache: the cache never holds a token the
+///   database lacks, nor misses a revocation the database has.
+/// - Revocation observers are called after the revocation is durable, outside the lock.
+public final class TokenStore: Sendable {
+    private let store: Store
+    private let cache: NIOLockedValueBox<[[UInt8]: TokenRecord]>
+    private let observers = NIOLockedValueBox<[@Sendable (TokenRecord) -> Void]>([])
+
+    /// Loads every token into memory.
+    public init(store: Store) throws(StoreError) {
+        self.store = store
+        self.cache = NIOLockedValueBox([:])
+        try reload()
+    }
+
+    /// Rereads the table (e.g. after another process changed it).
+    public func reload() throws(StoreError) {
+        let records = try store.withConnection { (c) throws(StoreError) -> [TokenRecord] in
+            let statement = try c.prepare(
+                "SELECT id, name, hash, permissions, created_at, expires_at, revoked_at FROM tokens"
+            )
+            var records: [TokenRecord] = []
+            while try statement.step() {
+                var permissions = try Self.decodePermissions(statement.text(3), id: statement.text(0))
+                permissions.expiresAt = statement.optionalInt(5).map(Self.date)
+                records.append(
+                    TokenRecord(
+                        id: statement.text(0), name: statement.text(1), permissions: permissions,
+                        createdAt: Self.date(statement.int(4)), revokedAt: statement.optionalInt(6).map(Self.date),
+                        hash: statement.blob(2)
+                    )
+                )
+            }
+            return records
+        }
+        cache.withLockedValue { cache in
+            cache = Dictionary(records.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+    }
+
+    /// Creates a token. Returns the token string (shown once, never stored) and its record.
+    public func create(name: String, permissions: Permissions, now: Date = Date()) throws(StoreError) -> (token: String, record: TokenRecord) {
+        let token = OpaqueToken.generate()
+        let record = TokenRecord(
+            id: OpaqueToken.generateID(), name: name, permissions: permissions,
+            createdAt: now, revokedAt: nil, hash: OpaqueToken.hash(token)
+        )
+        let json = try Self.encodePermissions(permissions)
+        try store.withConnection { (c) throws(StoreError) in
+            let statement = try c.prepare(
+                "INSERT INTO tokens (id, name, hash, permissions, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+            )
+            try statement.bind(record.id, at: 1)
+            try statement.bind(name, at: 2)
+            try statement.bind(blob: record.hash, at: 3)
+            try statement.bind(json, at: 4)
+            try statement.bind(Self.milliseconds(now), at: 5)
+            try statement.bind(permissions.expiresAt.map(Self.milliseconds), at: 6)
+            _ = try statement.step()
+        }
+        cache.withLockedValue { $0[record.hash] = record }
+        return (token, record)
+    }
+
+    /// Every token, oldest first.
+    public func list(includeRevoked: Bool = true) -> [TokenRecord] {
+        cache.withLockedValue { Array($0.values) }
+            .filter { includeRevoked || !$0.isRevoked }
+            .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    }
+
+    public func record(id: String) -> TokenRecord? {
+        cache.withLockedValue { cache in cache.values.first { $0.id == id } }
+    }
+
+    /// Revokes token `id`. Returns its record, nil when no such token. Revoking twice
+    /// keeps the first revocation time. Observers hear of a new revocation.
+    @discardableResult
+    public func revoke(id: String, now: Date = Date()) throws(StoreError) -> TokenRecord? {
+        let changed = try store.withConnection { (c) throws(StoreError) -> Bool in
+            let statement = try c.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            try statement.bind(Self.milliseconds(now), at: 1)
+            try statement.bind(id, at: 2)
+            _ = try statement.step()
+            return c.changes > 0
+        }
+        guard let existing = record(id: id) else { return nil }
+        guard changed else { return existing }
+        let revoked = TokenRecord(
+            id: existing.id, name: existing.name, permissions: existing.permissions,
+            createdAt: existing.createdAt, revokedAt: Date(timeIntervalSince1970: Double(Self.milliseconds(now)) / 1000),
+            hash: existing.hash
+        )
+        cache.withLockedValue { $0[revoked.hash] = revoked }
+        for observer in observers.withLockedValue({ $0 }) { observer(revoked) }
+        return revoked
+    }
+
+    /// Calls `observer` after each revocation (the hub closes that token's connections).
+    public func onRevoke(_ observer: @escaping @Sendable (TokenRecord) -> Void) {
+        observers.withLockedValue { $0.append(observer) }
+    }
+
+    /// The record for a presented token string, revoked or expired ones included (the
+    /// caller tells those apart); nil when unknown. Memory only.
+    public func lookup(token: String) -> TokenRecord? {
+        let hash = OpaqueToken.hash(token)
+        guard let record = cache.withLockedValue({ $0[hash] }) else { return nil }
+        return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+    }
+
+    // MARK: Encoding
+
+    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func date(_ milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
+
+    static func encodePermissions(_ permissions: Permissions) throws(StoreError) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(permissions) else {
+            throw StoreError(code: 0, message: "cannot encode permissions")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func decodePermissions(_ json: String, id: String) throws(StoreError) -> Permissions {
+        do {
+            return try JSONDecoder().decode(Permissions.self, from: Data(json.utf8))
+        } catch {
+            throw StoreError(code: 0, message: "token \(id) has invalid permissions JSON in the database")
+        }
+    }
+}
