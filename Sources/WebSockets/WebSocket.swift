@@ -77,6 +77,30 @@ public final class WebSocket: Sendable {
         onLoop { $0.sendEncoded(frame, promise: promise) }
     }
 
+    /// For fan-out on the connection's own event loop: queues a pre-encoded frame without
+    /// flushing, so that a batch of messages costs one flush (`flush()`) per connection.
+    public func queueEncoded(_ frame: ByteBuffer) {
+        eventLoop.preconditionInEventLoop()
+        handler.value.sendEncoded(frame, flush: false, promise: nil)
+    }
+
+    /// Writes and flushes frames queued with `queueEncoded`; on the connection's event loop.
+    public func flush() {
+        eventLoop.preconditionInEventLoop()
+        handler.value.flush()
+    }
+
+    /// Whether the socket takes more bytes without queueing past NIO's high watermark;
+    /// on the connection's event loop. When false, `bufferedAmount` tells how far behind it is.
+    public var isWritableOnLoop: Bool {
+        handler.value.isWritable
+    }
+
+    /// `bufferedAmount` without hopping, for code already on the connection's event loop.
+    public var bufferedAmountOnLoop: Int {
+        handler.value.bufferedAmount
+    }
+
     public func ping(_ payload: ByteBuffer = ByteBuffer()) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         onLoop { $0.sendControl(.ping, payload, promise: promise) }
@@ -96,6 +120,11 @@ public final class WebSocket: Sendable {
         onLoop { $0.close(code: code, reason: reason, promise: promise) }
         try await promise.futureResult.get()
         try await channel.closeFuture.get()
+    }
+
+    /// Starts the close handshake without waiting; `promise` completes when the close frame is written.
+    public func close(code: CloseCode = .normalClosure, reason: String = "", promise: EventLoopPromise<Void>?) {
+        onLoop { $0.close(code: code, reason: reason, promise: promise) }
     }
 
     /// Drops the TCP connection at once, as `ws`'s `terminate()`.

@@ -398,7 +398,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Sends a frame encoded elsewhere (the same bytes for many connections).
-    func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>?) {
+    func sendEncoded(_ frame: ByteBuffer, flush: Bool = true, promise: EventLoopPromise<Void>?) {
         guard state == .open else {
             promise?.fail(SendError.notOpen)
             return
@@ -408,8 +408,15 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         appendOutbound(frame, promise: promise)
+        if flush { flushUnlessReading() }
+    }
+
+    /// Writes and flushes what `sendEncoded(_:flush: false)` gathered.
+    func flush() {
         flushUnlessReading()
     }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func sendControl(_ opcode: Opcode, _ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard state == .open else {

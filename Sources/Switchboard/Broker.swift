@@ -1,0 +1,203 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import WebSocketCore
+import WebSockets
+
+/// The pub/sub broker, embeddable in any NIO application: a WebSocket server speaking
+/// `switchboard.v1`, with tokens checked at the handshake and on every request, a
+/// sequence number per topic and fan-out encoded once per message.
+///
+/// Invariants:
+/// - A topic's sequence numbers are assigned, and its message handed to every hub, under
+///   one lock, so every subscriber sees a topic's messages in sequence order whatever
+///   event loops the publishers are on.
+/// - Each event loop has one `Hub`; a connection's `Session` lives on its loop's hub.
+public final class Broker: Sendable {
+    /// Close codes the broker sends on its own account (documented in docs/protocol.md).
+    public enum CloseCodes {
+        /// The connection's token was revoked.
+        public static let tokenRevoked = CloseCode(4001)
+        /// The connection's token expired.
+        public static let tokenExpired = CloseCode(4002)
+    }
+
+    public let configuration: BrokerConfiguration
+    public let tokens: TokenStore
+    let logger: Logger
+    let limits: WireProtocol.Limits
+    private let authenticator: Authenticator
+    private let hubs: [ObjectIdentifier: Hub]
+    private let sequences = NIOLockedValueBox<[Topic: UInt64]>([:])
+    private let server = NIOLockedValueBox<WebSocketServer?>(nil)
+    private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let group: MultiThreadedEventLoopGroup
+
+    /// How often revoked and expired tokens are looked for (also picks up revocations
+    /// made by another process, such as `switchboard token revoke`).
+    static let sweepInterval: Duration = .milliseconds(500)
+
+    public init(
+        configuration: BrokerConfiguration, tokens: TokenStore, group: MultiThreadedEventLoopGroup,
+        logger: Logger = Logger(label: "switchboard")
+    ) throws(BrokerConfiguration.Error) {
+        self.configuration = configuration
+        self.tokens = tokens
+        self.group = group
+        self.logger = logger
+        self.limits = WireProtocol.Limits(maxPayloadBytes: configuration.maxPayload)
+        var anonymous: Permissions?
+        if let access = configuration.anonymous {
+            func patterns(_ names: [String], _ key: String) throws(BrokerConfiguration.Error) -> [TopicPattern] {
+                var result: [TopicPattern] = []
+                for name in names {
+                    do {
+                        result.append(try TopicPattern(name))
+                    } catch {
+                        throw BrokerConfiguration.Error(source: "configuration", key: key, problem: "\(name): \(error.message)")
+                    }
+                }
+                return result
+            }
+            anonymous = Permissions(
+                subscribe: try patterns(access.subscribe, "anonymous_subscribe"),
+                publish: try patterns(access.publish, "anonymous_publish"))
+        }
+        let jwt = configuration.jwtSecret.map { JWTVerifier(secret: Array($0.utf8)) }
+        self.authenticator = Authenticator(tokens: tokens, jwt: jwt, anonymous: anonymous)
+        var hubs: [ObjectIdentifier: Hub] = [:]
+        for loop in group.makeIterator() {
+            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop)
+        }
+        self.hubs = hubs
+    }
+
+    /// Starts listening on the configured host and port; returns the bound address.
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        var options = WebSocketServer.Options(host: configuration.host, port: configuration.port)
+        options.connection.maxPayload = configuration.maxPayload
+        options.connection.maxBufferedAmount = configuration.maxQueuedBytes * 2
+        options.connection.closeTimeout = .seconds(5)
+        if configuration.heartbeatSeconds > 0 {
+            options.connection.heartbeat = .init(
+                interval: .seconds(Int64(configuration.heartbeatSeconds)),
+                timeout: .seconds(Int64(configuration.heartbeatSeconds)))
+        }
+        options.maxConnections = configuration.maxConnections
+        options.selectSubprotocol = { offered, _ in
+            offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
+        }
+        options.verifyClient = { [self] request in verify(request) }
+        let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
+        let address = try await server.listen()
+        self.server.withLockedValue { $0 = server }
+        startSweeping()
+        logger.info("listening", metadata: ["address": "\(address)"])
+        return address
+    }
+
+    /// Returns when the listener has closed.
+    public func waitUntilStopped() async throws {
+        try await server.withLockedValue { $0 }?.waitUntilStopped()
+    }
+
+    /// Stops accepting, closes every client with 1001 after what was already accepted for
+    /// it, and waits for the close handshakes (bounded by the close timeout).
+    public func shutdown() async {
+        sweeper.withLockedValue { $0?.cancel() }
+        await server.withLockedValue { $0 }?.shutdown()
+        logger.info("stopped")
+    }
+
+    // MARK: Handshake
+
+    private func verify(_ request: UpgradeRequest) -> UpgradeDecision {
+        if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
+            return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
+        }
+        let principal: Principal
+        do {
+            let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
+            let presented = try Authenticator.presentedToken(
+                authorization: request.headers.first("Authorization"), query: query)
+            principal = try authenticator.authenticate(presented)
+        } catch {
+            logger.notice("authentication failed", metadata: [
+                "peer": "\(request.forwardedFor ?? "?")", "reason": "\(error.reason.rawValue)",
+            ])
+            return .reject(
+                status: error.httpStatus, body: "unauthorized: \(error.message)",
+                headers: ["WWW-Authenticate": "Bearer realm=\"switchboard\", error=\"invalid_token\""])
+        }
+        return .accept(userInfo: principal)
+    }
+
+    private func open(_ socket: WebSocket) {
+        guard let principal = socket.userInfo as? Principal, let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
+            socket.terminate()
+            return
+        }
+        let session = Session(socket: socket, principal: principal, broker: self, hub: hub)
+        hub.add(session)
+        let peer = socket.request?.forwardedFor ?? "?"
+        logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
+        let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
+        socket.onMessage { message in bound.value.handle(message) }
+        socket.onClose { [logger] info in
+            hub.remove(bound.value)
+            logger.info("connection closed", metadata: [
+                "peer": "\(peer)", "principal": "\(principal.logLabel)", "code": "\(info.code.rawValue)",
+                "reason": "\(info.reason)", "clean": "\(info.wasClean)",
+            ])
+        }
+    }
+
+    // MARK: Publishing
+
+    /// Sequences a message and hands it to every hub; returns its sequence number.
+    func publish(_ publish: Publish) -> UInt64 {
+        let time = Int64(Date().timeIntervalSince1970 * 1000)
+        return sequences.withLockedValue { sequences in
+            let sequence = (sequences[publish.topic] ?? 0) + 1
+            sequences[publish.topic] = sequence
+            let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
+            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
+            for hub in hubs.values { hub.enqueue(delivery) }
+            return sequence
+        }
+    }
+
+    // MARK: Revocation and expiry
+
+    private func startSweeping() {
+        let task = Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.sweepInterval)
+                do {
+                    try tokens.reload()
+                } catch {
+                    logger.error("cannot reload tokens", metadata: ["error": "\(error)"])
+                }
+                for hub in hubs.values {
+                    hub.eventLoop.execute { [self] in sweep(hub) }
+                }
+            }
+        }
+        sweeper.withLockedValue { $0 = task }
+    }
+
+    /// Closes the sessions whose token was revoked (4001) or has expired (4002).
+    private func sweep(_ hub: Hub) {
+        let now = Date()
+        for session in hub.sessions {
+            if let id = session.principal.tokenID, tokens.record(id: id)?.isRevoked ?? true {
+                session.close(Self.CloseCodes.tokenRevoked, "token revoked")
+            } else if session.principal.isExpired(at: now) {
+                session.close(Self.CloseCodes.tokenExpired, "token expired")
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOPosix
+import ServiceLifecycle
+import Switchboard
+import WebSockets
+
+/// `switchboard serve`: runs the broker. With no options: port 8080, `./switchboard.db`,
+/// no anonymous access, an admin token created on first start.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the broker.",
+        discussion: """
+            Settings come from defaults, then --config FILE (JSON; keys as in deploy/switchboard.json), \
+            then SWITCHBOARD_* environment variables, then these flags.
+            """
+    )
+
+    @Option(help: "JSON config file (also SWITCHBOARD_CONFIG).") var config: String?
+    @Option(help: "Address to listen on (default 0.0.0.0).") var host: String?
+    @Option(help: "Port to listen on (default 8080; 0 picks a free one).") var port: String?
+    @Option(help: "SQLite store (default ./switchboard.db).") var database: String?
+    @Option(help: "File holding the JWT HS256 secret (at least 32 bytes).") var jwtSecretFile: String?
+    @Option(help: "Patterns anonymous clients may subscribe to, comma-separated.") var anonymousSubscribe: String?
+    @Option(help: "Patterns anonymous clients may publish to, comma-separated.") var anonymousPublish: String?
+    @Option(help: "Largest message a client may send, in bytes (default 1048576).") var maxPayload: String?
+    @Option(help: "Bytes a subscriber may have queued before the slow-consumer policy (default 4194304).")
+    var maxQueuedBytes: String?
+    @Option(help: "close (1013) or drop (with gap notices) for slow consumers (default close).")
+    var slowConsumer: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
+    @Option(help: "Event-loop threads (default: one per CPU this process may use).") var threads: String?
+
+    func run() async throws {
+        let configuration: BrokerConfiguration
+        do {
+            configuration = try makeConfiguration()
+        } catch {
+            fail("\(error)", status: 64)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
+            return handler
+        }
+        let logger = Logger(label: "switchboard")
+
+        let tokens: TokenStore
+        do {
+            tokens = try TokenStore(store: Store(path: configuration.database))
+        } catch {
+            fail(
+                "cannot open the store \(configuration.database): \(error.message). "
+                    + "Check the file, restore it from a backup, or start with another --database.",
+                status: 69)
+        }
+        do {
+            try ensureAdminToken(tokens, database: configuration.database)
+        } catch {
+            fail("cannot create the admin token in \(configuration.database): \(error)", status: 73)
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? EventLoopThreads.available)
+        let broker = try Broker(configuration: configuration, tokens: tokens, group: group, logger: logger)
+        let service = BrokerService(broker: broker)
+        let services = ServiceGroup(
+            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await services.run()
+        } catch {
+            fail("\(error)", status: 70)
+        }
+        try? await group.shutdownGracefully()
+    }
+
+    private func makeConfiguration() throws -> BrokerConfiguration {
+        var configuration = BrokerConfiguration()
+        let environment = ProcessInfo.processInfo.environment
+        if let file = config ?? environment["SWITCHBOARD_CONFIG"] {
+            try configuration.apply(configFile: file)
+        }
+        try configuration.apply(environment: environment)
+        let flags: [(String, String?, String)] = [
+            ("host", host, "--host"), ("port", port, "--port"), ("database", database, "--database"),
+            ("anonymous_subscribe", anonymousSubscribe, "--anonymous-subscribe"),
+            ("anonymous_publish", anonymousPublish, "--anonymous-publish"),
+            ("max_payload", maxPayload, "--max-payload"), ("max_queued_bytes", maxQueuedBytes, "--max-queued-bytes"),
+            ("slow_consumer", slowConsumer, "--slow-consumer"), ("log_level", logLevel, "--log-level"),
+            ("threads", threads, "--threads"),
+        ]
+        for (key, value, flag) in flags {
+            if let value { try configuration.set(key, value, source: flag) }
+        }
+        if let jwtSecretFile {
+            guard let secret = try? String(contentsOfFile: jwtSecretFile, encoding: .utf8) else {
+                throw BrokerConfiguration.Error(source: "--jwt-secret-file", key: "jwt_secret", problem: "cannot read \(jwtSecretFile)")
+            }
+            try configuration.set("jwt_secret", secret.trimmingCharacters(in: .whitespacesAndNewlines), source: jwtSecretFile)
+        }
+        return configuration
+    }
+
+    /// On first start (no admin token in the store), creates one, prints it once and
+    /// writes it to `<database>.admin-token`, readable by the owner only.
+    private func ensureAdminToken(_ tokens: TokenStore, database: String) throws {
+        guard !tokens.list(includeRevoked: false).contains(where: { $0.permissions.admin }) else { return }
+        let (token, record) = try tokens.create(
+            name: "admin", permissions: Permissions(
+                subscribe: [try TopicPattern(">")], publish: [try TopicPattern(">")], admin: true))
+        let path = database + ".admin-token"
+        guard FileManager.default.createFile(
+            atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+        say("switchboard: created admin token \(record.id); it is shown once and saved to \(path) (mode 0600):")
+        say(token)
+    }
+}
+
+/// Runs the broker until a graceful shutdown is requested (SIGTERM, SIGINT).
+struct BrokerService: Service {
+    let broker: Broker
+
+    func run() async throws {
+        let address = try await broker.start()
+        say("switchboard listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+        try? await gracefulShutdown()
+        await broker.shutdown()
+    }
+}
+
+/// Writes a line to standard output at once (unbuffered, so a supervising process sees it).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Prints `switchboard: message` to standard error and exits with `status`.
+func fail(_ message: String, status: Int32) -> Never {
+    FileHandle.standardError.write(Data("switchboard: \(message)\n".utf8))
+    exit(status)
+}

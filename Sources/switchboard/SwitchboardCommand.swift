@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct SwitchboardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard",
+        abstract: "A WebSocket pub/sub broker.",
+        subcommands: [Serve.self, TokenCommand.self],
+        defaultSubcommand: Serve.self
+    )
+}
