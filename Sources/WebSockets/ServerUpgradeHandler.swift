@@ -115,12 +115,16 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard case .passingThrough = state, case .attached = mode else {
-            let reason = (error as? HTTPParserError).map { "malformed HTTP request: \($0)" } ?? "malformed HTTP request"
-            reject(context: context, status: .badRequest, body: reason)
+        guard case .standalone = mode else {
+            // The application's HTTP pipeline answers its own errors (NIO's
+            // HTTPServerProtocolErrorHandler, before us, has already sent a 400 for a parse
+            // error); a second answer here would put two responses on the wire.
+            if case .awaitingEnd = state { state = .done }
+            context.fireErrorCaught(error)
             return
         }
-        context.fireErrorCaught(error)
+        let reason = (error as? HTTPParserError).map { "malformed HTTP request: \($0)" } ?? "malformed HTTP request"
+        reject(context: context, status: .badRequest, body: reason)
     }
 
     /// The server that takes this request, or nil when it passes through.
@@ -175,7 +179,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         let decided = context.eventLoop.makePromise(of: UpgradeDecision.self)
         Task { decided.succeed(await verify(request)) }
         decided.futureResult.assumeIsolated().whenSuccess { [self] decision in
-            guard context.channel.isActive else { return }
+            // The handshake timer may have answered 408 while the hook ran.
+            guard case .deciding = state, context.channel.isActive else { return }
             complete(context: context, server: server, request: request, info: info, decision: decision)
         }
     }

@@ -19,6 +19,10 @@ private final class PlainHTTPHandler: ChannelInboundHandler {
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
 }
 
 /// Two WebSocket endpoints on one application HTTP server, by path.
@@ -94,6 +98,17 @@ private final class PlainHTTPHandler: ChannelInboundHandler {
 
             try await withTimeout("close a") { try await a.close() }
             try await withTimeout("close b") { try await b.close() }
+        }
+    }
+
+    @Test func malformedRequestGetsOneAnswer() async throws {
+        let server = WebSocketServer { ws in ws.onMessage { _ in } }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let peer = try await RawPeer.connect(port: port)
+            try await peer.send(string: "this is not http\r\n\r\n")
+            let response = try await peer.readResponse()
+            #expect(response.status == 400)
+            #expect(!response.body.contains("HTTP/1.1"), "a second response: \(response.body)")
         }
     }
 

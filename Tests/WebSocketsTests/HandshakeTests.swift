@@ -112,6 +112,43 @@ import WebSockets
         }
     }
 
+    @Test func slowVerifyClientLosesToHandshakeTimeout() async throws {
+        let release = Waiter<Void>("release")
+        try await withServer({
+            $0.handshakeTimeout = .milliseconds(200)
+            $0.verifyClient = { _ in
+                _ = try? await release.value()
+                return .accept()
+            }
+        }) { _, port in
+            let peer = try await RawPeer.connect(port: port)
+            try await peer.send(string: RawPeer.upgradeRequest())
+            let head = try await peer.readHead()
+            #expect(head.hasPrefix("HTTP/1.1 408"), "\(head)")
+            release.fulfill(())
+            // Nothing after the 408 (no late 101), then the connection closes.
+            let rest = try await peer.readToEnd()
+            #expect(!String(decoding: rest, as: UTF8.self).contains("HTTP/1.1"))
+        }
+    }
+
+    @Test func clientKeepsFramesThatCameWithThe101() async throws {
+        _ = try await withFakeServer(respond: { head in
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Accept: \(Handshake.acceptValue(forKey: requestKey(head)))\r\n\r\n"
+        }, then: [0x81, 0x05] + Array("hello".utf8) + [0x88, 0x02, 0x03, 0xE8]) { port in
+            var options = ClientOptions()
+            options.connection.closeTimeout = .milliseconds(200)
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", options: options)
+            let texts = try await withTimeout("messages") {
+                var texts: [String] = []
+                for try await message in ws.messages { texts.append(message.text) }
+                return texts
+            }
+            #expect(texts == ["hello"])
+        }
+    }
+
     @Test func oversizedHeadIs431() async throws {
         try await withServer({ $0.maxHandshakeSize = 2048 }) { _, port in
             let peer = try await RawPeer.connect(port: port)

@@ -404,15 +404,17 @@ func closePayload(_ code: UInt16, _ reason: [UInt8] = []) -> [UInt8] {
 // MARK: Raw TCP server
 
 /// A fake server that answers every connection with `respond(requestHead)` and then keeps
-/// the connection open (or closes it when `respond` returns nil).
+/// the bytes `extra` in the same write, and then keeps the connection open (or closes it
+/// when `respond` returns nil).
 func withFakeServer<T>(
     respond: @escaping @Sendable (String) -> String?,
+    then extra: [UInt8] = [],
     _ body: (Int) async throws -> T
 ) async throws -> T {
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(FakeServerHandler(respond: respond))
+                try channel.pipeline.syncOperations.addHandler(FakeServerHandler(respond: respond, extra: extra))
             }
         }
         .bind(host: "127.0.0.1", port: 0).get()
@@ -424,10 +426,14 @@ private final class FakeServerHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     let respond: @Sendable (String) -> String?
+    let extra: [UInt8]
     var received: [UInt8] = []
     var answered = false
 
-    init(respond: @escaping @Sendable (String) -> String?) { self.respond = respond }
+    init(respond: @escaping @Sendable (String) -> String?, extra: [UInt8]) {
+        self.respond = respond
+        self.extra = extra
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         received += unwrapInboundIn(data).readableBytesView
@@ -435,7 +441,9 @@ private final class FakeServerHandler: ChannelInboundHandler {
         answered = true
         let head = String(decoding: received[..<end.upperBound], as: UTF8.self)
         if let response = respond(head) {
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: response)), promise: nil)
+            var buffer = context.channel.allocator.buffer(string: response)
+            buffer.writeBytes(extra)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         } else {
             context.close(promise: nil)
         }
