@@ -351,6 +351,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Installs the close callback; a connection that is already closed reports at once,
+    /// so a callback set just after `connect` or `onConnection` never misses the close.
+    func setOnClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
+        onClose = callback
+        if let closeInfo { callback(closeInfo) }
+    }
+
     /// Installs where messages go; queued messages are delivered first, in order.
     func setSink(_ newSink: MessageSink) {
         guard case .queue(let queued) = sink else {

@@ -116,7 +116,7 @@ import WebSockets
             // Never answer; the server drops us after its close timeout.
             try await peer.expectClosed()
             let elapsed = try await closeReturned.value()
-            #expect(elapsed >= .milliseconds(150))
+            #expect(elapsed >= .milliseconds(190))
             #expect(try await serverClosed.value() == CloseInfo(code: .abnormalClosure, reason: "", wasClean: false))
         }
     }
@@ -171,6 +171,20 @@ import WebSockets
             let info = try #require(error as? CloseInfo)
             #expect(info.code == .abnormalClosure)
             #expect(!info.wasClean)
+        }
+    }
+
+    @Test func onCloseSetAfterTheCloseStillReports() async throws {
+        try await withServer(onConnection: { ws in ws.terminate() }) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            try await withTimeout("closeFuture") { try await ws.channel.closeFuture.get() }
+            let closed = Waiter<CloseInfo>("late onClose")
+            ws.onClose { closed.fulfill($0) }
+            #expect(try await closed.value() == CloseInfo(code: .abnormalClosure, reason: "", wasClean: false))
+            // The message sequence, asked for only now, ends the same way.
+            await #expect(throws: CloseInfo.self) {
+                try await withTimeout("messages") { for try await _ in ws.messages {} }
+            }
         }
     }
 
