@@ -30,6 +30,30 @@ import WebSockets
         }
     }
 
+    @Test func verifyClientSeesTheRequest() async throws {
+        let seen = Waiter<UpgradeRequest>("request")
+        try await withServer({
+            $0.verifyClient = { request in
+                seen.fulfill(request)
+                return .accept()
+            }
+        }) { _, port in
+            var options = ClientOptions()
+            options.headers.add(name: "X-Forwarded-For", value: "203.0.113.7, 10.0.0.1")
+            options.origin = "https://example.com"
+            let ws = try await WebSocket.connect(to: "ws://alice:s%40cret@127.0.0.1:\(port)/room?id=42&name=a+b", options: options)
+            let request = try await seen.value()
+            #expect(request.path == "/room")
+            #expect(request.query == ["id": "42", "name": "a b"])
+            #expect(request.origin == "https://example.com")
+            #expect(request.forwardedFor == "203.0.113.7")
+            #expect(request.remoteAddress?.ipAddress == "127.0.0.1")
+            // user:password from the URL become basic auth ("alice:s@cret").
+            #expect(request.headers.first("Authorization") == "Basic YWxpY2U6c0BjcmV0")
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+
     @Test func missingKeyIs400WithOneLineReason() async throws {
         try await withServer { _, port in
             let peer = try await RawPeer.connect(port: port)

@@ -140,6 +140,64 @@ import WebSockets
         }
     }
 
+    @Test func manyMessagesThroughTheSequenceWithBackpressure() async throws {
+        let count = 2000
+        try await withServer(onConnection: { ws in
+            ws.onMessage { _ in
+                for i in 0..<count { ws.send(.text("#\(i)"), promise: nil) }
+            }
+        }) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            try await ws.send(text: "go")
+            // A consumer that yields often falls behind the high watermark many times.
+            let received = try await withTimeout("all messages") {
+                var received: [String] = []
+                for try await message in ws.messages {
+                    received.append(message.text)
+                    if received.count % 50 == 0 { await Task.yield() }
+                    if received.count == count { break }
+                }
+                return received
+            }
+            #expect(received == (0..<count).map { "#\($0)" })
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+
+    @Test func fragmentSizeSplitsOutgoingMessages() async throws {
+        try await withServer({ $0.connection.fragmentSize = 10 }, onConnection: { ws in
+            ws.onMessage { _ in }
+            ws.send(.text(String(repeating: "x", count: 25)), promise: nil)
+        }) { _, port in
+            let peer = try await RawPeer.upgraded(port: port)
+            defer { peer.close() }
+            let frames = [try await peer.readFrame(), try await peer.readFrame(), try await peer.readFrame()]
+            #expect(frames.map(\.opcode) == [0x1, 0x0, 0x0])
+            #expect(frames.map(\.fin) == [false, false, true])
+            #expect(frames.map(\.payload.count) == [10, 10, 5])
+            try await peer.send(clientFrame(opcode: 0x8, closePayload(1000)))
+            try await peer.expectCloseFrame(1000)
+        }
+    }
+
+    @Test func preEncodedFrameGoesOutAsIs() async throws {
+        try await withServer(onConnection: { ws in
+            ws.onMessage { _ in
+                var sender = Sender(role: .server)
+                var frame = ByteBuffer()
+                sender.writeFrame(opcode: .text, payload: ByteBuffer(string: "shared"), into: &frame)
+                ws.sendEncoded(frame)
+            }
+        }) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            let inbox = Inbox<WebSocketMessage>()
+            ws.onMessage { inbox.put($0) }
+            try await ws.send(text: "go")
+            #expect(try await inbox.next() == .text("shared"))
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+
     @Test func messagesQueuedBeforeSinkAreNotLost() async throws {
         // The server sends as soon as the connection opens, before the client installs a sink.
         try await withServer(onConnection: { ws in

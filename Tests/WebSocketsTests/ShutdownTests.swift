@@ -50,6 +50,36 @@ import WebSockets
         }
     }
 
+    @Test func shutdownDropsPeersThatDoNotAnswerAfterCloseTimeout() async throws {
+        let server = WebSocketServer(options: {
+            var options = WebSocketServer.Options()
+            options.connection.closeTimeout = .milliseconds(200)
+            return options
+        }()) { ws in ws.onMessage { _ in } }
+        let port = try await server.listen().port!
+        let peer = try await RawPeer.upgraded(port: port)
+        let shutdown = Task { await server.shutdown() }
+        let frame = try await peer.readFrame()
+        #expect(frame.opcode == 0x8 && frame.closeCode == 1001)
+        // No answer from us: dropped after the close timeout, and shutdown() returns.
+        try await peer.expectClosed()
+        try await withTimeout("shutdown") { await shutdown.value }
+        #expect(server.clients.isEmpty)
+    }
+
+    @Test func maxConnectionsAnswers503() async throws {
+        try await withServer({ $0.maxConnections = 1 }) { _, port in
+            let first = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            do {
+                _ = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+                Issue.record("second connection should be refused")
+            } catch ConnectError.unexpectedResponse(let status, _, _) {
+                #expect(status == 503)
+            }
+            try await withTimeout("close") { try await first.close() }
+        }
+    }
+
     @Test func shutdownClosesClientsWith1001() async throws {
         let serverSides = Inbox<WebSocket>()
         var options = WebSocketServer.Options()
