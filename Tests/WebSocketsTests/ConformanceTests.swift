@@ -281,6 +281,72 @@ import WebSockets
         }
     }
 
+    // MARK: Client side (a fake server sends the bad frames)
+
+    func clientFailure(serverSends frame: [UInt8]) async throws -> (any Error)? {
+        try await withFakeServer(respond: { head in
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Accept: \(Handshake.acceptValue(forKey: requestKey(head)))\r\n\r\n"
+        }, then: frame) { port in
+            var options = ClientOptions()
+            options.perMessageDeflate = nil
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", options: options)
+            return try await withTimeout("messages to fail") { () -> (any Error)? in
+                do {
+                    for try await _ in ws.messages {}
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+        }
+    }
+
+    @Test func clientRejectsMaskedServerFrame() async throws {
+        let error = try await clientFailure(serverSends: clientFrame(opcode: 0x1, Array("masked".utf8), masked: true))
+        #expect((error as? WebSocketError)?.closeCode == .protocolError)
+    }
+
+    @Test func clientRejectsInvalidUTF8FromServer() async throws {
+        let error = try await clientFailure(serverSends: clientFrame(opcode: 0x1, [0xC0, 0x80], masked: false))
+        #expect((error as? WebSocketError)?.closeCode == .invalidFramePayloadData)
+    }
+
+    @Test func autoPongOff() async throws {
+        let pings = Inbox<ByteBuffer>()
+        try await withEchoPeerAutoPongOff(pings) { peer in
+            try await peer.send(clientFrame(opcode: 0x9, Array("p".utf8)) + clientFrame(opcode: 0x1, Array("t".utf8)))
+            let frame = try await peer.readFrame()
+            #expect(frame.opcode == 0x1 && frame.text == "t", "no pong expected, got \(frame)")
+            #expect(try await pings.next() == ByteBuffer(string: "p"))
+            try await closeNormally(peer)
+        }
+    }
+
+    func withEchoPeerAutoPongOff(_ pings: Inbox<ByteBuffer>, _ body: (RawPeer) async throws -> Void) async throws {
+        try await withServer({ $0.connection.autoPong = false }, onConnection: { ws in
+            ws.onPing { pings.put($0) }
+            ws.onMessage { ws.send($0, promise: nil) }
+        }) { _, port in
+            let peer = try await RawPeer.upgraded(port: port)
+            defer { peer.close() }
+            try await body(peer)
+        }
+    }
+
+    @Test func tcpDropWithoutCloseIs1006() async throws {
+        let closed = Waiter<CloseInfo>("server onClose")
+        try await withServer(onConnection: { ws in
+            ws.onMessage { _ in }
+            ws.onClose { closed.fulfill($0) }
+        }) { _, port in
+            let peer = try await RawPeer.upgraded(port: port)
+            try await peer.send(clientFrame(opcode: 0x1, fin: false, Array("half a mess".utf8)))
+            peer.close()
+            #expect(try await closed.value() == CloseInfo(code: .abnormalClosure, reason: "", wasClean: false))
+        }
+    }
+
     // MARK: 9 Limits and performance (scaled down)
 
     @Test(arguments: [64 * 1024, 1024 * 1024, 2 * 1024 * 1024])
