@@ -67,9 +67,13 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     /// forwards the bytes after an upgrade request instead of dropping them, and which stays
     /// paired with its encoder (for HEAD responses). NIO's upgrade handler that comes with
     /// them, with no upgraders, is removed at once. (The app's encoder and decoder
-    /// configurations are not carried over; the defaults apply.)
+    /// configurations are not carried over; the defaults apply.) A pipeline that already has
+    /// NIO's upgrade handler is left alone: its decoder forwards already, and that handler
+    /// holds on to the encoder it was made with.
     private static func installForwardingDecoder(_ pipeline: ChannelPipeline.SynchronousOperations) throws {
-        guard let decoder = try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self) else {
+        guard let decoder = try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self),
+            (try? pipeline.context(handlerType: HTTPServerUpgradeHandler.self)) == nil
+        else {
             return
         }
         let encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
