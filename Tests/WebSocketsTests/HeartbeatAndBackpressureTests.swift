@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Testing
 import WebSocketCore
 import WebSockets
@@ -27,11 +28,14 @@ import WebSockets
 
     @Test func heartbeatKeepsAnsweringPeerAlive() async throws {
         let pings = Inbox<ByteBuffer>()
+        // Its own event loop, so other tests' big messages on the shared loops cannot delay
+        // the pongs; and a generous timeout for a loaded machine.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
         try await withServer({
-            // A generous timeout: other tests may keep the shared event loops busy for a while.
             $0.connection.heartbeat = .init(interval: .milliseconds(50), timeout: .seconds(5))
-        }) { _, port in
-            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+        }, group: group) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", group: group)
             ws.onPing { pings.put($0) }
             ws.onMessage { _ in }
             // Several heartbeat periods pass; our client auto-pongs every ping.

@@ -110,12 +110,13 @@ final class Inbox<T: Sendable>: Sendable {
 /// Starts a server on an ephemeral port for one test and shuts it down afterwards.
 func withServer<T>(
     _ configure: (inout WebSocketServer.Options) -> Void = { _ in },
+    group: any EventLoopGroup = EventLoopThreads.shared,
     onConnection: @escaping @Sendable (WebSocket) -> Void = { ws in ws.onMessage { ws.send($0, promise: nil) } },
     _ body: (WebSocketServer, Int) async throws -> T
 ) async throws -> T {
     var options = WebSocketServer.Options()
     configure(&options)
-    let server = WebSocketServer(options: options, onConnection: onConnection)
+    let server = WebSocketServer(options: options, group: group, onConnection: onConnection)
     let address = try await server.listen()
     do {
         let result = try await body(server, address.port!)
