@@ -12,7 +12,11 @@ import WebSocketCore
 /// - In `attached` mode, requests for paths it does not serve, and requests that are not
 ///   upgrades, pass through untouched to the application's HTTP handlers.
 /// - Bytes the client sent after its upgrade request stay in NIO's request decoder, which
-///   hands them to the `WebSocketHandler` when it is removed (`.forwardBytes`).
+///   hands them to the `WebSocketHandler` when it is removed (`.forwardBytes`). In `attached`
+///   mode the application's decoder (which `configureHTTPServerPipeline` makes with
+///   `.dropBytes` when it has no upgrader of its own) is swapped for one that forwards them
+///   when this handler is added, so it must be added before the channel reads: in the
+///   child channel initializer, as the HTTP handlers are.
 final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -42,13 +46,45 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if case .standalone(let server) = mode {
+        switch mode {
+        case .standalone(let server):
             handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: server.options.handshakeTimeout) {
                 [weak self] in
                 guard let self else { return }
                 self.reject(context: context, status: .requestTimeout, body: "opening handshake timed out")
             }
+        case .attached:
+            do {
+                try Self.installForwardingDecoder(context.pipeline.syncOperations)
+            } catch {
+                context.fireErrorCaught(error)
+            }
         }
+    }
+
+    /// Replaces the application's HTTP response encoder and request decoder with a pair
+    /// made by NIO's own `configureHTTPServerPipeline(withServerUpgrade:)`, whose decoder
+    /// forwards the bytes after an upgrade request instead of dropping them, and which stays
+    /// paired with its encoder (for HEAD responses). NIO's upgrade handler that comes with
+    /// them, with no upgraders, is removed at once. (The app's encoder and decoder
+    /// configurations are not carried over; the defaults apply.) A pipeline that already has
+    /// NIO's upgrade handler is left alone: its decoder forwards already, and that handler
+    /// holds on to the encoder it was made with.
+    private static func installForwardingDecoder(_ pipeline: ChannelPipeline.SynchronousOperations) throws {
+        guard let decoder = try? pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self),
+            (try? pipeline.context(handlerType: HTTPServerUpgradeHandler.self)) == nil
+        else {
+            return
+        }
+        let encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
+        try pipeline.configureHTTPServerPipeline(
+            position: .after(decoder.handler), withPipeliningAssistance: false,
+            withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
+            withErrorHandling: false, withOutboundHeaderValidation: false)
+        let upgrader = try pipeline.context(handlerType: HTTPServerUpgradeHandler.self)
+        pipeline.removeHandler(context: upgrader, promise: nil)
+        pipeline.removeHandler(context: decoder, promise: nil)
+        if let encoder { pipeline.removeHandler(context: encoder, promise: nil) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -83,12 +119,16 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard case .passingThrough = state, case .attached = mode else {
-            let reason = (error as? HTTPParserError).map { "malformed HTTP request: \($0)" } ?? "malformed HTTP request"
-            reject(context: context, status: .badRequest, body: reason)
+        guard case .standalone = mode else {
+            // The application's HTTP pipeline answers its own errors (NIO's
+            // HTTPServerProtocolErrorHandler, before us, has already sent a 400 for a parse
+            // error); a second answer here would put two responses on the wire.
+            if case .awaitingEnd = state { state = .done }
+            context.fireErrorCaught(error)
             return
         }
-        context.fireErrorCaught(error)
+        let reason = (error as? HTTPParserError).map { "malformed HTTP request: \($0)" } ?? "malformed HTTP request"
+        reject(context: context, status: .badRequest, body: reason)
     }
 
     /// The server that takes this request, or nil when it passes through.
@@ -126,7 +166,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             return reject(
                 context: context, status: .upgradeRequired,
                 body: "Sec-WebSocket-Version \(info.version.rawValue) is not enabled on this server",
-                headers: ["Sec-WebSocket-Version": options.versions.map { String($0.rawValue) }.joined(separator: ", ")])
+                headers: ["Sec-WebSocket-Version": options.versions.map(\.rawValue).sorted(by: >).map(String.init)
+                    .joined(separator: ", ")])
         }
         guard server.connectionCount <= options.maxConnections else {
             return reject(context: context, status: .serviceUnavailable,
@@ -142,7 +183,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         let decided = context.eventLoop.makePromise(of: UpgradeDecision.self)
         Task { decided.succeed(await verify(request)) }
         decided.futureResult.assumeIsolated().whenSuccess { [self] decision in
-            guard context.channel.isActive else { return }
+            // The handshake timer may have answered 408 while the hook ran.
+            guard case .deciding = state, context.channel.isActive else { return }
             complete(context: context, server: server, request: request, info: info, decision: decision)
         }
     }
@@ -195,7 +237,9 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             let handler = WebSocketHandler(
                 role: .server, options: options.connection, status: status, compression: compression)
             do {
-                try replaceHTTPHandlers(context: context, with: handler)
+                try replaceHTTPHandlers(context: context, with: handler).assumeIsolated().whenSuccess {
+                    handler.handoverComplete()
+                }
             } catch {
                 context.close(promise: nil)
                 return
@@ -209,8 +253,11 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     /// Puts `handler` right after the request decoder, removes the other HTTP handlers
-    /// and this one, then the decoder, which forwards any bytes it holds to `handler`.
-    private func replaceHTTPHandlers(context: ChannelHandlerContext, with handler: WebSocketHandler) throws {
+    /// and this one, then the decoder, which forwards any bytes it holds to `handler`; the
+    /// returned future completes when it has.
+    private func replaceHTTPHandlers(context: ChannelHandlerContext, with handler: WebSocketHandler) throws
+        -> EventLoopFuture<Void>
+    {
         let pipeline = context.pipeline.syncOperations
         let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
         try pipeline.addHandler(handler, position: .after(decoder.handler))
@@ -223,11 +270,16 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         if let errors = try? pipeline.context(handlerType: HTTPServerProtocolErrorHandler.self) {
             pipeline.removeHandler(context: errors, promise: nil)
         }
+        if let validator = try? pipeline.context(handlerType: NIOHTTPResponseHeadersValidator.self) {
+            pipeline.removeHandler(context: validator, promise: nil)
+        }
         if let limit = try? pipeline.context(handlerType: HandshakeSizeLimit.self) {
             pipeline.removeHandler(context: limit, promise: nil)
         }
         pipeline.removeHandler(context: context, promise: nil)
-        pipeline.removeHandler(context: decoder, promise: nil)
+        let decoderRemoved = context.eventLoop.makePromise(of: Void.self)
+        pipeline.removeHandler(context: decoder, promise: decoderRemoved)
+        return decoderRemoved.futureResult
     }
 
     /// Answers with an error status and a one-line body, then closes the connection.
@@ -266,6 +318,8 @@ final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Past the limit, one answer; everything after it is dropped.
+        guard seen <= limit else { return }
         seen += unwrapInboundIn(data).readableBytes
         guard seen <= limit else {
             let body = "request head exceeds \(limit) bytes\n"

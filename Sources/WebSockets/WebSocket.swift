@@ -182,9 +182,9 @@ public final class WebSocket: Sendable {
         onLoop { $0.onPong = callback }
     }
 
-    /// Called once, when the TCP connection is gone.
+    /// Called once, when the TCP connection is gone (at once if it already is).
     public func onClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
-        onLoop { $0.onClose = callback }
+        onLoop { $0.setOnClose(callback) }
     }
 
     public func onError(_ callback: @escaping @Sendable (any Error) -> Void) {

@@ -112,7 +112,9 @@ extension WebSocket {
                 }
             }
         } catch {
+            // The handshake timer may have closed the channel first: report the timeout.
             opened.fail(error)
+            _ = try await opened.futureResult.get()
             throw error
         }
         _ = channel

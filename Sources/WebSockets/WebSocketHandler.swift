@@ -12,6 +12,11 @@ import WebSocketCore
 ///   in `outbound` and written and flushed once per read cycle.
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
+/// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
+///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
+///   can pile up meanwhile.
+/// - `bufferedAmount` (our gathered frames plus the channel's unwritten bytes) never exceeds
+///   `maxBufferedAmount` by more than the one send that found it below the limit.
 final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -71,6 +76,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var receivedClose: (code: CloseCode, reason: String)?
     private var failure: (any Error)?
+    /// How the connection ended, once it has.
+    private var closeInfo: CloseInfo?
+    /// The channel's high write watermark: below it (while writable) fewer bytes than that wait.
+    private var writeHighWatermark = 64 * 1024
     private var closeTimer: Scheduled<Void>?
     private var heartbeatTask: Scheduled<Void>?
     private var pongDeadline: Scheduled<Void>?
@@ -99,6 +108,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if let watermark = try? context.channel.syncOptions?.getOption(.writeBufferWaterMark) {
+            writeHighWatermark = watermark.high
+        }
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
@@ -149,7 +161,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if pauseReasons.isEmpty {
+        if pauseReasons.isEmpty || state != .open {
             context.read()
         } else {
             readPending = true
@@ -274,15 +286,21 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             } else {
                 CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
             }
+        closeInfo = info
         onClose?(info)
         if case .stream(let source) = sink {
-            if let failure {
-                source.finish(failure)
-            } else if info.code == .abnormalClosure {
-                source.finish(info)
-            } else {
-                source.finish()
-            }
+            finish(source, info)
+        }
+    }
+
+    /// Ends the message sequence: cleanly after a close handshake, else with the error.
+    private func finish(_ source: WebSocketMessages.Source, _ info: CloseInfo) {
+        if let failure {
+            source.finish(failure)
+        } else if info.code == .abnormalClosure {
+            source.finish(info)
+        } else {
+            source.finish()
         }
     }
 
@@ -333,6 +351,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Installs the close callback; a connection that is already closed reports at once,
+    /// so a callback set just after `connect` or `onConnection` never misses the close.
+    func setOnClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
+        onClose = callback
+        if let closeInfo { callback(closeInfo) }
+    }
+
     /// Installs where messages go; queued messages are delivered first, in order.
     func setSink(_ newSink: MessageSink) {
         guard case .queue(let queued) = sink else {
@@ -341,8 +366,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         sink = newSink
         for message in queued { deliver(message) }
-        if state == .closed, case .stream(let source) = newSink {
-            if let failure { source.finish(failure) } else { source.finish() }
+        if let closeInfo, case .stream(let source) = newSink {
+            finish(source, closeInfo)
         }
         resume(.noSink)
     }
@@ -449,6 +474,19 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         status.readyState.store(ReadyState.closing.rawValue, ordering: .releasing)
         flushUnlessReading()
         armCloseTimer()
+        // Read the peer's close even if the application paused us or never took a message.
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// The upgrade handler handed over the bytes that came after the request (as reads with
+    /// no `channelReadComplete` after them): end that read cycle.
+    func handoverComplete() {
+        guard isReading else { return }
+        isReading = false
+        flushOutbound()
     }
 
     /// Drops the connection at once, without a close handshake.
@@ -462,7 +500,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func bufferFullError() -> SendError? {
-        guard let context, !context.channel.isWritable else { return nil }
+        guard let context else { return nil }
+        // Fast path: a writable channel holds less than its high watermark.
+        if context.channel.isWritable,
+            (outbound?.readableBytes ?? 0) + writeHighWatermark <= options.maxBufferedAmount
+        {
+            return nil
+        }
         let buffered = bufferedAmount
         return buffered >= options.maxBufferedAmount
             ? .bufferFull(buffered: buffered, limit: options.maxBufferedAmount) : nil

@@ -132,9 +132,20 @@ public final class WebSocketServer: Sendable {
     }
 
     /// A handler that serves this server's WebSocket endpoint on an application's own
-    /// HTTP/1.1 pipeline (`configureHTTPServerPipeline`): add it after the HTTP handlers.
-    /// Upgrade requests whose path is a key of `routes` are taken; everything else passes
+    /// HTTP/1.1 pipeline (`configureHTTPServerPipeline`): add it after the HTTP handlers,
+    /// in the child channel initializer (before the channel reads). Upgrade requests whose
+    /// path is a key of `routes` are taken; everything else, HTTP errors included, passes
     /// through to the handlers after it.
+    ///
+    ///     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+    ///     try channel.pipeline.syncOperations.addHandler(WebSocketServer.upgradeHandler(routes: ["/ws": server]))
+    ///     try channel.pipeline.syncOperations.addHandler(MyHTTPHandler())
+    ///
+    /// `configureHTTPServerPipeline` without an upgrader makes a request decoder that drops
+    /// the bytes after an upgrade request; when added, this handler swaps it (and its
+    /// encoder) for a pair that forwards them, so frames a client sends right behind its
+    /// request are not lost. `handshakeTimeout`, `maxHandshakeSize` and `maxConnections` are
+    /// the application's business on its own pipeline and do not apply there.
     public static func upgradeHandler(routes: [String: WebSocketServer]) -> any ChannelHandler {
         ServerUpgradeHandler(mode: .attached(routes))
     }
