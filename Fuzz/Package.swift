@@ -5,12 +5,13 @@ import PackageDescription
 
 /// One executable per fuzzer: `Sources/<name>/main.swift` defines `LLVMFuzzerTestOneInput`
 /// with `@_cdecl` and calls `runFuzzer(_:)` from its top-level code. Add a name here to add a fuzzer.
-let fuzzers = ["HandshakeFuzzer"]
+let fuzzers = ["HandshakeFuzzer", "FrameDecoderFuzzer"]
 
 let package = Package(
     name: "SwitchboardFuzz",
     dependencies: [
         .package(name: "Switchboard", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // `runFuzzer(_:)`: starts libFuzzer's driver from a fuzzer's top-level code.
@@ -21,6 +22,7 @@ let package = Package(
             dependencies: [
                 "FuzzerSupport",
                 .product(name: "WebSocketCore", package: "Switchboard"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         )
     }

@@ -36,9 +36,10 @@ func receive(
     _ bytes: [UInt8],
     role: Role,
     splits: [Int] = [],
-    maxPayload: Int = 100 * 1024 * 1024
+    maxPayload: Int = 100 * 1024 * 1024,
+    compression: PerMessageDeflate? = nil
 ) -> (events: [Event], error: WebSocketError?) {
-    var receiver = Receiver(configuration: .init(role: role, maxPayload: maxPayload))
+    var receiver = Receiver(configuration: .init(role: role, maxPayload: maxPayload), compression: compression)
     var events: [Event] = []
     var start = 0
     for end in splits.filter({ $0 > 0 && $0 < bytes.count }) + [bytes.count] where end >= start {
