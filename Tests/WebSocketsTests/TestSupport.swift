@@ -7,7 +7,7 @@ import WebSockets
 
 /// Every wait in this suite is bounded by this, so a hang fails a test instead of blocking CI.
 /// Generous because the machine is small and shared; a passing test never waits this long.
-let testTimeout: Duration = .seconds(10)
+let testTimeout: Duration = .seconds(60)
 
 struct TimedOut: Error, CustomStringConvertible {
     var what: String
