@@ -94,7 +94,11 @@ public struct Receiver {
             return
         }
         if !pendingIsPrivate {
+            // Copy what is left into storage of our own, once; it stays private (and grows
+            // in place) until a slice of it is handed out. Without setting the flag, every
+            // read of a frame spread over several reads re-copied all of it (quadratic).
             pending = freshPending(adding: count)
+            pendingIsPrivate = true
         }
         if unmasker != nil {
             pending.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
@@ -145,7 +149,10 @@ public struct Receiver {
                 let parsed = try pending.withUnsafeReadableBytes { bytes throws(WebSocketError) in
                     try FrameHeader.parse(bytes)
                 }
-                guard case .header(let parsedHeader, let headerLength) = parsed else { return nil }
+                guard case .header(let parsedHeader, let headerLength) = parsed else {
+                    releaseDrainedPending()
+                    return nil
+                }
                 try accept(parsedHeader)
                 pending.moveReaderIndex(forwardBy: headerLength)
                 header = parsedHeader
@@ -171,6 +178,19 @@ public struct Receiver {
             }
         }
     }
+
+    /// Between frames with nothing left to decode, `pending` lets go of its storage: an
+    /// idle connection then holds no receive memory (the storage is shared with the last
+    /// message handed out, or would only be kept for reuse). Mid-frame it is kept, since it
+    /// may hold the room reserved for the rest of the frame.
+    private mutating func releaseDrainedPending() {
+        guard pending.readableBytes == 0, pending.capacity > 0 else { return }
+        pending = Self.empty
+        pendingIsPrivate = false
+    }
+
+    /// A buffer without storage (NIO shares one for every zero-capacity buffer).
+    private static var empty: ByteBuffer { ByteBufferAllocator().buffer(capacity: 0) }
 
     /// Uncompressed text is validated while it arrives; compressed text after inflating.
     private func isStreamingText(_ header: FrameHeader) -> Bool {
