@@ -104,8 +104,21 @@ let package = Package(
             path: "Examples/echo-server"
         ),
         .executableTarget(
+            name: "autobahn-client",
+            dependencies: ["WebSockets"],
+            path: "Examples/autobahn-client"
+        ),
+        .executableTarget(
+            name: "chat-server",
+            dependencies: ["WebSockets"],
+            path: "Examples/chat-server"
+        ),
+        .executableTarget(
             name: "CoreBenchmarks",
-            dependencies: ["WebSocketCore"],
+            dependencies: [
+                "WebSocketCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Benchmarks/CoreBenchmarks"
         ),
     ]

@@ -10,6 +10,8 @@ let groups: [() -> [Benchmark]] = [
     harnessBenchmarks,
     maskingBenchmarks,
     utf8Benchmarks,
+    frameBenchmarks,
+    deflateBenchmarks,
 ]
 
 let filters = Array(CommandLine.arguments.dropFirst())

@@ -91,6 +91,33 @@ public struct FrameHeader: Sendable, Hashable {
         return .header(header, length: headerLength)
     }
 
+    /// Writes the header at `destination`, which must have room for `encodedLength`
+    /// bytes, choosing the shortest length form; returns the bytes written.
+    @inlinable
+    public func write(to destination: UnsafeMutableRawPointer) -> Int {
+        let byte0 = (fin ? 0x80 : 0) | reservedBits.rawValue | opcodeBits
+        let maskBit: UInt8 = maskingKey == nil ? 0 : 0x80
+        destination.storeBytes(of: byte0, as: UInt8.self)
+        var length: Int
+        if payloadLength < 126 {
+            destination.storeBytes(of: maskBit | UInt8(payloadLength), toByteOffset: 1, as: UInt8.self)
+            length = 2
+        } else if payloadLength <= 0xFFFF {
+            destination.storeBytes(of: maskBit | 126, toByteOffset: 1, as: UInt8.self)
+            destination.storeBytes(of: UInt16(payloadLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+            length = 4
+        } else {
+            destination.storeBytes(of: maskBit | 127, toByteOffset: 1, as: UInt8.self)
+            destination.storeBytes(of: UInt64(payloadLength).bigEndian, toByteOffset: 2, as: UInt64.self)
+            length = 10
+        }
+        if let maskingKey {
+            destination.storeBytes(of: maskingKey.value, toByteOffset: length, as: UInt32.self)
+            length += 4
+        }
+        return length
+    }
+
     /// Writes the header, choosing the shortest length form (RFC 6455 §5.2 requires it).
     @inlinable
     public func write(to buffer: inout ByteBuffer) {

@@ -73,7 +73,7 @@ public struct Receiver {
         self.configuration = configuration
         self.compression = compression
         self.allocator = allocator
-        self.pending = Self.emptyBuffer
+        self.pending = Self.empty
         self.unmasker = configuration.role == .server ? StreamUnmasker() : nil
     }
 
@@ -94,7 +94,11 @@ public struct Receiver {
             return
         }
         if !pendingIsPrivate {
+            // Copy what is left into storage of our own, once; it stays private (and grows
+            // in place) until a slice of it is handed out. Without setting the flag, every
+            // read of a frame spread over several reads re-copied all of it (quadratic).
             pending = freshPending(adding: count)
+            pendingIsPrivate = true
         }
         if unmasker != nil {
             pending.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
@@ -146,7 +150,7 @@ public struct Receiver {
                     try FrameHeader.parse(bytes)
                 }
                 guard case .header(let parsedHeader, let headerLength) = parsed else {
-                    releaseIfDrained()
+                    releaseDrainedPending()
                     return nil
                 }
                 try accept(parsedHeader)
@@ -165,7 +169,7 @@ public struct Receiver {
                 frameBytesValidated = available
             }
             guard available == header.payloadLength else {
-                releaseIfDrained()
+                releaseDrainedPending()
                 return nil
             }
 
@@ -178,16 +182,18 @@ public struct Receiver {
         }
     }
 
-    /// Drops the reference to a fully consumed read buffer, so an idle connection does not
-    /// keep its last read's storage alive.
-    private mutating func releaseIfDrained() {
-        if pending.readableBytes == 0, pending.capacity > 0 {
-            pending = Self.emptyBuffer
-            pendingIsPrivate = false
-        }
+    /// Between frames with nothing left to decode, `pending` lets go of its storage: an
+    /// idle connection then holds no receive memory (the storage is shared with the last
+    /// message handed out, or would only be kept for reuse). Mid-frame it is kept, since it
+    /// may hold the room reserved for the rest of the frame.
+    private mutating func releaseDrainedPending() {
+        guard pending.readableBytes == 0, pending.capacity > 0 else { return }
+        pending = Self.empty
+        pendingIsPrivate = false
     }
 
-    private static let emptyBuffer = ByteBufferAllocator().buffer(capacity: 0)
+    /// A buffer without storage (NIO shares one for every zero-capacity buffer).
+    private static var empty: ByteBuffer { ByteBufferAllocator().buffer(capacity: 0) }
 
     /// Uncompressed text is validated while it arrives; compressed text after inflating.
     private func isStreamingText(_ header: FrameHeader) -> Bool {

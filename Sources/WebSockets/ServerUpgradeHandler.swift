@@ -144,8 +144,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private func upgrade(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer) {
         let options = server.options
-        var fields = HTTPFields()
-        for (name, value) in head.headers { fields.add(name: name, value: value) }
+        // Built with its exact size: the connection keeps it (`WebSocket.request`).
+        let fields = HTTPFields(head.headers.map { HTTPFields.Field(name: $0.name, value: $0.value) })
 
         if let path = options.path, HandshakeInfo(target: head.uri).path != path {
             return reject(context: context, status: .notFound, body: "no WebSocket endpoint at \(head.uri.prefix { $0 != "?" })")
@@ -248,7 +248,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 channel: context.channel, role: .server,
                 handshake: HandshakeInfo(target: request.target, subprotocol: subprotocol, extensions: extensions),
                 request: request, userInfo: userInfo, handler: handler)
-            server.didOpen(socket)
+            let tracked = if case .standalone = self.mode { true } else { false }
+            server.didOpen(socket, tracked: tracked)
         }
     }
 

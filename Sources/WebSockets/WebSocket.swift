@@ -18,8 +18,17 @@ public final class WebSocket: Sendable {
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal).
     public let userInfo: (any Sendable)?
     let handler: NIOLoopBound<WebSocketHandler>
+    /// The same handler, for calls already on its event loop (checked by `eventLoop.inEventLoop`
+    /// right before each use), so they skip `NIOLoopBound`'s second check.
+    private nonisolated(unsafe) let handlerOnLoop: WebSocketHandler
+    /// `channel.eventLoop`, kept so a send does not go through the channel existential.
+    public let eventLoop: any EventLoop
     private let status: ConnectionStatus
-    private let messageSequence = NIOLockedValueBox<WebSocketMessages?>(nil)
+    /// Made by the first use of `messages`, under `messageSequenceLock`: one lock shared by
+    /// every connection (taken about once per connection), so that an idle connection does
+    /// not carry a lock box of its own.
+    private nonisolated(unsafe) var messageSequence: WebSocketMessages?
+    private static let messageSequenceLock = NIOLock()
 
     init(
         channel: any Channel, role: Role, handshake: HandshakeInfo, request: UpgradeRequest? = nil,
@@ -31,10 +40,10 @@ public final class WebSocket: Sendable {
         self.handshake = handshake
         self.request = request
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        self.handlerOnLoop = handler
+        self.eventLoop = channel.eventLoop
         self.status = handler.status
     }
-
-    public var eventLoop: any EventLoop { channel.eventLoop }
 
     public var readyState: ReadyState {
         ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
@@ -67,14 +76,24 @@ public final class WebSocket: Sendable {
 
     /// Sends without waiting; `promise`, if given, completes when the message is written.
     public func send(_ message: WebSocketMessage, promise: EventLoopPromise<Void>?) {
-        onLoop { $0.send(message.kind, message.data, promise: promise) }
+        // The hot path of an echo or a fan-out: called from a message callback, on the loop.
+        // Calling directly avoids allocating the escaping closure `onLoop` takes.
+        if eventLoop.inEventLoop {
+            handlerOnLoop.send(message.kind, message.data, promise: promise)
+        } else {
+            eventLoop.execute { [handler] in handler.value.send(message.kind, message.data, promise: promise) }
+        }
     }
 
     /// Writes a frame encoded once for many connections (see `Sender`); server side only,
     /// since client frames need a fresh mask each.
     public func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
         precondition(role == .server, "pre-encoded frames are unmasked: server side only")
-        onLoop { $0.sendEncoded(frame, promise: promise) }
+        if eventLoop.inEventLoop {
+            handlerOnLoop.sendEncoded(frame, promise: promise)
+        } else {
+            eventLoop.execute { [handler] in handler.value.sendEncoded(frame, promise: promise) }
+        }
     }
 
     /// For fan-out on the connection's own event loop: queues a pre-encoded frame without
@@ -152,8 +171,8 @@ public final class WebSocket: Sendable {
 
     /// The incoming messages as an async sequence (see `WebSocketMessages`).
     public var messages: WebSocketMessages {
-        messageSequence.withLockedValue { existing in
-            if let existing { return existing }
+        Self.messageSequenceLock.withLock {
+            if let existing = messageSequence { return existing }
             let made = WebSocketMessages.Producer.makeSequence(
                 backPressureStrategy: .init(
                     lowWatermark: WebSocketMessages.lowWatermark, highWatermark: WebSocketMessages.highWatermark
@@ -162,7 +181,7 @@ public final class WebSocket: Sendable {
                 delegate: WebSocketMessages.Delegate(handler: handler)
             )
             let sequence = WebSocketMessages(producer: made.sequence)
-            existing = sequence
+            messageSequence = sequence
             let source = made.source
             onLoop { $0.setSink(.stream(source)) }
             return sequence
@@ -195,7 +214,7 @@ public final class WebSocket: Sendable {
     /// inside a connection callback apply before the next event.
     private func onLoop(_ body: @escaping @Sendable (WebSocketHandler) -> Void) {
         if eventLoop.inEventLoop {
-            body(handler.value)
+            body(handlerOnLoop)
         } else {
             eventLoop.execute { [handler] in body(handler.value) }
         }

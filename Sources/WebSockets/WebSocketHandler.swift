@@ -67,22 +67,83 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var pauseReasons: PauseReasons = [.noSink]
     private var readPending = false
+    /// The channel's writability, kept from `channelWritabilityChanged` so a send does not
+    /// ask the channel (an existential call and an atomic load) while it is writable.
+    private var channelIsWritable = true
 
     private var sink = MessageSink.queue(CircularBuffer())
-    var onPing: (@Sendable (ByteBuffer) -> Void)?
-    var onPong: (@Sendable (ByteBuffer) -> Void)?
-    var onClose: (@Sendable (CloseInfo) -> Void)?
-    var onError: (@Sendable (any Error) -> Void)?
 
-    private var receivedClose: (code: CloseCode, reason: String)?
-    private var failure: (any Error)?
+    /// State that most connections never set (the callbacks besides messages, the timers,
+    /// how the connection ended), kept out of line: made by the first non-nil write, so an
+    /// idle connection carries one pointer instead of about 190 bytes of empty fields.
+    private final class Occasional {
+        var onPing: (@Sendable (ByteBuffer) -> Void)?
+        var onPong: (@Sendable (ByteBuffer) -> Void)?
+        var onClose: (@Sendable (CloseInfo) -> Void)?
+        var onError: (@Sendable (any Error) -> Void)?
+        var receivedClose: (code: CloseCode, reason: String)?
+        var failure: (any Error)?
+        var closeTimer: Scheduled<Void>?
+        var heartbeatTask: Scheduled<Void>?
+        var pongDeadline: Scheduled<Void>?
+        var closeInfo: CloseInfo?
+    }
+    private var occasional: Occasional?
+
+    /// Writes `value` into `occasional`, making it only when the value is not nil.
+    private func setOccasional<T>(_ path: ReferenceWritableKeyPath<Occasional, T?>, _ value: T?) {
+        if let occasional {
+            occasional[keyPath: path] = value
+        } else if value != nil {
+            let made = Occasional()
+            made[keyPath: path] = value
+            occasional = made
+        }
+    }
+
+    var onPing: (@Sendable (ByteBuffer) -> Void)? {
+        get { occasional?.onPing }
+        set { setOccasional(\.onPing, newValue) }
+    }
+    var onPong: (@Sendable (ByteBuffer) -> Void)? {
+        get { occasional?.onPong }
+        set { setOccasional(\.onPong, newValue) }
+    }
+    var onClose: (@Sendable (CloseInfo) -> Void)? {
+        get { occasional?.onClose }
+        set { setOccasional(\.onClose, newValue) }
+    }
+    var onError: (@Sendable (any Error) -> Void)? {
+        get { occasional?.onError }
+        set { setOccasional(\.onError, newValue) }
+    }
+    private var receivedClose: (code: CloseCode, reason: String)? {
+        get { occasional?.receivedClose }
+        set { setOccasional(\.receivedClose, newValue) }
+    }
+    private var failure: (any Error)? {
+        get { occasional?.failure }
+        set { setOccasional(\.failure, newValue) }
+    }
+    private var closeTimer: Scheduled<Void>? {
+        get { occasional?.closeTimer }
+        set { setOccasional(\.closeTimer, newValue) }
+    }
+    private var heartbeatTask: Scheduled<Void>? {
+        get { occasional?.heartbeatTask }
+        set { setOccasional(\.heartbeatTask, newValue) }
+    }
+    private var pongDeadline: Scheduled<Void>? {
+        get { occasional?.pongDeadline }
+        set { setOccasional(\.pongDeadline, newValue) }
+    }
     /// How the connection ended, once it has.
-    private var closeInfo: CloseInfo?
+    private var closeInfo: CloseInfo? {
+        get { occasional?.closeInfo }
+        set { setOccasional(\.closeInfo, newValue) }
+    }
     /// The channel's high write watermark: below it (while writable) fewer bytes than that wait.
     private var writeHighWatermark = 64 * 1024
-    private var closeTimer: Scheduled<Void>?
-    private var heartbeatTask: Scheduled<Void>?
-    private var pongDeadline: Scheduled<Void>?
 
     /// Server frames no larger than this are copied beside their header into one buffer;
     /// larger payloads go out as their own buffer, without a copy.
@@ -111,6 +172,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let watermark = try? context.channel.syncOptions?.getOption(.writeBufferWaterMark) {
             writeHighWatermark = watermark.high
         }
+        channelIsWritable = context.channel.isWritable
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
@@ -157,6 +219,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        channelIsWritable = context.channel.isWritable
         context.fireChannelWritabilityChanged()
     }
 
@@ -500,11 +563,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func bufferFullError() -> SendError? {
-        guard let context else { return nil }
+        guard context != nil else { return nil }
         // Fast path: a writable channel holds less than its high watermark.
-        if context.channel.isWritable,
-            (outbound?.readableBytes ?? 0) + writeHighWatermark <= options.maxBufferedAmount
-        {
+        if channelIsWritable, (outbound?.readableBytes ?? 0) + writeHighWatermark <= options.maxBufferedAmount {
             return nil
         }
         let buffered = bufferedAmount

@@ -68,6 +68,7 @@ public final class WebSocketServer: Sendable {
 
     private struct State {
         var listener: (any Channel)?
+        /// Keyed by the connection's channel.
         var clients: [ObjectIdentifier: WebSocket] = [:]
         var shuttingDown = false
     }
@@ -100,6 +101,7 @@ public final class WebSocketServer: Sendable {
             .serverChannelOption(.backlog, value: options.backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.recvAllocator, value: Self.receiveAllocator)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.configureStandalonePipeline(channel)
@@ -109,6 +111,13 @@ public final class WebSocketServer: Sendable {
         state.withLockedValue { $0.listener = channel }
         return channel.localAddress!
     }
+
+    /// Sizes each connection's reads. NIO keeps a connection's last read buffer for reuse
+    /// for as long as the connection lives, so its first size is what an idle connection
+    /// costs: NIO's default starts at 2 KiB. 256 B holds a minimal upgrade request; a
+    /// browser's takes one or two more reads. The size doubles after every read that fills
+    /// the buffer, up to 64 KiB, so busy connections reach full-size reads within a few reads.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
 
     /// Returns when the listener has closed (after `shutdown()`).
     public func waitUntilStopped() async throws {
@@ -159,19 +168,28 @@ public final class WebSocketServer: Sendable {
         try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self)))
     }
 
-    /// Counts a TCP connection until it closes.
+    /// Counts a TCP connection until it closes, and then drops it from `clients` too, so
+    /// that a connection costs one close callback, not two (each is an allocation that an
+    /// idle connection keeps).
     func track(_ channel: any Channel) {
         openConnections.withLockedValue { $0 += 1 }
+        let key = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { [self] _ in
             openConnections.withLockedValue { $0 -= 1 }
+            if options.clientTracking {
+                _ = state.withLockedValue { $0.clients.removeValue(forKey: key) }
+            }
         }
     }
 
     /// Called by the upgrade handler, on the connection's event loop, once it is a WebSocket.
-    func didOpen(_ socket: WebSocket) {
+    /// `tracked`: the channel went through `track(_:)`, whose close callback drops it from
+    /// `clients`; otherwise (attached to an application's HTTP server) one is added here.
+    func didOpen(_ socket: WebSocket, tracked: Bool) {
+        let key = ObjectIdentifier(socket.channel)
         let shuttingDown = state.withLockedValue { state in
             if options.clientTracking && !state.shuttingDown {
-                state.clients[ObjectIdentifier(socket)] = socket
+                state.clients[key] = socket
             }
             return state.shuttingDown
         }
@@ -179,9 +197,9 @@ public final class WebSocketServer: Sendable {
             socket.handler.value.close(code: .goingAway, reason: "server shutting down", promise: nil)
             return
         }
-        if options.clientTracking {
+        if options.clientTracking, !tracked {
             socket.channel.closeFuture.whenComplete { [self] _ in
-                _ = state.withLockedValue { $0.clients.removeValue(forKey: ObjectIdentifier(socket)) }
+                _ = state.withLockedValue { $0.clients.removeValue(forKey: key) }
             }
         }
         onConnection(socket)
