@@ -61,6 +61,12 @@ public enum ProxySetting: Sendable, Hashable {
         }
     }
 
+    /// The proxy `.environment` picks for `url` given these environment variables.
+    public static func fromEnvironment(_ environment: [String: String], for url: WebSocketURL) -> ProxyOptions? {
+        guard url.socketPath == nil else { return nil }
+        return environmentProxy(for: url, lookup: { environment[$0] })
+    }
+
     static func environmentProxy(for url: WebSocketURL, lookup: (String) -> String?) -> ProxyOptions? {
         func variable(_ name: String) -> String? {
             (lookup(name) ?? lookup(name.uppercased())).flatMap { $0.isEmpty ? nil : $0 }

@@ -19,7 +19,7 @@ func withTLSEchoServer<T>(
     }
     let address = try await server.listen()
     do {
-        let result = try await body(server, address.port!)
+        let result = try await body(server, address.port ?? 0)
         await server.shutdown()
         return result
     } catch {
