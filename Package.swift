@@ -67,6 +67,11 @@ let package = Package(
             path: "Examples/echo-server"
         ),
         .executableTarget(
+            name: "TLSEcho",
+            dependencies: ["WebSockets"],
+            path: "Benchmarks/TLSEcho"
+        ),
+        .executableTarget(
             name: "CoreBenchmarks",
             dependencies: ["WebSocketCore"],
             path: "Benchmarks/CoreBenchmarks"

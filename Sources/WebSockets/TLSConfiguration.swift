@@ -165,6 +165,11 @@ public final class TLSContext: @unchecked Sendable {
         try check(
             SSL_CTX_ctrl(context, SSL_CTRL_SET_MIN_PROTO_VERSION, configuration.minimumVersion.openSSLValue, nil) == 1,
             "minimum TLS version")
+        // TLS 1.3 suites, AES-128-GCM first (as Go and BoringSSL order them): as strong in
+        // practice and about a third cheaper than AES-256 per byte.
+        try check(
+            SSL_CTX_set_ciphersuites(context, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384") == 1,
+            "TLS 1.3 cipher suites")
         if isServer {
             // No session tickets to hand out per connection (memory, and nothing resumes them here).
             SSL_CTX_set_num_tickets(context, 0)

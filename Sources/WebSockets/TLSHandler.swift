@@ -229,9 +229,11 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var failure: TLSError?
         ERR_clear_error()
         reading: while true {
+            // Plaintext is never longer than the ciphertext it came in, so one allocation
+            // of the input's size usually takes a whole read.
             var chunk = plaintext ?? context.channel.allocator.buffer(
-                capacity: max(Self.readChunk, Int(BIO_ctrl_pending(networkIn))))
-            if chunk.writableBytes < Self.readChunk { chunk.reserveCapacity(minimumWritableBytes: Self.readChunk) }
+                capacity: Int(BIO_ctrl_pending(networkIn)) + Int(SSL_pending(ssl)) + 1024)
+            if chunk.writableBytes == 0 { chunk.reserveCapacity(minimumWritableBytes: Self.readChunk) }
             var result: Int32 = 0
             chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { space in
                 result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
