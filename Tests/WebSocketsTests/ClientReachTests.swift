@@ -325,6 +325,7 @@ final class TestProxy: Sendable {
     private var following: ClientOptions {
         var options = ClientOptions()
         options.followRedirects = true
+        options.handshakeTimeout = .seconds(30)  // the whole suite runs in parallel on a busy machine
         return options
     }
 

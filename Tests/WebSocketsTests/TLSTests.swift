@@ -32,6 +32,7 @@ func withTLSEchoServer<T>(
 func trustingTestCA(deflate: Bool = true) -> ClientOptions {
     var options = ClientOptions()
     options.tls = TLSConfiguration(caFile: TestCertificates.pem("ca"))
+    options.handshakeTimeout = .seconds(30)  // the whole suite runs in parallel on a busy machine
     if !deflate { options.perMessageDeflate = nil }
     return options
 }
