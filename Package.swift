@@ -114,6 +114,11 @@ let package = Package(
             path: "Examples/chat-server"
         ),
         .executableTarget(
+            name: "TLSEcho",
+            dependencies: ["WebSockets"],
+            path: "Benchmarks/TLSEcho"
+        ),
+        .executableTarget(
             name: "CoreBenchmarks",
             dependencies: [
                 "WebSocketCore",

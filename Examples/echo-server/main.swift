@@ -1,6 +1,7 @@
 // Echoes every message with its kind (text stays text, binary stays binary).
 // Used by the benchmarks and conformance runs, so its flags stay exactly these:
 //   echo-server --port N [--host H] [--deflate] [--max-payload BYTES] [--threads N]
+// and, for wss://, --tls-cert PEM --tls-key PEM (SIGHUP reloads both files).
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
@@ -18,6 +19,8 @@ func parseArguments() throws -> (options: WebSocketServer.Options, threads: Int)
     options.connection.maxPayload = 64 * 1024 * 1024
     var threads = EventLoopThreads.available
     var arguments = CommandLine.arguments.dropFirst()
+    var tlsCert: String?
+    var tlsKey: String?
     func value(for flag: String) throws -> String {
         guard let value = arguments.popFirst() else { throw UsageError(description: "\(flag) needs a value") }
         return value
@@ -38,11 +41,18 @@ func parseArguments() throws -> (options: WebSocketServer.Options, threads: Int)
         case "--threads":
             threads = try number(for: flag)
             guard threads > 0 else { throw UsageError(description: "--threads must be at least 1") }
+        case "--tls-cert": tlsCert = try value(for: flag)
+        case "--tls-key": tlsKey = try value(for: flag)
         case "--help", "-h":
-            print("usage: echo-server --port N [--host H] [--deflate] [--max-payload BYTES] [--threads N]")
+            print("usage: echo-server --port N [--host H] [--deflate] [--max-payload BYTES] [--threads N] [--tls-cert PEM --tls-key PEM]")
             exit(0)
         default: throw UsageError(description: "unknown argument \(flag)")
         }
+    }
+    switch (tlsCert, tlsKey) {
+    case (let cert?, let key?): options.tls = TLSConfiguration(certificateFile: cert, privateKeyFile: key)
+    case (nil, nil): break
+    default: throw UsageError(description: "--tls-cert and --tls-key go together")
     }
     return (options, threads)
 }
@@ -60,5 +70,9 @@ let server = WebSocketServer(options: options, group: group) { ws in
     ws.onMessage { message in ws.send(message, promise: nil) }
 }
 let address = try await server.listen()
-print("echo-server listening on ws://\(options.host):\(address.port ?? options.port)/ deflate=\(options.perMessageDeflate != nil) threads=\(threads)")
+let reloader = options.tls == nil ? nil : server.reloadTLSOnSIGHUP { error in
+    if let error { fputs("echo-server: certificate reload failed, keeping the old one: \(error)\n", stderr) }
+    else { fputs("echo-server: certificate reloaded\n", stderr) }
+}
+print("echo-server listening on \(options.tls == nil ? "ws" : "wss")://\(options.host):\(address.port ?? options.port)/ deflate=\(options.perMessageDeflate != nil) threads=\(threads)")
 try await server.waitUntilStopped()

@@ -20,8 +20,18 @@ public struct ClientOptions: Sendable {
     public var connection = ConnectionOptions()
     /// Largest response head accepted. Default 16 KiB.
     public var maxHandshakeSize: Int = 16 * 1024
-    /// How bytes reach the server: plain TCP by default.
+    /// How bytes reach the server. Default `TCPTransport()`, which `connect` takes as "by
+    /// the URL": TLS (`tls`) for wss://, a unix socket for ws+unix:, through `proxy`.
     public var transport: any ClientTransport = TCPTransport()
+    /// TLS for wss://. Default: verify the server against the system CA store and the
+    /// URL's host; `.insecure` skips verification.
+    public var tls = TLSConfiguration()
+    /// HTTP CONNECT proxy. Default `.environment` (`https_proxy`/`http_proxy`/`no_proxy`).
+    public var proxy: ProxySetting = .environment
+    /// Follow 301/302/303/307/308 answers to the handshake. Default off, as `ws`.
+    public var followRedirects = false
+    /// Redirects followed before giving up with `ConnectError.tooManyRedirects`. Default 10.
+    public var maxRedirects = 10
 
     public init() {}
 }
@@ -68,6 +78,12 @@ public enum ConnectError: Error, Sendable, CustomStringConvertible {
     case connectionClosed
     /// The URL or options ask for something this transport cannot do.
     case unsupported(String)
+    /// The HTTP proxy did not open the tunnel (status 0: no valid answer).
+    case proxyRefused(status: Int, reason: String)
+    /// More than `maxRedirects` redirects.
+    case tooManyRedirects(Int)
+    /// A redirect without a usable `Location`.
+    case invalidRedirect(String)
 
     public var description: String {
         switch self {
@@ -78,6 +94,9 @@ public enum ConnectError: Error, Sendable, CustomStringConvertible {
         case .timedOut(let timeout): return "opening handshake timed out after \(timeout.nanoseconds / 1_000_000) ms"
         case .connectionClosed: return "connection closed during the opening handshake"
         case .unsupported(let what): return what
+        case .proxyRefused(let status, let reason): return "proxy refused the tunnel: \(status) \(reason)"
+        case .tooManyRedirects(let limit): return "more than \(limit) redirects"
+        case .invalidRedirect(let why): return "invalid redirect: \(why)"
         }
     }
 }
@@ -98,12 +117,18 @@ extension WebSocket {
         to url: WebSocketURL, options: ClientOptions = ClientOptions(),
         group: any EventLoopGroup = EventLoopThreads.shared
     ) async throws -> WebSocket {
+        try await connectFollowingRedirects(to: url, options: options, group: group)
+    }
+
+    static func connectOnce(
+        to url: WebSocketURL, options: ClientOptions, group: any EventLoopGroup
+    ) async throws -> WebSocket {
         let eventLoop = group.next()
         let opened = eventLoop.makePromise(of: WebSocket.self)
         let deadline = NIODeadline.now() + options.handshakeTimeout
         let channel: any Channel
         do {
-            channel = try await options.transport.connect(
+            channel = try await options.resolvedTransport.connect(
                 to: url, group: eventLoop, timeout: options.handshakeTimeout
             ) { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -48,6 +48,11 @@ public final class WebSocketServer: Sendable {
         public var maxConnections: Int = 100_000
         /// Keep the open connections in `clients`. Default on, as `ws`.
         public var clientTracking: Bool = true
+        /// Serve wss:// with this certificate and key (see `reloadTLS()`). Default nil: plain.
+        public var tls: TLSConfiguration? = nil
+        /// Listen on this unix socket instead of `host`/`port` (an existing socket file is
+        /// replaced). Default nil.
+        public var unixSocketPath: String? = nil
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -78,6 +83,8 @@ public final class WebSocketServer: Sendable {
     private let onConnection: @Sendable (WebSocket) -> Void
     private let state = NIOLockedValueBox(State())
     private let openConnections = NIOLockedValueBox(0)
+    /// The TLS context new connections take; `reloadTLS()` swaps it.
+    let tlsContext = NIOLockedValueBox<ReloadableTLSContext?>(nil)
 
     /// - Parameters:
     ///   - group: event loops for the listener and connections; default one thread per
@@ -97,17 +104,26 @@ public final class WebSocketServer: Sendable {
     /// Starts listening on `options.host` and `options.port`; returns the bound address.
     @discardableResult
     public func listen() async throws -> SocketAddress {
-        let bootstrap = ServerBootstrap(group: group)
+        if let tls = options.tls {
+            let context = try ReloadableTLSContext(configuration: tls)
+            tlsContext.withLockedValue { $0 = context }
+        }
+        var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: options.backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: Self.receiveAllocator)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.configureStandalonePipeline(channel)
                 }
             }
-        let channel = try await bootstrap.bind(host: options.host, port: options.port).get()
+        let channel: any Channel
+        if let socketPath = options.unixSocketPath {
+            channel = try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true).get()
+        } else {
+            bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            channel = try await bootstrap.bind(host: options.host, port: options.port).get()
+        }
         state.withLockedValue { $0.listener = channel }
         return channel.localAddress!
     }
@@ -162,6 +178,9 @@ public final class WebSocketServer: Sendable {
     private func configureStandalonePipeline(_ channel: any Channel) throws {
         track(channel)
         let pipeline = channel.pipeline.syncOperations
+        if let tls = tlsContext.withLockedValue({ $0 }) {
+            try pipeline.addHandler(makeTLSHandler(tls))
+        }
         try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize))
         try pipeline.addHandler(HTTPResponseEncoder())
         try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))

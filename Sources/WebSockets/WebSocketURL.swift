@@ -15,6 +15,8 @@ public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
     public var target: String
     public var user: String?
     public var password: String?
+    /// For `ws+unix:`/`wss+unix:` URLs: the unix socket to connect to (`host` is then "localhost").
+    public var socketPath: String? = nil
 
     /// The `Host` header value: the host, bracketed if IPv6, with the port unless it is the default.
     public var hostHeader: String {
@@ -22,7 +24,10 @@ public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
         return port == scheme.defaultPort ? hostPart : "\(hostPart):\(port)"
     }
 
-    public var description: String { "\(scheme.rawValue)://\(hostHeader)\(target)" }
+    public var description: String {
+        if let socketPath { return "\(scheme.rawValue)+unix://\(socketPath):\(target)" }
+        return "\(scheme.rawValue)://\(hostHeader)\(target)"
+    }
 
     public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
         public var url: String
@@ -32,8 +37,15 @@ public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `ws://host[:port][/path][?query]` and `wss://…`; `http`/`https` are taken as
     /// `ws`/`wss`, as browsers and `ws` do.
+    ///
+    /// `ws+unix:///path/to/socket:/request/path` (and `wss+unix:`) reach a unix socket, as
+    /// `ws` spells it: the socket path, then `:` and the request target (default "/").
     public init(_ string: String) throws(ParseError) {
         func fail(_ problem: String) -> ParseError { ParseError(url: string, problem: problem) }
+        if let unix = try Self.parseUnix(string) {
+            self = unix
+            return
+        }
         guard let colon = string.firstIndex(of: ":"), string[colon...].hasPrefix("://") else {
             throw fail("missing scheme")
         }
@@ -83,5 +95,42 @@ public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
         } else {
             port = scheme.defaultPort
         }
+    }
+
+    private init(unixScheme scheme: Scheme, socketPath: String, target: String) {
+        self.scheme = scheme
+        self.host = "localhost"
+        self.port = scheme.defaultPort
+        self.target = target
+        self.socketPath = socketPath
+    }
+
+    private static func parseUnix(_ string: String) throws(ParseError) -> WebSocketURL? {
+        let lowered = string.prefix(12).lowercased()
+        let scheme: Scheme
+        let rest: Substring
+        if lowered.hasPrefix("ws+unix:") {
+            scheme = .ws
+            rest = string.dropFirst("ws+unix:".count)
+        } else if lowered.hasPrefix("wss+unix:") {
+            scheme = .wss
+            rest = string.dropFirst("wss+unix:".count)
+        } else {
+            return nil
+        }
+        var body = rest
+        if body.hasPrefix("//") { body = body.dropFirst(2) }
+        guard !body.contains("#") else { throw ParseError(url: string, problem: "fragments are not allowed") }
+        let path: Substring
+        var target = "/"
+        if let colon = body.firstIndex(of: ":") {
+            path = body[..<colon]
+            let after = body[body.index(after: colon)...]
+            if !after.isEmpty { target = after.first == "/" ? String(after) : "/" + after }
+        } else {
+            path = body
+        }
+        guard !path.isEmpty else { throw ParseError(url: string, problem: "missing socket path") }
+        return WebSocketURL(unixScheme: scheme, socketPath: String(path), target: target)
     }
 }

@@ -118,7 +118,12 @@ async function client() {
   setTimeout(() => finish(new Error(`timeout after ${maxSeconds}s`)), maxSeconds * 1000).unref();
   if (!url) return finish(new Error('--url is required'));
 
-  const ws = new WebSocket(url, protocol ? [protocol] : [], { perMessageDeflate: deflate, maxPayload: 0 });
+  const ca = opt('--ca', null); // wss:// against a private CA
+  const ws = new WebSocket(url, protocol ? [protocol] : [], {
+    perMessageDeflate: deflate,
+    maxPayload: 0,
+    ...(ca ? { ca: require('fs').readFileSync(ca) } : {}),
+  });
   const inbox = [];
   const waiters = [];
   let closed = null;

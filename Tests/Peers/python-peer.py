@@ -10,7 +10,7 @@ see Tests/Peers/README.md.
   client --url ws://127.0.0.1:P/path [--deflate] [--protocol X] [--check-commands] [--max-seconds S]
     Runs the scripted exchange and prints one line `RESULT {json}`; exit 0 if ok, 1 if not.
 """
-import argparse, asyncio, json, logging, sys, threading
+import argparse, asyncio, json, logging, ssl, sys, threading
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
@@ -95,7 +95,11 @@ async def run_server(args):
         loop.call_soon_threadsafe(done.set)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
-    async with serve(handler, "127.0.0.1", 0,
+    tls = None
+    if args.tls_cert:  # wss://
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    async with serve(handler, "127.0.0.1", 0, ssl=tls,
                      compression="deflate" if args.deflate else None,
                      select_subprotocol=lambda conn, offered: args.protocol if args.protocol in offered else None,
                      max_size=args.max_payload, ping_interval=None) as server:
@@ -124,7 +128,10 @@ async def client_script(args, result):
         result["steps"] += 1
         return got
 
-    async with connect(args.url,
+    tls = None
+    if args.ca:  # wss:// against a private CA
+        tls = ssl.create_default_context(cafile=args.ca)
+    async with connect(args.url, ssl=tls,
                        compression="deflate" if args.deflate else None,
                        subprotocols=[args.protocol] if args.protocol else None,
                        max_size=None, ping_interval=None, open_timeout=10) as ws:
@@ -207,6 +214,9 @@ def main():
     p.add_argument("--max-payload", type=int, default=64 * 1024 * 1024)
     p.add_argument("--max-seconds", type=float)
     p.add_argument("--check-commands", action="store_true")
+    p.add_argument("--ca", help="client: trust this CA file for wss://")
+    p.add_argument("--tls-cert", help="server: serve wss:// with this certificate (PEM)")
+    p.add_argument("--tls-key", help="server: the key of --tls-cert (PEM)")
     args = p.parse_args()
     if args.max_seconds is None:
         args.max_seconds = 120 if args.mode == "server" else 30

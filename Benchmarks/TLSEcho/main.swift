@@ -1,0 +1,108 @@
+// TLSEcho: the cost of TLS on an echo, our client against our server, in one process
+// (server and client on one event-loop thread each), ws:// then wss:// (TLS 1.3,
+// AES-GCM by OpenSSL's choice, EC P-256 certificate made with the `openssl` CLI).
+//
+//   swift run -c release TLSEcho [--seconds S] [--window N] [--size BYTES]... [--only ws|wss]
+//
+// For each message size (64 B, 64 KiB) it keeps `window` messages in flight for S seconds
+// and prints messages/s and MB/s (one direction) for ws and wss, and their ratio.
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import WebSockets
+
+var seconds = 3.0
+var window = 16
+var sizes: [Int] = []
+var only: String?
+var arguments = CommandLine.arguments.dropFirst()
+while let flag = arguments.popFirst() {
+    switch flag {
+    case "--seconds": seconds = Double(arguments.popFirst() ?? "") ?? seconds
+    case "--window": window = Int(arguments.popFirst() ?? "") ?? window
+    case "--size": sizes.append(Int(arguments.popFirst() ?? "") ?? 64)
+    case "--only": only = arguments.popFirst()
+    default:
+        FileHandle.standardError.write("usage: TLSEcho [--seconds S] [--window N]\n".data(using: .utf8)!)
+        exit(64)
+    }
+}
+
+func makeCertificate() throws -> (cert: String, key: String) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlsecho-\(getpid())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=localhost", "-days", "1",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ]
+    process.currentDirectoryURL = directory
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return (directory.appendingPathComponent("cert.pem").path, directory.appendingPathComponent("key.pem").path)
+}
+
+struct Result {
+    var messagesPerSecond: Double
+    var megabytesPerSecond: Double
+}
+
+func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: Int) async throws -> Result {
+    let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var serverOptions = WebSocketServer.Options()
+    serverOptions.connection.maxPayload = 1 << 24
+    if let tls { serverOptions.tls = TLSConfiguration(certificateFile: tls.cert, privateKeyFile: tls.key) }
+    let server = WebSocketServer(options: serverOptions, group: serverGroup) { ws in
+        ws.onMessage { ws.send($0, promise: nil) }
+    }
+    let port = try await server.listen().port!
+    var clientOptions = ClientOptions()
+    clientOptions.perMessageDeflate = nil
+    clientOptions.tls = TLSConfiguration(caFile: tls?.cert)
+    let scheme = tls == nil ? "ws" : "wss"
+    let ws = try await WebSocket.connect(to: "\(scheme)://127.0.0.1:\(port)/", options: clientOptions, group: clientGroup)
+    let payload = ByteBuffer(repeating: 0x61, count: size)
+    let received = NIOLockedValueBox(0)
+    let running = NIOLockedValueBox(true)
+    ws.onMessage { _ in
+        received.withLockedValue { $0 += 1 }
+        if running.withLockedValue({ $0 }) { ws.send(.init(kind: .binary, data: payload), promise: nil) }
+    }
+    // Warm up for a fifth of the run, then measure.
+    for _ in 0..<window { ws.send(.init(kind: .binary, data: payload), promise: nil) }
+    try await Task.sleep(for: .seconds(seconds / 5))
+    let startCount = received.withLockedValue { $0 }
+    let start = ContinuousClock.now
+    try await Task.sleep(for: .seconds(seconds))
+    let count = received.withLockedValue { $0 } - startCount
+    let elapsed = ContinuousClock.now - start
+    running.withLockedValue { $0 = false }
+    try? await Task.sleep(for: .milliseconds(200))
+    try? await ws.close()
+    await server.shutdown()
+    try await clientGroup.shutdownGracefully()
+    try await serverGroup.shutdownGracefully()
+    let time = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let rate = Double(count) / time
+    return Result(messagesPerSecond: rate, megabytesPerSecond: rate * Double(size) / 1e6)
+}
+
+let certificate = try makeCertificate()
+print("TLSEcho: \(seconds) s per run, \(window) messages in flight, server and client one thread each")
+func format(_ result: Result) -> String {
+    String(format: "%10.0f msg/s %9.1f MB/s", result.messagesPerSecond, result.megabytesPerSecond)
+}
+for size in sizes.isEmpty ? [64, 64 * 1024] : sizes {
+    let plain = only == "wss" ? nil : try await run(size: size, tls: nil, seconds: seconds, window: window)
+    let secure = only == "ws" ? nil : try await run(size: size, tls: certificate, seconds: seconds, window: window)
+    if let plain { print(String(format: "%6d B  ws  %@", size, format(plain))) }
+    if let secure {
+        let ratio = plain.map { String(format: "  wss/ws = %.0f %%", 100 * secure.messagesPerSecond / $0.messagesPerSecond) }
+        print(String(format: "%6d B  wss %@", size, format(secure)) + (ratio ?? ""))
+    }
+}

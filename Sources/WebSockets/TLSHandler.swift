@@ -1,0 +1,393 @@
+import COpenSSL
+import NIOCore
+
+/// TLS on a NIO channel over the system OpenSSL: one `SSL*` between two memory BIOs.
+/// Ciphertext read from the socket is fed into `networkIn`; plaintext comes out of
+/// `SSL_read` and goes up the pipeline. Plaintext written by the handlers after this one
+/// goes into `SSL_write`; the ciphertext it produces collects in `networkOut` and is
+/// written to the socket in one buffer per flush (so once per read cycle when the
+/// handlers above batch their flushes).
+///
+/// Invariants:
+/// - Writes made before the handshake completes wait in `pendingWrites` and go out, in
+///   order, right after it; a flush asked for meanwhile is remembered.
+/// - The handshake is bounded by `handshakeTimeout`: a peer that stalls or vanishes
+///   mid-handshake gets its connection closed.
+/// - Closing an open connection sends close_notify first; closing again (or closing
+///   before the handshake completed) closes the socket at once.
+/// - Every failure is reported once with `errorCaught(TLSError)`, carrying OpenSSL's reason,
+///   and closes the connection.
+final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        /// Added, the channel not yet active.
+        case idle
+        case handshaking
+        case open
+        /// close_notify sent; the socket closes once it is written.
+        case closing
+        case closed
+    }
+
+    private let tls: TLSContext
+    private let ssl: OpaquePointer
+    private let networkIn: OpaquePointer
+    private let networkOut: OpaquePointer
+    private let handshakeTimeout: TimeAmount
+    private var state = State.idle
+    private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    private var flushAfterHandshake = false
+    /// Promises of plaintext already given to `SSL_write`, completed by the next flush's write.
+    private var unflushedPromises: [EventLoopPromise<Void>] = []
+    private var handshakeTimer: Scheduled<Void>?
+    /// The peer's ALPN choice, once the handshake is done.
+    private(set) var negotiatedProtocol: String?
+
+    /// Plaintext is read in chunks of at least this many bytes (a TLS record's maximum).
+    private static let readChunk = 16 * 1024
+
+    /// - Parameters:
+    ///   - serverName: client side: the host name for SNI and for certificate verification
+    ///     (an IP address is verified against the certificate's IP SANs, and sent no SNI).
+    init(context tls: TLSContext, serverName: String?, handshakeTimeout: TimeAmount) throws {
+        self.tls = tls
+        self.handshakeTimeout = handshakeTimeout
+        ERR_clear_error()
+        guard let ssl = SSL_new(tls.context) else {
+            throw TLSError(.configuration, TLSError.drainErrorQueue("SSL_new failed"))
+        }
+        guard let networkIn = BIO_new(BIO_s_mem()), let networkOut = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            throw TLSError(.configuration, "BIO_new failed")
+        }
+        // An empty input BIO means "wait for more", not end of stream.
+        BIO_ctrl(networkIn, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+        BIO_ctrl(networkOut, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
+        SSL_set_bio(ssl, networkIn, networkOut)  // the SSL owns both BIOs from here
+        self.ssl = ssl
+        self.networkIn = networkIn
+        self.networkOut = networkOut
+
+        if tls.isServer {
+            SSL_set_accept_state(ssl)
+        } else {
+            SSL_set_connect_state(ssl)
+            let name = tls.configuration.serverName ?? serverName
+            if let name, !name.isEmpty {
+                let isIPAddress = name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." }
+                if !isIPAddress {
+                    // SSL_set_tlsext_host_name is a macro over SSL_ctrl; OpenSSL copies the name.
+                    _ = name.withCString { cName in
+                        SSL_ctrl(
+                            ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name),
+                            UnsafeMutableRawPointer(mutating: cName))
+                    }
+                }
+                if tls.configuration.verification != .none {
+                    let ok: Bool
+                    if isIPAddress {
+                        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1
+                    } else {
+                        SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
+                        ok = SSL_set1_host(ssl, name) == 1
+                    }
+                    if !ok {
+                        SSL_free(ssl)
+                        throw TLSError(.configuration, "cannot verify against host name \(name): \(TLSError.drainErrorQueue("invalid"))")
+                    }
+                }
+            }
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startHandshake(context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        startHandshake(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let wasHandshaking = state == .handshaking
+        state = .closed
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        failPending(ChannelError.ioOnClosedChannel)
+        if wasHandshaking {
+            context.fireErrorCaught(TLSError(.handshake, "the peer closed the connection during the TLS handshake"))
+        }
+        context.fireChannelInactive()
+    }
+
+    private func startHandshake(context: ChannelHandlerContext) {
+        guard state == .idle else { return }
+        state = .handshaking
+        handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) { [weak self] in
+            guard let self, self.state == .handshaking else { return }
+            let seconds = Double(self.handshakeTimeout.nanoseconds) / 1e9
+            self.fail(context: context, TLSError(.handshakeTimeout, "no TLS handshake within \(seconds) s"))
+        }
+        advanceHandshake(context: context)
+    }
+
+    private func advanceHandshake(context: ChannelHandlerContext) {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            state = .open
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            var protocolName: UnsafePointer<UInt8>?
+            var protocolLength: UInt32 = 0
+            SSL_get0_alpn_selected(ssl, &protocolName, &protocolLength)
+            if let protocolName, protocolLength > 0 {
+                negotiatedProtocol = String(
+                    decoding: UnsafeBufferPointer(start: protocolName, count: Int(protocolLength)), as: UTF8.self)
+            }
+            writeCiphertext(context: context, promise: nil)
+            let writes = pendingWrites
+            pendingWrites = []
+            for (buffer, promise) in writes { encrypt(context: context, buffer, promise: promise) }
+            if flushAfterHandshake || !writes.isEmpty {
+                flushAfterHandshake = false
+                flush(context: context)
+            }
+            context.fireUserInboundEventTriggered(TLSHandshakeCompleted(negotiatedProtocol: negotiatedProtocol))
+            return
+        }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            writeCiphertext(context: context, promise: nil)
+        default:
+            var reason = TLSError.drainErrorQueue("handshake failed")
+            let verifyResult = SSL_get_verify_result(ssl)
+            if verifyResult != X509_V_OK, let text = X509_verify_cert_error_string(verifyResult) {
+                reason = "certificate verify failed: \(String(cString: text))"
+            }
+            // The alert OpenSSL wrote tells the peer why.
+            writeCiphertext(context: context, promise: nil)
+            fail(context: context, TLSError(.handshake, reason))
+        }
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        switch state {
+        case .closed:
+            return
+        case .idle:
+            feed(buffer)
+            startHandshake(context: context)
+        case .handshaking:
+            feed(buffer)
+            advanceHandshake(context: context)
+        case .open, .closing:
+            feed(buffer)
+        }
+        if state == .open || state == .closing { readPlaintext(context: context) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if BIO_ctrl_pending(networkOut) > 0 { writeCiphertext(context: context, promise: nil) }
+        context.fireChannelReadComplete()
+    }
+
+    private func feed(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let count = Int32(clamping: bytes.count - offset)
+                let written = BIO_write(networkIn, bytes.baseAddress! + offset, count)
+                guard written > 0 else { break }
+                offset += Int(written)
+            }
+        }
+    }
+
+    private func readPlaintext(context: ChannelHandlerContext) {
+        var plaintext: ByteBuffer?
+        var peerClosed = false
+        var failure: TLSError?
+        ERR_clear_error()
+        reading: while true {
+            // Plaintext is never longer than the ciphertext it came in, so one allocation
+            // of the input's size usually takes a whole read.
+            var chunk = plaintext ?? context.channel.allocator.buffer(
+                capacity: Int(BIO_ctrl_pending(networkIn)) + Int(SSL_pending(ssl)) + 1024)
+            if chunk.writableBytes == 0 { chunk.reserveCapacity(minimumWritableBytes: Self.readChunk) }
+            var result: Int32 = 0
+            chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { space in
+                result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
+                return max(Int(result), 0)
+            }
+            plaintext = chunk
+            if result > 0 { continue }
+            switch SSL_get_error(ssl, result) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+                break reading
+            case SSL_ERROR_ZERO_RETURN:
+                peerClosed = true
+                break reading
+            default:
+                failure = TLSError(.io, TLSError.drainErrorQueue("read failed"))
+                break reading
+            }
+        }
+        if let plaintext, plaintext.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(plaintext))
+        }
+        if let failure {
+            fail(context: context, failure)
+        } else if peerClosed {
+            // The peer sent close_notify: answer it and close (nothing more will come).
+            close(context: context, mode: .all, promise: nil)
+        }
+    }
+
+    // MARK: Outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = unwrapOutboundIn(data)
+        switch state {
+        case .idle, .handshaking:
+            pendingWrites.append((buffer, promise))
+        case .open:
+            encrypt(context: context, buffer, promise: promise)
+        case .closing, .closed:
+            promise?.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        switch state {
+        case .idle, .handshaking:
+            flushAfterHandshake = true
+        case .open:
+            let promises = unflushedPromises
+            unflushedPromises = []
+            var promise: EventLoopPromise<Void>?
+            if promises.count == 1 {
+                promise = promises[0]
+            } else if promises.count > 1 {
+                let combined = context.eventLoop.makePromise(of: Void.self)
+                combined.futureResult.whenComplete { result in
+                    for each in promises { each.completeWith(result) }
+                }
+                promise = combined
+            }
+            if !writeCiphertext(context: context, promise: promise) { promise?.succeed() }
+        case .closing, .closed:
+            context.flush()
+        }
+    }
+
+    private func encrypt(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        var failure: TLSError?
+        ERR_clear_error()
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = SSL_write(ssl, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
+                if written > 0 {
+                    offset += Int(written)
+                } else {
+                    failure = TLSError(.io, TLSError.drainErrorQueue("write failed (SSL error \(SSL_get_error(ssl, written)))"))
+                    return
+                }
+            }
+        }
+        if let failure {
+            promise?.fail(failure)
+            fail(context: context, failure)
+        } else if let promise {
+            unflushedPromises.append(promise)
+        }
+    }
+
+    /// Writes and flushes whatever ciphertext OpenSSL produced; false if there was none.
+    @discardableResult
+    private func writeCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
+        let pending = Int(BIO_ctrl_pending(networkOut))
+        guard pending > 0 else { return false }
+        var buffer = context.channel.allocator.buffer(capacity: pending)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
+            max(Int(BIO_read(networkOut, space.baseAddress, Int32(clamping: pending))), 0)
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+        return true
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        switch (state, mode) {
+        case (.open, .all), (.open, .output):
+            state = .closing
+            flush(context: context)
+            ERR_clear_error()
+            SSL_shutdown(ssl)  // queues close_notify; we do not wait for the peer's
+            ERR_clear_error()
+            let written = context.eventLoop.makePromise(of: Void.self)
+            if writeCiphertext(context: context, promise: written) {
+                written.futureResult.assumeIsolated().whenComplete { _ in
+                    context.close(mode: mode, promise: promise)
+                }
+            } else {
+                written.succeed()
+                context.close(mode: mode, promise: promise)
+            }
+        case (.idle, .all), (.handshaking, .all):
+            state = .closed
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            failPending(ChannelError.ioOnClosedChannel)
+            context.close(mode: mode, promise: promise)
+        default:
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
+    // MARK: Failure
+
+    private func failPending(_ error: any Error) {
+        let writes = pendingWrites
+        pendingWrites = []
+        for (_, promise) in writes { promise?.fail(error) }
+        let promises = unflushedPromises
+        unflushedPromises = []
+        for promise in promises { promise.fail(error) }
+    }
+
+    private func fail(context: ChannelHandlerContext, _ error: TLSError) {
+        guard state != .closed else { return }
+        state = .closed
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        failPending(error)
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}
+
+/// Fired inbound (`userInboundEventTriggered`) once the TLS handshake completed.
+public struct TLSHandshakeCompleted: Sendable, Hashable {
+    /// The ALPN protocol both sides agreed on, if any.
+    public var negotiatedProtocol: String?
+}
