@@ -75,10 +75,13 @@ let package = Package(
             name: "SwitchboardTests",
             dependencies: [
                 "Switchboard",
+                "WebSockets",
                 "WebSocketCore",
                 "CSQLite",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -119,17 +119,29 @@ public final class Broker: Sendable {
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
         let principal: Principal
-        do {
+        do throws(AuthError) {
             let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
             let presented = try Authenticator.presentedToken(
                 authorization: request.headers.first("Authorization"), query: query)
-            principal = try authenticator.authenticate(presented)
+            do throws(AuthError) {
+                principal = try authenticator.authenticate(presented)
+            } catch {
+                // An unknown token was perhaps created by another process (`switchboard token
+                // create`) since the last reload: look in the database itself. This hook
+                // runs in a task, off the event loops.
+                guard error.reason == .unknown, let presented, (try? tokens.fetch(token: presented)) != nil else {
+                    throw error
+                }
+                principal = try authenticator.authenticate(presented)
+            }
         } catch {
             logger.notice("authentication failed", metadata: [
-                "peer": "\(request.forwardedFor ?? "?")", "reason": "\(error.reason.rawValue)",
+                "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+                "reason": "\(error.reason.rawValue)",
             ])
+            // The body names the reason code (docs/protocol.md: missing, malformed, …) first.
             return .reject(
-                status: error.httpStatus, body: "unauthorized: \(error.message)",
+                status: error.httpStatus, body: "unauthorized: \(error.reason.rawValue): \(error.message)",
                 headers: ["WWW-Authenticate": "Bearer realm=\"switchboard\", error=\"invalid_token\""])
         }
         return .accept(userInfo: principal)
@@ -142,7 +154,7 @@ public final class Broker: Sendable {
         }
         let session = Session(socket: socket, principal: principal, broker: self, hub: hub)
         hub.add(session)
-        let peer = socket.request?.forwardedFor ?? "?"
+        let peer = session.peer
         logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
         let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }

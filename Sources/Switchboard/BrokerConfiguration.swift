@@ -131,8 +131,16 @@ public struct BrokerConfiguration: Sendable, Hashable {
             }
             return value
         }
-        func patterns() -> [String] {
-            text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        func patterns() throws(Error) -> [String] {
+            let names = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for name in names {
+                do {
+                    _ = try TopicPattern(name)
+                } catch {
+                    throw fail("\(name): \(error.message)")
+                }
+            }
+            return names
         }
         switch key {
         case "host":
@@ -147,11 +155,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
             jwtSecret = text
         case "anonymous_subscribe":
             var access = anonymous ?? AnonymousAccess()
-            access.subscribe = patterns()
+            access.subscribe = try patterns()
             anonymous = access
         case "anonymous_publish":
             var access = anonymous ?? AnonymousAccess()
-            access.publish = patterns()
+            access.publish = try patterns()
             anonymous = access
         case "max_payload": maxPayload = try integer(in: 1...(1 << 30))
         case "max_queued_bytes": maxQueuedBytes = try integer(in: 1024...(1 << 34))

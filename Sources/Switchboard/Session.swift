@@ -13,6 +13,8 @@ final class Session: Hashable {
     private(set) var subscriptions: Set<TopicPattern> = []
     /// A frame was queued since the last flush.
     private var needsFlush = false
+    /// Bytes of the frames queued since the last flush (not yet counted by the channel).
+    private var unflushedBytes = 0
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
     private var closing = false
@@ -25,6 +27,11 @@ final class Session: Hashable {
         self.principal = principal
         self.broker = broker
         self.hub = hub
+    }
+
+    /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
+    var peer: String {
+        socket.request?.forwardedFor ?? socket.remoteAddress?.description ?? "?"
     }
 
     static func == (a: Session, b: Session) -> Bool { a === b }
@@ -100,36 +107,55 @@ final class Session: Hashable {
     // MARK: Fan-out
 
     /// Queues a message; returns true when the session needs a flush at the end of the batch.
+    ///
+    /// The limit applies to everything queued for the connection: the channel's unwritten
+    /// bytes and the frames gathered since the last flush (a batch of small frames does
+    /// not make the channel unwritable until it is flushed). Once messages are dropped for
+    /// a slow consumer, every message is dropped until its backlog is down to half the
+    /// limit; then the gap notice goes out first, so each gap is one contiguous range
+    /// reported before the messages that follow it.
     func deliver(_ delivery: Delivery) -> Bool {
         guard !closing else { return false }
-        if !socket.isWritableOnLoop || !missed.isEmpty {
+        let limit = broker.configuration.maxQueuedBytes
+        if !socket.isWritableOnLoop || !missed.isEmpty || unflushedBytes > limit {
             let queued = socket.bufferedAmountOnLoop
-            if queued > broker.configuration.maxQueuedBytes {
+            if !missed.isEmpty {
+                if queued > limit / 2 {
+                    missed[delivery.topic] = (missed[delivery.topic]?.lowerBound ?? delivery.sequence)...delivery.sequence
+                    return false
+                }
+                reportGaps()
+            } else if queued > limit {
                 switch broker.configuration.slowConsumer {
                 case .close:
                     close(.tryAgainLater, "slow consumer: \(queued) bytes queued")
                     return false
                 case .drop:
-                    let range = missed[delivery.topic].map { $0.lowerBound...delivery.sequence }
-                    missed[delivery.topic] = range ?? delivery.sequence...delivery.sequence
+                    broker.logger.notice("slow consumer: dropping messages", metadata: [
+                        "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(queued)",
+                    ])
+                    missed[delivery.topic] = delivery.sequence...delivery.sequence
                     return false
                 }
             }
-            if !missed.isEmpty, queued <= broker.configuration.maxQueuedBytes / 2 {
-                reportGaps()
-            }
         }
         socket.queueEncoded(delivery.frame)
+        unflushedBytes += delivery.frame.readableBytes
         defer { needsFlush = true }
         return !needsFlush
     }
 
     /// Tells a consumer that caught up which sequence ranges it missed, per topic.
     private func reportGaps() {
+        var count: UInt64 = 0
         for (topic, range) in missed.sorted(by: { $0.key.name < $1.key.name }) {
             let json = "{\"op\":\"gap\",\"topic\":\"\(topic.name)\",\"from\":\(range.lowerBound),\"to\":\(range.upperBound)}"
             socket.queueEncoded(Self.textFrame(json))
+            count += range.upperBound - range.lowerBound + 1
         }
+        broker.logger.info("slow consumer caught up", metadata: [
+            "peer": "\(peer)", "principal": "\(principal.logLabel)", "topics": "\(missed.count)", "missed": "\(count)",
+        ])
         missed.removeAll()
     }
 
@@ -142,6 +168,7 @@ final class Session: Hashable {
 
     func flush() {
         needsFlush = false
+        unflushedBytes = 0
         socket.flush()
     }
 
@@ -149,7 +176,7 @@ final class Session: Hashable {
         guard !closing else { return }
         closing = true
         broker.logger.info("closing connection", metadata: [
-            "peer": "\(socket.remoteAddress?.description ?? "?")", "principal": "\(principal.logLabel)",
+            "peer": "\(peer)", "principal": "\(principal.logLabel)",
             "code": "\(code.rawValue)", "reason": "\(reason)",
         ])
         socket.close(code: code, reason: reason, promise: nil)

@@ -45,23 +45,19 @@ public final class TokenStore: Sendable {
 
     /// Rereads the table (e.g. after another process changed it).
     public func reload() throws(StoreError) {
-        let records = try store.withConnection { (c) throws(StoreError) -> [TokenRecord] in
-            let statement = try c.prepare(
-                "SELECT id, name, hash, permissions, created_at, expires_at, revoked_at FROM tokens"
-            )
-            var records: [TokenRecord] = []
-            while try statement.step() {
-                var permissions = try Self.decodePermissions(statement.text(3), id: statement.text(0))
-                permissions.expiresAt = statement.optionalInt(5).map(Self.date)
-                records.append(
-                    TokenRecord(
-                        id: statement.text(0), name: statement.text(1), permissions: permissions,
-                        createdAt: Self.date(statement.int(4)), revokedAt: statement.optionalInt(6).map(Self.date),
-                        hash: statement.blob(2)
-                    )
-                )
-            }
-            return records
+        try store.withConnection { (c) throws(StoreError) in try reloadLocked(c) }
+    }
+
+    /// `reload` with the connection already held. The new cache is swapped in while the
+    /// connection is held, so a create or revoke made through this store cannot land
+    /// between the read and the swap and be lost.
+    private func reloadLocked(_ c: Connection) throws(StoreError) {
+        let statement = try c.prepare(
+            "SELECT id, name, hash, permissions, created_at, expires_at, revoked_at FROM tokens"
+        )
+        var records: [TokenRecord] = []
+        while try statement.step() {
+            records.append(try Self.record(statement))
         }
         cache.withLockedValue { cache in
             cache = Dictionary(records.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
@@ -87,8 +83,8 @@ public final class TokenStore: Sendable {
             try statement.bind(Self.milliseconds(now), at: 5)
             try statement.bind(permissions.expiresAt.map(Self.milliseconds), at: 6)
             _ = try statement.step()
+            cache.withLockedValue { $0[record.hash] = record }
         }
-        cache.withLockedValue { $0[record.hash] = record }
         return (token, record)
     }
 
@@ -107,22 +103,28 @@ public final class TokenStore: Sendable {
     /// keeps the first revocation time. Observers hear of a new revocation.
     @discardableResult
     public func revoke(id: String, now: Date = Date()) throws(StoreError) -> TokenRecord? {
-        let changed = try store.withConnection { (c) throws(StoreError) -> Bool in
+        let (changed, revoked) = try store.withConnection { (c) throws(StoreError) -> (Bool, TokenRecord?) in
             let statement = try c.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             try statement.bind(Self.milliseconds(now), at: 1)
             try statement.bind(id, at: 2)
             _ = try statement.step()
-            return c.changes > 0
+            guard c.changes > 0 else { return (false, record(id: id)) }
+            // The token may have been created by another process since the last reload.
+            guard let existing = record(id: id) else {
+                try reloadLocked(c)
+                return (true, record(id: id))
+            }
+            let revoked = TokenRecord(
+                id: existing.id, name: existing.name, permissions: existing.permissions,
+                createdAt: existing.createdAt, revokedAt: Date(timeIntervalSince1970: Double(Self.milliseconds(now)) / 1000),
+                hash: existing.hash
+            )
+            cache.withLockedValue { $0[revoked.hash] = revoked }
+            return (true, revoked)
         }
-        guard let existing = record(id: id) else { return nil }
-        guard changed else { return existing }
-        let revoked = TokenRecord(
-            id: existing.id, name: existing.name, permissions: existing.permissions,
-            createdAt: existing.createdAt, revokedAt: Date(timeIntervalSince1970: Double(Self.milliseconds(now)) / 1000),
-            hash: existing.hash
-        )
-        cache.withLockedValue { $0[revoked.hash] = revoked }
-        for observer in observers.withLockedValue({ $0 }) { observer(revoked) }
+        if changed, let revoked {
+            for observer in observers.withLockedValue({ $0 }) { observer(revoked) }
+        }
         return revoked
     }
 
@@ -137,6 +139,36 @@ public final class TokenStore: Sendable {
         let hash = OpaqueToken.hash(token)
         guard let record = cache.withLockedValue({ $0[hash] }) else { return nil }
         return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+    }
+
+    /// Looks a presented token up in the database (not the cache) and caches what it finds:
+    /// for a token another process (`switchboard token create`) made since the last
+    /// `reload`. Blocks on SQLite: call it off the event loops.
+    @discardableResult
+    public func fetch(token: String) throws(StoreError) -> TokenRecord? {
+        let hash = OpaqueToken.hash(token)
+        return try store.withConnection { (c) throws(StoreError) -> TokenRecord? in
+            let statement = try c.prepare(
+                "SELECT id, name, hash, permissions, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?"
+            )
+            try statement.bind(blob: hash, at: 1)
+            guard try statement.step() else { return nil }
+            let record = try Self.record(statement)
+            cache.withLockedValue { $0[record.hash] = record }
+            return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+        }
+    }
+
+    /// The record in the current row of a `SELECT id, name, hash, permissions, created_at,
+    /// expires_at, revoked_at`.
+    private static func record(_ statement: Statement) throws(StoreError) -> TokenRecord {
+        var permissions = try decodePermissions(statement.text(3), id: statement.text(0))
+        permissions.expiresAt = statement.optionalInt(5).map(date)
+        return TokenRecord(
+            id: statement.text(0), name: statement.text(1), permissions: permissions,
+            createdAt: date(statement.int(4)), revokedAt: statement.optionalInt(6).map(date),
+            hash: statement.blob(2)
+        )
     }
 
     // MARK: Encoding

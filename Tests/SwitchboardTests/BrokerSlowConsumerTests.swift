@@ -1,0 +1,238 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+import WebSockets
+
+@testable import Switchboard
+
+/// A subscriber that stops reading never slows the others down nor grows the broker's
+/// memory: past `maxQueuedBytes` it is closed with 1013, or (with `slow_consumer=drop`)
+/// its messages are dropped and it is told what it missed.
+@Suite struct BrokerSlowConsumerTests {
+    static let limit = 64 * 1024
+    /// Messages below the WebSocket handler's copy threshold, so that a batch of them is
+    /// gathered in one buffer before the flush (the channel does not see them until then).
+    static let data = #""\#(String(repeating: "x", count: 3000))""#
+    /// How far the publisher may run ahead of the normal subscriber (in messages, well
+    /// under the limit): on a loaded machine a healthy reader may stall for a moment, and
+    /// must not be mistaken for a slow consumer.
+    static let window = 8
+    /// Enough to fill a stalled peer's socket buffers several times over.
+    static let maxMessages = 20_000
+
+    /// A raw subscriber to `topic` with a small receive buffer, that then stops reading.
+    func stalledSubscriber(_ broker: TestBroker, topic: String) async throws -> RawPeer {
+        let peer = try await RawPeer.upgraded(port: broker.port, token: try broker.token().token, receiveBuffer: 4096)
+        try await peer.send(text: #"{"op":"sub","topic":"\#(topic)","id":"slow"}"#)
+        let answer = try await peer.readFrame()
+        #expect(answer.text == #"{"op":"subscribed","id":"slow","topic":"\#(topic)"}"#)
+        try await peer.stopReading()
+        return peer
+    }
+
+    /// A normal subscriber that collects the seqs it receives; the waiter fires at `upTo`.
+    final class Tracker: Sendable {
+        let seqs = NIOLockedValueBox<[Int]>([])
+        let target = NIOLockedValueBox<(Int, Waiter<Void>)?>(nil)
+
+        func add(_ seq: Int) {
+            let count = seqs.withLockedValue { $0.append(seq); return $0.count }
+            if let (upTo, waiter) = target.withLockedValue({ $0 }), count >= upTo { waiter.fulfill(()) }
+        }
+
+        func wait(for count: Int) async throws {
+            let waiter = Waiter<Void>("\(count) messages at the normal subscriber")
+            target.withLockedValue { $0 = (count, waiter) }
+            if seqs.withLockedValue({ $0.count }) >= count { waiter.fulfill(()) }
+            try await waiter.value(timeout: .seconds(30))
+        }
+    }
+
+    func normalSubscriber(_ broker: TestBroker, topic: String) async throws -> (Client, Tracker) {
+        let client = try await broker.client()
+        try await client.subscribe(topic)
+        let tracker = Tracker()
+        client.ws.onMessage { message in
+            tracker.add((try? JSON(message.text).int("seq")) ?? -1)
+        }
+        return (client, tracker)
+    }
+
+    @Test func slowConsumerIsClosedWith1013() async throws {
+        try await TestBroker.with({ $0.maxQueuedBytes = Self.limit }) { broker in
+            let slow = try await stalledSubscriber(broker, topic: "feed")
+            let (normal, tracker) = try await normalSubscriber(broker, topic: "feed")
+            let publisher = try await broker.client(subscribe: [], publish: ["feed"])
+            let closing = Task {
+                try await broker.logs.waitFor("the broker to close the slow consumer", timeout: .seconds(30)) {
+                    $0.message == "closing connection" && $0.metadata["code"] == "1013"
+                }
+            }
+            // Publish (each acked) until the broker gives up on the slow consumer, then a few more.
+            var published = 0
+            var after = 0
+            while published < Self.maxMessages, after < 20 {
+                try await tracker.wait(for: published - Self.window)
+                published = try await publisher.publish("feed", Self.data)
+                if broker.logs.all.contains(where: { $0.message == "closing connection" }) { after += 1 }
+            }
+            let entry = try await closing.value
+            #expect(entry.metadata["principal"]?.hasPrefix("token:") == true)
+            // The normal subscriber got every message, in order.
+            try await tracker.wait(for: published)
+            #expect(tracker.seqs.withLockedValue { $0 } == Array(1...published))
+            // The slow one: what it was sent is contiguous from 1, then the close frame with 1013.
+            try await slow.resumeReading()
+            var seqs: [Int] = []
+            let close = try await slow.readUntilClose(timeout: .seconds(20)) { frame in
+                seqs.append((try? JSON(frame.text).int("seq")) ?? -1)
+            }
+            #expect(close.closeCode == 1013, "\(close)")
+            #expect(!seqs.isEmpty && seqs == Array(1...seqs.count), "\(seqs.prefix(3))…\(seqs.suffix(3))")
+            #expect(seqs.count < published)
+            try await slow.send(clientFrame(opcode: 0x8, [0x03, 0xE8]))
+            try await slow.waitForEOF()
+            await normal.close()
+            await publisher.close()
+        }
+    }
+
+    @Test func slowConsumerWithDropGetsGapNotice() async throws {
+        try await TestBroker.with({
+            $0.maxQueuedBytes = Self.limit
+            $0.slowConsumer = .drop
+        }) { broker in
+            let slow = try await stalledSubscriber(broker, topic: "feed.*")
+            let (normal, tracker) = try await normalSubscriber(broker, topic: "feed.*")
+            let publisher = try await broker.client(subscribe: [], publish: ["feed.*"])
+            var published = 0
+            var after = 0
+            while published < Self.maxMessages, after < 20 {
+                try await tracker.wait(for: published - Self.window)
+                published = try await publisher.publish("feed.a", Self.data)
+                if broker.logs.all.contains(where: { $0.message == "slow consumer: dropping messages" }) { after += 1 }
+            }
+            #expect(after == 20, "the broker never dropped messages for the stalled subscriber")
+            try await tracker.wait(for: published)
+            #expect(tracker.seqs.withLockedValue { $0 } == Array(1...published))
+
+            // The slow one catches up; the next messages after that bring the gap notice
+            // first, then they follow it with no further gap.
+            try await slow.resumeReading()
+            let publishing = Task {
+                // Keeps messages coming until the test has seen the gap (bounded).
+                for _ in 0..<2000 {
+                    if Task.isCancelled { return }
+                    _ = try await publisher.publish("feed.a", "1")
+                }
+            }
+            defer { publishing.cancel() }
+            var seqs: [Int] = []
+            var gap: JSON?
+            while gap == nil {
+                let frame = try await slow.readFrame(timeout: .seconds(20))
+                let json = try JSON(frame.text)
+                if json["op"] == "gap" { gap = json } else { seqs.append(json.int("seq") ?? -1) }
+            }
+            let notice = try #require(gap)
+            #expect(notice["topic"] == "feed.a")
+            #expect(!seqs.isEmpty && seqs == Array(1...seqs.count))
+            #expect(notice.int("from") == seqs.count + 1, "\(notice)")
+            let to = try #require(notice.int("to"))
+            #expect(to >= seqs.count + 1)
+            let next = try JSON(try await slow.readFrame().text)
+            #expect(next.int("seq") == to + 1, "after the gap: \(next)")
+            publishing.cancel()
+            _ = try? await publishing.value
+            // The slow subscriber was not closed.
+            #expect(!broker.logs.all.contains { $0.message == "closing connection" })
+            slow.close()
+            await normal.close()
+            await publisher.close()
+        }
+    }
+
+    /// What one subscriber was told, in order: messages and gap notices.
+    final class Account: Sendable {
+        enum Event: Sendable { case message(Int), gap(Int, Int) }
+        let events = NIOLockedValueBox<[Event]>([])
+        let target = NIOLockedValueBox<(Int, Waiter<Void>)?>(nil)
+
+        func add(_ text: String) {
+            guard let json = try? JSON(text) else { return }
+            let event: Event = json["op"] == "gap"
+                ? .gap(json.int("from") ?? -1, json.int("to") ?? -1) : .message(json.int("seq") ?? -1)
+            let last = events.withLockedValue { $0.append(event); return lastSeq($0) }
+            if let (upTo, waiter) = target.withLockedValue({ $0 }), last >= upTo { waiter.fulfill(()) }
+        }
+
+        func lastSeq(_ events: [Event]) -> Int {
+            switch events.last {
+            case .message(let seq): seq
+            case .gap(_, let to): to
+            case nil: 0
+            }
+        }
+
+        var last: Int { events.withLockedValue { lastSeq($0) } }
+
+        func wait(upTo seq: Int) async throws {
+            let waiter = Waiter<Void>("seq \(seq) to be accounted for")
+            target.withLockedValue { $0 = (seq, waiter) }
+            if last >= seq { waiter.fulfill(()) }
+            try await waiter.value()
+        }
+
+        /// Problems: a message or gap that does not continue exactly where the last one ended.
+        var breaks: [String] {
+            var next = 1
+            var problems: [String] = []
+            for event in events.withLockedValue({ $0 }) {
+                switch event {
+                case .message(let seq):
+                    if seq != next { problems.append("message \(seq) where \(next) was due") }
+                    next = seq + 1
+                case .gap(let from, let to):
+                    if from != next || to < from { problems.append("gap \(from)…\(to) where \(next) was due") }
+                    next = to + 1
+                }
+            }
+            return problems
+        }
+    }
+
+    /// A burst of small messages bigger than a subscriber's limit, arriving in one read
+    /// (so fanned out in one batch): whatever the subscriber does not get, it is told about.
+    @Test func burstPastTheLimitIsNeverLostSilently() async throws {
+        try await TestBroker.with({
+            $0.maxQueuedBytes = Self.limit
+            $0.slowConsumer = .drop
+        }) { broker in
+            let subscriber = try await broker.client()
+            try await subscriber.subscribe("burst")
+            let account = Account()
+            subscriber.ws.onMessage { account.add($0.text) }
+            let publisher = try await RawPeer.upgraded(port: broker.port, token: try broker.token().token)
+            // 100 publishes of 3 kB in one write; only the last asks for an ack.
+            var bytes: [UInt8] = []
+            for i in 1...100 {
+                let id = i == 100 ? #","id":"last""# : ""
+                bytes += clientFrame(opcode: 0x1, Array(#"{"op":"pub","topic":"burst","data":\#(Self.data)\#(id)}"#.utf8))
+            }
+            try await publisher.send(bytes)
+            #expect(try await publisher.readFrame().text == #"{"op":"ack","id":"last","seq":100}"#)
+            // Follow-ups, one at a time, until everything up to 100 is accounted for.
+            var published = 100
+            for i in 0..<500 where account.last < 100 {
+                try await publisher.send(text: #"{"op":"pub","topic":"burst","data":1,"id":"f\#(i)"}"#)
+                let ack = try JSON(try await publisher.readFrame().text)
+                published = ack.int("seq") ?? published
+            }
+            try await account.wait(upTo: published)
+            #expect(account.breaks.isEmpty, "\(account.breaks)")
+            publisher.close()
+            await subscriber.close()
+        }
+    }
+}

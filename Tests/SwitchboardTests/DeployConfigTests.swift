@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+
+@testable import Switchboard
+
+/// deploy/switchboard.json is the documented example config: it loads, sets every key,
+/// and matches the built-in defaults.
+@Suite struct DeployConfigTests {
+    static let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("deploy/switchboard.json")
+
+    @Test func exampleConfigLoadsAndMatchesDefaults() throws {
+        var configuration = BrokerConfiguration()
+        try configuration.apply(configFile: Self.file.path)
+        #expect(configuration == BrokerConfiguration())
+    }
+
+    @Test func exampleConfigNamesEveryKey() throws {
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: Self.file)) as? [String: Any])
+        #expect(Set(object.keys) == Set(BrokerConfiguration.keys.map(\.key)))
+    }
+
+    @Test func badValuesNameKeyAndSource() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("c.json")
+        for (json, key) in [
+            (#"{"colour":"blue"}"#, "colour"), (#"{"port":"http"}"#, "port"),
+            (#"{"anonymous_subscribe":["ok.>","a.>.b"]}"#, "anonymous_subscribe"),
+            (#"{"max_queued_bytes":{"a":1}}"#, "max_queued_bytes"),
+        ] {
+            try Data(json.utf8).write(to: file)
+            var configuration = BrokerConfiguration()
+            do {
+                try configuration.apply(configFile: file.path)
+                Issue.record("\(json) was accepted")
+            } catch {
+                #expect(error.key == key && error.source == file.path, "\(error)")
+                #expect("\(error)".contains(file.path) && "\(error)".contains(key))
+            }
+        }
+    }
+}

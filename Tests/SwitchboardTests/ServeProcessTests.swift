@@ -1,0 +1,286 @@
+import CSQLite
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+import WebSockets
+
+@testable import Switchboard
+
+/// `switchboard serve` and `switchboard token` as real processes, in a temporary working
+/// directory, as an operator runs them.
+@Suite struct ServeProcessTests {
+    @Test func firstStartCreatesStoreAndAdminTokenAndSIGTERMClosesClients() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let serve = try SwitchboardProcess.start(["serve", "--port", "0", "--host", "127.0.0.1"], in: directory)
+        defer { serve.kill() }
+        let port = try await serve.listeningPort()
+        let stdout = serve.stdout.text
+        let tokenLines = stdout.split(separator: "\n").filter { $0.hasPrefix("sb_") }
+        #expect(tokenLines.count == 1, "the admin token is printed once: \(stdout)")
+        let token = String(try #require(tokenLines.first))
+        #expect(stdout.contains("created admin token tok_"))
+
+        let database = directory.appendingPathComponent("switchboard.db").path
+        let tokenFile = database + ".admin-token"
+        #expect(FileManager.default.fileExists(atPath: database))
+        let attributes = try FileManager.default.attributesOfItem(atPath: tokenFile)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect(try String(contentsOfFile: tokenFile, encoding: .utf8) == token + "\n")
+        #expect(try Self.userVersion(database) == Migration.bundled.count)
+
+        // The admin token can do everything.
+        let admin = try await Client.connect(port: port, token: token)
+        try await admin.subscribe(">")
+        #expect(try await admin.publish("any.topic", "1") == 1)
+        _ = try await admin.next()
+
+        // SIGTERM: the client gets 1001, the process exits 0.
+        serve.terminate()
+        let info = try await admin.waitForClose()
+        #expect(info.code == .goingAway, "\(info)")
+        #expect(try await serve.exitStatus() == 0, "stderr: \(serve.stderr.text)")
+
+        // A second start keeps the store and prints no new token.
+        let again = try SwitchboardProcess.start(["serve", "--port", "0", "--host", "127.0.0.1"], in: directory)
+        defer { again.kill() }
+        let port2 = try await again.listeningPort()
+        #expect(!again.stdout.text.contains("sb_"))
+        let admin2 = try await Client.connect(port: port2, token: token)
+        try await admin2.subscribe(">")
+        again.terminate()
+        #expect(try await admin2.waitForClose().code == .goingAway)
+        #expect(try await again.exitStatus() == 0)
+    }
+
+    @Test func tokenCommandsAgainstARunningBroker() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = directory.appendingPathComponent("store.db").path
+        let serve = try SwitchboardProcess.start(
+            ["serve", "--port", "0", "--host", "127.0.0.1", "--database", database], in: directory)
+        defer { serve.kill() }
+        let port = try await serve.listeningPort()
+
+        let create = try SwitchboardProcess.start(
+            ["token", "create", "--database", database, "--name", "x", "--subscribe", "a.>"], in: directory)
+        #expect(try await create.exitStatus() == 0, "\(create.stderr.text)")
+        let token = create.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.hasPrefix("sb_") && !token.contains("\n"), "\(create.stdout.text)")
+        let id = try #require(create.stderr.text.split(separator: " ").first { $0.hasPrefix("tok_") }.map(String.init))
+
+        // Usable at once against the running broker (its own process, same file).
+        let client = try await Client.connect(port: port, token: token)
+        try await client.subscribe("a.b")
+        #expect(try await client.request(#"{"op":"sub","topic":"b"}"#)["code"] == "forbidden")
+
+        let list = try SwitchboardProcess.start(["token", "list", "--database", database], in: directory)
+        #expect(try await list.exitStatus() == 0)
+        #expect(list.stdout.text.contains("\(id)\tx\tactive\tsub=a.>"), "\(list.stdout.text)")
+        #expect(!list.stdout.text.contains("sb_"), "list never shows secrets")
+
+        // Revoking from another process closes the live connection with 4001 within ~1.5 s
+        // of the revocation (counted from the revoking process's exit: its start-up is not
+        // the broker's business).
+        let revoke = try SwitchboardProcess.start(["token", "revoke", "--database", database, id], in: directory)
+        #expect(try await revoke.exitStatus() == 0, "\(revoke.stderr.text)")
+        #expect(revoke.stdout.text == "revoked \(id)\n")
+        let info = try await client.waitForClose(timeout: .seconds(5))
+        #expect(info.code == Broker.CloseCodes.tokenRevoked, "\(info)")
+        let revokedAt = try #require(revoke.exitedAt.withLockedValue { $0 })
+        let closedAt = try #require(client.closedAt.withLockedValue { $0 })
+        #expect(closedAt - revokedAt < .milliseconds(1500), "closed \(closedAt - revokedAt) after the revocation")
+        let refused = try await Client.refusal(port: port, token: token)
+        #expect(refused.status == 401 && refused.body.contains("revoked"), "\(refused)")
+
+        let unknown = try SwitchboardProcess.start(["token", "revoke", "--database", database, "tok_nope"], in: directory)
+        #expect(try await unknown.exitStatus() != 0)
+        #expect(unknown.stderr.text.contains("tok_nope"))
+
+        serve.terminate()
+        #expect(try await serve.exitStatus() == 0)
+    }
+
+    @Test func badOptionsExit64NamingTheProblem() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("bad.json")
+        try Data(#"{"port": 0, "colour": "blue"}"#.utf8).write(to: config)
+        let cases: [(args: [String], environment: [String: String], mentions: [String])] = [
+            (["serve", "--port", "abc"], [:], ["port", "abc"]),
+            (["serve", "--config", config.path], [:], ["colour", config.path]),
+            (["serve", "--port", "0"], ["SWITCHBOARD_MAX_PAYLOAD": "lots"], ["SWITCHBOARD_MAX_PAYLOAD", "max_payload"]),
+            (["serve", "--port", "0", "--slow-consumer", "maybe"], [:], ["slow_consumer", "maybe"]),
+            (["serve", "--port", "0", "--anonymous-subscribe", "a.>.b"], [:], ["anonymous_subscribe", "a.>.b"]),
+            (["serve", "--bogus"], [:], ["bogus"]),
+            (["token", "create", "--name", "x", "--subscribe", "a*"], [:], ["--subscribe", "a*"]),
+        ]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (args, environment, mentions) in cases {
+                group.addTask {
+                    let process = try SwitchboardProcess.start(args, in: directory, environment: environment)
+                    defer { process.kill() }
+                    let status = try await process.exitStatus()
+                    #expect(status == 64, "\(args) \(environment): exit \(status), stderr: \(process.stderr.text)")
+                    for mention in mentions {
+                        #expect(process.stderr.text.contains(mention), "\(args): \(process.stderr.text)")
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("switchboard.db").path))
+    }
+
+    @Test func unopenableStoreExits69() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let process = try SwitchboardProcess.start(
+            ["serve", "--port", "0", "--database", directory.appendingPathComponent("missing/dir/x.db").path],
+            in: directory)
+        defer { process.kill() }
+        #expect(try await process.exitStatus() == 69)
+        #expect(process.stderr.text.contains("missing/dir/x.db"), "\(process.stderr.text)")
+    }
+
+    /// `PRAGMA user_version`, read without applying migrations.
+    static func userVersion(_ path: String) throws -> Int {
+        var db: OpaquePointer?
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, nil) == SQLITE_OK else {
+            sqlite3_close(db)
+            throw TestFailure("cannot open \(path)")
+        }
+        defer { sqlite3_close(db) }
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &statement, nil) == SQLITE_OK else {
+            throw TestFailure("cannot prepare")
+        }
+        defer { sqlite3_finalize(statement) }
+        guard sqlite3_step(statement) == SQLITE_ROW else { throw TestFailure("no row") }
+        return Int(sqlite3_column_int64(statement, 0))
+    }
+}
+
+// MARK: Running the executable
+
+/// The `switchboard` executable of this build: beside the test bundle, or in
+/// `.build/debug` of the package.
+let switchboardExecutable: URL? = {
+    var candidates: [URL] = []
+    if let bundle = Bundle.main.executableURL {
+        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent("switchboard"))
+    }
+    candidates.append(
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchboard"))
+    let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    candidates.append(package.appendingPathComponent(".build/debug/switchboard"))
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+}()
+
+/// Output of a child process, collected as it comes.
+final class ProcessOutput: Sendable {
+    private struct State {
+        var data = Data()
+        var eof = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    var text: String { String(decoding: state.withLockedValue { $0.data }, as: UTF8.self) }
+
+    func append(_ data: Data) {
+        let waiters = state.withLockedValue { state in
+            if data.isEmpty { state.eof = true } else { state.data.append(data) }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until `extract` finds what it looks for in the text so far.
+    func wait<R: Sendable>(for what: String, timeout: Duration = testTimeout, _ extract: @escaping @Sendable (String) -> R?) async throws
+        -> R
+    {
+        try await withTimeout(what, timeout) { [self] in
+            while true {
+                if let found = extract(text) { return found }
+                if state.withLockedValue({ $0.eof }) { throw TestFailure("\(what): output ended: \(text)") }
+                await withCheckedContinuation { continuation in
+                    let changed = state.withLockedValue { state in
+                        if state.eof || extract(String(decoding: state.data, as: UTF8.self)) != nil { return true }
+                        state.waiters.append(continuation)
+                        return false
+                    }
+                    if changed { continuation.resume() }
+                }
+            }
+        }
+    }
+}
+
+/// One run of the `switchboard` executable.
+final class SwitchboardProcess: @unchecked Sendable {
+    let process = Process()
+    let stdout = ProcessOutput()
+    let stderr = ProcessOutput()
+    let exited = Waiter<Int32>("the process to exit")
+    let exitedAt = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+
+    static func start(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws
+        -> SwitchboardProcess
+    {
+        guard let executable = switchboardExecutable else {
+            throw TestFailure("the switchboard executable was not built (looked beside the test bundle and in .build/debug)")
+        }
+        let child = SwitchboardProcess()
+        child.process.executableURL = executable
+        child.process.arguments = arguments
+        child.process.currentDirectoryURL = directory
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SWITCHBOARD_") }
+        env.merge(environment) { _, new in new }
+        child.process.environment = env
+        for (pipe, output) in [(Pipe(), child.stdout), (Pipe(), child.stderr)] {
+            pipe.fileHandleForReading.readabilityHandler = { handle in
+                let data = handle.availableData
+                if data.isEmpty { handle.readabilityHandler = nil }
+                output.append(data)
+            }
+            if output === child.stdout { child.process.standardOutput = pipe } else { child.process.standardError = pipe }
+        }
+        child.process.terminationHandler = { [exited = child.exited, exitedAt = child.exitedAt] process in
+            exitedAt.withLockedValue { $0 = .now }
+            exited.fulfill(process.terminationStatus)
+        }
+        try child.process.run()
+        return child
+    }
+
+    /// Waits for `switchboard listening on HOST:PORT` and returns the port.
+    func listeningPort() async throws -> Int {
+        try await stdout.wait(for: "the listening line") { text in
+            text.split(separator: "\n").lazy.compactMap { line -> Int? in
+                guard line.hasPrefix("switchboard listening on 127.0.0.1:") else { return nil }
+                return Int(line.split(separator: ":").last ?? "")
+            }.first
+        }
+    }
+
+    /// The exit status, once the process has exited and its output is all read.
+    func exitStatus(timeout: Duration = testTimeout) async throws -> Int32 {
+        let status = try await exited.value(timeout: timeout)
+        _ = try? await stdout.wait(for: "stdout to end", timeout: .seconds(2)) { _ in nil as Int? }
+        _ = try? await stderr.wait(for: "stderr to end", timeout: .seconds(2)) { _ in nil as Int? }
+        return status
+    }
+
+    /// SIGTERM.
+    func terminate() {
+        if process.isRunning { process.terminate() }
+    }
+
+    /// SIGKILL, for cleanup after a failure.
+    func kill() {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+}
