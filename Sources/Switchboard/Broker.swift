@@ -32,7 +32,7 @@ public final class Broker: Sendable {
     private let hubs: [ObjectIdentifier: Hub]
     private let sequences = NIOLockedValueBox<[Topic: UInt64]>([:])
     private let server = NIOLockedValueBox<WebSocketServer?>(nil)
-    private let sweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let sweeper = NIOLockedValueBox<RepeatedTask?>(nil)
     private let group: MultiThreadedEventLoopGroup
 
     /// How often revoked and expired tokens are looked for (also picks up revocations
@@ -107,44 +107,52 @@ public final class Broker: Sendable {
     /// Stops accepting, closes every client with 1001 after what was already accepted for
     /// it, and waits for the close handshakes (bounded by the close timeout).
     public func shutdown() async {
-        sweeper.withLockedValue { $0?.cancel() }
+        sweeper.withLockedValue { $0?.cancel(promise: nil) }
         await server.withLockedValue { $0 }?.shutdown()
         logger.info("stopped")
     }
 
     // MARK: Handshake
 
+    /// Runs on the connection's event loop: the token cache answers without I/O; only a
+    /// token the cache does not know is looked up in the database, on NIO's thread pool.
     private func verify(_ request: UpgradeRequest) -> UpgradeDecision {
         if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
-        let principal: Principal
+        let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
+        let presented: String?
         do throws(AuthError) {
-            let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
-            let presented = try Authenticator.presentedToken(
-                authorization: request.headers.first("Authorization"), query: query)
-            do throws(AuthError) {
-                principal = try authenticator.authenticate(presented)
-            } catch {
-                // An unknown token was perhaps created by another process (`switchboard token
-                // create`) since the last reload: look in the database itself. This hook
-                // runs in a task, off the event loops.
-                guard error.reason == .unknown, let presented, (try? tokens.fetch(token: presented)) != nil else {
-                    throw error
-                }
-                principal = try authenticator.authenticate(presented)
-            }
+            presented = try Authenticator.presentedToken(authorization: request.headers.first("Authorization"), query: query)
         } catch {
-            logger.notice("authentication failed", metadata: [
-                "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
-                "reason": "\(error.reason.rawValue)",
-            ])
-            // The body names the reason code (docs/protocol.md: missing, malformed, …) first.
-            return .reject(
-                status: error.httpStatus, body: "unauthorized: \(error.reason.rawValue): \(error.message)",
-                headers: ["WWW-Authenticate": "Bearer realm=\"switchboard\", error=\"invalid_token\""])
+            return refuse(request, error)
         }
-        return .accept(userInfo: principal)
+        do throws(AuthError) {
+            return .accept(userInfo: try authenticator.authenticate(presented))
+        } catch {
+            // An unknown token was perhaps created by another process (`switchboard token
+            // create`) since the last reload: look in the database itself.
+            guard error.reason == .unknown, let presented else { return refuse(request, error) }
+            return .later { [self] in
+                _ = try? await NIOThreadPool.singleton.runIfActive { try self.tokens.fetch(token: presented) }
+                do throws(AuthError) {
+                    return .accept(userInfo: try authenticator.authenticate(presented))
+                } catch {
+                    return refuse(request, error)
+                }
+            }
+        }
+    }
+
+    private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
+        logger.notice("authentication failed", metadata: [
+            "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+            "reason": "\(error.reason.rawValue)",
+        ])
+        // The body names the reason code (docs/protocol.md: missing, malformed, …) first.
+        return .reject(
+            status: error.httpStatus, body: "unauthorized: \(error.reason.rawValue): \(error.message)",
+            headers: ["WWW-Authenticate": "Bearer realm=\"switchboard\", error=\"invalid_token\""])
     }
 
     private func open(_ socket: WebSocket) {
@@ -184,15 +192,21 @@ public final class Broker: Sendable {
 
     // MARK: Revocation and expiry
 
+    /// Every `sweepInterval`, on one event loop: reload the tokens on NIO's thread pool
+    /// (blocking SQLite never runs on an event loop or the Swift cooperative pool), then
+    /// have each hub close what was revoked or expired.
     private func startSweeping() {
-        let task = Task { [self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: Self.sweepInterval)
+        let loop = group.next()
+        let interval = TimeAmount.nanoseconds(Int64(Self.sweepInterval.components.attoseconds / 1_000_000_000))
+            + .seconds(Self.sweepInterval.components.seconds)
+        let task = loop.scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) { [self] _ in
+            NIOThreadPool.singleton.runIfActive(eventLoop: loop) { [self] in
                 do {
                     try tokens.reload()
                 } catch {
                     logger.error("cannot reload tokens", metadata: ["error": "\(error)"])
                 }
+            }.always { [self] _ in
                 for hub in hubs.values {
                     hub.eventLoop.execute { [self] in sweep(hub) }
                 }

@@ -177,11 +177,12 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         let request = UpgradeRequest(
             target: head.uri, headers: fields, remoteAddress: context.channel.remoteAddress,
             origin: info.origin, protocols: info.protocols, version: info.version)
-        guard let verify = options.verifyClient else {
-            return complete(context: context, server: server, request: request, info: info, decision: .accept())
+        let decision = options.verifyClient?(request) ?? .accept()
+        guard case .later(let decide) = decision else {
+            return complete(context: context, server: server, request: request, info: info, decision: decision)
         }
         let decided = context.eventLoop.makePromise(of: UpgradeDecision.self)
-        Task { decided.succeed(await verify(request)) }
+        Task { decided.succeed(await decide()) }
         decided.futureResult.assumeIsolated().whenSuccess { [self] decision in
             // The handshake timer may have answered 408 while the hook ran.
             guard case .deciding = state, context.channel.isActive else { return }
@@ -203,6 +204,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case .accept(let headers, let info):
             extraHeaders = headers
             userInfo = info
+        case .later:
+            return reject(context: context, status: .internalServerError, body: "verifyClient decided later twice")
         }
 
         let options = server.options

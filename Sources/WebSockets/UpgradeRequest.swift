@@ -38,6 +38,10 @@ public enum UpgradeDecision: Sendable {
     case accept(headers: HTTPFields = HTTPFields(), userInfo: (any Sendable)? = nil)
     /// Answer with this status (401, 403, …), a one-line body and extra headers, and close.
     case reject(status: Int, body: String, headers: HTTPFields = HTTPFields())
+    /// Decide after some asynchronous work (a database, another service). The hook itself
+    /// runs on the connection's event loop and must not block it; this runs in a task,
+    /// still bounded by the handshake timeout.
+    case later(@Sendable () async -> UpgradeDecision)
 }
 
 extension Substring {

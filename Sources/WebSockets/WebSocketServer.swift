@@ -33,8 +33,10 @@ public final class WebSocketServer: Sendable {
         /// client's protocols that `protocols` lists (the client's preference wins).
         public var selectSubprotocol: @Sendable ([String], UpgradeRequest) -> String?
         /// Decides whether to accept an upgrade (authentication, origin checks). It may
-        /// reject with any status and a body. Default nil: accept every valid request.
-        public var verifyClient: (@Sendable (UpgradeRequest) async -> UpgradeDecision)? = nil
+        /// reject with any status and a body. It runs on the connection's event loop, so it
+        /// must not block: answer `.later { … }` for a decision that needs I/O. Default nil:
+        /// accept every valid request.
+        public var verifyClient: (@Sendable (UpgradeRequest) -> UpgradeDecision)? = nil
         /// Adds headers to every 101 response. Default nil.
         public var responseHeaders: (@Sendable (UpgradeRequest) -> HTTPFields)? = nil
         /// Protocol versions accepted. Default 13 and 8.

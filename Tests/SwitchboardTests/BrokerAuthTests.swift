@@ -162,7 +162,7 @@ import WebSockets
 
     @Test func expiryClosesLiveConnections() async throws {
         try await TestBroker.with({ $0.jwtSecret = Self.secret }) { broker in
-            let expiry = Date().addingTimeInterval(2.5)
+            let expiry = Date().addingTimeInterval(4)
             let opaque = try await broker.client(token: try broker.token(expiresAt: expiry).token)
             let jwt = try await Client.connect(port: broker.port, token: Self.jwt(exp: expiry.timeIntervalSince1970))
             for client in [opaque, jwt] {

@@ -141,8 +141,10 @@ import WebSockets
         try await withServer({
             $0.handshakeTimeout = .milliseconds(200)
             $0.verifyClient = { _ in
-                _ = try? await release.value()
-                return .accept()
+                .later {
+                    _ = try? await release.value()
+                    return .accept()
+                }
             }
         }) { _, port in
             let peer = try await RawPeer.connect(port: port)
