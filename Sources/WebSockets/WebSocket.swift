@@ -18,6 +18,10 @@ public final class WebSocket: Sendable {
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal).
     public let userInfo: (any Sendable)?
     let handler: NIOLoopBound<WebSocketHandler>
+    /// The same handler for the `…OnLoop` fan-out calls, which a hub makes for every
+    /// subscriber of every message: `NIOLoopBound.value` checks the thread (a thread-local
+    /// lookup) on each access even in release builds; these check it in debug builds only.
+    private nonisolated(unsafe) let loopHandler: WebSocketHandler
     private let status: ConnectionStatus
     private let messageSequence = NIOLockedValueBox<WebSocketMessages?>(nil)
 
@@ -31,6 +35,7 @@ public final class WebSocket: Sendable {
         self.handshake = handshake
         self.request = request
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        self.loopHandler = handler
         self.status = handler.status
     }
 
@@ -79,26 +84,30 @@ public final class WebSocket: Sendable {
 
     /// For fan-out on the connection's own event loop: queues a pre-encoded frame without
     /// flushing, so that a batch of messages costs one flush (`flush()`) per connection.
+    /// The frame is not copied while nothing else is queued for the connection.
+    /// Must be called on the connection's event loop (checked in debug builds).
     public func queueEncoded(_ frame: ByteBuffer) {
-        eventLoop.preconditionInEventLoop()
-        handler.value.sendEncoded(frame, flush: false, promise: nil)
+        eventLoop.assertInEventLoop()
+        loopHandler.sendEncoded(frame, flush: false, promise: nil)
     }
 
     /// Writes and flushes frames queued with `queueEncoded`; on the connection's event loop.
     public func flush() {
-        eventLoop.preconditionInEventLoop()
-        handler.value.flush()
+        eventLoop.assertInEventLoop()
+        loopHandler.flush()
     }
 
     /// Whether the socket takes more bytes without queueing past NIO's high watermark;
     /// on the connection's event loop. When false, `bufferedAmount` tells how far behind it is.
     public var isWritableOnLoop: Bool {
-        handler.value.isWritable
+        eventLoop.assertInEventLoop()
+        return loopHandler.isWritable
     }
 
     /// `bufferedAmount` without hopping, for code already on the connection's event loop.
     public var bufferedAmountOnLoop: Int {
-        handler.value.bufferedAmount
+        eventLoop.assertInEventLoop()
+        return loopHandler.bufferedAmount
     }
 
     public func ping(_ payload: ByteBuffer = ByteBuffer()) async throws {

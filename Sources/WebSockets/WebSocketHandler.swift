@@ -80,6 +80,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeInfo: CloseInfo?
     /// The channel's high write watermark: below it (while writable) fewer bytes than that wait.
     private var writeHighWatermark = 64 * 1024
+    /// `channel.isWritable`, kept current by `channelWritabilityChanged` (which NIO fires on
+    /// the loop, synchronously, whenever it changes), so that fan-out reads one field of this
+    /// handler instead of chasing context → channel → pending writes for every subscriber.
+    private var channelWritable = true
     private var closeTimer: Scheduled<Void>?
     private var heartbeatTask: Scheduled<Void>?
     private var pongDeadline: Scheduled<Void>?
@@ -111,6 +115,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let watermark = try? context.channel.syncOptions?.getOption(.writeBufferWaterMark) {
             writeHighWatermark = watermark.high
         }
+        channelWritable = context.channel.isWritable
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
@@ -157,6 +162,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        channelWritable = context.channel.isWritable
         context.fireChannelWritabilityChanged()
     }
 
@@ -441,7 +447,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         flushUnlessReading()
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool { context != nil && channelWritable }
 
     func sendControl(_ opcode: Opcode, _ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard state == .open else {
@@ -500,9 +506,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func bufferFullError() -> SendError? {
-        guard let context else { return nil }
+        guard context != nil else { return nil }
         // Fast path: a writable channel holds less than its high watermark.
-        if context.channel.isWritable,
+        if channelWritable,
             (outbound?.readableBytes ?? 0) + writeHighWatermark <= options.maxBufferedAmount
         {
             return nil
@@ -538,7 +544,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(bytes), promise: promise)
             needsFlush = true
         } else {
-            withOutbound(capacity: bytes.readableBytes) { $0.writeImmutableBuffer(bytes) }
+            if outbound == nil {
+                // Nothing gathered yet: keep the shared frame itself (a retain, no allocation and
+                // no copy). Should more be gathered behind it, copy-on-write copies it first.
+                outbound = bytes
+            } else {
+                outbound!.writeImmutableBuffer(bytes)
+            }
             if let promise { flushOutboundBuffer(promise: promise) }
         }
     }
