@@ -99,10 +99,12 @@ final class Session: Hashable {
 
     // MARK: Fan-out
 
-    /// Queues a message; returns true when the session needs a flush at the end of the batch.
-    func deliver(_ delivery: Delivery) -> Bool {
+    /// Queues a run of messages; returns true when the session needs a flush at the end of
+    /// the batch. The slow-consumer check is made once per run (a run is bounded by
+    /// `Hub.maxRunBytes`); a dropped run is recorded as one missed range.
+    func deliver(_ run: FanOut) -> Bool {
         guard !closing else { return false }
-        if !socket.isWritableOnLoop || !missed.isEmpty {
+        if !missed.isEmpty || !socket.isWritableOnLoop {
             let queued = socket.bufferedAmountOnLoop
             if queued > broker.configuration.maxQueuedBytes {
                 switch broker.configuration.slowConsumer {
@@ -110,8 +112,8 @@ final class Session: Hashable {
                     close(.tryAgainLater, "slow consumer: \(queued) bytes queued")
                     return false
                 case .drop:
-                    let range = missed[delivery.topic].map { $0.lowerBound...delivery.sequence }
-                    missed[delivery.topic] = range ?? delivery.sequence...delivery.sequence
+                    let range = missed[run.topic].map { $0.lowerBound...run.last }
+                    missed[run.topic] = range ?? run.first...run.last
                     return false
                 }
             }
@@ -119,7 +121,7 @@ final class Session: Hashable {
                 reportGaps()
             }
         }
-        socket.queueEncoded(delivery.frame)
+        socket.queueEncoded(run.frame)
         defer { needsFlush = true }
         return !needsFlush
     }
