@@ -8,6 +8,30 @@ struct Delivery: Sendable {
     var frame: ByteBuffer
 }
 
+/// Consecutive messages of one topic (a run of a hub's batch), delivered together: their
+/// frames concatenated once, so each subscriber gets one buffer (a retain, not a copy) per
+/// run instead of one per message. Subscribers of a topic are the same for the whole run.
+struct FanOut {
+    var topic: Topic
+    var first: UInt64
+    var last: UInt64
+    var frame: ByteBuffer
+
+    init(_ run: ArraySlice<Delivery>) {
+        let head = run[run.startIndex]
+        topic = head.topic
+        first = head.sequence
+        last = run[run.endIndex - 1].sequence
+        if run.count == 1 {
+            frame = head.frame
+        } else {
+            var frame = ByteBufferAllocator().buffer(capacity: run.reduce(0) { $0 + $1.frame.readableBytes })
+            for delivery in run { frame.writeImmutableBuffer(delivery.frame) }
+            self.frame = frame
+        }
+    }
+}
+
 /// The broker's part of one event loop: the sessions of the connections that loop owns,
 /// their subscriptions indexed by pattern, and an inbox of messages to fan out.
 ///
@@ -17,6 +41,8 @@ struct Delivery: Sendable {
 /// - A non-empty inbox has exactly one drain task scheduled: the loop gets one task per
 ///   batch of messages, never one per subscriber, and each touched session is flushed once
 ///   per batch.
+/// - A batch is delivered as runs of consecutive same-topic messages (`FanOut`), in batch
+///   order, so every session still sees messages in the order the hub received them.
 final class Hub: Sendable {
     let eventLoop: any EventLoop
     private let inbox = NIOLockedValueBox(Inbox())
@@ -60,15 +86,42 @@ final class Hub: Sendable {
             return inbox.deliveries
         }
         let state = state.value
-        for delivery in batch {
-            state.matches.removeAll(keepingCapacity: true)
-            state.index.collectMatches(delivery.topic, into: &state.matches)
-            for session in state.matches where session.deliver(delivery) {
-                state.touched.append(session)
+        var start = 0
+        while start < batch.count {
+            let end = Self.runEnd(batch, from: start)
+            let run = FanOut(batch[start..<end])
+            if start == 0, end == batch.count {
+                // The whole batch is one run: each subscriber gets it once, so write and flush
+                // it there and then, while that connection's state is in cache.
+                state.index.forEachMatch(run.topic, scratch: &state.matches) { session in
+                    if session.deliver(run) { session.flush() }
+                }
+            } else {
+                state.index.forEachMatch(run.topic, scratch: &state.matches) { session in
+                    if session.deliver(run) { state.touched.append(session) }
+                }
             }
+            start = end
         }
         for session in state.touched { session.flush() }
         state.touched.removeAll(keepingCapacity: true)
+    }
+
+    /// At most this many messages, or bytes of frames, go out as one run.
+    static let maxRunCount = 64
+    static let maxRunBytes = 16 * 1024
+
+    /// The end of the run of consecutive deliveries on one topic that starts at `start`.
+    private static func runEnd(_ batch: [Delivery], from start: Int) -> Int {
+        let topic = batch[start].topic
+        var bytes = batch[start].frame.readableBytes
+        var end = start + 1
+        while end < batch.count, end - start < maxRunCount, batch[end].topic == topic {
+            bytes += batch[end].frame.readableBytes
+            guard bytes <= maxRunBytes else { break }
+            end += 1
+        }
+        return end
     }
 
     // MARK: Loop-only bookkeeping

@@ -106,22 +106,25 @@ final class Session: Hashable {
 
     // MARK: Fan-out
 
-    /// Queues a message; returns true when the session needs a flush at the end of the batch.
+    /// Queues a run of messages (consecutive messages of one topic, one shared frame
+    /// buffer; see `Hub`); returns true when the session needs a flush at the end of the
+    /// batch.
     ///
     /// The limit applies to everything queued for the connection: the channel's unwritten
     /// bytes and the frames gathered since the last flush (a batch of small frames does
-    /// not make the channel unwritable until it is flushed). Once messages are dropped for
-    /// a slow consumer, every message is dropped until its backlog is down to half the
-    /// limit; then the gap notice goes out first, so each gap is one contiguous range
-    /// reported before the messages that follow it.
-    func deliver(_ delivery: Delivery) -> Bool {
+    /// not make the channel unwritable until it is flushed). The check is made once per run
+    /// (a run is bounded by `Hub.maxRunBytes`). Once messages are dropped for a slow
+    /// consumer, every run is dropped until its backlog is down to half the limit; then the
+    /// gap notice goes out first, so each gap is one contiguous range reported before the
+    /// messages that follow it.
+    func deliver(_ run: FanOut) -> Bool {
         guard !closing else { return false }
         let limit = broker.configuration.maxQueuedBytes
         if !socket.isWritableOnLoop || !missed.isEmpty || unflushedBytes > limit {
             let queued = socket.bufferedAmountOnLoop
             if !missed.isEmpty {
                 if queued > limit / 2 {
-                    missed[delivery.topic] = (missed[delivery.topic]?.lowerBound ?? delivery.sequence)...delivery.sequence
+                    missed[run.topic] = (missed[run.topic]?.lowerBound ?? run.first)...run.last
                     return false
                 }
                 reportGaps()
@@ -134,13 +137,13 @@ final class Session: Hashable {
                     broker.logger.notice("slow consumer: dropping messages", metadata: [
                         "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(queued)",
                     ])
-                    missed[delivery.topic] = delivery.sequence...delivery.sequence
+                    missed[run.topic] = run.first...run.last
                     return false
                 }
             }
         }
-        socket.queueEncoded(delivery.frame)
-        unflushedBytes += delivery.frame.readableBytes
+        socket.queueEncoded(run.frame)
+        unflushedBytes += run.frame.readableBytes
         defer { needsFlush = true }
         return !needsFlush
     }

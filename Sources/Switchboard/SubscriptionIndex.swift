@@ -152,6 +152,58 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
         for subscriber in match(topic) { try body(subscriber) }
     }
 
+    /// Calls `body` once per matching subscriber. When a single set of subscribers matches
+    /// (one pattern node, the usual case), it is iterated in place: no hashing per subscriber.
+    /// Otherwise the matches are deduplicated in `scratch` (reused, emptied before use).
+    public func forEachMatch(_ topic: Topic, scratch: inout Set<Subscriber>, _ body: (Subscriber) -> Void) {
+        var count = 0
+        var only: (node: Int32, rest: Bool) = (-1, false)
+        nodes.withUnsafeBufferPointer { nodes in
+            Self.countMatchingSets(nodes, 0, topic.segments, 0, &count, &only)
+        }
+        if count == 0 { return }
+        if count == 1 {
+            nodes.withUnsafeBufferPointer { nodes in
+                let i = Int(only.node)
+                if only.rest {
+                    for subscriber in nodes[i].rest { body(subscriber) }
+                } else {
+                    for subscriber in nodes[i].exact { body(subscriber) }
+                }
+            }
+            return
+        }
+        scratch.removeAll(keepingCapacity: true)
+        collectMatches(topic, into: &scratch)
+        for subscriber in scratch { body(subscriber) }
+    }
+
+    /// Counts the non-empty subscriber sets matching (as `visit` collects them); remembers one.
+    private static func countMatchingSets(
+        _ nodes: UnsafeBufferPointer<Node>, _ index: Int32, _ segments: [Substring], _ depth: Int,
+        _ count: inout Int, _ only: inout (node: Int32, rest: Bool)
+    ) {
+        let i = Int(index)
+        if depth == segments.count {
+            if !nodes[i].exact.isEmpty {
+                count += 1
+                only = (index, false)
+            }
+            return
+        }
+        if !nodes[i].rest.isEmpty {
+            count += 1
+            only = (index, true)
+        }
+        if !nodes[i].literals.isEmpty, let child = nodes[i].literals[segments[depth]] {
+            countMatchingSets(nodes, child, segments, depth + 1, &count, &only)
+        }
+        let single = nodes[i].single
+        if single >= 0 {
+            countMatchingSets(nodes, single, segments, depth + 1, &count, &only)
+        }
+    }
+
     /// Reads nodes through the buffer so no `Node` (and its sets) is copied or retained.
     private static func visit(
         _ nodes: UnsafeBufferPointer<Node>, _ index: Int32, _ segments: [Substring], _ depth: Int,

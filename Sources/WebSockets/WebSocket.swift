@@ -98,26 +98,30 @@ public final class WebSocket: Sendable {
 
     /// For fan-out on the connection's own event loop: queues a pre-encoded frame without
     /// flushing, so that a batch of messages costs one flush (`flush()`) per connection.
+    /// The frame is not copied while nothing else is queued for the connection.
+    /// Must be called on the connection's event loop (checked in debug builds).
     public func queueEncoded(_ frame: ByteBuffer) {
-        eventLoop.preconditionInEventLoop()
-        handler.value.sendEncoded(frame, flush: false, promise: nil)
+        eventLoop.assertInEventLoop()
+        handlerOnLoop.sendEncoded(frame, flush: false, promise: nil)
     }
 
     /// Writes and flushes frames queued with `queueEncoded`; on the connection's event loop.
     public func flush() {
-        eventLoop.preconditionInEventLoop()
-        handler.value.flush()
+        eventLoop.assertInEventLoop()
+        handlerOnLoop.flush()
     }
 
     /// Whether the socket takes more bytes without queueing past NIO's high watermark;
     /// on the connection's event loop. When false, `bufferedAmount` tells how far behind it is.
     public var isWritableOnLoop: Bool {
-        handler.value.isWritable
+        eventLoop.assertInEventLoop()
+        return handlerOnLoop.isWritable
     }
 
     /// `bufferedAmount` without hopping, for code already on the connection's event loop.
     public var bufferedAmountOnLoop: Int {
-        handler.value.bufferedAmount
+        eventLoop.assertInEventLoop()
+        return handlerOnLoop.bufferedAmount
     }
 
     public func ping(_ payload: ByteBuffer = ByteBuffer()) async throws {

@@ -504,7 +504,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         flushUnlessReading()
     }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool { context != nil && channelIsWritable }
 
     func sendControl(_ opcode: Opcode, _ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard state == .open else {
@@ -599,7 +599,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(bytes), promise: promise)
             needsFlush = true
         } else {
-            withOutbound(capacity: bytes.readableBytes) { $0.writeImmutableBuffer(bytes) }
+            if outbound == nil {
+                // Nothing gathered yet: keep the shared frame itself (a retain, no allocation and
+                // no copy). Should more be gathered behind it, copy-on-write copies it first.
+                outbound = bytes
+            } else {
+                outbound!.writeImmutableBuffer(bytes)
+            }
             if let promise { flushOutboundBuffer(promise: promise) }
         }
     }
