@@ -5,7 +5,15 @@
 //   swift run -c release TLSEcho [--seconds S] [--window N] [--size BYTES]... [--only ws|wss]
 //
 // For each message size (64 B, 64 KiB) it keeps `window` messages in flight for S seconds
-// and prints messages/s and MB/s (one direction) for ws and wss, and their ratio.
+// and prints messages/s and MB/s (one direction) for ws and wss, and their ratio, plus the
+// process CPU time per message (both ends): on a loaded machine the threads wait for a
+// core and the rate swings by 2x between runs, the CPU per message much less.
+//
+// glibc trims each event-loop thread's malloc arena once 128 KiB at its top is free, so
+// at 64 KiB per message the pages of one message's buffers are often handed back and
+// faulted in again (up to ~20 % of the run in page faults), depending on how the sizes
+// of the few live buffers happen to line up. To compare TLS costs without that noise:
+//   MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=67108864 swift run -c release TLSEcho
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -49,6 +57,16 @@ func makeCertificate() throws -> (cert: String, key: String) {
 struct Result {
     var messagesPerSecond: Double
     var megabytesPerSecond: Double
+    /// Process CPU time (user + system, both ends) per message: steadier than the rate on a
+    /// loaded machine, where the two event-loop threads wait for a core.
+    var cpuMicrosecondsPerMessage: Double
+}
+
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: Int) async throws -> Result {
@@ -78,8 +96,10 @@ func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: 
     try await Task.sleep(for: .seconds(seconds / 5))
     let startCount = received.withLockedValue { $0 }
     let start = ContinuousClock.now
+    let startCPU = cpuSeconds()
     try await Task.sleep(for: .seconds(seconds))
     let count = received.withLockedValue { $0 } - startCount
+    let cpu = cpuSeconds() - startCPU
     let elapsed = ContinuousClock.now - start
     running.withLockedValue { $0 = false }
     try? await Task.sleep(for: .milliseconds(200))
@@ -89,20 +109,28 @@ func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: 
     try await serverGroup.shutdownGracefully()
     let time = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     let rate = Double(count) / time
-    return Result(messagesPerSecond: rate, megabytesPerSecond: rate * Double(size) / 1e6)
+    return Result(
+        messagesPerSecond: rate, megabytesPerSecond: rate * Double(size) / 1e6,
+        cpuMicrosecondsPerMessage: cpu * 1e6 / Double(max(count, 1)))
 }
 
 let certificate = try makeCertificate()
 print("TLSEcho: \(seconds) s per run, \(window) messages in flight, server and client one thread each")
 func format(_ result: Result) -> String {
-    String(format: "%10.0f msg/s %9.1f MB/s", result.messagesPerSecond, result.megabytesPerSecond)
+    String(
+        format: "%10.0f msg/s %9.1f MB/s %8.1f µs CPU/msg", result.messagesPerSecond, result.megabytesPerSecond,
+        result.cpuMicrosecondsPerMessage)
 }
 for size in sizes.isEmpty ? [64, 64 * 1024] : sizes {
     let plain = only == "wss" ? nil : try await run(size: size, tls: nil, seconds: seconds, window: window)
     let secure = only == "ws" ? nil : try await run(size: size, tls: certificate, seconds: seconds, window: window)
     if let plain { print(String(format: "%6d B  ws  %@", size, format(plain))) }
     if let secure {
-        let ratio = plain.map { String(format: "  wss/ws = %.0f %%", 100 * secure.messagesPerSecond / $0.messagesPerSecond) }
+        let ratio = plain.map {
+            String(
+                format: "  wss/ws = %.0f %% (CPU/msg ws/wss = %.0f %%)", 100 * secure.messagesPerSecond / $0.messagesPerSecond,
+                100 * $0.cpuMicrosecondsPerMessage / secure.cpuMicrosecondsPerMessage)
+        }
         print(String(format: "%6d B  wss %@", size, format(secure)) + (ratio ?? ""))
     }
 }

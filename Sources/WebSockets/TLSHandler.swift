@@ -1,12 +1,15 @@
 import COpenSSL
 import NIOCore
 
-/// TLS on a NIO channel over the system OpenSSL: one `SSL*` between two memory BIOs.
-/// Ciphertext read from the socket is fed into `networkIn`; plaintext comes out of
-/// `SSL_read` and goes up the pipeline. Plaintext written by the handlers after this one
-/// goes into `SSL_write`; the ciphertext it produces collects in `networkOut` and is
-/// written to the socket in one buffer per flush (so once per read cycle when the
-/// handlers above batch their flushes).
+/// TLS on a NIO channel over the system OpenSSL: one `SSL*` over a BIO of our own
+/// (`ByteBufferBIO`) that reads ciphertext straight out of the `ByteBuffer`s the socket
+/// delivered (`inbound`) and writes ciphertext straight into one outgoing `ByteBuffer`
+/// (`outbound`): no memory BIO in between, so no copy into it, no zeroing of its growth
+/// and no copy out of it. Plaintext comes out of `SSL_read` and goes up the pipeline.
+/// Plaintext written by the handlers after this one goes into `SSL_write` (small writes
+/// are gathered until the flush, or 16 KiB, so many small messages share a record); the
+/// ciphertext is written to the socket in one buffer per flush (so once per read cycle
+/// when the handlers above batch their flushes).
 ///
 /// Invariants:
 /// - Writes made before the handshake completes wait in `pendingWrites` and go out, in
@@ -35,8 +38,15 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let tls: TLSContext
     private let ssl: OpaquePointer
-    private let networkIn: OpaquePointer
-    private let networkOut: OpaquePointer
+    /// Ciphertext received and not yet read by OpenSSL, oldest first.
+    fileprivate var inbound = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+    fileprivate var inboundBytes = 0
+    /// Ciphertext OpenSSL wrote, not yet passed to the channel.
+    fileprivate var outbound: ByteBuffer?
+    /// The allocator for `outbound` (the channel's, once known).
+    fileprivate var allocator = ByteBufferAllocator()
+    /// Small plaintext writes gathered for one `SSL_write` (one record instead of one each).
+    private var gathered: ByteBuffer?
     private let handshakeTimeout: TimeAmount
     private var state = State.idle
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
@@ -49,6 +59,12 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Plaintext is read in chunks of at least this many bytes (a TLS record's maximum).
     private static let readChunk = 16 * 1024
+    /// Writes up to this size are gathered; larger ones go to `SSL_write` as they are.
+    private static let gatherLimit = 4 * 1024
+    /// Ciphertext buffers handed to the channel stay about this size.
+    private static let outboundLimit = 64 * 1024
+    /// A TLS 1.3 record's plaintext maximum, and the most one gathers.
+    private static let recordSize = 16 * 1024
 
     /// - Parameters:
     ///   - serverName: client side: the host name for SNI and for certificate verification
@@ -60,17 +76,14 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let ssl = SSL_new(tls.context) else {
             throw TLSError(.configuration, TLSError.drainErrorQueue("SSL_new failed"))
         }
-        guard let networkIn = BIO_new(BIO_s_mem()), let networkOut = BIO_new(BIO_s_mem()) else {
+        guard let method = ByteBufferBIO.method, let bio = BIO_new(method) else {
             SSL_free(ssl)
             throw TLSError(.configuration, "BIO_new failed")
         }
-        // An empty input BIO means "wait for more", not end of stream.
-        BIO_ctrl(networkIn, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
-        BIO_ctrl(networkOut, BIO_C_SET_BUF_MEM_EOF_RETURN, -1, nil)
-        SSL_set_bio(ssl, networkIn, networkOut)  // the SSL owns both BIOs from here
+        SSL_set_bio(ssl, bio, bio)  // the SSL owns the BIO from here (one reference for both ends)
         self.ssl = ssl
-        self.networkIn = networkIn
-        self.networkOut = networkOut
+        // Unretained: the BIO dies with `ssl`, in this object's deinit.
+        BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
 
         if tls.isServer {
             SSL_set_accept_state(ssl)
@@ -96,7 +109,7 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         ok = SSL_set1_host(ssl, name) == 1
                     }
                     if !ok {
-                        SSL_free(ssl)
+                        // `ssl` is freed by deinit (this object is fully initialized).
                         throw TLSError(.configuration, "cannot verify against host name \(name): \(TLSError.drainErrorQueue("invalid"))")
                     }
                 }
@@ -111,6 +124,7 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
+        allocator = context.channel.allocator
         if context.channel.isActive { startHandshake(context: context) }
     }
 
@@ -207,20 +221,14 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if BIO_ctrl_pending(networkOut) > 0 { writeCiphertext(context: context, promise: nil) }
+        if let outbound, outbound.readableBytes > 0 { writeCiphertext(context: context, promise: nil) }
         context.fireChannelReadComplete()
     }
 
     private func feed(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let count = Int32(clamping: bytes.count - offset)
-                let written = BIO_write(networkIn, bytes.baseAddress! + offset, count)
-                guard written > 0 else { break }
-                offset += Int(written)
-            }
-        }
+        guard buffer.readableBytes > 0 else { return }
+        inboundBytes += buffer.readableBytes
+        inbound.append(buffer)
     }
 
     private func readPlaintext(context: ChannelHandlerContext) {
@@ -231,8 +239,10 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         reading: while true {
             // Plaintext is never longer than the ciphertext it came in, so one allocation
             // of the input's size usually takes a whole read.
-            var chunk = plaintext ?? context.channel.allocator.buffer(
-                capacity: Int(BIO_ctrl_pending(networkIn)) + Int(SSL_pending(ssl)) + 1024)
+            // Taken out of `plaintext` so that it is uniquely referenced: writing into a
+            // shared copy would copy everything read so far, on every record.
+            var chunk = plaintext.take() ?? context.channel.allocator.buffer(
+                capacity: inboundBytes + Int(SSL_pending(ssl)) + 1024)
             if chunk.writableBytes == 0 { chunk.reserveCapacity(minimumWritableBytes: Self.readChunk) }
             var result: Int32 = 0
             chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { space in
@@ -271,10 +281,31 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .idle, .handshaking:
             pendingWrites.append((buffer, promise))
         case .open:
-            encrypt(context: context, buffer, promise: promise)
+            if buffer.readableBytes <= Self.gatherLimit {
+                gather(context: context, buffer)
+                if let promise { unflushedPromises.append(promise) }
+            } else {
+                encryptGathered(context: context)
+                encrypt(context: context, buffer, promise: promise)
+            }
         case .closing, .closed:
             promise?.fail(ChannelError.ioOnClosedChannel)
         }
+    }
+
+    private func gather(context: ChannelHandlerContext, _ buffer: ByteBuffer) {
+        if gathered == nil {
+            gathered = context.channel.allocator.buffer(capacity: Self.recordSize)
+        } else if gathered!.readableBytes + buffer.readableBytes > Self.recordSize {
+            encryptGathered(context: context)
+            gathered = context.channel.allocator.buffer(capacity: Self.recordSize)
+        }
+        gathered!.writeImmutableBuffer(buffer)
+    }
+
+    private func encryptGathered(context: ChannelHandlerContext) {
+        guard let buffer = gathered.take(), buffer.readableBytes > 0 else { return }
+        encrypt(context: context, buffer, promise: nil)
     }
 
     func flush(context: ChannelHandlerContext) {
@@ -282,6 +313,8 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .idle, .handshaking:
             flushAfterHandshake = true
         case .open:
+            encryptGathered(context: context)
+            guard state == .open else { return }  // encrypting failed and closed
             let promises = unflushedPromises
             unflushedPromises = []
             var promise: EventLoopPromise<Void>?
@@ -303,6 +336,15 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func encrypt(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
         var failure: TLSError?
         ERR_clear_error()
+        // Room for the records' ciphertext (plaintext + 22 bytes each), so it is written once.
+        let records = (buffer.readableBytes + Self.recordSize - 1) / Self.recordSize
+        if let outbound, outbound.readableBytes >= Self.outboundLimit {
+            // Hand the ciphertext so far to the channel (flushed with the rest) rather than
+            // growing one buffer to the size of the whole flush (16 × 64 KiB messages = 1 MiB).
+            let buffer = self.outbound.take()!
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+        reserveOutbound(buffer.readableBytes + records * 22)
         buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
@@ -323,15 +365,18 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    fileprivate func reserveOutbound(_ count: Int) {
+        if outbound == nil {
+            outbound = allocator.buffer(capacity: max(count, 1024))
+        } else {
+            outbound!.reserveCapacity(minimumWritableBytes: count)
+        }
+    }
+
     /// Writes and flushes whatever ciphertext OpenSSL produced; false if there was none.
     @discardableResult
     private func writeCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
-        let pending = Int(BIO_ctrl_pending(networkOut))
-        guard pending > 0 else { return false }
-        var buffer = context.channel.allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
-            max(Int(BIO_read(networkOut, space.baseAddress, Int32(clamping: pending))), 0)
-        }
+        guard let buffer = outbound.take(), buffer.readableBytes > 0 else { return false }
         context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
         return true
     }
@@ -367,6 +412,7 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Failure
 
     private func failPending(_ error: any Error) {
+        gathered = nil
         let writes = pendingWrites
         pendingWrites = []
         for (_, promise) in writes { promise?.fail(error) }
@@ -390,4 +436,67 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 public struct TLSHandshakeCompleted: Sendable, Hashable {
     /// The ALPN protocol both sides agreed on, if any.
     public var negotiatedProtocol: String?
+}
+
+/// The BIO under every `TLSHandler`'s `SSL`: reads come out of the handler's `inbound`
+/// buffers, writes go into its `outbound` buffer. An empty `inbound` means "retry when
+/// more arrives", never end of stream.
+private enum ByteBufferBIO {
+    nonisolated(unsafe) static let method: OpaquePointer? = {
+        guard let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "switchboard-bytebuffer") else {
+            return nil
+        }
+        BIO_meth_set_create(method) { bio in
+            BIO_set_init(bio, 1)
+            return 1
+        }
+        BIO_meth_set_destroy(method) { _ in 1 }
+        BIO_meth_set_read(method) { bio, out, length in
+            BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
+            guard let out, length > 0, let data = BIO_get_data(bio) else { return 0 }
+            let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
+            let wanted = Int(length)
+            var copied = 0
+            while copied < wanted, var first = handler.inbound.first {
+                let count = min(wanted - copied, first.readableBytes)
+                first.withUnsafeReadableBytes { bytes in
+                    UnsafeMutableRawPointer(out + copied).copyMemory(from: bytes.baseAddress!, byteCount: count)
+                }
+                first.moveReaderIndex(forwardBy: count)
+                copied += count
+                if first.readableBytes == 0 {
+                    handler.inbound.removeFirst()  // let the socket's receive buffer go back to it
+                } else {
+                    handler.inbound[handler.inbound.startIndex] = first
+                }
+            }
+            handler.inboundBytes -= copied
+            if copied == 0 {
+                BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)
+                return -1
+            }
+            return Int32(copied)
+        }
+        BIO_meth_set_write(method) { bio, input, length in
+            BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
+            guard let input, length > 0, let data = BIO_get_data(bio) else { return 0 }
+            let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
+            let count = Int(length)
+            handler.reserveOutbound(count)
+            handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))
+            return length
+        }
+        BIO_meth_set_ctrl(method) { bio, command, _, _ in
+            switch command {
+            case BIO_CTRL_FLUSH:
+                return 1
+            case BIO_CTRL_PENDING:
+                guard let data = BIO_get_data(bio) else { return 0 }
+                return Int(Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue().inboundBytes)
+            default:
+                return 0
+            }
+        }
+        return method
+    }()
 }
