@@ -14,7 +14,12 @@ public final class WebSocket: Sendable {
     /// What the opening handshake settled.
     public let handshake: HandshakeInfo
     /// Server side: the client's upgrade request (headers, remote address, origin).
-    public let request: UpgradeRequest?
+    public var request: UpgradeRequest? {
+        storedRequest?.expanded(remoteAddress: channel.remoteAddress)
+    }
+    /// The request as kept for the connection's life: every header in one string, so an
+    /// idle connection does not hold a few hundred bytes of small allocations.
+    private let storedRequest: StoredRequest?
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal).
     public let userInfo: (any Sendable)?
     let handler: NIOLoopBound<WebSocketHandler>
@@ -38,7 +43,7 @@ public final class WebSocket: Sendable {
         self.channel = channel
         self.role = role
         self.handshake = handshake
-        self.request = request
+        self.storedRequest = request.map(StoredRequest.init)
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         self.handlerOnLoop = handler
         self.eventLoop = channel.eventLoop
@@ -270,5 +275,34 @@ public struct HandshakeInfo: Sendable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// An `UpgradeRequest` folded into a few strings (see `WebSocket.request`).
+struct StoredRequest: Sendable {
+    let target: String
+    /// `name: value` lines joined by newlines (which no header value may contain).
+    let headers: String
+    let origin: String?
+    let protocols: [String]
+    let version: WebSocketVersion
+
+    init(_ request: UpgradeRequest) {
+        target = request.target
+        headers = request.headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n")
+        origin = request.origin
+        protocols = request.protocols
+        version = request.version
+    }
+
+    func expanded(remoteAddress: SocketAddress?) -> UpgradeRequest {
+        var fields = HTTPFields()
+        for line in headers.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            fields.add(name: String(line[..<colon]), value: String(line[line.index(colon, offsetBy: 2)...]))
+        }
+        return UpgradeRequest(
+            target: target, headers: fields, remoteAddress: remoteAddress, origin: origin, protocols: protocols,
+            version: version)
     }
 }

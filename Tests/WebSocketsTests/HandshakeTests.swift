@@ -309,3 +309,28 @@ extension String {
         replacingOccurrences("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: \(version)")
     }
 }
+
+@Suite struct StoredRequestTests {
+    /// The server keeps the upgrade request folded into a few strings; reading it back
+    /// gives the same target, headers (in order, with empty values) and origin.
+    @Test func serverSideRequestRoundTrips() async throws {
+        let seen = Waiter<UpgradeRequest>("server-side request")
+        try await withServer(onConnection: { ws in
+            if let request = ws.request { seen.fulfill(request) }
+            ws.onMessage { _ in }
+        }) { _, port in
+            var options = ClientOptions()
+            options.origin = "https://example.test"
+            options.headers = ["X-Empty": "", "X-Forwarded-For": "203.0.113.9, 10.0.0.1", "X-Colon": "a: b"]
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/room?x=1", options: options)
+            let request = try await seen.value()
+            #expect(request.target == "/room?x=1")
+            #expect(request.origin == "https://example.test")
+            #expect(request.headers.first("X-Empty") == "")
+            #expect(request.headers.first("X-Colon") == "a: b")
+            #expect(request.forwardedFor == "203.0.113.9")
+            #expect(request.remoteAddress?.port != nil)
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+}
