@@ -175,8 +175,9 @@ public struct ReplayPage: Sendable {
     public var starts: [Topic: UInt64]
     /// True when every topic has been read to the end of what the log held.
     public var exhausted: Bool
-    /// `ReplayLog.settledCount` taken before this page was read: every append up to it that
-    /// committed was visible to the read.
+    /// `ReplayLog.settledCount` taken when the cursor's current pass over the topics began
+    /// (first page, or after `rewind`): every append up to it that committed was visible to
+    /// every read of the pass.
     public var settledBefore: UInt64
 }
 
@@ -197,6 +198,7 @@ public final class ReplayCursor: @unchecked Sendable {
     private let log: ReplayLog
     private var topics: [Topic]?
     private var index = 0
+    private var passSettled: UInt64 = 0
     /// After which seq each visited topic continues.
     private var after: [Topic: UInt64] = [:]
     public private(set) var isExhausted = false
@@ -237,10 +239,14 @@ public final class ReplayCursor: @unchecked Sendable {
     }
 
     func next(_ c: ReaderConnection, limit: Int, maxBytes: Int) throws(ReplayError) -> ReplayPage {
-        let settledBefore = log.settledCount
-        if topics == nil { topics = try c.topics(matching: pattern) }
+        if topics == nil {
+            // A pass over the topics starts: what had settled by now is visible to every
+            // read of the pass (a topic finished early in the pass is not read again in it).
+            passSettled = log.settledCount
+            topics = try c.topics(matching: pattern)
+        }
         let topics = self.topics!
-        var page = ReplayPage(messages: [], starts: [:], exhausted: false, settledBefore: settledBefore)
+        var page = ReplayPage(messages: [], starts: [:], exhausted: false, settledBefore: passSettled)
         page.messages.reserveCapacity(min(limit, 4096))
         var bytes = 0
         while index < topics.count {

@@ -109,8 +109,9 @@ public struct ResumeMerger<Live> {
                 }
                 if current > start {
                     out.append(.gap(topic: topic, missing: (start + 1)...current))
-                    delivered[topic] = current
                 }
+                // Live messages up to here (still in the hub's inbox) were seen or reported.
+                delivered[topic] = max(start, current)
             }
             return
         }
@@ -119,7 +120,7 @@ public struct ResumeMerger<Live> {
     /// A live message for this subscription.
     public mutating func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> LiveDecision {
         if phase == .live || !isReplayed(topic) {
-            if let last = delivered[topic], sequence <= last { return .duplicate }
+            if sequence <= baseline(topic) { return .duplicate }
             delivered[topic] = sequence
             return .deliver
         }
