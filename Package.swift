@@ -104,6 +104,16 @@ let package = Package(
             path: "Examples/echo-server"
         ),
         .executableTarget(
+            name: "ReplayBenchmarks",
+            dependencies: [
+                "Switchboard",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Benchmarks/ReplayBenchmarks"
+        ),
+        .executableTarget(
             name: "CoreBenchmarks",
             dependencies: ["WebSocketCore"],
             path: "Benchmarks/CoreBenchmarks"

@@ -72,6 +72,23 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         return condition()
     }
 
+    @Test func configurationKeys() throws {
+        var configuration = BrokerConfiguration()
+        try configuration.set("replay_retain", "chat.> count=10000 age=24h, orders.* age=500ms, audit.>", source: "test")
+        try configuration.set("replay_max_bytes", "0", source: "test")
+        try configuration.set("replay_queue_limit", "100", source: "test")
+        let replay = configuration.replay
+        #expect(replay.rules.map(\.description) == ["chat.> count=10000 age=86400000ms", "orders.* age=500ms", "audit.>"])
+        #expect(replay.rule(for: try Topic("orders.eu"))?.maxAgeMilliseconds == 500)
+        #expect(replay.rule(for: try Topic("metrics.cpu")) == nil)
+        #expect(replay.maxBytes == 0 && replay.queueLimit == 100)
+        #expect(BrokerConfiguration.keys.contains { $0.key == "replay_retain" && $0.environment == "SWITCHBOARD_REPLAY_RETAIN" })
+        for (key, value) in [("replay_retain", "chat.> count=0"), ("replay_retain", "chat* age=1h"), ("replay_retain", "a.b ttl=3"),
+                             ("replay_max_bytes", "12"), ("replay_queue_limit", "0")] {
+            #expect(throws: BrokerConfiguration.Error.self) { try configuration.set(key, value, source: "test") }
+        }
+    }
+
     @Test func groupCommitWritesManyAppendsInFewTransactions() throws {
         let dir = TempDirectory()
         let log = try ReplayLog(path: dir.path("r.db"), configuration: Self.configuration(), options: Self.options())
