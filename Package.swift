@@ -122,6 +122,16 @@ let package = Package(
             path: "Benchmarks/TLSEcho"
         ),
         .executableTarget(
+            name: "ReplayBenchmarks",
+            dependencies: [
+                "Switchboard",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Benchmarks/ReplayBenchmarks"
+        ),
+        .executableTarget(
             name: "CoreBenchmarks",
             dependencies: [
                 "WebSocketCore",

@@ -30,6 +30,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var logLevel = "info"
     /// Event-loop threads; nil uses one per CPU the process may run on. Default nil.
     public var threads: Int? = nil
+    /// The replay log: retention rules (`replay_retain`), size cap, queue limit, file.
+    /// Default: no rules, so no topic is retained. See `ReplayConfiguration`.
+    public var replay = ReplayConfiguration()
 
     public struct AnonymousAccess: Sendable, Hashable {
         public var subscribe: [String]
@@ -75,7 +78,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("max_connections", "SWITCHBOARD_MAX_CONNECTIONS"), ("max_subscriptions", "SWITCHBOARD_MAX_SUBSCRIPTIONS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"),
-    ]
+    ] + ReplayConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
     public mutating func apply(configFile path: String) throws(Error) {
@@ -176,6 +179,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
             guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \"\(text)\"") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
+        case _ where key.hasPrefix("replay_"):
+            if let problem = replay.set(key, text) { throw fail(problem) }
         default:
             throw fail("unknown key")
         }

@@ -45,6 +45,9 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "switchboard")
+        if configuration.replay.isEnabled {
+            logger.warning("the replay log is not wired into serve yet: replay_* settings are ignored")
+        }
 
         let tokens: TokenStore
         do {

@@ -1,0 +1,223 @@
+// Replay log benchmarks and the kill -9 check. Release build:
+//
+//   swift build -c release --product ReplayBenchmarks
+//   .build/release/ReplayBenchmarks ingest 1       # acked appends/s, 1 appender
+//   .build/release/ReplayBenchmarks ingest 16      # 16 concurrent appenders
+//   .build/release/ReplayBenchmarks read 1000000   # replay from 1,000,000 back
+//   Benchmarks/replay-crash.sh                     # kill -9 during a burst, then verify
+//
+// Appenders publish like pipelining clients: each keeps up to `window` publishes waiting
+// for their ack (a client does not wait for one ack before sending the next publish).
+// Payloads are 64 bytes. Sequencing happens under one lock, as in Broker.publish.
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Switchboard
+
+func now() -> Double { Date().timeIntervalSince1970 }
+
+func temporaryDatabase() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replay-bench-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent("replay.db").path
+}
+
+func openLog(_ path: String, rules: String = "bench.>") -> ReplayLog {
+    var configuration = ReplayConfiguration()
+    configuration.rules = [try! ReplayRule.parse(rules).get()]
+    configuration.maxBytes = 0
+    do {
+        return try ReplayLog(path: path, configuration: configuration)
+    } catch {
+        FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
+        exit(69)
+    }
+}
+
+let payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64)
+
+func ingest(appenders: Int, total: Int, window: Int = 4096) {
+    let path = temporaryDatabase()
+    let log = openLog(path)
+    let topics = (0..<appenders).map { try! Topic("bench.p\($0)") }
+    let sequences = NIOLockedValueBox<[Topic: UInt64]>([:])
+    let acked = ManagedAtomicCounter()
+    let perAppender = total / appenders
+    let start = now()
+    let threads = (0..<appenders).map { i in
+        Thread {
+            let credits = DispatchSemaphore(value: window)
+            let topic = topics[i]
+            for _ in 0..<perAppender {
+                credits.wait()
+                sequences.withLockedValue { seqs in
+                    let seq = (seqs[topic] ?? 0) + 1
+                    seqs[topic] = seq
+                    let message = StoredMessage(
+                        topic: topic, sequence: seq, time: Int64(now() * 1000), format: .json, payload: payload,
+                        publisher: "bench")
+                    do {
+                        try log.append(message) { result in
+                            if case .success = result { acked.increment() }
+                            credits.signal()
+                        }
+                    } catch {
+                        credits.signal()
+                    }
+                }
+            }
+            for _ in 0..<window { credits.wait() }
+        }
+    }
+    for t in threads { t.start() }
+    while threads.contains(where: { !$0.isFinished }) { usleep(1000) }
+    let elapsed = now() - start
+    let stats = log.statistics
+    log.close()
+    print(String(format: "ingest: %d appenders, %d acked in %.2f s = %.0f acked msg/s (%d transactions, %.0f msgs/transaction)",
+                 appenders, acked.value, elapsed, Double(acked.value) / elapsed, stats.batches,
+                 Double(stats.committed) / Double(max(1, stats.batches))))
+    try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
+}
+
+func read(count: Int) {
+    let path = temporaryDatabase()
+    let topic = try! Topic("bench.replay")
+    do {
+        let log = openLog(path)
+        let fill = now()
+        let done = DispatchSemaphore(value: 0)
+        let credits = DispatchSemaphore(value: 8192)
+        for seq in 1...UInt64(count) {
+            credits.wait()
+            try! log.append(StoredMessage(topic: topic, sequence: seq, time: Int64(now() * 1000), format: .json, payload: payload)) { _ in
+                credits.signal()
+                if seq == UInt64(count) { done.signal() }
+            }
+        }
+        done.wait()
+        log.close()
+        print(String(format: "read: wrote %d messages in %.2f s", count, now() - fill))
+    }
+    let log = openLog(path)
+    // 1. The cursor alone, pages of 2048 with frames encoded (what the reader thread does).
+    let cursor = ReplayCursor(log: log, pattern: TopicPattern(topic), position: .sequence(0))
+    var start = now()
+    var read = 0
+    var bytes = 0
+    while !cursor.isExhausted {
+        let page = try! cursor.next(limit: 2048)
+        read += page.messages.count
+        for m in page.messages { bytes += m.frame!.readableBytes }
+    }
+    var elapsed = now() - start
+    print(String(format: "read: cursor paged %d messages (%d frame bytes) in %.2f s = %.0f msg/s", read, bytes, elapsed, Double(read) / elapsed))
+
+    // 2. ReplayCatchUp to an event loop, frames handed to a sink (a session without a socket).
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let loop = group.next()
+    let delivered = NIOLockedValueBox(0)
+    let finished = DispatchSemaphore(value: 0)
+    start = now()
+    try! loop.submit {
+        let catchUp = ReplayCatchUp<ByteBuffer>(
+            log: log, pattern: TopicPattern(topic), position: .sequence(0), highWater: [topic: UInt64(count)],
+            eventLoop: loop,
+            emit: { outputs in
+                var n = 0
+                for output in outputs { if case .replayed(let m) = output, m.frame != nil { n += 1 } }
+                delivered.withLockedValue { $0 += n }
+            },
+            canContinue: { true },
+            finished: { _ in finished.signal() })
+        catchUp.start()
+    }.wait()
+    finished.wait()
+    elapsed = now() - start
+    let n = delivered.withLockedValue { $0 }
+    print(String(format: "read: catch-up delivered %d messages to the event loop in %.2f s = %.0f msg/s", n, elapsed, Double(n) / elapsed))
+    try? group.syncShutdownGracefully()
+    log.close()
+    try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
+}
+
+/// Appends to `bench.crash` forever from 4 appenders, printing each acked seq (flushed)
+/// until killed.
+func crashWriter(path: String) {
+    let log = openLog(path)
+    let topic = try! Topic("bench.crash")
+    var seq = log.lastSequences()[topic] ?? 0
+    let lock = NIOLock()
+    let credits = DispatchSemaphore(value: 4096)
+    while true {
+        credits.wait()
+        lock.lock()
+        seq += 1
+        let s = seq
+        try? log.append(StoredMessage(topic: topic, sequence: s, time: Int64(now() * 1000), format: .binary, payload: payload)) { result in
+            if case .success = result {
+                // One write(2) per ack: a line is out before the next ack.
+                FileHandle.standardOutput.write("\(s)\n".data(using: .utf8)!)
+            }
+            credits.signal()
+        }
+        lock.unlock()
+    }
+}
+
+/// After a kill -9: every acked seq is stored, stored seqs are contiguous, seqs continue.
+func verify(path: String, lastAcked: UInt64) {
+    let log = openLog(path)
+    let topic = try! Topic("bench.crash")
+    let last = log.lastSequences()[topic] ?? 0
+    var expected: UInt64 = 1
+    var after: UInt64 = 0
+    while true {
+        let page = try! log.read(topic: topic, after: after, limit: 10_000)
+        if page.isEmpty { break }
+        for m in page {
+            guard m.sequence == expected else {
+                print("FAIL: stored seq \(m.sequence), expected \(expected)")
+                exit(1)
+            }
+            expected += 1
+        }
+        after = page.last!.sequence
+    }
+    let stored = expected - 1
+    log.close()
+    guard stored >= lastAcked else {
+        print("FAIL: last acked \(lastAcked) but only 1...\(stored) stored")
+        exit(1)
+    }
+    guard last == stored else {
+        print("FAIL: lastSequences says \(last), stored up to \(stored)")
+        exit(1)
+    }
+    print("OK: acked up to \(lastAcked), stored 1...\(stored) contiguous, next seq \(last + 1)")
+}
+
+final class ManagedAtomicCounter: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var count = 0
+    func increment() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+switch arguments.first {
+case "ingest":
+    let appenders = arguments.dropFirst().first.flatMap { Int($0) } ?? 1
+    let total = arguments.dropFirst(2).first.flatMap { Int($0) } ?? 1_000_000
+    ingest(appenders: appenders, total: total)
+case "read":
+    read(count: arguments.dropFirst().first.flatMap { Int($0) } ?? 1_000_000)
+case "crash-writer":
+    crashWriter(path: String(arguments.dropFirst().first!))
+case "verify":
+    verify(path: String(arguments.dropFirst().first!), lastAcked: UInt64(arguments.dropFirst(2).first!)!)
+default:
+    print("usage: ReplayBenchmarks ingest [appenders] [total] | read [count] | crash-writer DB | verify DB LAST_ACKED")
+    exit(64)
+}

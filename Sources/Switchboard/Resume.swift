@@ -1,0 +1,340 @@
+import NIOCore
+
+/// The merge of a replay with the live stream for one subscription with `since`: a pure
+/// state machine, no I/O, so that "no gap, no duplicate" can be tested exhaustively.
+///
+/// The subscription is registered for live messages *before* the replay starts, so every
+/// message sequenced after registration arrives live. While catching up (`catchingUp`),
+/// live messages of replayed topics are buffered; replayed pages are delivered as they
+/// come. When the log is exhausted (and every append made before registration has been
+/// committed or has failed: see `ReplayCatchUp`), `finish` drains the buffer, skipping
+/// every seq already replayed, and the subscription is `live`.
+///
+/// Per topic it keeps the last seq delivered; a message at or below it is a duplicate and
+/// is skipped, one above it + 1 means messages are missing and a `.gap` (the missing range;
+/// the first available seq is `missing.upperBound + 1`) is emitted first. So the subscriber
+/// sees, per topic, every seq from its position + 1 exactly once, or an explicit gap.
+///
+/// Bounded: past `bufferLimit` messages or `bufferByteLimit` bytes the buffer is dropped
+/// (`.overflowed`); the highest seq dropped per topic becomes a seq the replay must reach,
+/// and the caller keeps paging the log, where those messages are (or will be once their
+/// batch commits).
+///
+/// Topics that are not replayed (no retention rule) pass straight through, live: a
+/// position given for one that is behind the topic's current seq gets a `.gap` up front.
+public struct ResumeMerger<Live> {
+    public enum Output {
+        case replayed(StoredMessage)
+        case live(Live)
+        /// Messages of `topic` the subscriber will never get (pruned, not retained, or lost
+        /// to a write failure); the next message it gets is `missing.upperBound + 1` or later.
+        case gap(topic: Topic, missing: ClosedRange<UInt64>)
+    }
+
+    public enum Phase: Sendable, Hashable {
+        case catchingUp
+        case live
+    }
+
+    public enum LiveDecision: Sendable, Hashable {
+        /// Send it now.
+        case deliver
+        /// Held until the replay finishes.
+        case buffered
+        /// Already delivered (or inside a gap already reported): drop it.
+        case duplicate
+        /// The buffer was over its limit and has been dropped, this message with it: the
+        /// replay must now read further (`required`), see `ReplayCatchUp`.
+        case overflowed
+    }
+
+    public private(set) var phase = Phase.catchingUp
+    public let position: ReplayPosition
+    public let bufferLimit: Int
+    public let bufferByteLimit: Int
+    /// Times the buffer overflowed.
+    public private(set) var overflows = 0
+    private let isReplayed: (Topic) -> Bool
+    private let highWater: [Topic: UInt64]
+    /// Last seq delivered (or skipped as a gap) per topic.
+    private var delivered: [Topic: UInt64] = [:]
+    /// Seqs the replay must reach per topic: the seq at registration, and dropped live seqs.
+    public private(set) var required: [Topic: UInt64] = [:]
+    private var buffer: [(topic: Topic, sequence: UInt64, item: Live)] = []
+    private var bufferBytes = 0
+
+    /// - Parameters:
+    ///   - position: the subscription's `since` / `since_time`.
+    ///   - highWater: each matching topic's current seq when the subscription was registered
+    ///     for live messages (the broker's sequence map); the replay is not finished before
+    ///     every replayed topic has reached it (or reported a gap up to it).
+    ///   - isReplayed: whether a topic is retained by the log.
+    public init(
+        position: ReplayPosition, highWater: [Topic: UInt64], isReplayed: @escaping (Topic) -> Bool,
+        bufferLimit: Int = 16_384, bufferByteLimit: Int = 8 << 20
+    ) {
+        self.position = position
+        self.highWater = highWater
+        self.isReplayed = isReplayed
+        self.bufferLimit = bufferLimit
+        self.bufferByteLimit = bufferByteLimit
+        for (topic, seq) in highWater where isReplayed(topic) { required[topic] = seq }
+    }
+
+    /// The explicit position of a topic, nil for a time position.
+    private func explicitStart(_ topic: Topic) -> UInt64? {
+        switch position {
+        case .sequence(let n): n
+        case .perTopic(let map): map[topic] ?? 0
+        case .time: nil
+        }
+    }
+
+    private func baseline(_ topic: Topic) -> UInt64 {
+        delivered[topic] ?? explicitStart(topic) ?? 0
+    }
+
+    /// Gaps known before anything is replayed: non-retained topics whose explicit position
+    /// is behind their current seq. Call once, first.
+    public mutating func begin(into out: inout [Output]) {
+        guard case .time = position else {
+            for (topic, current) in highWater.sorted(by: { $0.key.name < $1.key.name }) where !isReplayed(topic) {
+                let start: UInt64
+                switch position {
+                case .sequence(let n): start = n
+                case .perTopic(let map):
+                    guard let n = map[topic] else { continue }
+                    start = n
+                case .time: continue
+                }
+                if current > start {
+                    out.append(.gap(topic: topic, missing: (start + 1)...current))
+                }
+                // Live messages up to here (still in the hub's inbox) were seen or reported.
+                delivered[topic] = max(start, current)
+            }
+            return
+        }
+    }
+
+    /// A live message for this subscription.
+    public mutating func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> LiveDecision {
+        if phase == .live || !isReplayed(topic) {
+            if sequence <= baseline(topic) { return .duplicate }
+            delivered[topic] = sequence
+            return .deliver
+        }
+        buffer.append((topic, sequence, item))
+        bufferBytes += size
+        if buffer.count > bufferLimit || bufferBytes > bufferByteLimit {
+            for entry in buffer where entry.sequence > required[entry.topic] ?? 0 {
+                required[entry.topic] = entry.sequence
+            }
+            buffer.removeAll()
+            bufferBytes = 0
+            overflows += 1
+            return .overflowed
+        }
+        return .buffered
+    }
+
+    /// A page read from the log.
+    public mutating func replayed(_ page: ReplayPage, into out: inout [Output]) {
+        for (topic, start) in page.starts where delivered[topic] == nil {
+            delivered[topic] = start
+        }
+        for message in page.messages {
+            let base = baseline(message.topic)
+            guard message.sequence > base else { continue }
+            if message.sequence > base + 1 {
+                out.append(.gap(topic: message.topic, missing: (base + 1)...(message.sequence - 1)))
+            }
+            out.append(.replayed(message))
+            delivered[message.topic] = message.sequence
+        }
+    }
+
+    /// Whether every replayed topic has reached the seq it must reach; when false after the
+    /// log is exhausted, the missing messages are still being written (or failed to be).
+    public var reachedRequired: Bool {
+        required.allSatisfy { topic, seq in baseline(topic) >= seq }
+    }
+
+    /// The replay is over: drains the buffer past what was replayed, reports what is missing,
+    /// and turns live.
+    public mutating func finish(into out: inout [Output]) {
+        guard phase == .catchingUp else { return }
+        for entry in buffer {
+            let base = baseline(entry.topic)
+            guard entry.sequence > base else { continue }
+            if entry.sequence > base + 1 {
+                out.append(.gap(topic: entry.topic, missing: (base + 1)...(entry.sequence - 1)))
+            }
+            out.append(.live(entry.item))
+            delivered[entry.topic] = entry.sequence
+        }
+        buffer.removeAll()
+        bufferBytes = 0
+        for (topic, seq) in required.sorted(by: { $0.key.name < $1.key.name }) {
+            let base = baseline(topic)
+            if seq > base {
+                out.append(.gap(topic: topic, missing: (base + 1)...seq))
+                delivered[topic] = seq
+            }
+        }
+        phase = .live
+    }
+
+    /// Messages held right now.
+    public var bufferedCount: Int { buffer.count }
+}
+
+/// Drives one subscription's catch-up on its connection's event loop: pages the log on the
+/// log's reader pool (never on the loop), feeds pages and live messages through a
+/// `ResumeMerger`, hands the output to `emit`, and respects the connection's backpressure.
+///
+/// Every method runs on `eventLoop`; the callbacks are called there.
+///
+/// 1. The session registers the subscription for live messages, takes each matching topic's
+///    current seq (`highWater`), then creates this and calls `start()`.
+/// 2. Each live delivery for the subscription goes to `live(_:topic:sequence:size:)` first;
+///    when it returns true the catch-up has taken it (buffered or dropped as a duplicate).
+/// 3. After each page `canContinue()` is asked; when false (the socket is not writable, or
+///    its queued bytes are over a limit) reading stops until `resume()` is called.
+/// 4. When the log is exhausted and every append made before the subscription (and before
+///    any buffer overflow) has settled, the buffer is drained and `finished` is called; from
+///    then on the session delivers live messages directly.
+public final class ReplayCatchUp<Live>: @unchecked Sendable {
+    public typealias Output = ResumeMerger<Live>.Output
+
+    public struct Limits: Sendable {
+        public var pageMessages = 2048
+        public var pageBytes = 1 << 20
+        public var bufferMessages = 16_384
+        public var bufferBytes = 8 << 20
+        public init() {}
+    }
+
+    private enum State {
+        case idle, reading, paused, waitingForWriter, finished, cancelled
+    }
+
+    public let eventLoop: any EventLoop
+    private let log: ReplayLog
+    private let cursor: ReplayCursor
+    private let limits: Limits
+    private var merger: ResumeMerger<Live>
+    private var ticket: UInt64 = 0
+    private var state = State.idle
+    private let emit: ([Output]) -> Void
+    private let canContinue: () -> Bool
+    private let finished: (Result<Void, ReplayError>) -> Void
+    /// Messages replayed so far (for stats and tests).
+    public private(set) var replayedCount = 0
+
+    public init(
+        log: ReplayLog, pattern: TopicPattern, position: ReplayPosition, highWater: [Topic: UInt64],
+        eventLoop: any EventLoop, limits: Limits = Limits(),
+        emit: @escaping ([Output]) -> Void, canContinue: @escaping () -> Bool,
+        finished: @escaping (Result<Void, ReplayError>) -> Void
+    ) {
+        self.log = log
+        self.eventLoop = eventLoop
+        self.limits = limits
+        self.cursor = ReplayCursor(log: log, pattern: pattern, position: position, encodeFrames: true)
+        self.merger = ResumeMerger(
+            position: position, highWater: highWater, isReplayed: { log.retains($0) },
+            bufferLimit: limits.bufferMessages, bufferByteLimit: limits.bufferBytes)
+        self.emit = emit
+        self.canContinue = canContinue
+        self.finished = finished
+    }
+
+    public var isCatchingUp: Bool { merger.phase == .catchingUp && state != .cancelled }
+
+    public func start() {
+        eventLoop.preconditionInEventLoop()
+        guard state == .idle else { return }
+        ticket = log.enqueuedCount
+        var out: [Output] = []
+        merger.begin(into: &out)
+        if !out.isEmpty { emit(out) }
+        read()
+    }
+
+    /// A live message for the subscription. Returns true when the catch-up took it (the
+    /// session must not deliver it), false when the session delivers it now.
+    public func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard state != .cancelled else { return false }
+        switch merger.live(item, topic: topic, sequence: sequence, size: size) {
+        case .deliver: return false
+        case .buffered, .duplicate: return true
+        case .overflowed:
+            // What was dropped was appended before now: wait for it to settle too.
+            ticket = log.enqueuedCount
+            return true
+        }
+    }
+
+    /// The connection can take more: continue a paused replay.
+    public func resume() {
+        eventLoop.preconditionInEventLoop()
+        guard state == .paused else { return }
+        read()
+    }
+
+    /// Stops (unsubscribe, connection closed). No callback is called afterwards.
+    public func cancel() {
+        state = .cancelled
+    }
+
+    private func read() {
+        state = .reading
+        cursor.next(limit: limits.pageMessages, maxBytes: limits.pageBytes) { [self] result in
+            eventLoop.execute { [self] in received(result) }
+        }
+    }
+
+    private func received(_ result: Result<ReplayPage, ReplayError>) {
+        guard state == .reading else { return }
+        let page: ReplayPage
+        switch result {
+        case .success(let p): page = p
+        case .failure(let error):
+            var out: [Output] = []
+            merger.finish(into: &out)
+            if !out.isEmpty { emit(out) }
+            state = .finished
+            finished(.failure(error))
+            return
+        }
+        var out: [Output] = []
+        out.reserveCapacity(page.messages.count)
+        merger.replayed(page, into: &out)
+        replayedCount += page.messages.count
+        if !out.isEmpty { emit(out) }
+        guard page.exhausted else {
+            if canContinue() { read() } else { state = .paused }
+            return
+        }
+        // Exhausted. Done when the read saw every append made before `ticket` settle; else
+        // wait for the writer and read what it committed since.
+        if page.settledBefore >= ticket || merger.reachedRequired {
+            var tail: [Output] = []
+            merger.finish(into: &tail)
+            state = .finished
+            if !tail.isEmpty { emit(tail) }
+            finished(.success(()))
+            return
+        }
+        state = .waitingForWriter
+        log.whenSettled(ticket) { [self] in
+            eventLoop.execute { [self] in
+                guard state == .waitingForWriter else { return }
+                cursor.rewind()
+                if canContinue() { read() } else { state = .paused }
+            }
+        }
+    }
+}
