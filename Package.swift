@@ -71,9 +71,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "AsyncTestSupport",
+            dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Tests/AsyncTestSupport"
+        ),
         .testTarget(
             name: "SwitchboardTests",
             dependencies: [
+                "AsyncTestSupport",
                 "Switchboard",
                 "WebSockets",
                 "WebSocketCore",
@@ -95,6 +101,7 @@ let package = Package(
         .testTarget(
             name: "WebSocketsTests",
             dependencies: [
+                "AsyncTestSupport",
                 "WebSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

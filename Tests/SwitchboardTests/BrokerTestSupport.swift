@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -14,111 +15,13 @@ import WebSockets
 // and a raw TCP peer for what our client will not do (stop reading, send bad frames).
 // Every wait is bounded by `testTimeout`.
 
-/// Generous because the machine is small and shared; a passing test never waits this long.
-let testTimeout: Duration = .seconds(10)
-
 /// Event loops for brokers and clients in these tests: two threads, so that connections
 /// (and publishers) really are spread over several loops.
 let testGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
-struct TimedOut: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
 struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// A value that arrives once from a callback (first one wins), awaited with a timeout.
-final class Waiter<T: Sendable>: Sendable {
-    private struct State {
-        var result: Result<T, any Error>?
-        var continuation: CheckedContinuation<T, any Error>?
-    }
-    private let state = NIOLockedValueBox(State())
-    let what: String
-
-    init(_ what: String = "an event") { self.what = what }
-
-    func fulfill(_ value: T) { complete(.success(value)) }
-    func fail(_ error: any Error) { complete(.failure(error)) }
-
-    var isFulfilled: Bool { state.withLockedValue { $0.result != nil } }
-
-    private func complete(_ result: Result<T, any Error>) {
-        let continuation = state.withLockedValue { state -> CheckedContinuation<T, any Error>? in
-            guard state.result == nil else { return nil }
-            state.result = result
-            defer { state.continuation = nil }
-            return state.continuation
-        }
-        continuation?.resume(with: result)
-    }
-
-    func value(timeout: Duration = testTimeout) async throws -> T {
-        let timer = Task { [what] in
-            try await Task.sleep(for: timeout)
-            self.fail(TimedOut(what: what))
-        }
-        defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            let ready = state.withLockedValue { state -> Result<T, any Error>? in
-                if let result = state.result { return result }
-                state.continuation = continuation
-                return nil
-            }
-            if let ready { continuation.resume(with: ready) }
-        }
-    }
-}
-
-/// Runs `body` and fails with `TimedOut` if it has not finished after `timeout`.
-func withTimeout<T: Sendable>(
-    _ what: String, _ timeout: Duration = testTimeout, _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let waiter = Waiter<T>(what)
-    let task = Task {
-        do { waiter.fulfill(try await body()) } catch { waiter.fail(error) }
-    }
-    defer { task.cancel() }
-    return try await waiter.value(timeout: timeout)
-}
-
-/// Collects values from callbacks; `next()` awaits the next one in order (one consumer).
-final class Inbox<T: Sendable>: Sendable {
-    private struct State {
-        var items: [T] = []
-        var waiters: [Waiter<T>] = []
-    }
-    private let state = NIOLockedValueBox(State())
-
-    init() {}
-
-    func put(_ value: T) {
-        let waiter = state.withLockedValue { state -> Waiter<T>? in
-            if state.waiters.isEmpty {
-                state.items.append(value)
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        waiter?.fulfill(value)
-    }
-
-    func next(timeout: Duration = testTimeout) async throws -> T {
-        let (item, waiter) = state.withLockedValue { state -> (T?, Waiter<T>?) in
-            if !state.items.isEmpty { return (state.items.removeFirst(), nil) }
-            let waiter = Waiter<T>("the next value")
-            state.waiters.append(waiter)
-            return (nil, waiter)
-        }
-        if let item { return item }
-        return try await waiter!.value(timeout: timeout)
-    }
-
-    var count: Int { state.withLockedValue { $0.items.count } }
 }
 
 // MARK: Broker

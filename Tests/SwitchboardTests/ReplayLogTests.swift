@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import CSQLite
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix

@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import NIOCore
 import Testing
 import WebSocketCore

@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import Foundation
 
 /// Certificates made once per test run with the `openssl` CLI (EC P-256 keys, < 1 s) in a
