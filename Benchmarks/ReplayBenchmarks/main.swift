@@ -17,6 +17,8 @@ import Switchboard
 
 func now() -> Double { Date().timeIntervalSince1970 }
 
+func seconds(_ value: Double) -> String { String(Double(Int(value * 100)) / 100) }
+
 func temporaryDatabase() -> String {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replay-bench-\(UUID().uuidString)")
     try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -32,6 +34,17 @@ func openLog(_ path: String, rules: String = "bench.>") -> ReplayLog {
     } catch {
         FileHandle.standardError.write("\(error)\n".data(using: .utf8)!)
         exit(69)
+    }
+}
+
+/// Appends; false when refused (queue full).
+@inline(never)
+func append(_ log: ReplayLog, _ message: StoredMessage, _ completion: @escaping @Sendable (Result<Void, ReplayError>) -> Void) -> Bool {
+    do {
+        try log.append(message, completion: completion)
+        return true
+    } catch {
+        return false
     }
 }
 
@@ -57,17 +70,15 @@ func ingest(appenders: Int, total: Int, window: Int = 4096) {
                     let message = StoredMessage(
                         topic: topic, sequence: seq, time: Int64(now() * 1000), format: .json, payload: payload,
                         publisher: "bench")
-                    do {
-                        try log.append(message) { result in
-                            if case .success = result { acked.increment() }
-                            credits.signal()
-                        }
-                    } catch {
+                    let accepted = append(log, message) { result in
+                        if case .success = result { acked.increment() }
                         credits.signal()
                     }
+                    if !accepted { credits.signal() }
                 }
             }
-            for _ in 0..<window { credits.wait() }
+            for _ in 0..<window { credits.wait() }  // every ack is in
+            for _ in 0..<window { credits.signal() }  // (libdispatch traps on a semaphore freed below its start value)
         }
     }
     for t in threads { t.start() }
@@ -75,9 +86,10 @@ func ingest(appenders: Int, total: Int, window: Int = 4096) {
     let elapsed = now() - start
     let stats = log.statistics
     log.close()
-    print(String(format: "ingest: %d appenders, %d acked in %.2f s = %.0f acked msg/s (%d transactions, %.0f msgs/transaction)",
-                 appenders, acked.value, elapsed, Double(acked.value) / elapsed, stats.batches,
-                 Double(stats.committed) / Double(max(1, stats.batches))))
+    let count: Int = acked.value
+    let rate: Int = Int(Double(count) / elapsed)
+    let perBatch: UInt64 = stats.committed / max(1, stats.batches)
+    print("ingest: \(appenders) appenders, \(count) acked in \(seconds(elapsed)) s = \(rate) acked msg/s (\(stats.batches) transactions, \(perBatch) msgs/transaction)")
     try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
 }
 
@@ -91,14 +103,14 @@ func read(count: Int) {
         let credits = DispatchSemaphore(value: 8192)
         for seq in 1...UInt64(count) {
             credits.wait()
-            try! log.append(StoredMessage(topic: topic, sequence: seq, time: Int64(now() * 1000), format: .json, payload: payload)) { _ in
+            _ = append(log, StoredMessage(topic: topic, sequence: seq, time: Int64(now() * 1000), format: .json, payload: payload)) { _ in
                 credits.signal()
                 if seq == UInt64(count) { done.signal() }
             }
         }
         done.wait()
         log.close()
-        print(String(format: "read: wrote %d messages in %.2f s", count, now() - fill))
+        print("read: wrote \(count) messages in \(seconds(now() - fill)) s")
     }
     let log = openLog(path)
     // 1. The cursor alone, pages of 2048 with frames encoded (what the reader thread does).
@@ -112,7 +124,8 @@ func read(count: Int) {
         for m in page.messages { bytes += m.frame!.readableBytes }
     }
     var elapsed = now() - start
-    print(String(format: "read: cursor paged %d messages (%d frame bytes) in %.2f s = %.0f msg/s", read, bytes, elapsed, Double(read) / elapsed))
+    let cursorRate: Int = Int(Double(read) / elapsed)
+    print("read: cursor paged \(read) messages (\(bytes) frame bytes) in \(seconds(elapsed)) s = \(cursorRate) msg/s")
 
     // 2. ReplayCatchUp to an event loop, frames handed to a sink (a session without a socket).
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -136,7 +149,8 @@ func read(count: Int) {
     finished.wait()
     elapsed = now() - start
     let n = delivered.withLockedValue { $0 }
-    print(String(format: "read: catch-up delivered %d messages to the event loop in %.2f s = %.0f msg/s", n, elapsed, Double(n) / elapsed))
+    let catchUpRate: Int = Int(Double(n) / elapsed)
+    print("read: catch-up delivered \(n) messages to the event loop in \(seconds(elapsed)) s = \(catchUpRate) msg/s")
     try? group.syncShutdownGracefully()
     log.close()
     try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
@@ -150,12 +164,12 @@ func crashWriter(path: String) {
     var seq = log.lastSequences()[topic] ?? 0
     let lock = NIOLock()
     let credits = DispatchSemaphore(value: 4096)
-    while true {
+    while now() > 0 {  // not `while true`: Swift 6.3 -O hangs in LICM on a loop with no exit
         credits.wait()
         lock.lock()
         seq += 1
         let s = seq
-        try? log.append(StoredMessage(topic: topic, sequence: s, time: Int64(now() * 1000), format: .binary, payload: payload)) { result in
+        _ = append(log, StoredMessage(topic: topic, sequence: s, time: Int64(now() * 1000), format: .binary, payload: payload)) { result in
             if case .success = result {
                 // One write(2) per ack: a line is out before the next ack.
                 FileHandle.standardOutput.write("\(s)\n".data(using: .utf8)!)
