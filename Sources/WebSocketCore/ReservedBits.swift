@@ -1,5 +1,3 @@
-import NIOCore
-
 /// The three reserved header bits (RFC 6455 §5.2). A frame may set one only when a
 /// negotiated extension owns it: permessage-deflate owns RSV1 on the first frame of a message.
 public struct ReservedBits: OptionSet, Sendable, Hashable {
@@ -9,20 +7,4 @@ public struct ReservedBits: OptionSet, Sendable, Hashable {
     public static let rsv1 = ReservedBits(rawValue: 0x40)
     public static let rsv2 = ReservedBits(rawValue: 0x20)
     public static let rsv3 = ReservedBits(rawValue: 0x10)
-}
-
-/// One frame, payload already unmasked.
-public struct Frame: Sendable, Hashable {
-    public var fin: Bool
-    public var reservedBits: ReservedBits
-    public var opcode: Opcode
-    public var payload: ByteBuffer
-
-    @inlinable
-    public init(fin: Bool = true, reservedBits: ReservedBits = [], opcode: Opcode, payload: ByteBuffer) {
-        self.fin = fin
-        self.reservedBits = reservedBits
-        self.opcode = opcode
-        self.payload = payload
-    }
 }
