@@ -15,6 +15,9 @@ import WebSockets
 ///   one lock, so every subscriber sees a topic's messages in sequence order whatever
 ///   event loops the publishers are on.
 /// - Each event loop has one `Hub`; a connection's `Session` lives on its loop's hub.
+/// - With a replay log, a retained topic's message is appended to the log under the same
+///   lock, so the log receives each topic in seq order; a topic's publish times never
+///   decrease (the clock may step back), so `since_time` can bisect over seqs.
 public final class Broker: Sendable {
     /// Close codes the broker sends on its own account (documented in docs/protocol.md).
     public enum CloseCodes {
@@ -26,11 +29,14 @@ public final class Broker: Sendable {
 
     public let configuration: BrokerConfiguration
     public let tokens: TokenStore
+    /// The replay log, when the configuration retains any topic. The broker appends to it and
+    /// closes it in `shutdown()`.
+    public let replayLog: ReplayLog?
     let logger: Logger
     let limits: WireProtocol.Limits
     private let authenticator: Authenticator
     private let hubs: [ObjectIdentifier: Hub]
-    private let sequences = NIOLockedValueBox<[Topic: UInt64]>([:])
+    private let sequencing: NIOLockedValueBox<Sequencing>
     private let server = NIOLockedValueBox<WebSocketServer?>(nil)
     private let sweeper = NIOLockedValueBox<RepeatedTask?>(nil)
     private let group: MultiThreadedEventLoopGroup
@@ -39,12 +45,26 @@ public final class Broker: Sendable {
     /// made by another process, such as `switchboard token revoke`).
     static let sweepInterval: Duration = .milliseconds(500)
 
+    /// The last seq and publish time of every topic, and how many messages were published.
+    private struct Sequencing {
+        var topics: [Topic: (sequence: UInt64, time: Int64)] = [:]
+        var published: UInt64 = 0
+    }
+
+    /// - Parameter replayLog: the log retaining the configured topics (open it with
+    ///   `configuration.replay`); each topic's seqs continue after the last one it stored.
     public init(
-        configuration: BrokerConfiguration, tokens: TokenStore, group: MultiThreadedEventLoopGroup,
-        logger: Logger = Logger(label: "switchboard")
+        configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
+        group: MultiThreadedEventLoopGroup, logger: Logger = Logger(label: "switchboard")
     ) throws(BrokerConfiguration.Error) {
         self.configuration = configuration
         self.tokens = tokens
+        self.replayLog = replayLog
+        var sequencing = Sequencing()
+        for (topic, sequence) in replayLog?.lastSequences() ?? [:] {
+            sequencing.topics[topic] = (sequence, 0)
+        }
+        self.sequencing = NIOLockedValueBox(sequencing)
         self.group = group
         self.logger = logger
         self.limits = WireProtocol.Limits(maxPayloadBytes: configuration.maxPayload)
@@ -109,7 +129,19 @@ public final class Broker: Sendable {
     public func shutdown() async {
         sweeper.withLockedValue { $0?.cancel(promise: nil) }
         await server.withLockedValue { $0 }?.shutdown()
+        if let replayLog {
+            // Commits what is queued; blocking, so off the event loops and the cooperative pool.
+            try? await NIOThreadPool.singleton.runIfActive { replayLog.close() }
+        }
         logger.info("stopped")
+    }
+
+    /// Counters for operators (the admin API and tests).
+    public var statistics: BrokerStatistics {
+        let (topics, published) = sequencing.withLockedValue { ($0.topics.count, $0.published) }
+        return BrokerStatistics(
+            connections: server.withLockedValue { $0 }?.connectionCount ?? 0, topics: topics, published: published,
+            replay: replayLog?.statistics)
     }
 
     // MARK: Handshake
@@ -167,6 +199,7 @@ public final class Broker: Sendable {
         let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }
         socket.onClose { [logger] info in
+            bound.value.connectionClosed()
             hub.remove(bound.value)
             logger.info("connection closed", metadata: [
                 "peer": "\(peer)", "principal": "\(principal.logLabel)", "code": "\(info.code.rawValue)",
@@ -177,16 +210,68 @@ public final class Broker: Sendable {
 
     // MARK: Publishing
 
-    /// Sequences a message and hands it to every hub; returns its sequence number.
-    func publish(_ publish: Publish) -> UInt64 {
-        let time = Int64(Date().timeIntervalSince1970 * 1000)
-        return sequences.withLockedValue { sequences in
-            let sequence = (sequences[publish.topic] ?? 0) + 1
-            sequences[publish.topic] = sequence
+    /// What became of a publish.
+    enum Sequenced {
+        /// Sequenced and fanned out; ack it now.
+        case published(UInt64)
+        /// Sequenced, fanned out and queued for the replay log; `committed` will be called.
+        case awaitingCommit(UInt64)
+        /// Not published: the replay log cannot take it (its queue is full or it is closed).
+        case rejected(ReplayError)
+    }
+
+    /// Sequences a message, appends it to the replay log when its topic is retained, and
+    /// hands it to every hub. `committed` (when given) is called on the log's writer thread
+    /// once the message is durable, or its batch failed; only for `.awaitingCommit`.
+    /// Live fan-out never waits for the disk.
+    func publish(
+        _ publish: Publish, publisher: String?,
+        committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil
+    ) -> Sequenced {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let retained = replayLog?.retains(publish.topic) ?? false
+        return sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
+            let last = state.topics[publish.topic] ?? (0, 0)
+            let sequence = last.sequence + 1
+            let time = max(now, last.time)
+            if let replayLog {
+                if retained {
+                    let message = StoredMessage(
+                        topic: publish.topic, sequence: sequence, time: time, format: publish.format,
+                        payload: publish.payload, publisher: publisher)
+                    var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
+                    if let committed {
+                        completion = { result in committed(sequence, result) }
+                    }
+                    do throws(ReplayError) {
+                        try replayLog.append(message, completion: completion)
+                    } catch {
+                        return .rejected(error)
+                    }
+                } else {
+                    replayLog.recordSequence(topic: publish.topic, sequence: sequence)
+                }
+            }
+            state.topics[publish.topic] = (sequence, time)
+            state.published += 1
             let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
             let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
             for hub in hubs.values { hub.enqueue(delivery) }
-            return sequence
+            return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
+        }
+    }
+
+    /// The current seq of every known topic `pattern` matches. Taken after a subscription is
+    /// registered on its hub: every later message of those topics reaches it live.
+    func currentSequences(matching pattern: TopicPattern) -> [Topic: UInt64] {
+        let concrete = pattern.isConcrete ? try? Topic(pattern.name) : nil
+        return sequencing.withLockedValue { state in
+            if let topic = concrete {
+                return state.topics[topic].map { [topic: $0.sequence] } ?? [:]
+            }
+            var matching: [Topic: UInt64] = [:]
+            for (topic, last) in state.topics where pattern.matches(topic) { matching[topic] = last.sequence }
+            return matching
         }
     }
 
@@ -226,4 +311,17 @@ public final class Broker: Sendable {
             }
         }
     }
+}
+
+/// A snapshot of the broker's counters.
+public struct BrokerStatistics: Sendable, Hashable {
+    /// Open WebSocket connections.
+    public var connections: Int
+    /// Topics that have had a message (since start, or stored in the replay log).
+    public var topics: Int
+    /// Messages published since start.
+    public var published: UInt64
+    /// The replay log's state and counters (`status` is `degraded` while it cannot write);
+    /// nil without a replay log.
+    public var replay: ReplayStatistics?
 }

@@ -16,8 +16,11 @@ struct FanOut {
     var first: UInt64
     var last: UInt64
     var frame: ByteBuffer
+    /// The messages one by one, for a session that must look at each (see `Session`).
+    var deliveries: ArraySlice<Delivery>
 
     init(_ run: ArraySlice<Delivery>) {
+        deliveries = run
         let head = run[run.startIndex]
         topic = head.topic
         first = head.sequence

@@ -7,7 +7,7 @@ import Foundation
 /// configuration order) gives its limits. A topic no rule matches is **not retained**:
 /// its messages go to live subscribers only, a publish to it is acked as soon as it is
 /// sequenced (nothing waits for the disk), and a `since` on it replays nothing (the
-/// subscriber is told with `replay_gap` when it missed messages). Its sequence numbers
+/// subscriber is sent a `gap` notice when it missed messages). Its sequence numbers
 /// still survive a restart (`topic_sequences`).
 public struct ReplayConfiguration: Sendable, Hashable {
     /// Retention rules, first match wins. Default none: the replay log is off.

@@ -18,6 +18,13 @@ final class Session: Hashable {
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
     private var closing = false
+    /// Subscriptions catching up from the replay log (`since`), by pattern; usually none.
+    /// While one exists, live messages of the topics it matches go through it.
+    private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
+    private var nextCatchUpID = 0
+    private var watchingWritability = false
+    /// Acks queued since the last flush; the flush that sends them is scheduled.
+    private var acksAwaitingFlush = false
     /// Consecutive requests that failed to parse; past a limit the connection is closed.
     private var malformedInARow = 0
     private static let malformedLimit = 16
@@ -57,8 +64,8 @@ final class Session: Hashable {
             return
         }
         switch request {
-        case .subscribe(let id, let pattern, _):
-            subscribe(id: id, pattern)
+        case .subscribe(let id, let pattern, let since):
+            subscribe(id: id, pattern, since: since)
         case .unsubscribe(let id, let pattern):
             unsubscribe(id: id, pattern)
         case .publish(let publish):
@@ -66,7 +73,7 @@ final class Session: Hashable {
         }
     }
 
-    private func subscribe(id: RequestID?, _ pattern: TopicPattern) {
+    private func subscribe(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?) {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
         }
@@ -80,6 +87,9 @@ final class Session: Hashable {
             _ = hub.subscribe(self, to: pattern)
         }
         reply(.subscribed(id: id, pattern: pattern))
+        if let since {
+            catchUp(pattern, from: since, id: id)
+        }
     }
 
     private func unsubscribe(id: RequestID?, _ pattern: TopicPattern) {
@@ -87,6 +97,7 @@ final class Session: Hashable {
             return reply(.error(ProtocolError(.notFound, "not subscribed to \(pattern.name)", id: id)))
         }
         _ = hub.unsubscribe(self, from: pattern)
+        catchUps.removeValue(forKey: pattern)?.catchUp.cancel()
         reply(.unsubscribed(id: id, pattern: pattern))
     }
 
@@ -94,9 +105,41 @@ final class Session: Hashable {
         guard principal.canPublish(publish.topic) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to publish to \(publish.topic.name)", id: publish.id)))
         }
-        let sequence = broker.publish(publish)
+        var committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
         if let id = publish.id {
-            reply(.ack(id: id, sequence: sequence))
+            let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+            committed = { sequence, result in
+                session.eventLoop.execute { session.value.acknowledge(id, sequence, result) }
+            }
+        }
+        switch broker.publish(publish, publisher: principal.logLabel, committed: committed) {
+        case .published(let sequence):
+            if let id = publish.id { reply(.ack(id: id, sequence: sequence)) }
+        case .awaitingCommit:
+            break
+        case .rejected(let error):
+            reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
+        }
+    }
+
+    /// The answer to a publish whose message went to the replay log: an ack once it is
+    /// durable, `unavailable` when its batch could not be written (it was delivered live).
+    /// Acks of one commit are flushed together.
+    private func acknowledge(_ id: RequestID, _ sequence: UInt64, _ result: Result<Void, ReplayError>) {
+        guard !closing else { return }
+        switch result {
+        case .success:
+            socket.queueEncoded(ServerMessage.ack(id: id, sequence: sequence).frame())
+        case .failure(let error):
+            socket.queueEncoded(ServerMessage.error(ProtocolError(
+                .unavailable, "seq \(sequence) was delivered live but is not durable: \(error)", id: id)).frame())
+        }
+        guard !acksAwaitingFlush else { return }
+        acksAwaitingFlush = true
+        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+        socket.eventLoop.execute {
+            session.value.acksAwaitingFlush = false
+            session.value.flush()
         }
     }
 
@@ -119,12 +162,35 @@ final class Session: Hashable {
     /// messages that follow it.
     func deliver(_ run: FanOut) -> Bool {
         guard !closing else { return false }
+        guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
+        return enqueue(run.frame, topic: run.topic, first: run.first, last: run.last)
+    }
+
+    /// `deliver` while a subscription catches up: each message of a topic being replayed
+    /// goes to its catch-up (which holds it back, or drops it as already replayed); the
+    /// others are queued one by one.
+    private func deliverAroundCatchUps(_ run: FanOut) -> Bool {
+        var needsFlush = false
+        for delivery in run.deliveries {
+            if let catchUp = catchUps.first(where: { $0.key.matches(delivery.topic) })?.value.catchUp,
+                catchUp.live(delivery, topic: delivery.topic, sequence: delivery.sequence, size: delivery.frame.readableBytes)
+            {
+                continue
+            }
+            if enqueue(delivery.frame, topic: delivery.topic, first: delivery.sequence, last: delivery.sequence) {
+                needsFlush = true
+            }
+        }
+        return needsFlush
+    }
+
+    private func enqueue(_ frame: ByteBuffer, topic: Topic, first: UInt64, last: UInt64) -> Bool {
         let limit = broker.configuration.maxQueuedBytes
         if !socket.isWritableOnLoop || !missed.isEmpty || unflushedBytes > limit {
             let queued = socket.bufferedAmountOnLoop
             if !missed.isEmpty {
                 if queued > limit / 2 {
-                    missed[run.topic] = (missed[run.topic]?.lowerBound ?? run.first)...run.last
+                    missed[topic] = (missed[topic]?.lowerBound ?? first)...last
                     return false
                 }
                 reportGaps()
@@ -137,13 +203,13 @@ final class Session: Hashable {
                     broker.logger.notice("slow consumer: dropping messages", metadata: [
                         "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(queued)",
                     ])
-                    missed[run.topic] = run.first...run.last
+                    missed[topic] = first...last
                     return false
                 }
             }
         }
-        socket.queueEncoded(run.frame)
-        unflushedBytes += run.frame.readableBytes
+        socket.queueEncoded(frame)
+        unflushedBytes += frame.readableBytes
         defer { needsFlush = true }
         return !needsFlush
     }
@@ -152,14 +218,18 @@ final class Session: Hashable {
     private func reportGaps() {
         var count: UInt64 = 0
         for (topic, range) in missed.sorted(by: { $0.key.name < $1.key.name }) {
-            let json = "{\"op\":\"gap\",\"topic\":\"\(topic.name)\",\"from\":\(range.lowerBound),\"to\":\(range.upperBound)}"
-            socket.queueEncoded(Self.textFrame(json))
+            socket.queueEncoded(Self.gapFrame(topic, range))
             count += range.upperBound - range.lowerBound + 1
         }
         broker.logger.info("slow consumer caught up", metadata: [
             "peer": "\(peer)", "principal": "\(principal.logLabel)", "topics": "\(missed.count)", "missed": "\(count)",
         ])
         missed.removeAll()
+    }
+
+    /// `{"op":"gap",…}`: the messages of `topic` in `missing` will never come.
+    static func gapFrame(_ topic: Topic, _ missing: ClosedRange<UInt64>) -> ByteBuffer {
+        textFrame("{\"op\":\"gap\",\"topic\":\"\(topic.name)\",\"from\":\(missing.lowerBound),\"to\":\(missing.upperBound)}")
     }
 
     static func textFrame(_ text: String) -> ByteBuffer {
@@ -173,6 +243,88 @@ final class Session: Hashable {
         needsFlush = false
         unflushedBytes = 0
         socket.flush()
+    }
+
+    // MARK: Catching up (`since`)
+
+    /// Replays what `pattern` missed since `position`, then hands over to live delivery.
+    /// The subscription is already registered on the hub, so every message sequenced from
+    /// here on reaches `deliver`; the topics' current seqs tell the replay how far it must go.
+    private func catchUp(_ pattern: TopicPattern, from position: ReplayPosition, id: RequestID?) {
+        let highWater = broker.currentSequences(matching: pattern)
+        guard let log = broker.replayLog else {
+            // Nothing is retained: only report what was missed.
+            var merger = ResumeMerger<Delivery>(position: position, highWater: highWater, isReplayed: { _ in false })
+            var out: [ResumeMerger<Delivery>.Output] = []
+            merger.begin(into: &out)
+            emit(out)
+            return
+        }
+        catchUps.removeValue(forKey: pattern)?.catchUp.cancel()
+        if !watchingWritability {
+            watchingWritability = true
+            let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+            socket.onWritable { session.value.resumeCatchUps() }
+        }
+        let queueLimit = broker.configuration.maxQueuedBytes
+        var limits = ReplayCatchUp<Delivery>.Limits()
+        // A page and the held-back live messages both fit under the slow-consumer limit.
+        limits.pageBytes = min(limits.pageBytes, max(queueLimit / 4, 4096))
+        limits.bufferBytes = min(limits.bufferBytes, max(queueLimit / 2, 4096))
+        let catchUpID = nextCatchUpID
+        nextCatchUpID += 1
+        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+        let catchUp = ReplayCatchUp<Delivery>(
+            log: log, pattern: pattern, position: position, highWater: highWater, eventLoop: socket.eventLoop,
+            limits: limits,
+            emit: { session.value.emit($0) },
+            canContinue: { session.value.canTakeReplay },
+            finished: { session.value.catchUpFinished(pattern, catchUpID, $0, id: id) })
+        catchUps[pattern] = (catchUpID, catchUp)
+        catchUp.start()
+    }
+
+    /// Writes a catch-up's output: replayed messages (their frames encoded by the reader),
+    /// live messages it held back, gap notices.
+    private func emit(_ output: [ResumeMerger<Delivery>.Output]) {
+        guard !closing, !output.isEmpty else { return }
+        for item in output {
+            switch item {
+            case .replayed(let message):
+                socket.queueEncoded(message.frame ?? message.encodeFrame())
+            case .live(let delivery):
+                socket.queueEncoded(delivery.frame)
+            case .gap(let topic, let missing):
+                socket.queueEncoded(Self.gapFrame(topic, missing))
+            }
+        }
+        flush()
+    }
+
+    /// A replay reads its next page only while the socket takes more without queueing.
+    private var canTakeReplay: Bool { !closing && socket.isWritableOnLoop }
+
+    private func resumeCatchUps() {
+        for entry in catchUps.values { entry.catchUp.resume() }
+    }
+
+    private func catchUpFinished(_ pattern: TopicPattern, _ catchUpID: Int, _ result: Result<Void, ReplayError>, id: RequestID?) {
+        guard catchUps[pattern]?.id == catchUpID else { return }
+        catchUps.removeValue(forKey: pattern)
+        if case .failure(let error) = result {
+            broker.logger.error("replay failed", metadata: [
+                "peer": "\(peer)", "principal": "\(principal.logLabel)", "topic": "\(pattern.name)", "error": "\(error)",
+            ])
+            reply(.error(ProtocolError(
+                .unavailable, "replay of \(pattern.name) failed (\(error)); live messages continue", id: id)))
+        }
+    }
+
+    /// The connection is gone: stop its replays (they hold the session).
+    func connectionClosed() {
+        closing = true
+        for entry in catchUps.values { entry.catchUp.cancel() }
+        catchUps.removeAll()
     }
 
     func close(_ code: CloseCode, _ reason: String) {

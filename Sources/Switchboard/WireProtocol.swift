@@ -444,11 +444,9 @@ public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
     case tooLarge = "too_large"
     /// Unsubscribe from a pattern that is not subscribed.
     case notFound = "not_found"
-    /// A replay position older than what is retained (the live subscription still starts).
-    case replayGap = "replay_gap"
     /// Too many subscriptions or requests for this connection.
     case limitExceeded = "limit_exceeded"
-    /// The message could not be made durable (e.g. the replay log is failing); no ack.
+    /// The replay log could not take or write the message (no ack), or a replay failed.
     case unavailable = "unavailable"
     /// A bug or an unexpected failure in the broker.
     case `internal` = "internal"

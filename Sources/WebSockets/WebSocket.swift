@@ -219,6 +219,12 @@ public final class WebSocket: Sendable {
         onLoop { $0.onError = callback }
     }
 
+    /// Called on the event loop each time the socket becomes writable again after
+    /// `isWritableOnLoop` was false (NIO's low watermark was reached): the moment to produce more.
+    public func onWritable(_ callback: @escaping @Sendable () -> Void) {
+        onLoop { $0.onWritable = callback }
+    }
+
     /// Runs `body` on the event loop: at once when already there, so that callbacks set
     /// inside a connection callback apply before the next event.
     private func onLoop(_ body: @escaping @Sendable (WebSocketHandler) -> Void) {

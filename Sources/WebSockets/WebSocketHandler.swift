@@ -81,6 +81,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var onPong: (@Sendable (ByteBuffer) -> Void)?
         var onClose: (@Sendable (CloseInfo) -> Void)?
         var onError: (@Sendable (any Error) -> Void)?
+        var onWritable: (@Sendable () -> Void)?
         var receivedClose: (code: CloseCode, reason: String)?
         var failure: (any Error)?
         var closeTimer: Scheduled<Void>?
@@ -116,6 +117,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var onError: (@Sendable (any Error) -> Void)? {
         get { occasional?.onError }
         set { setOccasional(\.onError, newValue) }
+    }
+    var onWritable: (@Sendable () -> Void)? {
+        get { occasional?.onWritable }
+        set { setOccasional(\.onWritable, newValue) }
     }
     private var receivedClose: (code: CloseCode, reason: String)? {
         get { occasional?.receivedClose }
@@ -220,6 +225,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         channelIsWritable = context.channel.isWritable
+        if channelIsWritable { onWritable?() }
         context.fireChannelWritabilityChanged()
     }
 

@@ -45,10 +45,6 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "switchboard")
-        if configuration.replay.isEnabled {
-            logger.warning("the replay log is not wired into serve yet: replay_* settings are ignored")
-        }
-
         let tokens: TokenStore
         do {
             tokens = try TokenStore(store: Store(path: configuration.database))
@@ -64,8 +60,25 @@ struct Serve: AsyncParsableCommand {
             fail("cannot create the admin token in \(configuration.database): \(error)", status: 73)
         }
 
+        var replayLog: ReplayLog?
+        if configuration.replay.isEnabled {
+            let path = configuration.replay.database ?? configuration.database
+            do {
+                replayLog = try ReplayLog(
+                    path: path, configuration: configuration.replay, logger: Logger(label: "switchboard.replay"))
+            } catch .corrupt(let path, let detail) {
+                fail(ReplayError.corrupt(path: path, detail: detail).description, status: 69)
+            } catch {
+                fail("cannot open the replay log \(path): \(error)", status: 69)
+            }
+            logger.info("replay log open", metadata: [
+                "database": "\(path)", "rules": "\(configuration.replay.rules.map(\.description).joined(separator: ", "))",
+            ])
+        }
+
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? EventLoopThreads.available)
-        let broker = try Broker(configuration: configuration, tokens: tokens, group: group, logger: logger)
+        let broker = try Broker(
+            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
         let service = BrokerService(broker: broker)
         let services = ServiceGroup(
             services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

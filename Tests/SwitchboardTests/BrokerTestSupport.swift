@@ -46,10 +46,13 @@ final class TestBroker: Sendable {
     }
 
     /// Starts a broker; `configure` adjusts the configuration (host and port are set here).
+    /// With `replay` rules, the replay log lives in the store's file. `directory` reuses the
+    /// store of an earlier broker (a restart).
     static func start(
-        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
     ) async throws -> TestBroker {
-        let directory = try makeTemporaryDirectory()
+        let directory = try directory ?? makeTemporaryDirectory()
         var configuration = BrokerConfiguration()
         configuration.host = "127.0.0.1"
         configuration.port = 0
@@ -60,7 +63,12 @@ final class TestBroker: Sendable {
         let logs = LogCapture()
         var logger = Logger(label: "switchboard-test") { _ in logs }
         logger.logLevel = .info
-        let broker = try Broker(configuration: configuration, tokens: tokens, group: group, logger: logger)
+        let replayLog = configuration.replay.isEnabled
+            ? try ReplayLog(
+                path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
+            : nil
+        let broker = try Broker(
+            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
         let address = try await broker.start()
         return TestBroker(broker: broker, tokens: tokens, port: address.port!, directory: directory, logs: logs)
     }
@@ -68,9 +76,9 @@ final class TestBroker: Sendable {
     /// Starts a broker, runs `body`, shuts the broker down (also when `body` throws).
     static func with<T>(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
-        _ body: (TestBroker) async throws -> T
+        directory: URL? = nil, _ body: (TestBroker) async throws -> T
     ) async throws -> T {
-        let broker = try await start(configure, group: group)
+        let broker = try await start(configure, group: group, directory: directory)
         do {
             let result = try await body(broker)
             try await broker.stop()
@@ -82,8 +90,13 @@ final class TestBroker: Sendable {
     }
 
     func stop() async throws {
-        try await withTimeout("broker shutdown") { [broker] in await broker.shutdown() }
+        try await shutdown()
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Stops the broker and keeps its files (for a restart on the same `directory`).
+    func shutdown() async throws {
+        try await withTimeout("broker shutdown") { [broker] in await broker.shutdown() }
     }
 
     /// Creates an opaque token with these patterns.

@@ -1,0 +1,284 @@
+import AsyncTestSupport
+import CSQLite
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+import WebSocketCore
+import WebSockets
+
+@testable import Switchboard
+
+/// The replay log wired into the broker, end to end over real sockets: acks after commit,
+/// `since` / `since_time` resumes that continue live with no gap and no duplicate, gap
+/// notices, restarts, a failing disk.
+@Suite struct BrokerReplayTests {
+    static func retaining(_ rules: String...) -> (inout BrokerConfiguration) -> Void {
+        { configuration in
+            configuration.replay.rules = rules.map { try! ReplayRule.parse($0).get() }
+        }
+    }
+
+    @Test func ackComesOnlyAfterCommitAndSinceReplaysThenGoesLive() async throws {
+        try await TestBroker.with(Self.retaining("chat.>")) { broker in
+            let publisher = try await broker.client()
+            for n in 1...50 {
+                let seq = try await publisher.publish("chat.a", "\(n)")
+                #expect(seq == n)
+                // The ack means the message is on disk.
+                #expect(broker.broker.replayLog!.statistics.committed >= UInt64(n))
+            }
+            let subscriber = try await broker.client()
+            let subscribed = try await subscriber.request(#"{"op":"sub","topic":"chat.a","id":"r","since":20}"#)
+            #expect(subscribed["op"] == "subscribed" && subscribed["id"] == "r", "\(subscribed)")
+            for n in 21...50 {
+                let message = try await subscriber.nextJSON()
+                #expect(message["op"] == "msg" && message.int("seq") == n && message["data"] == "\(n)", "\(message)")
+            }
+            try await publisher.publish("chat.a", "51")
+            let live = try await subscriber.nextJSON()
+            #expect(live.int("seq") == 51, "\(live)")
+            try await subscriber.expectNothingPending()
+            let statistics = broker.broker.statistics
+            #expect(statistics.published == 51 && statistics.replay?.status == .healthy)
+        }
+    }
+
+    @Test func sinceOlderThanWhatIsRetainedGetsAGapFirst() async throws {
+        var options = ReplayLog.Options()
+        options.pruneInterval = 0.02
+        let broker = try await TestBroker.start(Self.retaining("chat.> count=10"), replayOptions: options)
+        do {
+            let publisher = try await broker.client()
+            for n in 1...30 { try await publisher.publish("chat.a", "\(n)") }
+            try await eventually("retention to prune 20 messages") {
+                broker.broker.replayLog!.statistics.pruned >= 20
+            }
+            let subscriber = try await broker.client()
+            _ = try await subscriber.request(#"{"op":"sub","topic":"chat.a","since":0}"#)
+            let gap = try await subscriber.nextJSON()
+            #expect(gap["op"] == "gap" && gap.int("from") == 1 && gap.int("to") == 20, "\(gap)")
+            for n in 21...30 {
+                #expect(try await subscriber.nextJSON().int("seq") == n)
+            }
+            try await subscriber.expectNothingPending()
+            try await broker.stop()
+        } catch {
+            try? await broker.stop()
+            throw error
+        }
+    }
+
+    @Test func patternResumeByTopicMapAndByTime() async throws {
+        try await TestBroker.with(Self.retaining("chat.>")) { broker in
+            let publisher = try await broker.client()
+            for n in 1...5 {
+                try await publisher.publish("chat.a", "\(n)")
+                try await publisher.publish("chat.b", "\(n)")
+            }
+            let byMap = try await broker.client()
+            _ = try await byMap.request(#"{"op":"sub","topic":"chat.*","since":{"chat.a":3}}"#)
+            // Topic by topic, by name: chat.a after 3, then chat.b (absent: from its first).
+            var got: [String] = []
+            for _ in 0..<7 {
+                let message = try await byMap.nextJSON()
+                got.append("\(message["topic"]!):\(message.int("seq")!)")
+            }
+            #expect(got == ["chat.a:4", "chat.a:5", "chat.b:1", "chat.b:2", "chat.b:3", "chat.b:4", "chat.b:5"])
+
+            // since_time: from the first message at or after the time of chat.b's seq 4.
+            let time = broker.broker.replayLog!.topicTime(try Topic("chat.b"), sequence: 4)
+            let byTime = try await broker.client()
+            _ = try await byTime.request(#"{"op":"sub","topic":"chat.b","since_time":\#(time)}"#)
+            let first = try await byTime.nextJSON()
+            #expect(first.int("seq")! <= 4 && first.int("time")! >= time, "\(first)")
+            var seq = first.int("seq")!
+            while seq < 5 {
+                let next = try await byTime.nextJSON()
+                #expect(next.int("seq") == seq + 1, "\(next)")
+                seq += 1
+            }
+            try await byTime.expectNothingPending()
+        }
+    }
+
+    @Test func topicsThatAreNotRetainedReportWhatWasMissed() async throws {
+        try await TestBroker.with(Self.retaining("chat.>")) { broker in
+            let publisher = try await broker.client()
+            for n in 1...5 { try await publisher.publish("news.x", "\(n)") }
+            let subscriber = try await broker.client()
+            _ = try await subscriber.request(#"{"op":"sub","topic":"news.x","since":2}"#)
+            let gap = try await subscriber.nextJSON()
+            #expect(gap["op"] == "gap" && gap.int("from") == 3 && gap.int("to") == 5, "\(gap)")
+            try await publisher.publish("news.x", "6")
+            #expect(try await subscriber.nextJSON().int("seq") == 6)
+        }
+    }
+
+    @Test func withoutAReplayLogSinceReportsTheGap() async throws {
+        try await TestBroker.with { broker in
+            let publisher = try await broker.client()
+            for n in 1...5 { try await publisher.publish("chat.a", "\(n)") }
+            let subscriber = try await broker.client()
+            _ = try await subscriber.request(#"{"op":"sub","topic":"chat.a","since":1}"#)
+            let gap = try await subscriber.nextJSON()
+            #expect(gap["op"] == "gap" && gap.int("from") == 2 && gap.int("to") == 5, "\(gap)")
+            let caughtUp = try await broker.client()
+            _ = try await caughtUp.request(#"{"op":"sub","topic":"chat.a","since":5}"#)
+            try await caughtUp.expectNothingPending()
+        }
+    }
+
+    @Test func aRestartContinuesEveryTopicsSequenceAndKeepsTheLog() async throws {
+        let first = try await TestBroker.start(Self.retaining("chat.>"))
+        let directory = first.directory
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            let publisher = try await first.client()
+            for n in 1...10 { try await publisher.publish("chat.a", "\(n)") }
+            for n in 1...5 { try await publisher.publish("news.x", "\(n)") }
+            await publisher.close()
+            try await first.shutdown()
+        } catch {
+            try? await first.shutdown()
+            throw error
+        }
+        try await TestBroker.with(Self.retaining("chat.>"), directory: directory) { second in
+            let publisher = try await second.client()
+            #expect(try await publisher.publish("chat.a", "11") == 11)
+            #expect(try await publisher.publish("news.x", "6") == 6)
+            let subscriber = try await second.client()
+            _ = try await subscriber.request(#"{"op":"sub","topic":"chat.a","since":0}"#)
+            for n in 1...11 {
+                #expect(try await subscriber.nextJSON().int("seq") == n)
+            }
+        }
+    }
+
+    @Test func aFailingDiskKeepsLiveTrafficAcksUnavailableAndRecovers() async throws {
+        try await TestBroker.with(Self.retaining("chat.>")) { broker in
+            let log = broker.broker.replayLog!
+            let publisher = try await broker.client()
+            let subscriber = try await broker.client()
+            try await subscriber.subscribe("chat.a")
+            try await publisher.publish("chat.a", "1")
+            #expect(try await subscriber.nextJSON().int("seq") == 1)
+
+            // No page may be added any more: the first message that needs one fails.
+            log.onWriter { db in sqlite3_exec(db, "PRAGMA max_page_count = 1", nil, nil, nil) }
+            let filler = "\"" + String(repeating: "x", count: 1500) + "\""
+            var seq = 1
+            var refusedSeq: Int?
+            while refusedSeq == nil, seq < 200 {
+                seq += 1
+                let answer = try await publisher.request(#"{"op":"pub","topic":"chat.a","data":\#(filler),"id":"p"}"#)
+                // Delivered live all the same.
+                #expect(try await subscriber.nextJSON().int("seq") == seq)
+                if answer["op"] == "error" {
+                    #expect(answer["code"] == "unavailable" && answer["id"] == "p", "\(answer)")
+                    refusedSeq = seq
+                } else {
+                    #expect(answer["op"] == "ack" && answer.int("seq") == seq, "\(answer)")
+                }
+            }
+            let firstRefused = try #require(refusedSeq)
+            guard case .degraded = broker.broker.statistics.replay?.status else {
+                Issue.record("status is \(String(describing: broker.broker.statistics.replay?.status))")
+                return
+            }
+            let again = try await publisher.request(#"{"op":"pub","topic":"chat.a","data":\#(filler),"id":"p"}"#)
+            #expect(again["code"] == "unavailable", "\(again)")
+            #expect(try await subscriber.nextJSON().int("seq") == firstRefused + 1)
+            #expect(broker.logs.all.filter { $0.message.hasPrefix("replay log cannot write") }.count == 1)
+
+            log.onWriter { db in sqlite3_exec(db, "PRAGMA max_page_count = 1073741823", nil, nil, nil) }
+            #expect(try await publisher.publish("chat.a", "\"after\"") == firstRefused + 2)
+            #expect(broker.broker.statistics.replay?.status == .healthy)
+            _ = try await broker.logs.waitFor("the recovery line") { $0.message == "replay log is writing again" }
+
+            // What failed to be written is a gap for a resuming client.
+            let resuming = try await broker.client()
+            _ = try await resuming.request(#"{"op":"sub","topic":"chat.a","since":0}"#)
+            for n in 1..<firstRefused {
+                #expect(try await resuming.nextJSON().int("seq") == n)
+            }
+            let gap = try await resuming.nextJSON()
+            #expect(gap["op"] == "gap" && gap.int("from") == firstRefused && gap.int("to") == firstRefused + 1, "\(gap)")
+            #expect(try await resuming.nextJSON().int("seq") == firstRefused + 2)
+        }
+    }
+
+    /// The issue's test: a publisher at full speed while 10 clients come in with various
+    /// `since` values; each must see exactly seqs N + 1 … last, in order.
+    @Test func resumesUnderFullRatePublishingAreContiguous() async throws {
+        try await TestBroker.with(Self.retaining("load.>")) { broker in
+            let total = 20_000
+            let publisher = try await broker.client()
+            // Fulfilled as the publisher passes each joining point.
+            let joins = (1...10).map { (at: $0 * total / 12, waiter: Waiter<Int>("publish \($0 * total / 12)")) }
+            let publishing = Task {
+                var next = 0
+                for n in 1...total {
+                    try await publisher.send(#"{"op":"pub","topic":"load.t","data":\#(n)}"#)
+                    if next < joins.count, n == joins[next].at {
+                        joins[next].waiter.fulfill(n)
+                        next += 1
+                    }
+                }
+            }
+            var resumers: [(since: Int, client: Client)] = []
+            for (index, join) in joins.enumerated() {
+                // Join at spread-out moments, asking for positions behind, at, or near the head.
+                let head = try await join.waiter.value()
+                let since = [0, head / 2, max(head - 100, 0), head][index % 4]
+                let client = try await broker.client()
+                try await client.send(#"{"op":"sub","topic":"load.t","since":\#(since)}"#)
+                resumers.append((since, client))
+            }
+            try await publishing.value
+            let last = try await publisher.publish("load.t", "\"end\"")
+            #expect(last == total + 1)
+            for (since, client) in resumers {
+                #expect(try await client.nextJSON()["op"] == "subscribed")
+                var expected = since + 1
+                while expected <= last {
+                    let message = try await client.next()
+                    guard let seq = Self.seq(of: message) else {
+                        Issue.record("since \(since): not a msg: \(message.text)")
+                        return
+                    }
+                    guard seq == expected else {
+                        Issue.record("since \(since): expected seq \(expected), got \(seq)")
+                        return
+                    }
+                    expected += 1
+                }
+                try await client.expectNothingPending()
+            }
+        }
+    }
+
+    /// `"seq":N` of a `msg` text frame, without parsing the rest.
+    static func seq(of message: WebSocketMessage) -> Int? {
+        let text = message.text
+        guard text.hasPrefix(#"{"op":"msg""#), let range = text.range(of: #","seq":"#) else { return nil }
+        return Int(text[range.upperBound...].prefix { $0.isNumber })
+    }
+}
+
+/// Polls `condition` until it holds (bounded by `testTimeout`): for state with no event to
+/// wait on, such as the replay log's background pruning.
+func eventually(_ what: String, _ condition: @escaping @Sendable () -> Bool) async throws {
+    let deadline = ContinuousClock.now + testTimeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+extension ReplayLog {
+    /// The publish time of a stored message (tests).
+    func topicTime(_ topic: Topic, sequence: UInt64) -> Int64 {
+        (try? read(topic: topic, after: sequence - 1, limit: 1).first?.time) ?? -1
+    }
+}
