@@ -98,7 +98,7 @@ public final class Broker: Sendable {
     @discardableResult
     public func start() async throws -> SocketAddress {
         var options = WebSocketServer.Options(host: configuration.host, port: configuration.port)
-        options.connection.maxPayload = configuration.maxPayload
+        options.connection.maxPayload = configuration.maxPayload + WireProtocol.requestOverhead
         options.connection.maxBufferedAmount = configuration.maxQueuedBytes * 2
         options.connection.closeTimeout = .seconds(5)
         if configuration.heartbeatSeconds > 0 {

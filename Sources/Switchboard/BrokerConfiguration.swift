@@ -14,7 +14,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var jwtSecret: String? = nil
     /// What a client without a token may do; nil (the default) refuses anonymous clients.
     public var anonymous: AnonymousAccess? = nil
-    /// Largest message a client may send (bytes). Default 1 MiB.
+    /// Largest publish payload (`data` bytes, or a binary publish's payload); a larger one is
+    /// answered `too_large`. A frame larger than this plus `WireProtocol.requestOverhead`
+    /// closes the connection with 1009. Default 1 MiB.
     public var maxPayload = 1 << 20
     /// Outbound bytes a subscriber may have queued before the slow-consumer policy applies. Default 4 MiB.
     public var maxQueuedBytes = 4 << 20

@@ -32,6 +32,11 @@ public enum WireProtocol {
     }
 
     /// Limits applied while parsing a request.
+    /// Room in a frame for a publish's envelope around its payload (op, topic, id, JSON
+    /// punctuation and some whitespace): frames up to `maxPayloadBytes` + this are read, so an
+    /// oversized payload is answered `too_large` rather than closing the connection.
+    public static let requestOverhead = 4096
+
     public struct Limits: Sendable, Hashable {
         /// Largest publish payload (`data` bytes or binary payload); past it, `too_large`.
         public var maxPayloadBytes: Int

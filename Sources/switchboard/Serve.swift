@@ -24,7 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "File holding the JWT HS256 secret (at least 32 bytes).") var jwtSecretFile: String?
     @Option(help: "Patterns anonymous clients may subscribe to, comma-separated.") var anonymousSubscribe: String?
     @Option(help: "Patterns anonymous clients may publish to, comma-separated.") var anonymousPublish: String?
-    @Option(help: "Largest message a client may send, in bytes (default 1048576).") var maxPayload: String?
+    @Option(help: "Largest publish payload, in bytes (default 1048576); larger ones get too_large.") var maxPayload: String?
     @Option(help: "Bytes a subscriber may have queued before the slow-consumer policy (default 4194304).")
     var maxQueuedBytes: String?
     @Option(help: "close (1013) or drop (with gap notices) for slow consumers (default close).")

@@ -78,13 +78,24 @@ import WebSockets
         }
     }
 
-    @Test func tooLargeMessageClosesWith1009() async throws {
+    @Test func tooLargePayloadIsAnsweredAndAFarLargerFrameClosesWith1009() async throws {
         try await TestBroker.with({ $0.maxPayload = 1024 }) { broker in
             let client = try await broker.client()
-            let fits = String(repeating: "x", count: 900)
+            // Exactly the limit: the envelope around it does not count.
+            let fits = String(repeating: "x", count: 1022)
             #expect(try await client.publish("a", #""\#(fits)""#) == 1)
             let tooBig = String(repeating: "x", count: 2000)
-            try? await client.send(#"{"op":"pub","topic":"a","data":"\#(tooBig)","id":"big"}"#)
+            let answer = try await client.request(#"{"op":"pub","topic":"a","data":"\#(tooBig)","id":"big"}"#)
+            #expect(answer["code"] == "too_large" && answer["id"] == "big", "\(answer)")
+            var binary: [UInt8] = [0x11, 1, UInt8(ascii: "a"), 1, UInt8(ascii: "b")]
+            binary += [UInt8](repeating: 7, count: 1025)
+            try await client.send(binary: binary)
+            let binaryAnswer = try await client.nextJSON()
+            #expect(binaryAnswer["code"] == "too_large" && binaryAnswer["id"] == "b", "\(binaryAnswer)")
+            #expect(try await client.publish("a", "2") == 2)
+            // Past the payload limit plus the envelope allowance the frame itself is refused.
+            let huge = String(repeating: "x", count: 1024 + WireProtocol.requestOverhead + 1)
+            try? await client.send(#"{"op":"pub","topic":"a","data":"\#(huge)","id":"huge"}"#)
             let info = try await client.waitForClose()
             #expect(info.code == .messageTooBig, "\(info)")
         }
