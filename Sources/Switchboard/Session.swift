@@ -158,8 +158,8 @@ final class Session: Hashable {
     /// not make the channel unwritable until it is flushed). The check is made once per run
     /// (a run is bounded by `Hub.maxRunBytes`). Once messages are dropped for a slow
     /// consumer, every run is dropped until its backlog is down to half the limit; then the
-    /// gap notice goes out first, so each gap is one contiguous range reported before the
-    /// messages that follow it.
+    /// gap notice goes out (when the socket drains, or first thing before the next run), so
+    /// each gap is one contiguous range reported before the messages that follow it.
     func deliver(_ run: FanOut) -> Bool {
         guard !closing else { return false }
         guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
@@ -204,6 +204,7 @@ final class Session: Hashable {
                         "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(queued)",
                     ])
                     missed[topic] = first...last
+                    watchWritability()
                     return false
                 }
             }
@@ -261,11 +262,7 @@ final class Session: Hashable {
             return
         }
         catchUps.removeValue(forKey: pattern)?.catchUp.cancel()
-        if !watchingWritability {
-            watchingWritability = true
-            let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
-            socket.onWritable { session.value.resumeCatchUps() }
-        }
+        watchWritability()
         let queueLimit = broker.configuration.maxQueuedBytes
         var limits = ReplayCatchUp<Delivery>.Limits()
         // A page and the held-back live messages both fit under the slow-consumer limit.
@@ -304,8 +301,22 @@ final class Session: Hashable {
     /// A replay reads its next page only while the socket takes more without queueing.
     private var canTakeReplay: Bool { !closing && socket.isWritableOnLoop }
 
-    private func resumeCatchUps() {
+    /// From now on `socketWritable()` runs each time the socket drains below NIO's low watermark.
+    private func watchWritability() {
+        guard !watchingWritability else { return }
+        watchingWritability = true
+        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+        socket.onWritable { session.value.socketWritable() }
+    }
+
+    /// The socket drained: paused replays read on, and a slow consumer that had messages
+    /// dropped hears about its gaps now rather than with the next message.
+    private func socketWritable() {
         for entry in catchUps.values { entry.catchUp.resume() }
+        if !missed.isEmpty, !closing, socket.bufferedAmountOnLoop <= broker.configuration.maxQueuedBytes / 2 {
+            reportGaps()
+            flush()
+        }
     }
 
     private func catchUpFinished(_ pattern: TopicPattern, _ catchUpID: Int, _ result: Result<Void, ReplayError>, id: RequestID?) {

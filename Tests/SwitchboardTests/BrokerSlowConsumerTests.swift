@@ -154,6 +154,41 @@ import WebSockets
         }
     }
 
+    @Test func dropGapNoticeComesWhenTheSocketDrainsWithoutAnotherMessage() async throws {
+        try await TestBroker.with({
+            $0.maxQueuedBytes = Self.limit
+            $0.slowConsumer = .drop
+        }) { broker in
+            let slow = try await stalledSubscriber(broker, topic: "feed.*")
+            let (normal, tracker) = try await normalSubscriber(broker, topic: "feed.*")
+            let publisher = try await broker.client(subscribe: [], publish: ["feed.*"])
+            var published = 0
+            while published < Self.maxMessages,
+                !broker.logs.all.contains(where: { $0.message == "slow consumer: dropping messages" })
+            {
+                try await tracker.wait(for: published - Self.window)
+                published = try await publisher.publish("feed.a", Self.data)
+            }
+            // A few more, all dropped; then nothing more is published.
+            for _ in 0..<5 { published = try await publisher.publish("feed.a", Self.data) }
+            try await tracker.wait(for: published)
+
+            try await slow.resumeReading()
+            var seqs: [Int] = []
+            var gap: JSON?
+            while gap == nil {
+                let json = try JSON(try await slow.readFrame(timeout: .seconds(20)).text)
+                if json["op"] == "gap" { gap = json } else { seqs.append(json.int("seq") ?? -1) }
+            }
+            let notice = try #require(gap)
+            #expect(seqs == Array(1...seqs.count))
+            #expect(notice.int("from") == seqs.count + 1 && notice.int("to") == published, "\(notice)")
+            slow.close()
+            await normal.close()
+            await publisher.close()
+        }
+    }
+
     /// What one subscriber was told, in order: messages and gap notices.
     final class Account: Sendable {
         enum Event: Sendable { case message(Int), gap(Int, Int) }
