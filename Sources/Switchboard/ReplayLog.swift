@@ -593,7 +593,16 @@ final class RawStatement {
         self.statement = statement
     }
 
-    deinit { sqlite3_finalize(statement) }
+    private var isFinalized = false
+
+    deinit { finalize() }
+
+    /// Releases the statement now (so its connection can close at once); not usable after.
+    func finalize() {
+        guard !isFinalized else { return }
+        isFinalized = true
+        sqlite3_finalize(statement)
+    }
 
     func fail(_ rc: Int32) -> StoreError {
         StoreError(code: sqlite3_extended_errcode(db), message: String(cString: sqlite3_errmsg(db)))
@@ -737,8 +746,16 @@ final class Writer: @unchecked Sendable {
         usedBytes = (try? measureUsedBytes()) ?? 0
     }
 
+    /// Closes the connection now, not when this object goes away: whoever reopens the file
+    /// right after `ReplayLog.close()` must find it closed (and, once the readers close too,
+    /// checkpointed).
     func close() {
-        // Statements are finalized by their deinit; the handle closes once they are gone.
+        for statement in [
+            begin, commitStatement, rollback, insert, upsertSequence, firstMessage, scanTimes, lastTimeThrough,
+            deleteThrough, markPruned, pageCount, freelistCount,
+        ] {
+            statement.finalize()
+        }
         sqlite3_close_v2(db)
     }
 

@@ -379,8 +379,10 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         let finished = DispatchSemaphore(value: 0)
         let stop = NIOLockedValueBox(false)
         let publisher = Thread {
-            // Bursts of 50, one loop task per burst (as a hub drains its inbox), ~25k/s.
-            while !stop.withLockedValue({ $0 }) {
+            // Bursts of 50, one loop task per burst (as a hub drains its inbox), ~25k/s, at
+            // most 60,000 messages: a replay slower than the publisher (a debug build on a
+            // loaded machine) never catches up, so publishing must end for the test to.
+            while !stop.withLockedValue({ $0 }), sequence.withLockedValue({ $0 }) < 80_000 {
                 let burst: [UInt64] = sequence.withLockedValue { seq in
                     (0..<50).map { _ in
                         seq += 1
