@@ -99,7 +99,11 @@ import WebSockets
         }
     }
 
-    @Test func slowConsumerWithDropGetsGapNotice() async throws {
+    /// A broker with the `drop` policy, a stalled subscriber and a normal one on `feed.*`,
+    /// and a publisher.
+    func withDroppingBroker(
+        _ body: (TestBroker, RawPeer, Client, Tracker, Client) async throws -> Void
+    ) async throws {
         try await TestBroker.with({
             $0.maxQueuedBytes = Self.limit
             $0.slowConsumer = .drop
@@ -107,6 +111,12 @@ import WebSockets
             let slow = try await stalledSubscriber(broker, topic: "feed.*")
             let (normal, tracker) = try await normalSubscriber(broker, topic: "feed.*")
             let publisher = try await broker.client(subscribe: [], publish: ["feed.*"])
+            try await body(broker, slow, normal, tracker, publisher)
+        }
+    }
+
+    @Test func slowConsumerWithDropGetsGapNotice() async throws {
+        try await withDroppingBroker { broker, slow, normal, tracker, publisher in
             var published = 0
             var after = 0
             while published < Self.maxMessages, after < 20 {
@@ -155,13 +165,7 @@ import WebSockets
     }
 
     @Test func dropGapNoticeComesWhenTheSocketDrainsWithoutAnotherMessage() async throws {
-        try await TestBroker.with({
-            $0.maxQueuedBytes = Self.limit
-            $0.slowConsumer = .drop
-        }) { broker in
-            let slow = try await stalledSubscriber(broker, topic: "feed.*")
-            let (normal, tracker) = try await normalSubscriber(broker, topic: "feed.*")
-            let publisher = try await broker.client(subscribe: [], publish: ["feed.*"])
+        try await withDroppingBroker { broker, slow, normal, tracker, publisher in
             var published = 0
             while published < Self.maxMessages,
                 !broker.logs.all.contains(where: { $0.message == "slow consumer: dropping messages" })
