@@ -4,7 +4,7 @@
 //   .build/release/ReplayBenchmarks ingest 1       # acked appends/s, 1 appender
 //   .build/release/ReplayBenchmarks ingest 16      # 16 concurrent appenders
 //   .build/release/ReplayBenchmarks read 1000000   # replay from 1,000,000 back
-//   Benchmarks/replay-crash.sh                     # kill -9 during a burst, then verify
+//   Benchmarks/replay-crash.sh storage             # kill -9 during a burst, then verify
 //
 // Appenders publish like pipelining clients: each keeps up to `window` publishes waiting
 // for their ack (a client does not wait for one ack before sending the next publish).

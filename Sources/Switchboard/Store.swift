@@ -13,6 +13,10 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { code == 0 ? message : "\(message) (sqlite error \(code))" }
+
+    /// SQLite found the file damaged or not a database at all (`SQLITE_CORRUPT`,
+    /// `SQLITE_NOTADB`): no retry helps, an operator has to act.
+    public var isCorruption: Bool { ReplayError.isCorruption(code) }
 }
 
 /// One schema migration: `schema/NNN_name.sql` applied as version NNN.

@@ -48,6 +48,15 @@ struct Serve: AsyncParsableCommand {
         let tokens: TokenStore
         do {
             tokens = try TokenStore(store: Store(path: configuration.database))
+        } catch where error.isCorruption {
+            // The same words as the replay log's `.corrupt` (often the same file): an
+            // operator who meets either knows which file and how to get going again.
+            fail(
+                "the store \(configuration.database) is corrupt (\(error.message)). Stop the broker, move "
+                    + "\(configuration.database) and its -wal and -shm files aside or restore them from a backup, "
+                    + "then start again (`sqlite3 \(configuration.database) .recover` may salvage tokens and "
+                    + "retained messages from the damaged copy)",
+                status: 69)
         } catch {
             fail(
                 "cannot open the store \(configuration.database): \(error.message). "
@@ -69,7 +78,10 @@ struct Serve: AsyncParsableCommand {
             } catch .corrupt(let path, let detail) {
                 fail(ReplayError.corrupt(path: path, detail: detail).description, status: 69)
             } catch {
-                fail("cannot open the replay log \(path): \(error)", status: 69)
+                fail(
+                    "cannot open the replay log \(path): \(error). Check that its directory exists and is "
+                        + "writable, or set replay_database (SWITCHBOARD_REPLAY_DATABASE) to another file.",
+                    status: 69)
             }
             logger.info("replay log open", metadata: [
                 "database": "\(path)", "rules": "\(configuration.replay.rules.map(\.description).joined(separator: ", "))",
