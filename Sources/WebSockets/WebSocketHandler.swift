@@ -635,6 +635,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise?.succeed()
             return
         }
+        if !needsFlush, let buffer = outbound {
+            // The gathered buffer is all there is to flush (a fan-out frame, or one read
+            // cycle's answers): one trip down the pipeline instead of a write and a flush.
+            outbound = nil
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+            return
+        }
         flushOutboundBuffer(promise: promise)
         if needsFlush {
             needsFlush = false
