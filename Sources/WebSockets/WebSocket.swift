@@ -9,6 +9,14 @@ import WebSocketCore
 /// Messages are delivered either to `onMessage` or through `messages`; until one of them
 /// is set up, incoming messages wait (and the connection stops reading), so none is lost.
 public final class WebSocket: Sendable {
+    // The two fields every send on the loop reads come first, so that they share the
+    // object's first cache line with its header (properties are laid out in declaration
+    // order): a fan-out reaches each connection's handle once per message, cold.
+    /// The handler, for calls already on its event loop (checked by `eventLoop.inEventLoop`
+    /// right before each use), so they skip `NIOLoopBound`'s second check.
+    private nonisolated(unsafe) let handlerOnLoop: WebSocketHandler
+    /// `channel.eventLoop`, kept so a send does not go through the channel existential.
+    public let eventLoop: any EventLoop
     public let channel: any Channel
     public let role: Role
     /// What the opening handshake settled.
@@ -23,11 +31,6 @@ public final class WebSocket: Sendable {
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal).
     public let userInfo: (any Sendable)?
     let handler: NIOLoopBound<WebSocketHandler>
-    /// The same handler, for calls already on its event loop (checked by `eventLoop.inEventLoop`
-    /// right before each use), so they skip `NIOLoopBound`'s second check.
-    private nonisolated(unsafe) let handlerOnLoop: WebSocketHandler
-    /// `channel.eventLoop`, kept so a send does not go through the channel existential.
-    public let eventLoop: any EventLoop
     private let status: ConnectionStatus
     /// Made by the first use of `messages`, under `messageSequenceLock`: one lock shared by
     /// every connection (taken about once per connection), so that an idle connection does

@@ -45,6 +45,24 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         static let consumerBehind = PauseReasons(rawValue: 4)
     }
 
+    // The send path's state comes first. Swift lays a class's stored properties out in
+    // declaration order, so these share a cache line or two with the object's header: a
+    // fan-out touches them once per connection and message, after the other connections'
+    // writes have pushed them out of cache, so every further line touched is another miss
+    // (spread over the ~500-byte object, a fan-out send stalled on four lines).
+    private var context: ChannelHandlerContext!
+    private var outbound: ByteBuffer?
+    private var state = State.open
+    private var needsFlush = false
+    private var isReading = false
+    /// The channel's writability, kept from `channelWritabilityChanged` so a send does not
+    /// ask the channel (an existential call and an atomic load) while it is writable.
+    private var channelIsWritable = true
+    /// `maxBufferedAmount` less the channel's high write watermark: while the channel is
+    /// writable it holds less than the watermark, so gathering up to this many bytes cannot
+    /// exceed `maxBufferedAmount` (see `bufferFullError`).
+    private var gatherLimit: Int
+
     let role: Role
     let options: ConnectionOptions
     let status: ConnectionStatus
@@ -52,14 +70,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let compression: PerMessageDeflate?
     private var receiver: Receiver
     private var sender: Sender
-    private var context: ChannelHandlerContext!
-    private var state = State.open
     /// Bytes handed over with the handler (frames that came in with the handshake).
     private var leftover: ByteBuffer?
 
-    private var outbound: ByteBuffer?
-    private var needsFlush = false
-    private var isReading = false
     /// The kind of a message being sent in fragments, between its first and last piece.
     private var streamingKind: WebSocketMessage.Kind?
     /// Whether that message is being compressed (decided by its first piece).
@@ -67,9 +80,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var pauseReasons: PauseReasons = [.noSink]
     private var readPending = false
-    /// The channel's writability, kept from `channelWritabilityChanged` so a send does not
-    /// ask the channel (an existential call and an atomic load) while it is writable.
-    private var channelIsWritable = true
 
     private var sink = MessageSink.queue(CircularBuffer())
 
@@ -147,8 +157,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         get { occasional?.closeInfo }
         set { setOccasional(\.closeInfo, newValue) }
     }
-    /// The channel's high write watermark: below it (while writable) fewer bytes than that wait.
-    private var writeHighWatermark = 64 * 1024
+    /// NIO's default high write watermark, until `handlerAdded` reads the channel's.
+    private static let defaultWriteHighWatermark = 64 * 1024
 
     /// Server frames no larger than this are copied beside their header into one buffer;
     /// larger payloads go out as their own buffer, without a copy.
@@ -160,6 +170,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         self.role = role
         self.options = options
+        self.gatherLimit = options.maxBufferedAmount - Self.defaultWriteHighWatermark
         self.status = status
         self.compression = compression
         self.receiver = Receiver(
@@ -175,7 +186,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if let watermark = try? context.channel.syncOptions?.getOption(.writeBufferWaterMark) {
-            writeHighWatermark = watermark.high
+            gatherLimit = options.maxBufferedAmount - watermark.high
         }
         channelIsWritable = context.channel.isWritable
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
@@ -571,7 +582,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func bufferFullError() -> SendError? {
         guard context != nil else { return nil }
         // Fast path: a writable channel holds less than its high watermark.
-        if channelIsWritable, (outbound?.readableBytes ?? 0) + writeHighWatermark <= options.maxBufferedAmount {
+        if channelIsWritable, (outbound?.readableBytes ?? 0) <= gatherLimit {
             return nil
         }
         let buffered = bufferedAmount
@@ -639,6 +650,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func flushOutbound(promise: EventLoopPromise<Void>? = nil) {
         guard let context else {
             promise?.succeed()
+            return
+        }
+        if !needsFlush, let buffer = outbound {
+            // The gathered buffer is all there is to flush (a fan-out frame, or one read
+            // cycle's answers): one trip down the pipeline instead of a write and a flush.
+            outbound = nil
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
             return
         }
         flushOutboundBuffer(promise: promise)
