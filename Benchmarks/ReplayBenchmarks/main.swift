@@ -5,6 +5,12 @@
 //   .build/release/ReplayBenchmarks ingest 16      # 16 concurrent appenders
 //   .build/release/ReplayBenchmarks read 1000000   # replay from 1,000,000 back
 //   Benchmarks/replay-crash.sh storage             # kill -9 during a burst, then verify
+//   Benchmarks/replay.sh                           # end to end against `switchboard serve`
+//
+// End-to-end modes (EndToEnd.swift), this process being the client of a running server:
+//   ReplayBenchmarks e2e-ingest PORT PUBLISHERS TOTAL WINDOW [SERVER_PID]
+//   ReplayBenchmarks e2e-replay PORT TOPIC LAST_SEQ [SINCE] [SERVER_PID]
+//   ReplayBenchmarks prefill DB TOPIC COUNT        # append straight into the log, server stopped
 //
 // Appenders publish like pipelining clients: each keeps up to `window` publishes waiting
 // for their ack (a client does not wait for one ack before sending the next publish).
@@ -231,7 +237,23 @@ case "crash-writer":
     crashWriter(path: String(arguments.dropFirst().first!))
 case "verify":
     verify(path: String(arguments.dropFirst().first!), lastAcked: UInt64(arguments.dropFirst(2).first!)!)
+case "e2e-ingest":
+    let values = arguments.dropFirst().map { Int($0)! }
+    try endToEndIngest(
+        port: values[0], publishers: values[1], total: values[2], window: values[3],
+        serverPID: values.count > 4 ? Int32(values[4]) : nil)
+case "e2e-replay":
+    let values = Array(arguments.dropFirst())
+    try endToEndReplay(
+        port: Int(values[0])!, topic: values[1], since: values.count > 3 ? UInt64(values[3])! : 0,
+        last: UInt64(values[2])!, serverPID: values.count > 4 ? Int32(values[4]) : nil)
+case "prefill":
+    let values = Array(arguments.dropFirst())
+    prefill(path: values[0], topic: try! Topic(values[1]), count: Int(values[2])!)
 default:
-    print("usage: ReplayBenchmarks ingest [appenders] [total] | read [count] | crash-writer DB | verify DB LAST_ACKED")
+    print(
+        "usage: ReplayBenchmarks ingest [appenders] [total] | read [count] | crash-writer DB | verify DB LAST_ACKED"
+            + " | e2e-ingest PORT PUBLISHERS TOTAL WINDOW [SERVER_PID] | e2e-replay PORT TOPIC LAST_SEQ [SINCE] [SERVER_PID]"
+            + " | prefill DB TOPIC COUNT")
     exit(64)
 }
