@@ -14,7 +14,9 @@
 #    / time from the sub to the last one (seqs checked contiguous). A fresh server per run,
 #    same database (in the OS page cache).
 # Each cell is the median of REPEAT runs (all runs are printed). Server CPU % is over the
-# measured window (100 = the whole CPU 0).
+# measured window (100 = the whole CPU 0); CPU 0 is shared with whatever else runs on the
+# machine, so µs of server CPU per message (and its inverse, msg/s per server CPU-second)
+# are given too: what the server costs, whatever share of the CPU it got.
 #
 # Environment: REPEAT (3), PUBLISHERS ("1 16"), INGEST_TOTAL (1000000), WINDOW (4096),
 # REPLAY_COUNT (1000000), SWIFT_BUILD_FLAGS (e.g. "-Xswiftc -g" for perf), NO_BUILD=1,
@@ -121,21 +123,21 @@ echo "load after: $(uptime)" >&2
 finish_perf
 
 median() { jq -s "map($1) | sort | .[length/2|floor]"; }
-fmt() { printf "%.0f" "$1"; }
+fmt() { printf "%.${2:-0}f" "$1"; }
 
 echo
 echo "Replay log end to end: switchboard serve on CPU 0 (--threads 1), client on CPU 1; 64-byte payloads;"
 echo "median of $REPEAT runs."
 echo
-echo "| what | rate (msg/s) | target | server CPU % | runs |"
-echo "| --- | ---: | ---: | ---: | --- |"
+echo "| what | msg/s | server CPU % | server CPU µs/msg | msg/s per server CPU-second | target msg/s | runs (msg/s) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+# row LABEL RESULTS COUNT_FIELD TARGET
+row() {
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(fmt "$(median .rate <<<"$2")")" \
+        "$(fmt "$(median .server_cpu_pct <<<"$2")")" "$(fmt "$(median ".server_cpu_s * 1e6 / $3" <<<"$2")" 2)" \
+        "$(fmt "$(median "$3 / .server_cpu_s" <<<"$2")")" "$4" "$(jq -s -r 'map(.rate) | join(" ")' <<<"$2")"
+}
 for p in $PUBLISHERS; do
-    r=${RAW[ingest$p]}
-    printf '| ingest, %s publisher(s), window %s each, %s acked | %s | 100000 | %s | %s |\n' "$p" "$WINDOW" "$INGEST_TOTAL" \
-        "$(fmt "$(median .rate <<<"$r")")" "$(fmt "$(median .server_cpu_pct <<<"$r")")" \
-        "$(jq -s -r 'map(.rate) | join(" ")' <<<"$r")"
+    row "ingest, $p publisher(s), window $WINDOW each, $INGEST_TOTAL acked" "${RAW[ingest$p]}" .acked 100000
 done
-r=${RAW[replay]}
-printf '| replay since 0, %s messages to 1 client | %s | 300000 | %s | %s |\n' "$REPLAY_COUNT" \
-    "$(fmt "$(median .rate <<<"$r")")" "$(fmt "$(median .server_cpu_pct <<<"$r")")" \
-    "$(jq -s -r 'map(.rate) | join(" ")' <<<"$r")"
+row "replay since 0, $REPLAY_COUNT messages to 1 client" "${RAW[replay]}" .received 300000

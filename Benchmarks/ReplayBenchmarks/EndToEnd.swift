@@ -169,6 +169,16 @@ func cpuSeconds(_ pid: Int32?) -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// The server's share of its CPU over the window and its CPU time per message: on a machine
+/// shared with other work the server may not get all of CPU 0, and µs/msg tells what a whole
+/// CPU would do.
+func serverCPU(_ used: Double?, elapsed: Double, messages: Int) -> String {
+    guard let used, messages > 0 else { return "" }
+    let perMessage = used / Double(messages) * 1e6
+    return ", server CPU \(Int(used / elapsed * 100))% = \(Double(Int(perMessage * 100)) / 100) µs/msg"
+        + " (\(Int(1e6 / perMessage)) msg/s per CPU-second)"
+}
+
 // MARK: Ingest
 
 /// One publisher: keeps `window` publishes with ids in flight on its topic, sending one more
@@ -259,7 +269,7 @@ func endToEndIngest(port: Int, publishers: Int, total: Int, window: Int, serverP
     try loop.submit { for (publisher, channel) in connections { publisher.start(channel) } }.wait()
     for (publisher, _) in connections { try publisher.done.futureResult.wait() }
     let elapsed = Date().timeIntervalSince(start)
-    let cpu = cpuSeconds(serverPID).map { ($0 - (cpuBefore ?? 0)) / elapsed * 100 }
+    let cpuUsed = cpuSeconds(serverPID).map { $0 - (cpuBefore ?? 0) }
     let (acked, errors, firstError, lastSeq) = try loop.submit {
         (
             connections.reduce(0) { $0 + $1.0.acked }, connections.reduce(0) { $0 + $1.0.errors },
@@ -270,11 +280,12 @@ func endToEndIngest(port: Int, publishers: Int, total: Int, window: Int, serverP
     let rate = Int(Double(acked) / elapsed)
     print(
         "ingest: \(publishers) publishers × \(perPublisher), window \(window): \(acked) acked, \(errors) errors in "
-            + "\(seconds(elapsed)) s = \(rate) acked msg/s" + (cpu.map { ", server CPU \(Int($0))%" } ?? ""))
+            + "\(seconds(elapsed)) s = \(rate) acked msg/s" + serverCPU(cpuUsed, elapsed: elapsed, messages: acked))
     if let firstError { print("first error: \(firstError)") }
     print(
         #"RESULT {"mode":"ingest","publishers":\#(publishers),"window":\#(window),"acked":\#(acked),"errors":\#(errors),"#
-            + #""min_last_seq":\#(lastSeq),"seconds":\#(elapsed),"rate":\#(rate),"server_cpu_pct":\#(cpu ?? -1)}"#)
+            + #""min_last_seq":\#(lastSeq),"seconds":\#(elapsed),"rate":\#(rate),"#
+            + #""server_cpu_s":\#(cpuUsed ?? -1),"server_cpu_pct":\#((cpuUsed ?? -1) / elapsed * 100)}"#)
 }
 
 // MARK: Replay
@@ -354,17 +365,18 @@ func endToEndReplay(port: Int, topic: String, since: UInt64, last: UInt64, serve
     try loop.submit { resumer.subscribe(channel) }.wait()
     try resumer.done.futureResult.wait()
     let elapsed = Date().timeIntervalSince(start)
-    let cpu = cpuSeconds(serverPID).map { ($0 - (cpuBefore ?? 0)) / elapsed * 100 }
+    let cpuUsed = cpuSeconds(serverPID).map { $0 - (cpuBefore ?? 0) }
     let (received, firstAt) = try loop.submit { (resumer.received, resumer.firstMessageAt) }.wait()
     try? channel.close().wait()
     let rate = Int(Double(received) / elapsed)
     let firstMilliseconds = firstAt.map { Int($0.timeIntervalSince(start) * 1000) } ?? -1
     print(
         "replay: since \(since) → \(received) messages of \(topic), contiguous, in \(seconds(elapsed)) s = \(rate) msg/s "
-            + "(first after \(firstMilliseconds) ms)" + (cpu.map { ", server CPU \(Int($0))%" } ?? ""))
+            + "(first after \(firstMilliseconds) ms)" + serverCPU(cpuUsed, elapsed: elapsed, messages: received))
     print(
         #"RESULT {"mode":"replay","received":\#(received),"seconds":\#(elapsed),"rate":\#(rate),"#
-            + #""first_ms":\#(firstMilliseconds),"server_cpu_pct":\#(cpu ?? -1)}"#)
+            + #""first_ms":\#(firstMilliseconds),"server_cpu_s":\#(cpuUsed ?? -1),"#
+            + #""server_cpu_pct":\#((cpuUsed ?? -1) / elapsed * 100)}"#)
 }
 
 /// Writes `count` messages of `topic` (seqs 1…count, 64-byte JSON payloads) straight into the
