@@ -39,6 +39,8 @@ public final class Broker: Sendable {
     private let sequencing: NIOLockedValueBox<Sequencing>
     private let server = NIOLockedValueBox<WebSocketServer?>(nil)
     private let sweeper = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// Messages sent from the replay log to resuming subscribers (counted per page).
+    private let replayedCount = NIOLockedValueBox<UInt64>(0)
     private let group: MultiThreadedEventLoopGroup
 
     /// How often revoked and expired tokens are looked for (also picks up revocations
@@ -141,7 +143,12 @@ public final class Broker: Sendable {
         let (topics, published) = sequencing.withLockedValue { ($0.topics.count, $0.published) }
         return BrokerStatistics(
             connections: server.withLockedValue { $0 }?.connectionCount ?? 0, topics: topics, published: published,
-            replay: replayLog?.statistics)
+            replayed: replayedCount.withLockedValue { $0 }, replay: replayLog?.statistics)
+    }
+
+    /// A session wrote `count` messages of a catch-up to its socket.
+    func countReplayed(_ count: Int) {
+        replayedCount.withLockedValue { $0 += UInt64(count) }
     }
 
     // MARK: Handshake
@@ -321,6 +328,10 @@ public struct BrokerStatistics: Sendable, Hashable {
     public var topics: Int
     /// Messages published since start.
     public var published: UInt64
+    /// Messages sent from the replay log to subscribers resuming with `since` / `since_time`,
+    /// since start: written to their sockets (a subscriber that stops reading holds up its
+    /// replay, so this stops growing for it).
+    public var replayed: UInt64
     /// The replay log's state and counters (`status` is `degraded` while it cannot write);
     /// nil without a replay log.
     public var replay: ReplayStatistics?

@@ -285,16 +285,20 @@ final class Session: Hashable {
     /// live messages it held back, gap notices.
     private func emit(_ output: [ResumeMerger<Delivery>.Output]) {
         guard !closing, !output.isEmpty else { return }
+        var replayed = 0
         for item in output {
             switch item {
             case .replayed(let message):
                 socket.queueEncoded(message.frame ?? message.encodeFrame())
+                replayed += 1
             case .live(let delivery):
                 socket.queueEncoded(delivery.frame)
             case .gap(let topic, let missing):
                 socket.queueEncoded(Self.gapFrame(topic, missing))
             }
         }
+        // Counted before the flush: once a client has the messages, the count includes them.
+        if replayed > 0 { broker.countReplayed(replayed) }
         flush()
     }
 

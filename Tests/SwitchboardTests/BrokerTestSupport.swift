@@ -443,6 +443,23 @@ final class RawPeer: Sendable {
         }
     }
 
+    /// Every complete frame received so far (at least one: waits for it), consumed in one
+    /// pass: for a peer with a large backlog, where `readFrame` would move the rest of the
+    /// bytes once per frame.
+    func readFrames(timeout: Duration = testTimeout) async throws -> [RawFrame] {
+        try await take("frames", timeout: timeout) { bytes, _ in
+            var frames: [RawFrame] = []
+            var offset = 0
+            while let (frame, length) = RawFrame.parse(bytes, at: offset) {
+                frames.append(frame)
+                offset += length
+            }
+            guard !frames.isEmpty else { return nil }
+            bytes.removeFirst(offset)
+            return frames
+        }
+    }
+
     /// Reads frames until a close frame (returned); `each` sees the frames before it.
     func readUntilClose(timeout: Duration = testTimeout, _ each: (RawFrame) -> Void = { _ in }) async throws -> RawFrame {
         while true {
@@ -506,22 +523,26 @@ struct RawFrame: CustomStringConvertible {
         "frame(opcode: \(opcode), \(payload.count) bytes\(closeCode.map { ", code \($0) \(String(decoding: payload.dropFirst(2), as: UTF8.self))" } ?? ""))"
     }
 
-    /// Parses one (unmasked) server frame from the start of `bytes`; nil if incomplete.
-    static func parse(_ bytes: [UInt8]) -> (RawFrame, Int)? {
-        guard bytes.count >= 2 else { return nil }
+    /// Parses one (unmasked) server frame starting at `start` of `bytes`; returns it and its
+    /// length on the wire, nil if incomplete.
+    static func parse(_ bytes: [UInt8], at start: Int = 0) -> (RawFrame, Int)? {
+        let available = bytes.count - start
+        guard available >= 2 else { return nil }
         var offset = 2
-        var length = Int(bytes[1] & 0x7F)
+        var length = Int(bytes[start + 1] & 0x7F)
         if length == 126 {
-            guard bytes.count >= 4 else { return nil }
-            length = Int(bytes[2]) << 8 | Int(bytes[3])
+            guard available >= 4 else { return nil }
+            length = Int(bytes[start + 2]) << 8 | Int(bytes[start + 3])
             offset = 4
         } else if length == 127 {
-            guard bytes.count >= 10 else { return nil }
-            length = bytes[2..<10].reduce(0) { $0 << 8 | Int($1) }
+            guard available >= 10 else { return nil }
+            length = bytes[start + 2..<start + 10].reduce(0) { $0 << 8 | Int($1) }
             offset = 10
         }
-        guard bytes.count >= offset + length else { return nil }
-        let frame = RawFrame(fin: bytes[0] & 0x80 != 0, opcode: bytes[0] & 0xF, payload: Array(bytes[offset..<offset + length]))
+        guard available >= offset + length else { return nil }
+        let frame = RawFrame(
+            fin: bytes[start] & 0x80 != 0, opcode: bytes[start] & 0xF,
+            payload: Array(bytes[start + offset..<start + offset + length]))
         return (frame, offset + length)
     }
 }
