@@ -38,16 +38,42 @@ public enum OutgoingMessage {
         payload: ByteBuffer, format: Publish.Format,
         allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) -> ByteBuffer {
-        let length = bodyLength(topic: topic, sequence: sequence, time: unixMilliseconds, payload: payload, format: format)
+        let length = bodyLength(
+            topic: topic, sequence: sequence, time: unixMilliseconds, payloadLength: payload.readableBytes, format: format)
         let header = FrameHeader(
             fin: true, reservedBits: [], opcode: format == .json ? .text : .binary,
             maskingKey: nil, payloadLength: length
         )
         var frame = allocator.buffer(capacity: header.encodedLength + length)
         header.write(to: &frame)
-        writeBody(topic: topic, sequence: sequence, time: unixMilliseconds, payload: payload, format: format, into: &frame)
+        writeBody(topic: topic, sequence: sequence, time: unixMilliseconds, format: format, into: &frame) {
+            $0.writeImmutableBuffer(payload)
+        }
         assert(frame.readableBytes == header.encodedLength + length)
         return frame
+    }
+
+    /// Appends the frame of a stored message to `frames`, its payload copied from `payload`
+    /// (SQLite's bytes): a replay page gathers the frames of its messages in one buffer, with
+    /// no buffer per message. Returns the index in `frames` where the payload's copy starts.
+    static func writeFrame(
+        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64,
+        payload: UnsafeRawBufferPointer, format: Publish.Format, into frames: inout ByteBuffer
+    ) -> Int {
+        let length = bodyLength(
+            topic: topic, sequence: sequence, time: unixMilliseconds, payloadLength: payload.count, format: format)
+        let header = FrameHeader(
+            fin: true, reservedBits: [], opcode: format == .json ? .text : .binary,
+            maskingKey: nil, payloadLength: length
+        )
+        frames.reserveCapacity(minimumWritableBytes: header.encodedLength + length)
+        header.write(to: &frames)
+        var payloadIndex = 0
+        writeBody(topic: topic, sequence: sequence, time: unixMilliseconds, format: format, into: &frames) {
+            payloadIndex = $0.writerIndex
+            $0.writeBytes(payload)
+        }
+        return payloadIndex
     }
 
     /// The frame's payload alone, without the WebSocket header: the JSON envelope for
@@ -57,12 +83,14 @@ public enum OutgoingMessage {
         payload: ByteBuffer, format: Publish.Format
     ) -> ByteBuffer {
         var out = ByteBuffer()
-        writeBody(topic: topic, sequence: sequence, time: unixMilliseconds, payload: payload, format: format, into: &out)
+        writeBody(topic: topic, sequence: sequence, time: unixMilliseconds, format: format, into: &out) {
+            $0.writeImmutableBuffer(payload)
+        }
         return out
     }
 
     static func bodyLength(
-        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, payload: ByteBuffer, format: Publish.Format
+        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, payloadLength: Int, format: Publish.Format
     ) -> Int {
         let topicLength = topic.name.utf8.count
         switch format {
@@ -70,17 +98,18 @@ public enum OutgoingMessage {
             return msgPrefix.utf8CodeUnitCount + topicLength + seqPart.utf8CodeUnitCount
                 + JSONWriter.decimalLength(sequence) + timePart.utf8CodeUnitCount
                 + JSONWriter.decimalLength(unixMilliseconds) + dataPart.utf8CodeUnitCount
-                + payload.readableBytes + 1
+                + payloadLength + 1
         case .binary:
-            return 2 + topicLength + 16 + payload.readableBytes
+            return 2 + topicLength + 16 + payloadLength
         }
     }
 
+    /// Writes the body around the payload, which `writePayload` writes in its place.
+    @inline(__always)
     static func writeBody(
-        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64,
-        payload: ByteBuffer, format: Publish.Format, into frame: inout ByteBuffer
+        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, format: Publish.Format,
+        into frame: inout ByteBuffer, payload writePayload: (inout ByteBuffer) -> Void
     ) {
-        var payload = payload
         switch format {
         case .json:
             frame.writeStaticString(msgPrefix)
@@ -90,13 +119,13 @@ public enum OutgoingMessage {
             frame.writeStaticString(timePart)
             JSONWriter.writeDecimal(unixMilliseconds, to: &frame)
             frame.writeStaticString(dataPart)
-            frame.writeBuffer(&payload)
+            writePayload(&frame)
             frame.writeInteger(UInt8(ascii: "}"))
         case .binary:
             frame.writeMultipleIntegers(WireProtocol.binaryMessage, UInt8(topic.name.utf8.count))
             frame.writeString(topic.name)
             frame.writeMultipleIntegers(sequence, unixMilliseconds)  // big-endian
-            frame.writeBuffer(&payload)
+            writePayload(&frame)
         }
     }
 }

@@ -531,7 +531,8 @@ public final class ReplayLog: @unchecked Sendable {
     public func read(topic: Topic, after sequence: UInt64, limit: Int) throws(ReplayError) -> [StoredMessage] {
         try withReader { (c) throws(ReplayError) in
             var out: [StoredMessage] = []
-            _ = try c.read(topic: topic, after: sequence, limit: limit, maxBytes: .max, encodeFrames: false, into: &out)
+            var frames: PageFrames?
+            _ = try c.read(topic: topic, after: sequence, limit: limit, maxBytes: .max, frames: &frames, into: &out)
             return out
         }
     }
@@ -553,11 +554,12 @@ public final class ReplayLog: @unchecked Sendable {
     public func read(pattern: TopicPattern, after: [Topic: UInt64], limit: Int) throws(ReplayError) -> [StoredMessage] {
         try withReader { (c) throws(ReplayError) in
             var out: [StoredMessage] = []
+            var frames: PageFrames?
             for topic in try c.topics(matching: pattern) {
                 let remaining = limit - out.count
                 if remaining <= 0 { break }
                 _ = try c.read(
-                    topic: topic, after: after[topic] ?? 0, limit: remaining, maxBytes: .max, encodeFrames: false,
+                    topic: topic, after: after[topic] ?? 0, limit: remaining, maxBytes: .max, frames: &frames,
                     into: &out)
             }
             return out

@@ -70,9 +70,10 @@ final class ReaderConnection {
     }
 
     /// Appends messages of `topic` with seq > `after` to `out`, up to `limit` messages or
-    /// about `maxBytes` of payload; returns how many.
+    /// about `maxBytes` of payload; returns how many. With `frames`, each message's frame is
+    /// written there instead of its payload being copied to a buffer of its own (see `PageFrames`).
     func read(
-        topic: Topic, after: UInt64, limit: Int, maxBytes: Int, encodeFrames: Bool, into out: inout [StoredMessage]
+        topic: Topic, after: UInt64, limit: Int, maxBytes: Int, frames: inout PageFrames?, into out: inout [StoredMessage]
     ) throws(ReplayError) -> (count: Int, bytes: Int) {
         guard limit > 0 else { return (0, 0) }
         let allocator = ByteBufferAllocator()
@@ -86,13 +87,16 @@ final class ReaderConnection {
                 var bytes = 0
                 while bytes < maxBytes, try readTopic.step() {
                     let raw = readTopic.blobBytes(3)
-                    var payload = allocator.buffer(capacity: raw.count)
-                    payload.writeBytes(raw)
                     var message = StoredMessage(
                         topic: topic, sequence: UInt64(bitPattern: readTopic.int(0)), time: readTopic.int(1),
-                        format: Publish.Format(storedValue: readTopic.int(2)), payload: payload,
+                        format: Publish.Format(storedValue: readTopic.int(2)), payload: PageFrames.placeholder,
                         publisher: readTopic.optionalText(4))
-                    if encodeFrames { message.frame = message.encodeFrame(allocator: allocator) }
+                    if frames != nil {
+                        frames!.append(message, payload: raw)
+                    } else {
+                        message.payload = allocator.buffer(capacity: raw.count)
+                        message.payload.writeBytes(raw)
+                    }
                     out.append(message)
                     count += 1
                     bytes += raw.count
@@ -165,6 +169,42 @@ final class ReaderConnection {
     }
 }
 
+/// The frames of a replay page, written in one buffer as its messages are read (no buffer
+/// per message); `finish` then makes each message's `frame` and `payload` slices of it. The
+/// slices are taken at the end because a slice taken earlier would make the next write copy
+/// the whole buffer.
+struct PageFrames {
+    var buffer: ByteBuffer
+    /// Per message, in order: where its frame starts, where its payload starts, its length.
+    private var positions: [(frame: Int, payload: Int, length: Int)] = []
+
+    /// Every message's payload until `finish`.
+    static let placeholder = ByteBuffer()
+
+    init(capacity: Int) {
+        buffer = ByteBufferAllocator().buffer(capacity: capacity)
+    }
+
+    mutating func append(_ message: StoredMessage, payload: UnsafeRawBufferPointer) {
+        let start = buffer.writerIndex
+        let at = OutgoingMessage.writeFrame(
+            topic: message.topic, sequence: message.sequence, time: message.time, payload: payload,
+            format: message.format, into: &buffer)
+        positions.append((start, at, payload.count))
+    }
+
+    /// Fills in `frame` and `payload` of `messages`, the messages appended, in order.
+    func finish(_ messages: inout [StoredMessage]) {
+        precondition(messages.count == positions.count)
+        for index in messages.indices {
+            let position = positions[index]
+            let end = index + 1 < positions.count ? positions[index + 1].frame : buffer.writerIndex
+            messages[index].frame = buffer.getSlice(at: position.frame, length: end - position.frame)
+            messages[index].payload = buffer.getSlice(at: position.payload, length: position.length)!
+        }
+    }
+}
+
 /// One page of a replay.
 public struct ReplayPage: Sendable {
     /// Messages in (topic name, seq) order, each with `frame` encoded when the cursor was
@@ -179,6 +219,9 @@ public struct ReplayPage: Sendable {
     /// (first page, or after `rewind`): every append up to it that committed was visible to
     /// every read of the pass.
     public var settledBefore: UInt64
+    /// With frames encoded: every message's frame, in order, in one buffer (each `frame` is a
+    /// slice of it), so a page that needs no filtering is written to a socket at once.
+    public var frames: ByteBuffer? = nil
 }
 
 /// Pages through the retained messages of a topic or pattern from a replay position, in
@@ -248,6 +291,8 @@ public final class ReplayCursor: @unchecked Sendable {
         let topics = self.topics!
         var page = ReplayPage(messages: [], starts: [:], exhausted: false, settledBefore: passSettled)
         page.messages.reserveCapacity(min(limit, 4096))
+        // Grows as needed: a short replay gets a small buffer.
+        var frames = encodeFrames ? PageFrames(capacity: 16 << 10) : nil
         var bytes = 0
         while index < topics.count {
             let topic = topics[index]
@@ -261,7 +306,7 @@ public final class ReplayCursor: @unchecked Sendable {
             }
             let wanted = limit - page.messages.count
             let (count, read) = try c.read(
-                topic: topic, after: start, limit: wanted, maxBytes: maxBytes - bytes, encodeFrames: encodeFrames,
+                topic: topic, after: start, limit: wanted, maxBytes: maxBytes - bytes, frames: &frames,
                 into: &page.messages)
             bytes += read
             if count > 0 { after[topic] = page.messages[page.messages.count - 1].sequence }
@@ -273,6 +318,10 @@ public final class ReplayCursor: @unchecked Sendable {
         if index >= topics.count {
             isExhausted = true
             page.exhausted = true
+        }
+        if let frames {
+            frames.finish(&page.messages)
+            page.frames = frames.buffer
         }
         return page
     }

@@ -154,6 +154,26 @@ public struct ResumeMerger<Live> {
         }
     }
 
+    /// `replayed(_:into:)` for the common page: when its messages are all of one topic and
+    /// follow on exactly from what that topic was delivered (nothing to skip, no gap), marks
+    /// them delivered and returns true, so the caller sends the page's frames as they are,
+    /// without an output per message. Otherwise returns false having delivered nothing:
+    /// call `replayed(_:into:)`.
+    public mutating func replayedWhole(_ page: ReplayPage) -> Bool {
+        for (topic, start) in page.starts where delivered[topic] == nil {
+            delivered[topic] = start
+        }
+        // A page holds each topic's messages together, in seq order (see `ReplayCursor`):
+        // first and last of one topic means all of one topic, and their seqs tell whether
+        // they are contiguous.
+        guard let first = page.messages.first, let last = page.messages.last, first.topic == last.topic,
+            last.sequence - first.sequence == UInt64(page.messages.count - 1),
+            first.sequence == baseline(first.topic) + 1
+        else { return false }
+        delivered[first.topic] = last.sequence
+        return true
+    }
+
     /// Whether every replayed topic has reached the seq it must reach; when false after the
     /// log is exhausted, the missing messages are still being written (or failed to be).
     public var reachedRequired: Bool {
@@ -199,6 +219,8 @@ public struct ResumeMerger<Live> {
 ///    current seq (`highWater`), then creates this and calls `start()`.
 /// 2. Each live delivery for the subscription goes to `live(_:topic:sequence:size:)` first;
 ///    when it returns true the catch-up has taken it (buffered or dropped as a duplicate).
+///    A page that needs nothing skipped nor reported goes to `emitFrames` (when given) as
+///    its frames in one buffer, with its message count; anything else goes to `emit`.
 /// 3. After each page `canContinue()` is asked; when false (the socket is not writable, or
 ///    its queued bytes are over a limit) reading stops until `resume()` is called.
 /// 4. When the log is exhausted and every append made before the subscription (and before
@@ -227,6 +249,7 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
     private var ticket: UInt64 = 0
     private var state = State.idle
     private let emit: ([Output]) -> Void
+    private let emitFrames: ((ByteBuffer, Int) -> Void)?
     private let canContinue: () -> Bool
     private let finished: (Result<Void, ReplayError>) -> Void
     /// Messages replayed so far (for stats and tests).
@@ -235,8 +258,8 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
     public init(
         log: ReplayLog, pattern: TopicPattern, position: ReplayPosition, highWater: [Topic: UInt64],
         eventLoop: any EventLoop, limits: Limits = Limits(),
-        emit: @escaping ([Output]) -> Void, canContinue: @escaping () -> Bool,
-        finished: @escaping (Result<Void, ReplayError>) -> Void
+        emit: @escaping ([Output]) -> Void, emitFrames: ((ByteBuffer, Int) -> Void)? = nil,
+        canContinue: @escaping () -> Bool, finished: @escaping (Result<Void, ReplayError>) -> Void
     ) {
         self.log = log
         self.eventLoop = eventLoop
@@ -246,6 +269,7 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
             position: position, highWater: highWater, isReplayed: { log.retains($0) },
             bufferLimit: limits.bufferMessages, bufferByteLimit: limits.bufferBytes)
         self.emit = emit
+        self.emitFrames = emitFrames
         self.canContinue = canContinue
         self.finished = finished
     }
@@ -309,11 +333,15 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
             finished(.failure(error))
             return
         }
-        var out: [Output] = []
-        out.reserveCapacity(page.messages.count)
-        merger.replayed(page, into: &out)
+        if let emitFrames, let frames = page.frames, merger.replayedWhole(page) {
+            emitFrames(frames, page.messages.count)
+        } else {
+            var out: [Output] = []
+            out.reserveCapacity(page.messages.count)
+            merger.replayed(page, into: &out)
+            if !out.isEmpty { emit(out) }
+        }
         replayedCount += page.messages.count
-        if !out.isEmpty { emit(out) }
         guard page.exhausted else {
             if canContinue() { read() } else { state = .paused }
             return

@@ -275,6 +275,7 @@ final class Session: Hashable {
             log: log, pattern: pattern, position: position, highWater: highWater, eventLoop: socket.eventLoop,
             limits: limits,
             emit: { session.value.emit($0) },
+            emitFrames: { session.value.emitFrames($0, count: $1) },
             canContinue: { session.value.canTakeReplay },
             finished: { session.value.catchUpFinished(pattern, catchUpID, $0, id: id) })
         catchUps[pattern] = (catchUpID, catchUp)
@@ -299,6 +300,15 @@ final class Session: Hashable {
         }
         // Counted before the flush: once a client has the messages, the count includes them.
         if replayed > 0 { broker.countReplayed(replayed) }
+        flush()
+    }
+
+    /// A replayed page with nothing to skip or report: its frames go out in one write.
+    private func emitFrames(_ frames: ByteBuffer, count: Int) {
+        guard !closing else { return }
+        // Counted before the flush, as in `emit`.
+        broker.countReplayed(count)
+        socket.queueEncoded(frames)
         flush()
     }
 
