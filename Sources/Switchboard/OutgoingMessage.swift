@@ -183,6 +183,21 @@ public enum ServerMessage: Sendable, Hashable {
 
     /// Appends the message as one unmasked text frame to `output`.
     public func writeFrame(into output: inout ByteBuffer) {
+        if case .ack(let id, let sequence) = self {
+            // One per acked publish: its length is known up front, so it is written in place
+            // rather than built in a buffer of its own and copied.
+            let length = #"{"op":"ack","id":"#.utf8.count + id.json.readableBytes + #","seq":"#.utf8.count
+                + JSONWriter.decimalLength(sequence) + 1
+            let header = FrameHeader(fin: true, reservedBits: [], opcode: .text, maskingKey: nil, payloadLength: length)
+            output.reserveCapacity(minimumWritableBytes: header.encodedLength + length)
+            header.write(to: &output)
+            output.writeStaticString(#"{"op":"ack","id":"#)
+            output.writeImmutableBuffer(id.json)
+            output.writeStaticString(#","seq":"#)
+            JSONWriter.writeDecimal(sequence, to: &output)
+            output.writeStaticString("}")
+            return
+        }
         var body = json()
         let header = FrameHeader(fin: true, reservedBits: [], opcode: .text, maskingKey: nil, payloadLength: body.readableBytes)
         output.reserveCapacity(minimumWritableBytes: header.encodedLength + body.readableBytes)

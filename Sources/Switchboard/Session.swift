@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import WebSocketCore
 import WebSockets
@@ -23,8 +24,17 @@ final class Session: Hashable {
     private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
     private var nextCatchUpID = 0
     private var watchingWritability = false
-    /// Acks queued since the last flush; the flush that sends them is scheduled.
-    private var acksAwaitingFlush = false
+    /// Answers to publishes that waited for the replay log's commit, handed over by its writer
+    /// thread (the one piece of the session touched off its loop): the writer appends and
+    /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends
+    /// them all as one buffer with one flush.
+    private let committed = NIOLockedValueBox(Committed())
+
+    private struct Committed {
+        var answers: [(id: RequestID, sequence: UInt64, result: Result<Void, ReplayError>)] = []
+        /// A `writeCommitted` task is scheduled on the loop.
+        var scheduled = false
+    }
     /// Consecutive requests that failed to parse; past a limit the connection is closed.
     private var malformedInARow = 0
     private static let malformedLimit = 16
@@ -105,14 +115,20 @@ final class Session: Hashable {
         guard principal.canPublish(publish.topic) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to publish to \(publish.topic.name)", id: publish.id)))
         }
-        var committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
+        var answer: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
         if let id = publish.id {
             let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
-            committed = { sequence, result in
-                session.eventLoop.execute { session.value.acknowledge(id, sequence, result) }
+            let committed = committed
+            answer = { sequence, result in
+                let schedule = committed.withLockedValue { committed in
+                    committed.answers.append((id, sequence, result))
+                    defer { committed.scheduled = true }
+                    return !committed.scheduled
+                }
+                if schedule { session.eventLoop.execute { session.value.writeCommitted() } }
             }
         }
-        switch broker.publish(publish, publisher: principal.logLabel, committed: committed) {
+        switch broker.publish(publish, publisher: principal.logLabel, committed: answer) {
         case .published(let sequence):
             if let id = publish.id { reply(.ack(id: id, sequence: sequence)) }
         case .awaitingCommit:
@@ -122,25 +138,29 @@ final class Session: Hashable {
         }
     }
 
-    /// The answer to a publish whose message went to the replay log: an ack once it is
+    /// The answers to publishes whose message went to the replay log: an ack once it is
     /// durable, `unavailable` when its batch could not be written (it was delivered live).
-    /// Acks of one commit are flushed together.
-    private func acknowledge(_ id: RequestID, _ sequence: UInt64, _ result: Result<Void, ReplayError>) {
+    /// Everything the writer handed over since the last call goes out in one write.
+    private func writeCommitted() {
+        var answers: [(id: RequestID, sequence: UInt64, result: Result<Void, ReplayError>)] = []
+        committed.withLockedValue { committed in
+            swap(&answers, &committed.answers)
+            committed.scheduled = false
+        }
         guard !closing else { return }
-        switch result {
-        case .success:
-            socket.queueEncoded(ServerMessage.ack(id: id, sequence: sequence).frame())
-        case .failure(let error):
-            socket.queueEncoded(ServerMessage.error(ProtocolError(
-                .unavailable, "seq \(sequence) was delivered live but is not durable: \(error)", id: id)).frame())
+        var frames = ByteBufferAllocator().buffer(capacity: answers.count * 40)
+        for (id, sequence, result) in answers {
+            switch result {
+            case .success:
+                ServerMessage.ack(id: id, sequence: sequence).writeFrame(into: &frames)
+            case .failure(let error):
+                ServerMessage.error(ProtocolError(
+                    .unavailable, "seq \(sequence) was delivered live but is not durable: \(error)", id: id)
+                ).writeFrame(into: &frames)
+            }
         }
-        guard !acksAwaitingFlush else { return }
-        acksAwaitingFlush = true
-        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
-        socket.eventLoop.execute {
-            session.value.acksAwaitingFlush = false
-            session.value.flush()
-        }
+        socket.queueEncoded(frames)
+        flush()
     }
 
     private func reply(_ message: ServerMessage) {
