@@ -491,10 +491,10 @@ public final class ReplayLog: @unchecked Sendable {
         }
         switch result {
         case .success:
-            for pending in batch { pending.completion?(.success(())) }
+            for index in batch.indices { batch[index].completion?(.success(())) }
         case .failure(let error):
             let failure = ReplayError.unavailable("cannot write the replay log: \(error.message)")
-            for pending in batch { pending.completion?(.failure(failure)) }
+            for index in batch.indices { batch[index].completion?(.failure(failure)) }
         }
         batch.removeAll(keepingCapacity: true)
         for callback in ready { callback() }
@@ -766,17 +766,25 @@ final class Writer: @unchecked Sendable {
         var maxima = sequences
         do throws(StoreError) {
             try begin.run()
-            for pending in batch {
-                let message = pending.message
-                if message.sequence > maxima[message.topic] ?? 0 { maxima[message.topic] = message.sequence }
-                try message.topic.name.cString { (name) throws(StoreError) in
-                    try message.payload.withReadableBytes { (payload) throws(StoreError) in
+            // Indexed, not `for pending in batch`: each message is read in place rather than
+            // copied (a copy retains and releases its four references). A topic's messages
+            // come in seq order, so its maximum is its last message of a run: the dictionary
+            // is touched once per run of one topic, not once per message.
+            for index in batch.indices {
+                let sequence = batch[index].message.sequence
+                if index + 1 == batch.endIndex || batch[index + 1].message.topic != batch[index].message.topic,
+                    sequence > maxima[batch[index].message.topic] ?? 0
+                {
+                    maxima[batch[index].message.topic] = sequence
+                }
+                try batch[index].message.topic.name.cString { (name) throws(StoreError) in
+                    try batch[index].message.payload.withReadableBytes { (payload) throws(StoreError) in
                         insert.bind(1, text: name)
-                        insert.bind(2, Int64(bitPattern: message.sequence))
-                        insert.bind(3, message.time)
-                        insert.bind(4, message.format.storedValue)
+                        insert.bind(2, Int64(bitPattern: sequence))
+                        insert.bind(3, batch[index].message.time)
+                        insert.bind(4, batch[index].message.format.storedValue)
                         insert.bind(5, blob: payload)
-                        if let publisher = message.publisher {
+                        if let publisher = batch[index].message.publisher {
                             try publisher.cString { (p) throws(StoreError) in
                                 insert.bind(6, text: p)
                                 try insert.run()
