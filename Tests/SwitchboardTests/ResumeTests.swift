@@ -58,6 +58,31 @@ import Testing
         #expect(merger.live((Self.a, 9), topic: Self.a, sequence: 9) == .deliver)
     }
 
+    /// The whole-page fast path takes exactly the pages `replayed` would pass through
+    /// unchanged, and leaves the others (gap, duplicate, several topics) to it.
+    @Test func wholePagesOnlyWhenNothingIsSkippedOrReported() {
+        var merger = ResumeMerger<(Topic, UInt64)>(
+            position: .sequence(3), highWater: [Self.a: 20, Self.b: 5], isReplayed: { _ in true })
+        func whole(_ messages: [StoredMessage], starts: [Topic: UInt64] = [:]) -> Bool {
+            merger.replayedWhole(Self.page(messages, starts: starts))
+        }
+        #expect(whole([Self.message(Self.a, 4), Self.message(Self.a, 5)]))
+        #expect(whole([Self.message(Self.a, 6)]))
+        // A duplicate, a gap, a hole inside the page, two topics: not whole.
+        #expect(!whole([Self.message(Self.a, 6), Self.message(Self.a, 7)]))
+        #expect(!whole([Self.message(Self.a, 8)]))
+        #expect(!whole([Self.message(Self.a, 7), Self.message(Self.a, 9)]))
+        #expect(!whole([Self.message(Self.a, 7), Self.message(Self.b, 4)]))
+        #expect(!whole([]))
+        // What was refused goes through `replayed`, which sees 4…6 as delivered.
+        var out: [ResumeMerger<(Topic, UInt64)>.Output] = []
+        merger.replayed(Self.page([Self.message(Self.a, 6), Self.message(Self.a, 8)]), into: &out)
+        #expect(Self.seen(out) == [.gap("chat.a", 7...7), .message("chat.a", 8)])
+        // A topic's start comes with the page that first visits it.
+        #expect(whole([Self.message(Self.b, 3), Self.message(Self.b, 4)], starts: [Self.b: 2]))
+        #expect(!whole([Self.message(Self.b, 4)]))
+    }
+
     @Test func positionOlderThanRetainedGetsAGapFirst() {
         var merger = ResumeMerger<(Topic, UInt64)>(position: .sequence(2), highWater: [Self.a: 12], isReplayed: { _ in true })
         var out: [ResumeMerger<(Topic, UInt64)>.Output] = []
