@@ -241,29 +241,30 @@ public final class Broker: Sendable {
             let last = state.topics[publish.topic] ?? (0, 0)
             let sequence = last.sequence + 1
             let time = max(now, last.time)
-            if let replayLog {
-                if retained {
-                    let message = StoredMessage(
-                        topic: publish.topic, sequence: sequence, time: time, format: publish.format,
-                        payload: publish.payload, publisher: publisher)
-                    var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
-                    if let committed {
-                        completion = { result in committed(sequence, result) }
-                    }
-                    do throws(ReplayError) {
-                        try replayLog.append(message, completion: completion)
-                    } catch {
-                        return .rejected(error)
-                    }
-                } else {
-                    replayLog.recordSequence(topic: publish.topic, sequence: sequence)
+            let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
+            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
+            if let replayLog, retained {
+                let message = StoredMessage(
+                    topic: publish.topic, sequence: sequence, time: time, format: publish.format,
+                    payload: publish.payload, publisher: publisher)
+                var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
+                if let committed {
+                    completion = { result in committed(sequence, result) }
                 }
+                do throws(ReplayError) {
+                    // Fanned out once the log has taken it and before its writer can commit it.
+                    try replayLog.append(message, completion: completion) {
+                        for hub in hubs.values { hub.enqueue(delivery) }
+                    }
+                } catch {
+                    return .rejected(error)
+                }
+            } else {
+                replayLog?.recordSequence(topic: publish.topic, sequence: sequence)
+                for hub in hubs.values { hub.enqueue(delivery) }
             }
             state.topics[publish.topic] = (sequence, time)
             state.published += 1
-            let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
-            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
-            for hub in hubs.values { hub.enqueue(delivery) }
             return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
         }
     }

@@ -280,8 +280,15 @@ public final class ReplayLog: @unchecked Sendable {
     ///
     /// Call in seq order per topic (the broker calls it under its sequencing lock). The caller
     /// decides retention (`retains`); every appended message is stored.
+    ///
+    /// `accepted` runs under the log's lock once the message is accepted, before the writer
+    /// can take it, so before it can be committed and read back: the broker hands the message
+    /// to the hubs there, so that a replay reading it always finds its live copy already
+    /// queued on the subscriber's loop (else the live copy could arrive after the catch-up
+    /// finished, a duplicate).
     public func append(
-        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil
+        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil,
+        accepted: () -> Void = {}
     ) throws(ReplayError) {
         condition.lock()
         guard !stopping else {
@@ -294,6 +301,7 @@ public final class ReplayLog: @unchecked Sendable {
             condition.unlock()
             throw .unavailable("the replay log's write queue is full (\(configuration.queueLimit) messages)")
         }
+        accepted()
         queue.append(Pending(message: message, completion: completion))
         enqueued += 1
         stats.appended += 1
