@@ -401,6 +401,7 @@ public final class ReplayLog: @unchecked Sendable {
         while true {
             condition.lock()
             var sequences: [Topic: UInt64] = [:]
+            var woken = false
             while true {
                 if !queue.isEmpty || stopping || pruning || !writer.hooks.withLockedValue({ $0.isEmpty }) { break }
                 let now = Date()
@@ -416,6 +417,17 @@ public final class ReplayLog: @unchecked Sendable {
                 writerWaiting = true
                 _ = condition.wait(until: deadline)
                 writerWaiting = false
+                woken = true
+            }
+            if woken, !stopping, queue.count < 256 {
+                // Woken by the first appends of a burst: let the appending thread run on first
+                // (sched_yield returns at once when no other thread wants this CPU). On a busy
+                // or single CPU the writer would otherwise preempt it and commit every few
+                // messages, paying a transaction for each; now the batch holds what it appends
+                // until it yields the CPU.
+                condition.unlock()
+                sched_yield()
+                condition.lock()
             }
             swap(&batch, &queue)
             if !pendingSequences.isEmpty {
