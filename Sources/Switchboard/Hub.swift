@@ -92,16 +92,23 @@ final class Hub: Sendable {
         var start = 0
         while start < batch.count {
             let end = Self.runEnd(batch, from: start)
-            let run = FanOut(batch[start..<end])
+            // Made for the first subscriber: a topic nobody here subscribes to costs no join.
+            var made: FanOut?
+            func run() -> FanOut {
+                if let made { return made }
+                let run = FanOut(batch[start..<end])
+                made = run
+                return run
+            }
             if start == 0, end == batch.count {
                 // The whole batch is one run: each subscriber gets it once, so write and flush
                 // it there and then, while that connection's state is in cache.
-                state.index.forEachMatch(run.topic, scratch: &state.matches) { session in
-                    if session.deliver(run) { session.flush() }
+                state.index.forEachMatch(batch[start].topic, scratch: &state.matches) { session in
+                    if session.deliver(run()) { session.flush() }
                 }
             } else {
-                state.index.forEachMatch(run.topic, scratch: &state.matches) { session in
-                    if session.deliver(run) { state.touched.append(session) }
+                state.index.forEachMatch(batch[start].topic, scratch: &state.matches) { session in
+                    if session.deliver(run()) { state.touched.append(session) }
                 }
             }
             start = end
