@@ -232,11 +232,13 @@ public final class Broker: Sendable {
     /// once the message is durable, or its batch failed; only for `.awaitingCommit`.
     /// Live fan-out never waits for the disk.
     func publish(
-        _ publish: Publish, publisher: String?,
+        _ publish: Publish, from publisher: Principal,
         committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil
     ) -> Sequenced {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let retained = replayLog?.retains(publish.topic) ?? false
+        // Made only for what is stored (one string per stored message), outside the lock.
+        let publisherLabel = retained ? publisher.logLabel : nil
         return sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
             let last = state.topics[publish.topic] ?? (0, 0)
             let sequence = last.sequence + 1
@@ -246,7 +248,7 @@ public final class Broker: Sendable {
             if let replayLog, retained {
                 let message = StoredMessage(
                     topic: publish.topic, sequence: sequence, time: time, format: publish.format,
-                    payload: publish.payload, publisher: publisher)
+                    payload: publish.payload, publisher: publisherLabel)
                 var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
                 if let committed {
                     completion = { result in committed(sequence, result) }

@@ -128,7 +128,7 @@ final class Session: Hashable {
                 if schedule { session.eventLoop.execute { session.value.writeCommitted() } }
             }
         }
-        switch broker.publish(publish, publisher: principal.logLabel, committed: answer) {
+        switch broker.publish(publish, from: principal, committed: answer) {
         case .published(let sequence):
             if let id = publish.id { reply(.ack(id: id, sequence: sequence)) }
         case .awaitingCommit:
