@@ -76,10 +76,21 @@ let package = Package(
             dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             path: "Tests/AsyncTestSupport"
         ),
+        .target(
+            name: "TestPeers",
+            dependencies: [
+                "AsyncTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/TestPeers"
+        ),
         .testTarget(
             name: "SwitchboardTests",
             dependencies: [
                 "AsyncTestSupport",
+                "TestPeers",
                 "Switchboard",
                 "WebSockets",
                 "WebSocketCore",
@@ -102,6 +113,7 @@ let package = Package(
             name: "WebSocketsTests",
             dependencies: [
                 "AsyncTestSupport",
+                "TestPeers",
                 "WebSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

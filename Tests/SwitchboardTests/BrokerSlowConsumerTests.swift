@@ -2,6 +2,7 @@ import AsyncTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import TestPeers
 import Testing
 import WebSockets
 

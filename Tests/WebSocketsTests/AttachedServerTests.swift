@@ -2,6 +2,7 @@ import AsyncTestSupport
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TestPeers
 import Testing
 import WebSocketCore
 import WebSockets

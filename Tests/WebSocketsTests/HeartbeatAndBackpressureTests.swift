@@ -2,6 +2,7 @@ import AsyncTestSupport
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TestPeers
 import Testing
 import WebSocketCore
 import WebSockets

@@ -1,5 +1,6 @@
 import AsyncTestSupport
 import NIOCore
+import TestPeers
 import Testing
 import WebSocketCore
 import WebSockets
