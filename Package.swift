@@ -104,6 +104,7 @@ let package = Package(
         .testTarget(
             name: "WebSocketCoreTests",
             dependencies: [
+                "AsyncTestSupport",
                 "WebSocketCore",
                 "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),

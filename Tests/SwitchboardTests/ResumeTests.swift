@@ -137,18 +137,6 @@ import Testing
 
     // MARK: Property test
 
-    /// A tiny deterministic PRNG (SplitMix64), so a failing seed can be replayed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Simulates a broker, its group-commit writer (batches that commit or fail), retention,
     /// a hub inbox, and a subscriber resuming mid-burst through `ResumeMerger`, driven the
     /// way `ReplayCatchUp` drives it; then checks what the subscriber saw.
@@ -169,7 +157,7 @@ import Testing
         /// What happened, for the failure message.
         var trace: [String] = []
 
-        init(seed: UInt64) { rng = SplitMix(state: seed) }
+        init(seed: UInt64) { rng = SplitMix(seed: seed) }
 
         mutating func publish() {
             let topic = topics.randomElement(using: &rng)!

@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import NIOCore
 import Testing
 import WebSocketCore
@@ -9,7 +10,7 @@ import WebSocketCore
         bytes.enumerated().map { $0.element ^ key[$0.offset + offset] }
     }
 
-    static func randomKey(_ rng: inout SeededGenerator) -> MaskingKey {
+    static func randomKey(_ rng: inout SplitMix) -> MaskingKey {
         MaskingKey(value: UInt32.random(in: .min ... .max, using: &rng))
     }
 
@@ -23,7 +24,7 @@ import WebSocketCore
     }
 
     @Test func inPlaceMatchesReferenceForAllLengthsOffsetsAndAlignments() {
-        var rng = SeededGenerator(seed: 0x5EED_0001)
+        var rng = SplitMix(seed: 0x5EED_0001)
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 300 + 16, alignment: 64)
         defer { storage.deallocate() }
         var failures = 0
@@ -49,7 +50,7 @@ import WebSocketCore
     }
 
     @Test func copyingMatchesReferenceForAllLengthsOffsetsAndAlignments() {
-        var rng = SeededGenerator(seed: 0x5EED_0002)
+        var rng = SplitMix(seed: 0x5EED_0002)
         let source = UnsafeMutableRawBufferPointer.allocate(byteCount: 300 + 16, alignment: 64)
         let destination = UnsafeMutableRawBufferPointer.allocate(byteCount: 300 + 16, alignment: 64)
         defer { source.deallocate(); destination.deallocate() }
@@ -78,7 +79,7 @@ import WebSocketCore
     }
 
     @Test func randomPiecesWithRunningOffsetEqualWhole() {
-        var rng = SeededGenerator(seed: 0x5EED_0003)
+        var rng = SplitMix(seed: 0x5EED_0003)
         for _ in 0 ..< 200 {
             let length = Int.random(in: 0 ... 5000, using: &rng)
             let input = (0 ..< length).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
@@ -107,7 +108,7 @@ import WebSocketCore
     }
 
     @Test func byteBufferRangeAndLargeOffsets() {
-        var rng = SeededGenerator(seed: 0x5EED_0004)
+        var rng = SplitMix(seed: 0x5EED_0004)
         let key = Self.randomKey(&rng)
         let input = (0 ..< 1000).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
         var buffer = ByteBuffer(bytes: [0xEE, 0xEE, 0xEE] + input)

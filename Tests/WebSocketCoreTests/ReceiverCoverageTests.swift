@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import NIOCore
 import Testing
 import WebSocketCore
@@ -70,7 +71,7 @@ import WebSocketCore
     @Test func byteAtATimeAndRandomPieces() {
         let all = Array(1..<Self.stream.count)
         #expect(receive(Self.stream, role: .server, splits: all, compression: Self.serverDeflate()).events == Self.expected)
-        var generator = SeededGenerator(seed: 7)
+        var generator = SplitMix(seed: 7)
         for _ in 0..<100 {
             let splits = (0..<6).map { _ in Int.random(in: 1..<Self.stream.count, using: &generator) }.sorted()
             let result = receive(Self.stream, role: .server, splits: splits, compression: Self.serverDeflate())

@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import NIOCore
 import Testing
 import WebSocketCore
@@ -180,7 +181,7 @@ import WebSocketCore
     @Test func byteAtATimeAndRandomPieces() {
         let all = Array(1..<Self.stream.count)
         #expect(receive(Self.stream, role: .server, splits: all).events == Self.expected)
-        var generator = SeededGenerator(seed: 42)
+        var generator = SplitMix(seed: 42)
         for _ in 0..<200 {
             let splits = (0..<5).map { _ in Int.random(in: 1..<Self.stream.count, using: &generator) }.sorted()
             let result = receive(Self.stream, role: .server, splits: splits)
