@@ -244,16 +244,12 @@ public final class ReplayLog: @unchecked Sendable {
     }
 
     static func open(path: String, readOnly: Bool, busyTimeout: Int32) throws(ReplayError) -> OpaquePointer {
-        var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &handle, flags, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
-            sqlite3_close_v2(handle)
-            if ReplayError.isCorruption(rc) { throw .corrupt(path: path, detail: message) }
-            throw .storage(StoreError(code: rc, message: "cannot open database \(path): \(message)"))
+        let handle: OpaquePointer
+        do throws(StoreError) {
+            handle = try Store.open(path: path, busyTimeout: busyTimeout)
+        } catch {
+            throw classify(error, path: path)
         }
-        sqlite3_busy_timeout(handle, busyTimeout)
         if readOnly { sqlite3_exec(handle, "PRAGMA query_only=1", nil, nil, nil) }
         return handle
     }

@@ -61,18 +61,10 @@ public final class Store: @unchecked Sendable {
         path: String, migrations: [Migration] = Migration.bundled, busyTimeoutMilliseconds: Int32 = 5000
     ) throws(StoreError) {
         self.path = path
-        var handle: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &handle, flags, nil)
-        guard rc == SQLITE_OK, let handle else {
-            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
-            sqlite3_close_v2(handle)
-            throw StoreError(code: rc, message: "cannot open database \(path): \(message)")
-        }
+        let handle = try Self.open(path: path, busyTimeout: busyTimeoutMilliseconds)
         self.db = handle
         let connection = Connection(db: handle)
         do throws(StoreError) {
-            sqlite3_busy_timeout(handle, busyTimeoutMilliseconds)
             if path != ":memory:" && !path.isEmpty {
                 let mode = try connection.scalarText("PRAGMA journal_mode=WAL")
                 guard mode?.lowercased() == "wal" else {
@@ -90,6 +82,21 @@ public final class Store: @unchecked Sendable {
 
     deinit {
         sqlite3_close_v2(db)
+    }
+
+    /// Opens (creating if needed) a read-write connection for use by one thread at a time.
+    /// The error keeps SQLite's result code, so a caller can tell corruption apart.
+    static func open(path: String, busyTimeout: Int32) throws(StoreError) -> OpaquePointer {
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(handle)
+            throw StoreError(code: rc, message: "cannot open database \(path): \(message)")
+        }
+        sqlite3_busy_timeout(handle, busyTimeout)
+        return handle
     }
 
     /// `PRAGMA user_version`: the last migration applied.
