@@ -38,6 +38,7 @@ public enum Crypto {
                 }
             }
         }
+        // Not reachable from input: HMAC fails only when OpenSSL itself cannot run (no memory).
         precondition(ok && outLength == 32, "OpenSSL HMAC-SHA256 failed")
         return out
     }
@@ -50,6 +51,7 @@ public enum Crypto {
                 EVP_Digest(data.baseAddress, data.count, out.baseAddress, &outLength, md, nil) == 1
             }
         }
+        // Not reachable from input: a digest fails only when OpenSSL itself cannot run.
         precondition(ok && Int(outLength) == length, "OpenSSL EVP_Digest failed")
         return out
     }

@@ -70,6 +70,8 @@ public final class PerMessageDeflate {
     private static let minimumInflateGrowth = 4096
 
     public init(role: Role, parameters: PerMessageDeflateParameters, options: PerMessageDeflateOptions = .init()) {
+        // Validated options only (see `precheck`); the parameters come from `negotiate` or
+        // `accept`, which only produce window bits 8...15.
         options.precheck()
         precondition((8...15).contains(parameters.serverMaxWindowBits) && (8...15).contains(parameters.clientMaxWindowBits),
                      "window bits must be 8...15")
@@ -221,6 +223,7 @@ public final class PerMessageDeflate {
         into output: inout ByteBuffer,
         limit: Int
     ) throws(WebSocketError) {
+        // The limit is `maxPayload`, which `ConnectionOptions.validate()` keeps >= 0.
         precondition(limit >= 0, "limit must not be negative")
         let stream = try makeInflater()
         if fragment.readableBytes > 0 {

@@ -236,6 +236,13 @@ import WebSocketCore
         #expect(try Authenticator.presentedToken(authorization: nil, query: nil) == nil)
         #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: "Basic dXNlcg==", query: nil) }
         #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: "Bearer", query: nil) }
-        #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: nil, query: "token=%zz") }
+        // The query follows URLQuery's rules: the first `token` wins, a `%` that starts no
+        // escape stays (and `authenticate` refuses what it gives as malformed).
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "=&token=sb_a&token=sb_b") == "sb_a")
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "token=%zz") == "%zz")
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "token=") == nil)
+        #expect(throws: AuthError(.malformed, "the token is neither an access token (sb_…) nor a JWT")) {
+            try Authenticator(tokens: nil).authenticate("%zz")
+        }
     }
 }
