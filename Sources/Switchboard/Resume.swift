@@ -226,6 +226,9 @@ public struct ResumeMerger<Live> {
 /// 4. When the log is exhausted and every append made before the subscription (and before
 ///    any buffer overflow) has settled, the buffer is drained and `finished` is called; from
 ///    then on the session delivers live messages directly.
+///
+/// Every method runs on `eventLoop`; `preconditionInEventLoop` checks the callers (the
+/// session, on its own loop), and no input decides where a call runs.
 public final class ReplayCatchUp<Live>: @unchecked Sendable {
     public typealias Output = ResumeMerger<Live>.Output
 

@@ -137,6 +137,7 @@ public final class PerMessageDeflate {
             var offset = 0
             while offset < input.count, status == Z_OK {
                 let slice = min(input.count - offset, Self.maxZlibSlice)
+                // `offset < input.count`: a non-empty buffer has a base address.
                 stream.pointee.next_in = UnsafeMutablePointer(
                     mutating: input.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self))
                 stream.pointee.avail_in = UInt32(slice)
@@ -148,6 +149,7 @@ public final class PerMessageDeflate {
                         output.reserveCapacity(minimumWritableBytes: max(output.capacity / 2, 4096))
                     }
                     let room = min(output.writableBytes, Self.maxZlibSlice)
+                    // Room was reserved just above: the writable bytes have a base address.
                     output.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { buffer in
                         stream.pointee.next_out = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
                         stream.pointee.avail_out = UInt32(room)
@@ -271,6 +273,7 @@ public final class PerMessageDeflate {
                 try resetInflater(stream, keepingWindow: true)
             }
             let slice = min(input.count - offset, Self.maxZlibSlice)
+            // `offset < input.count`: a non-empty buffer has a base address.
             stream.pointee.next_in = UnsafeMutablePointer(
                 mutating: input.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self))
             stream.pointee.avail_in = UInt32(slice)
@@ -286,6 +289,7 @@ public final class PerMessageDeflate {
                             minimumWritableBytes: min(allowance, max(output.capacity, Self.minimumInflateGrowth)))
                     }
                     let room = min(output.writableBytes, allowance, Self.maxZlibSlice)
+                    // Room was reserved just above: the writable bytes have a base address.
                     output.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { buffer in
                         stream.pointee.next_out = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
                         stream.pointee.avail_out = UInt32(room)

@@ -45,12 +45,13 @@ public struct Sender {
         // ByteBuffer's typed writes checks uniqueness and capacity and begins an access.
         let total = header.encodedLength + payload.count
         output.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { destination in
-            let base = destination.baseAddress!
+            let base = destination.baseAddress!  // `total` >= 2 bytes were asked for
             let headerLength = header.write(to: base)
             let body = UnsafeMutableRawBufferPointer(start: base + headerLength, count: payload.count)
             if let key {
                 key.apply(from: payload, to: body)
             } else if let source = payload.baseAddress {
+                // `body` starts inside `destination`, so it has a base address.
                 body.baseAddress!.copyMemory(from: source, byteCount: payload.count)
             }
             return total

@@ -285,7 +285,9 @@ struct StoredRequest: Sendable {
         var fields = HTTPFields()
         for line in headers.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            fields.add(name: String(line[..<colon]), value: String(line[line.index(colon, offsetBy: 2)...]))
+            // Limited: a line is always "name: value", but a bound costs nothing here.
+            let value = line.index(colon, offsetBy: 2, limitedBy: line.endIndex) ?? line.endIndex
+            fields.add(name: String(line[..<colon]), value: String(line[value...]))
         }
         return UpgradeRequest(
             target: target, headers: fields, remoteAddress: remoteAddress, origin: origin, protocols: protocols,

@@ -50,7 +50,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // fan-out touches them once per connection and message, after the other connections'
     // writes have pushed them out of cache, so every further line touched is another miss
     // (spread over the ~500-byte object, a fan-out send stalled on four lines).
-    private var context: ChannelHandlerContext!
+    private var context: ChannelHandlerContext!  // set in `handlerAdded`, before any event reads it
     private var outbound: ByteBuffer?
     private var state = State.open
     private var needsFlush = false
