@@ -27,7 +27,8 @@ public struct Permissions: Sendable, Hashable, Codable {
         self.expiresAt = expiresAt
     }
 
-    /// Everything: `>` for both, admin (for tests and a first bootstrap token).
+    /// Everything: `>` for both, admin (for tests and a first bootstrap token). `try!` on a
+    /// constant: `>` is a valid pattern, so it cannot trap.
     public static let all = Permissions(
         subscribe: [try! TopicPattern(">")], publish: [try! TopicPattern(">")], admin: true
     )

@@ -27,6 +27,7 @@ public enum Crypto {
             withBytes(data) { data in
                 out.withUnsafeMutableBufferPointer { out in
                     // OpenSSL 3.0 rejects a NULL key pointer even with length 0: pass a real address.
+                    // (A non-empty buffer and a one-byte value always have one.)
                     withUnsafeBytes(of: UInt8(0)) { zero in
                         let keyPointer = key.count > 0 ? key.baseAddress! : zero.baseAddress!
                         return HMAC(
@@ -38,6 +39,7 @@ public enum Crypto {
                 }
             }
         }
+        // Not reachable from input: HMAC fails only when OpenSSL itself cannot run (no memory).
         precondition(ok && outLength == 32, "OpenSSL HMAC-SHA256 failed")
         return out
     }
@@ -50,6 +52,7 @@ public enum Crypto {
                 EVP_Digest(data.baseAddress, data.count, out.baseAddress, &outLength, md, nil) == 1
             }
         }
+        // Not reachable from input: a digest fails only when OpenSSL itself cannot run.
         precondition(ok && Int(outLength) == length, "OpenSSL EVP_Digest failed")
         return out
     }
@@ -72,6 +75,7 @@ public enum Crypto {
         while done < buffer.count {
             let chunk = min(buffer.count - done, Int(Int32.max))
             let ok = RAND_bytes(base.advanced(by: done).assumingMemoryBound(to: UInt8.self), Int32(chunk))
+            // Not reachable from input (see above): only a broken OpenSSL fails here.
             precondition(ok == 1, "OpenSSL RAND_bytes failed")
             done += chunk
         }

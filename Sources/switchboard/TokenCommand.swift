@@ -39,8 +39,13 @@ struct TokenCommand: ParsableCommand {
                     }
                 }
             }
-            if let expiresIn, expiresIn <= 0 { throw ValidationError("--expires-in must be positive") }
+            if let expiresIn, !(1...Self.maxLifetime).contains(expiresIn) {
+                throw ValidationError("--expires-in must be 1 to \(Self.maxLifetime) seconds (100 years), not \(expiresIn)")
+            }
         }
+
+        /// The longest `--expires-in`: 100 years, in seconds.
+        static let maxLifetime = 3_153_600_000
 
         static func split(_ list: String) -> [String] {
             list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

@@ -133,6 +133,20 @@ import WebSocketCore
 
     // MARK: Token store (real SQLite files)
 
+    /// An expiry past what Int64 milliseconds hold (`token create --expires-in` of a huge
+    /// number) is stored clamped, not trapped on.
+    @Test func farExpiryIsClamped() throws {
+        let dir = TempDirectory()
+        let tokens = try TokenStore(store: Store(path: dir.path("switchboard.db")))
+        let far = Date(timeIntervalSince1970: 1e300)
+        let (token, _) = try tokens.create(name: "far", permissions: Permissions(expiresAt: far), now: now)
+        let found = try #require(tokens.lookup(token: token))
+        #expect(found.permissions.isExpired(at: now) == false)
+        #expect(TokenStore.milliseconds(far) == .max)
+        #expect(TokenStore.milliseconds(Date(timeIntervalSince1970: -1e300)) == .min)
+        #expect(TokenStore.milliseconds(Date(timeIntervalSince1970: 1.5)) == 1500)
+    }
+
     @Test func createLookupListRevoke() throws {
         let dir = TempDirectory()
         let store = try Store(path: dir.path("switchboard.db"))
@@ -236,6 +250,13 @@ import WebSocketCore
         #expect(try Authenticator.presentedToken(authorization: nil, query: nil) == nil)
         #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: "Basic dXNlcg==", query: nil) }
         #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: "Bearer", query: nil) }
-        #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: nil, query: "token=%zz") }
+        // The query follows URLQuery's rules: the first `token` wins, a `%` that starts no
+        // escape stays (and `authenticate` refuses what it gives as malformed).
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "=&token=sb_a&token=sb_b") == "sb_a")
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "token=%zz") == "%zz")
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "token=") == nil)
+        #expect(throws: AuthError(.malformed, "the token is neither an access token (sb_…) nor a JWT")) {
+            try Authenticator(tokens: nil).authenticate("%zz")
+        }
     }
 }
