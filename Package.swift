@@ -55,6 +55,7 @@ let package = Package(
                 "WebSockets",
                 "WebSocketCore",
                 "CSQLite",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -98,7 +98,7 @@ import WebSocketCore
         let header = Secrets.base64URLEncode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
         #expect(header == "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9")
         let payload = Secrets.base64URLEncode(Array(#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#.utf8))
-        let signature = Secrets.base64URLEncode(Crypto.hmacSHA256(key: key, data: Array((header + "." + payload).utf8)))
+        let signature = Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: key, data: Array((header + "." + payload).utf8)))
         #expect(signature == "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
         let verifier = JWTVerifier(secret: key, requireExpiry: false)
         #expect(try verifier.verify(header + "." + payload + "." + signature, now: now).subject == "1234567890")
@@ -123,7 +123,7 @@ import WebSocketCore
         // alg none (unsigned) and other algorithms are refused even with a "valid" signature.
         for alg in ["none", "HS512", "RS256", "hs256"] {
             let header = Secrets.base64URLEncode(Array(#"{"alg":"\#(alg)","typ":"JWT"}"#.utf8))
-            let signature = Secrets.base64URLEncode(Crypto.hmacSHA256(key: secret, data: Array((header + "." + parts[1]).utf8)))
+            let signature = Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: secret, data: Array((header + "." + parts[1]).utf8)))
             #expect(reason { _ = try verify(header + "." + parts[1] + "." + signature) } == .badSignature, "\(alg)")
             #expect(reason { _ = try verify(header + "." + parts[1] + ".") } == .badSignature, "\(alg) unsigned")
         }
@@ -166,7 +166,7 @@ import WebSocketCore
             _ = try s.step()
             return s.blob(0)
         }
-        #expect(raw == Crypto.sha256(Array(token.utf8)))
+        #expect(raw == TokenCrypto.sha256(Array(token.utf8)))
         let fileBytes = try Data(contentsOf: URL(fileURLWithPath: dir.path("switchboard.db")))
             + ((try? Data(contentsOf: URL(fileURLWithPath: dir.path("switchboard.db-wal")))) ?? Data())
         #expect(fileBytes.range(of: Data(token.utf8)) == nil)
