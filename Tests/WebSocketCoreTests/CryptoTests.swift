@@ -1,9 +1,6 @@
+import AsyncTestSupport
 import Testing
 import WebSocketCore
-
-private func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-}
 
 @Suite struct CryptoTests {
     @Test func sha1() {
