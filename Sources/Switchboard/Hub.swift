@@ -43,7 +43,8 @@ struct FanOut {
 ///   the broker's sequencing lock, so each hub sees every topic's messages in seq order.
 /// - A non-empty inbox has exactly one drain task scheduled: the loop gets one task per
 ///   batch of messages, never one per subscriber, and each touched session is flushed once
-///   per batch.
+///   per batch (plus once per half of its queue limit, for a batch larger than that: see
+///   `Session.deliver`).
 /// - A batch is delivered as runs of consecutive same-topic messages (`FanOut`), in batch
 ///   order, so every session still sees messages in the order the hub received them.
 final class Hub: Sendable {

@@ -145,10 +145,12 @@ public struct ReplayStatistics: Sendable, Hashable {
 /// seqs, which a replay reports as a gap.
 ///
 /// ## Retention
-/// Between batches the writer prunes in chunks of `pruneChunk` rows, one short transaction
-/// each, going back to appends between chunks (a pass starts every `pruneInterval`): per
-/// topic by its rule's count and age, then the oldest messages of any topic while the
-/// database's used size is over `maxBytes`. Topics no rule matches are not stored.
+/// At open, every topic is pruned to its rule's count and age before anything is read or
+/// appended. Then, between batches, the writer prunes in chunks of `pruneChunk` rows, one
+/// short transaction each, going back to appends between chunks (a pass starts every
+/// `pruneInterval`): per topic by its rule's count and age, then the oldest messages of any
+/// topic while the database's used size is over `maxBytes`. Topics no rule matches are not
+/// stored.
 public final class ReplayLog: @unchecked Sendable {
     public struct Options: Sendable {
         /// Seconds between pruning passes. Default 1.
@@ -233,6 +235,15 @@ public final class ReplayLog: @unchecked Sendable {
             writer = try Writer(db: db, configuration: configuration, options: options)
         } catch {
             sqlite3_close_v2(db)
+            throw Self.classify(error, path: path)
+        }
+        do throws(StoreError) {
+            // The rules hold from the first read: what a restart finds past them (rules tightened
+            // while the broker was down, messages aged out meanwhile) goes before the log opens,
+            // not some passes later.
+            stats.pruned = UInt64(try writer.applyRules(now: Date()))
+        } catch {
+            writer.close()
             throw Self.classify(error, path: path)
         }
         self.writer = writer
@@ -830,12 +841,33 @@ final class Writer: @unchecked Sendable {
 
     // MARK: Pruning
 
-    /// Begins a pass; returns whether there is anything to do.
-    func startPrunePass(now: Date) -> Bool {
-        pruneQueue = lastSeq.keys.filter { topic in
+    /// Topics whose rule bounds their count or age.
+    private var boundedTopics: [Topic] {
+        lastSeq.keys.filter { topic in
             guard let rule = configuration.rule(for: topic) else { return false }
             return rule.maxMessages != nil || rule.maxAgeMilliseconds != nil
         }
+    }
+
+    /// Prunes every topic to its rule at once, chunk after chunk (at open, before any
+    /// append or read); returns the rows deleted.
+    func applyRules(now: Date) throws(StoreError) -> Int {
+        let nowMilliseconds = Int64(now.timeIntervalSince1970 * 1000)
+        var deleted = 0
+        for topic in boundedTopics {
+            var more = true
+            while more {
+                let step = try pruneByRule(topic, now: nowMilliseconds)
+                deleted += step.deleted
+                more = step.more
+            }
+        }
+        return deleted
+    }
+
+    /// Begins a pass; returns whether there is anything to do.
+    func startPrunePass(now: Date) -> Bool {
+        pruneQueue = boundedTopics
         usedBytes = (try? measureUsedBytes()) ?? usedBytes
         sizePruning = configuration.maxBytes > 0 && usedBytes > configuration.maxBytes
         return !pruneQueue.isEmpty || sizePruning

@@ -12,10 +12,14 @@ final class Session: Hashable {
     private unowned let broker: Broker
     private let hub: Hub
     private(set) var subscriptions: Set<TopicPattern> = []
-    /// A frame was queued since the last flush.
+    /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
     private var needsFlush = false
-    /// Bytes of the frames queued since the last flush (not yet counted by the channel).
+    /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
+    /// handed to the kernel, so no measure of how far behind the reader is.
     private var unflushedBytes = 0
+    /// The slow-consumer limit is under the channel's high write watermark: a writable socket
+    /// may then hold more than the limit, so every run is judged, not only once it is unwritable.
+    private let limitBelowWatermark: Bool
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
     private var closing = false
@@ -44,6 +48,8 @@ final class Session: Hashable {
         self.principal = principal
         self.broker = broker
         self.hub = hub
+        let watermark = (try? socket.channel.syncOptions?.getOption(.writeBufferWaterMark))?.high ?? 0
+        limitBelowWatermark = broker.configuration.maxQueuedBytes < watermark
     }
 
     /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
@@ -173,13 +179,18 @@ final class Session: Hashable {
     /// buffer; see `Hub`); returns true when the session needs a flush at the end of the
     /// batch.
     ///
-    /// The limit applies to everything queued for the connection: the channel's unwritten
-    /// bytes and the frames gathered since the last flush (a batch of small frames does
-    /// not make the channel unwritable until it is flushed). The check is made once per run
-    /// (a run is bounded by `Hub.maxRunBytes`). Once messages are dropped for a slow
-    /// consumer, every run is dropped until its backlog is down to half the limit; then the
-    /// gap notice goes out (when the socket drains, or first thing before the next run), so
-    /// each gap is one contiguous range reported before the messages that follow it.
+    /// The limit applies to the socket's real backlog: bytes handed over at earlier flushes
+    /// that the kernel has not taken yet. The frames gathered for the current batch are no
+    /// backlog (a reader that keeps up takes them at the flush, however large a burst is),
+    /// so they are left out; to keep them bounded all the same, they are flushed mid-batch
+    /// once they would pass half the limit, and the backlog is judged after that flush. The
+    /// check is made once per run (a run is bounded by `Hub.maxRunBytes`), and only when a
+    /// backlog over the limit is possible: the socket is unwritable, messages are being
+    /// dropped, or the limit is under the channel's write watermark. Once messages are
+    /// dropped for a slow consumer, every run is dropped until its backlog is down to half
+    /// the limit; then the gap notice goes out (when the socket drains, or first thing
+    /// before the next run), so each gap is one contiguous range reported before the
+    /// messages that follow it.
     func deliver(_ run: FanOut) -> Bool {
         guard !closing else { return false }
         guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
@@ -206,22 +217,24 @@ final class Session: Hashable {
 
     private func enqueue(_ frame: ByteBuffer, topic: Topic, first: UInt64, last: UInt64) -> Bool {
         let limit = broker.configuration.maxQueuedBytes
-        if !socket.isWritableOnLoop || !missed.isEmpty || unflushedBytes > limit {
-            let queued = socket.bufferedAmountOnLoop
+        let gathered = unflushedBytes + frame.readableBytes
+        if !socket.isWritableOnLoop || !missed.isEmpty || gathered > limit / 2 || limitBelowWatermark {
+            if gathered > limit / 2, unflushedBytes > 0 { writeGathered() }
+            let backlog = self.backlog
             if !missed.isEmpty {
-                if queued > limit / 2 {
+                if backlog > limit / 2 {
                     missed[topic] = (missed[topic]?.lowerBound ?? first)...last
                     return false
                 }
                 reportGaps()
-            } else if queued > limit {
+            } else if backlog > limit {
                 switch broker.configuration.slowConsumer {
                 case .close:
-                    close(.tryAgainLater, "slow consumer: \(queued) bytes queued")
+                    close(.tryAgainLater, "slow consumer: \(backlog) bytes queued")
                     return false
                 case .drop:
                     broker.logger.notice("slow consumer: dropping messages", metadata: [
-                        "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(queued)",
+                        "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(backlog)",
                     ])
                     missed[topic] = first...last
                     watchWritability()
@@ -235,11 +248,28 @@ final class Session: Hashable {
         return !needsFlush
     }
 
+    /// What earlier flushes handed to the socket and the kernel has not taken yet. Everything
+    /// the connection writes outside a hub's batch is flushed at once (answers at the end of
+    /// their read, catch-up pages, acks after a commit), so during a batch the bytes not yet
+    /// flushed are exactly `unflushedBytes`.
+    private var backlog: Int {
+        max(0, socket.bufferedAmountOnLoop - unflushedBytes)
+    }
+
+    /// Hands the frames gathered so far in this batch to the kernel; the hub still flushes
+    /// the session at the end of the batch for what comes after.
+    private func writeGathered() {
+        unflushedBytes = 0
+        socket.flush()
+    }
+
     /// Tells a consumer that caught up which sequence ranges it missed, per topic.
     private func reportGaps() {
         var count: UInt64 = 0
         for (topic, range) in missed.sorted(by: { $0.key.name < $1.key.name }) {
-            socket.queueEncoded(Self.gapFrame(topic, range))
+            let frame = Self.gapFrame(topic, range)
+            socket.queueEncoded(frame)
+            unflushedBytes += frame.readableBytes
             count += range.upperBound - range.lowerBound + 1
         }
         broker.logger.info("slow consumer caught up", metadata: [
@@ -347,7 +377,7 @@ final class Session: Hashable {
     /// dropped hears about its gaps now rather than with the next message.
     private func socketWritable() {
         for entry in catchUps.values { entry.catchUp.resume() }
-        if !missed.isEmpty, !closing, socket.bufferedAmountOnLoop <= broker.configuration.maxQueuedBytes / 2 {
+        if !missed.isEmpty, !closing, backlog <= broker.configuration.maxQueuedBytes / 2 {
             reportGaps()
             flush()
         }
