@@ -18,7 +18,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// answered `too_large`. A frame larger than this plus `WireProtocol.requestOverhead`
     /// closes the connection with 1009. Default 1 MiB.
     public var maxPayload = 1 << 20
-    /// Outbound bytes a subscriber may have queued before the slow-consumer policy applies. Default 4 MiB.
+    /// Outbound bytes a subscriber may leave unwritten (handed to its socket, not yet taken by
+    /// the kernel) before the slow-consumer policy applies. Default 4 MiB.
     public var maxQueuedBytes = 4 << 20
     /// What happens to a subscriber past `maxQueuedBytes`. Default `close` (1013).
     public var slowConsumer = SlowConsumerPolicy.close

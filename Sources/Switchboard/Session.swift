@@ -17,9 +17,6 @@ final class Session: Hashable {
     /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
     /// handed to the kernel, so no measure of how far behind the reader is.
     private var unflushedBytes = 0
-    /// The slow-consumer limit is under the channel's high write watermark: a writable socket
-    /// may then hold more than the limit, so every run is judged, not only once it is unwritable.
-    private let limitBelowWatermark: Bool
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
     private var closing = false
@@ -48,8 +45,15 @@ final class Session: Hashable {
         self.principal = principal
         self.broker = broker
         self.hub = hub
-        let watermark = (try? socket.channel.syncOptions?.getOption(.writeBufferWaterMark))?.high ?? 0
-        limitBelowWatermark = broker.configuration.maxQueuedBytes < watermark
+        // A limit under the channel's write watermark lowers the watermark to it: the socket
+        // then turns unwritable once it holds more than the limit (when `enqueue` judges it)
+        // and writable again at half (when a slow consumer hears of its gaps).
+        let limit = broker.configuration.maxQueuedBytes
+        if let options = socket.channel.syncOptions, let mark = try? options.getOption(.writeBufferWaterMark),
+            limit < mark.high
+        {
+            try? options.setOption(.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+        }
     }
 
     /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
@@ -185,8 +189,8 @@ final class Session: Hashable {
     /// so they are left out; to keep them bounded all the same, they are flushed mid-batch
     /// once they would pass half the limit, and the backlog is judged after that flush. The
     /// check is made once per run (a run is bounded by `Hub.maxRunBytes`), and only when a
-    /// backlog over the limit is possible: the socket is unwritable, messages are being
-    /// dropped, or the limit is under the channel's write watermark. Once messages are
+    /// backlog over the limit is possible: the socket is unwritable (its write watermark is
+    /// at most the limit, see `init`) or messages are being dropped. Once messages are
     /// dropped for a slow consumer, every run is dropped until its backlog is down to half
     /// the limit; then the gap notice goes out (when the socket drains, or first thing
     /// before the next run), so each gap is one contiguous range reported before the
@@ -218,7 +222,7 @@ final class Session: Hashable {
     private func enqueue(_ frame: ByteBuffer, topic: Topic, first: UInt64, last: UInt64) -> Bool {
         let limit = broker.configuration.maxQueuedBytes
         let gathered = unflushedBytes + frame.readableBytes
-        if !socket.isWritableOnLoop || !missed.isEmpty || gathered > limit / 2 || limitBelowWatermark {
+        if !socket.isWritableOnLoop || !missed.isEmpty || gathered > limit / 2 {
             if gathered > limit / 2, unflushedBytes > 0 { writeGathered() }
             let backlog = self.backlog
             if !missed.isEmpty {

@@ -104,10 +104,10 @@ import WebSockets
     /// A broker with the `drop` policy, a stalled subscriber and a normal one on `feed.*`,
     /// and a publisher.
     func withDroppingBroker(
-        _ body: (TestBroker, RawPeer, Client, Tracker, Client) async throws -> Void
+        limit: Int = Self.limit, _ body: (TestBroker, RawPeer, Client, Tracker, Client) async throws -> Void
     ) async throws {
         try await TestBroker.with({
-            $0.maxQueuedBytes = Self.limit
+            $0.maxQueuedBytes = limit
             $0.slowConsumer = .drop
         }) { broker in
             let slow = try await stalledSubscriber(broker, topic: "feed.*")
@@ -189,6 +189,36 @@ import WebSockets
             let notice = try #require(gap)
             #expect(seqs == Array(1...seqs.count))
             #expect(notice.int("from") == seqs.count + 1 && notice.int("to") == published, "\(notice)")
+            slow.close()
+            await normal.close()
+            await publisher.close()
+        }
+    }
+
+    /// A limit under the channel's write watermark (64 kB), where a socket that is still
+    /// writable can hold more than the limit: the stalled subscriber's messages are dropped
+    /// with a gap notice, never lost silently.
+    @Test func limitUnderTheWriteWatermarkStillReportsWhatIsDropped() async throws {
+        try await withDroppingBroker(limit: 8 * 1024) { broker, slow, normal, tracker, publisher in
+            let dropping = { broker.logs.all.contains { $0.message == "slow consumer: dropping messages" } }
+            var published = 0
+            while published < Self.maxMessages, !dropping() {
+                try await tracker.wait(for: published - Self.window)
+                published = try await publisher.publish("feed.a", Self.data)
+            }
+            #expect(dropping(), "the broker never dropped messages for the stalled subscriber")
+            for _ in 0..<5 { published = try await publisher.publish("feed.a", Self.data) }
+            try await tracker.wait(for: published)
+            #expect(tracker.seqs.withLockedValue { $0 } == Array(1...published))
+
+            try await slow.resumeReading()
+            let account = Account()
+            for _ in 0...published where account.last < published {
+                account.add(try await slow.readFrame(timeout: .seconds(20)).text)
+            }
+            #expect(account.last == published)
+            #expect(account.breaks.isEmpty, "\(account.breaks)")
+            #expect(account.gaps > 0)
             slow.close()
             await normal.close()
             await publisher.close()

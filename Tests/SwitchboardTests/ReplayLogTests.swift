@@ -422,7 +422,9 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         let gaps = NIOLockedValueBox<Int>(0)
         let finished = DispatchSemaphore(value: 0)
         let stop = NIOLockedValueBox(false)
+        let published = DispatchSemaphore(value: 0)
         let publisher = Thread {
+            defer { published.signal() }
             // Bursts of 50, one loop task per burst (as a hub drains its inbox), ~25k/s, at
             // most 60,000 messages: a replay slower than the publisher (a debug build on a
             // loaded machine) never catches up, so publishing must end for the test to.
@@ -469,7 +471,7 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         #expect(finished.wait(timeout: .now() + 120) == .success)
         usleep(50_000)
         stop.withLockedValue { $0 = true }
-        while !publisher.isFinished { usleep(1000) }
+        #expect(published.wait(timeout: .now() + 60) == .success, "the publisher thread did not stop")
         try loop.submit {}.wait()
         let seqs = received.withLockedValue { $0 }
         let last = sequence.withLockedValue { $0 }
