@@ -44,11 +44,24 @@ import WebSockets
         }
     }
 
+    /// A broker's first life: `body` runs on a broker retaining `rules`, which then shuts down
+    /// and leaves its files for a restart on the returned directory (the caller removes it).
+    static func firstLife(_ rules: String, _ body: (TestBroker) async throws -> Void) async throws -> URL {
+        let broker = try await TestBroker.start(retaining(rules))
+        do {
+            try await body(broker)
+            try await broker.shutdown()
+        } catch {
+            try? await broker.stop()
+            throw error
+        }
+        return broker.directory
+    }
+
     @Test func sinceOlderThanWhatIsRetainedGetsAGapFirst() async throws {
         var options = ReplayLog.Options()
         options.pruneInterval = 0.02
-        let broker = try await TestBroker.start(Self.retaining("chat.> count=10"), replayOptions: options)
-        do {
+        try await TestBroker.with(Self.retaining("chat.> count=10"), replayOptions: options) { broker in
             let publisher = try await broker.client()
             for n in 1...30 { try await publisher.publish("chat.a", "\(n)") }
             try await eventually("retention to prune 20 messages") {
@@ -62,10 +75,6 @@ import WebSockets
                 #expect(try await subscriber.nextJSON().int("seq") == n)
             }
             try await subscriber.expectNothingPending()
-            try await broker.stop()
-        } catch {
-            try? await broker.stop()
-            throw error
         }
     }
 
@@ -135,19 +144,13 @@ import WebSockets
     }
 
     @Test func aRestartContinuesEveryTopicsSequenceAndKeepsTheLog() async throws {
-        let first = try await TestBroker.start(Self.retaining("chat.>"))
-        let directory = first.directory
-        defer { try? FileManager.default.removeItem(at: directory) }
-        do {
+        let directory = try await Self.firstLife("chat.>") { first in
             let publisher = try await first.client()
             for n in 1...10 { try await publisher.publish("chat.a", "\(n)") }
             for n in 1...5 { try await publisher.publish("news.x", "\(n)") }
             await publisher.close()
-            try await first.shutdown()
-        } catch {
-            try? await first.shutdown()
-            throw error
         }
+        defer { try? FileManager.default.removeItem(at: directory) }
         try await TestBroker.with(Self.retaining("chat.>"), directory: directory) { second in
             let publisher = try await second.client()
             #expect(try await publisher.publish("chat.a", "11") == 11)
@@ -163,23 +166,15 @@ import WebSockets
     /// The issue's case: rules tightened across a restart apply to the very first resume,
     /// with no background pass run yet (the interval is an hour here).
     @Test func retentionByCountHoldsRightAfterARestart() async throws {
-        let first = try await TestBroker.start(Self.retaining("chat.>"))
-        let directory = first.directory
-        defer { try? FileManager.default.removeItem(at: directory) }
-        do {
+        let directory = try await Self.firstLife("chat.>") { first in
             let publisher = try await first.client()
             for n in 1...300 { try await publisher.send(#"{"op":"pub","topic":"chat.a","data":\#(n)}"#) }
             #expect(try await publisher.publish("chat.a", "\"last\"") == 301)
             await publisher.close()
-            try await first.shutdown()
-        } catch {
-            try? await first.shutdown()
-            throw error
         }
         var options = ReplayLog.Options()
         options.pruneInterval = 3600
-        let second = try await TestBroker.start(Self.retaining("chat.> count=100"), directory: directory, replayOptions: options)
-        do {
+        try await TestBroker.with(Self.retaining("chat.> count=100"), directory: directory, replayOptions: options) { second in
             let subscriber = try await second.client()
             _ = try await subscriber.request(#"{"op":"sub","topic":"chat.a","since":0}"#)
             let gap = try await subscriber.nextJSON()
@@ -189,10 +184,6 @@ import WebSockets
             for _ in 202...301 { seqs.append(try await subscriber.nextJSON().int("seq") ?? -1) }
             #expect(seqs == Array(202...301))
             try await subscriber.expectNothingPending()
-            try await second.shutdown()
-        } catch {
-            try? await second.shutdown()
-            throw error
         }
     }
 

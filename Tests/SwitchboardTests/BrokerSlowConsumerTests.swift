@@ -124,7 +124,7 @@ import WebSockets
             while published < Self.maxMessages, after < 20 {
                 try await tracker.wait(for: published - Self.window)
                 published = try await publisher.publish("feed.a", Self.data)
-                if broker.logs.all.contains(where: { $0.message == "slow consumer: dropping messages" }) { after += 1 }
+                if Self.isDropping(broker) { after += 1 }
             }
             #expect(after == 20, "the broker never dropped messages for the stalled subscriber")
             try await tracker.wait(for: published)
@@ -170,7 +170,7 @@ import WebSockets
         try await withDroppingBroker { broker, slow, normal, tracker, publisher in
             var published = 0
             while published < Self.maxMessages,
-                !broker.logs.all.contains(where: { $0.message == "slow consumer: dropping messages" })
+                !Self.isDropping(broker)
             {
                 try await tracker.wait(for: published - Self.window)
                 published = try await publisher.publish("feed.a", Self.data)
@@ -195,30 +195,43 @@ import WebSockets
         }
     }
 
+    /// Whether the broker has started dropping messages for a slow consumer.
+    static func isDropping(_ broker: TestBroker) -> Bool {
+        broker.logs.all.contains { $0.message == "slow consumer: dropping messages" }
+    }
+
+    /// Lets a stalled subscriber read again and reads until everything up to `published` is
+    /// accounted for (the gap notice comes when its socket drains): every seq in order, as a
+    /// message or in a gap notice, and at least one gap.
+    func expectAccountedForWithGaps(
+        _ slow: RawPeer, upTo published: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        try await slow.resumeReading()
+        let account = Account()
+        for _ in 0...published where account.last < published {
+            account.add(try await slow.readFrame(timeout: .seconds(20)).text)
+        }
+        #expect(account.last == published, sourceLocation: sourceLocation)
+        #expect(account.breaks.isEmpty, "\(account.breaks)", sourceLocation: sourceLocation)
+        #expect(account.gaps > 0, "nothing was dropped", sourceLocation: sourceLocation)
+    }
+
     /// A limit under the channel's write watermark (64 kB), where a socket that is still
     /// writable can hold more than the limit: the stalled subscriber's messages are dropped
     /// with a gap notice, never lost silently.
     @Test func limitUnderTheWriteWatermarkStillReportsWhatIsDropped() async throws {
         try await withDroppingBroker(limit: 8 * 1024) { broker, slow, normal, tracker, publisher in
-            let dropping = { broker.logs.all.contains { $0.message == "slow consumer: dropping messages" } }
             var published = 0
-            while published < Self.maxMessages, !dropping() {
+            while published < Self.maxMessages, !Self.isDropping(broker) {
                 try await tracker.wait(for: published - Self.window)
                 published = try await publisher.publish("feed.a", Self.data)
             }
-            #expect(dropping(), "the broker never dropped messages for the stalled subscriber")
+            #expect(Self.isDropping(broker), "the broker never dropped messages for the stalled subscriber")
             for _ in 0..<5 { published = try await publisher.publish("feed.a", Self.data) }
             try await tracker.wait(for: published)
             #expect(tracker.seqs.withLockedValue { $0 } == Array(1...published))
 
-            try await slow.resumeReading()
-            let account = Account()
-            for _ in 0...published where account.last < published {
-                account.add(try await slow.readFrame(timeout: .seconds(20)).text)
-            }
-            #expect(account.last == published)
-            #expect(account.breaks.isEmpty, "\(account.breaks)")
-            #expect(account.gaps > 0)
+            try await expectAccountedForWithGaps(slow, upTo: published)
             slow.close()
             await normal.close()
             await publisher.close()
@@ -301,24 +314,15 @@ import WebSockets
             let publisher = try await RawPeer.upgraded(port: broker.port, token: try broker.token().token)
             // Bursts of 100 publishes of 3 kB until the broker drops (at most 50: 15 MB).
             var published = 0
-            for _ in 0..<50 where !broker.logs.all.contains(where: { $0.message == "slow consumer: dropping messages" }) {
+            for _ in 0..<50 where !Self.isDropping(broker) {
                 try await publisher.send(Self.burst(topic: "burst", count: 100, data: Self.data))
                 let ack = try JSON(try await publisher.readFrame().text)
                 #expect(ack["op"] == "ack" && ack.int("seq") == published + 100, "\(ack)")
                 published += 100
             }
-            #expect(broker.logs.all.contains { $0.message == "slow consumer: dropping messages" })
+            #expect(Self.isDropping(broker), "the broker never dropped messages for the stalled subscriber")
 
-            // Everything up to the last seq is accounted for once the subscriber reads again:
-            // the gap notice comes when its socket drains.
-            try await slow.resumeReading()
-            let account = Account()
-            for _ in 0...published where account.last < published {
-                account.add(try await slow.readFrame(timeout: .seconds(20)).text)
-            }
-            #expect(account.last == published)
-            #expect(account.breaks.isEmpty, "\(account.breaks)")
-            #expect(account.gaps > 0, "nothing was dropped")
+            try await expectAccountedForWithGaps(slow, upTo: published)
             #expect(!broker.logs.all.contains { $0.message == "closing connection" })
             publisher.close()
             slow.close()

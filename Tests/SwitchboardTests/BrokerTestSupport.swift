@@ -77,9 +77,9 @@ final class TestBroker: Sendable {
     /// Starts a broker, runs `body`, shuts the broker down (also when `body` throws).
     static func with<T>(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
-        directory: URL? = nil, _ body: (TestBroker) async throws -> T
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(), _ body: (TestBroker) async throws -> T
     ) async throws -> T {
-        let broker = try await start(configure, group: group, directory: directory)
+        let broker = try await start(configure, group: group, directory: directory, replayOptions: replayOptions)
         do {
             let result = try await body(broker)
             try await broker.stop()
