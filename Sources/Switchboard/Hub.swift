@@ -59,15 +59,20 @@ final class Hub: Sendable {
     /// Everything the loop owns.
     final class State {
         var index = SubscriptionIndex<Session>()
-        var sessions: Set<Session> = []
         /// Reused between messages so matching does not allocate.
         var matches: Set<Session> = []
         var touched: [Session] = []
+        /// The sessions by token and by expiry, for revocation and expiry.
+        let access: AccessIndex
+
+        init(access: AccessIndex) {
+            self.access = access
+        }
     }
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: eventLoop)
+        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
     }
 
     /// Queues a message for this loop's subscribers; any thread.
@@ -137,12 +142,12 @@ final class Hub: Sendable {
     // MARK: Loop-only bookkeeping
 
     func add(_ session: Session) {
-        state.value.sessions.insert(session)
+        state.value.access.add(session)
     }
 
     func remove(_ session: Session) {
         let state = state.value
-        state.sessions.remove(session)
+        state.access.remove(session)
         for pattern in session.subscriptions {
             state.index.remove(pattern, session)
         }
@@ -157,5 +162,6 @@ final class Hub: Sendable {
         state.value.index.remove(pattern, session)
     }
 
-    var sessions: Set<Session> { state.value.sessions }
+    /// The live sessions of opaque token `id`.
+    func sessions(token id: String) -> Set<Session> { state.value.access.sessions(token: id) }
 }
