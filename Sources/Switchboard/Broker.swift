@@ -51,19 +51,12 @@ public final class Broker: Sendable {
     private let topicEviction = NIOLockedValueBox<RepeatedTask?>(nil)
 
     /// The topics in memory (last seq and publish time), the topics whose last seq is being
-    /// read back from the replay log with the publishes waiting for it (in arrival order),
-    /// and how many messages were published.
+    /// read back from the replay log with whom to tell when it is, and how many messages
+    /// were published.
     private struct Sequencing {
         var topics = TopicTable()
-        var loading: [Topic: [Waiting]] = [:]
+        var loading: [Topic: [@Sendable (Result<Void, ReplayError>) -> Void]] = [:]
         var published: UInt64 = 0
-    }
-
-    /// A publish waiting for its topic's last seq.
-    private struct Waiting {
-        var publish: Publish
-        var committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
-        var deferred: @Sendable (RequestID?, Sequenced) -> Void
     }
 
     /// - Parameter replayLog: the log retaining the configured topics (open it with
@@ -268,8 +261,8 @@ public final class Broker: Sendable {
         case rejected(ReplayError)
         /// Not published: `maxTopics` topics are in memory and none can be evicted.
         case tooManyTopics
-        /// Its topic's last seq is being read back from the replay log; `deferred` will be
-        /// called with what became of it.
+        /// Not published yet: its topic's last seq is being read back from the replay log;
+        /// `loaded` is called once it is in memory (publish again) or could not be read.
         case deferred
     }
 
@@ -280,13 +273,14 @@ public final class Broker: Sendable {
     ///
     /// A topic the broker does not hold in memory (not published since start, or evicted
     /// while idle) that the log does not retain has its last seq read from the log first,
-    /// off the caller's thread: the publish returns `.deferred`, and `deferred` gets its id
-    /// and outcome (on a reader thread) once it is sequenced. Publishes to that topic meanwhile
-    /// wait behind it, in order.
+    /// off the caller's thread: the publish returns `.deferred`, and `loaded` is called (on
+    /// a reader thread) once the topic is in memory or could not be read. The caller then
+    /// publishes again from its own thread, so that its answer still comes before the message
+    /// reaches its own subscriptions.
     func publish(
         _ publish: Publish, from publisher: Principal,
         committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil,
-        deferred: @escaping @Sendable (RequestID?, Sequenced) -> Void = { _, _ in }
+        loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
         let now = Self.milliseconds()
         let retained = replayLog?.retains(publish.topic) ?? false
@@ -295,15 +289,14 @@ public final class Broker: Sendable {
         var load = false
         let outcome = sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
             if state.topics.state(of: publish.topic) == nil {
-                let waiting = Waiting(publish: publish, committed: committed, deferred: deferred)
                 if state.loading[publish.topic] != nil {
-                    state.loading[publish.topic]?.append(waiting)
+                    state.loading[publish.topic]?.append(loaded)
                     return .deferred
                 }
                 guard makeRoom(&state) else { return .tooManyTopics }
                 // A retained topic is in memory from the start: one that is not is new.
                 if replayLog != nil, !retained {
-                    state.loading[publish.topic] = [waiting]
+                    state.loading[publish.topic] = [loaded]
                     load = true
                     return .deferred
                 }
@@ -311,7 +304,7 @@ public final class Broker: Sendable {
             return sequence(publish, retained: retained, publisher: publisherLabel, now: now, committed, &state)
         }
         if load, let replayLog {
-            replayLog.lookUpSequence(publish.topic) { [self] result in loaded(publish.topic, result) }
+            replayLog.lookUpSequence(publish.topic) { [self] result in read(publish.topic, result) }
         }
         return outcome
     }
@@ -352,29 +345,23 @@ public final class Broker: Sendable {
         return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
     }
 
-    /// A topic's last seq was read back: the publishes that waited for it are sequenced, in
-    /// order, and told what became of them.
-    private func loaded(_ topic: Topic, _ result: Result<UInt64, ReplayError>) {
-        let now = Self.milliseconds()
-        let outcomes = sequencing.withLockedValue { (state: inout Sequencing) -> [(Waiting, Sequenced)] in
+    /// A topic's last seq was read back: the topic is in memory, and the publishers that
+    /// waited for it are told.
+    private func read(_ topic: Topic, _ result: Result<UInt64, ReplayError>) {
+        let waiting = sequencing.withLockedValue {
+            (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
             guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
-            switch result {
-            case .failure(let error):
-                return waiting.map { ($0, .rejected(error)) }
-            case .success(let sequence):
+            if case .success(let sequence) = result {
                 // Read from the store, so already durable: note 0.
                 state.topics.update(topic, .init(sequence: sequence, time: 0), note: 0)
-                return waiting.map { waiting in
-                    let outcome = self.sequence(
-                        waiting.publish, retained: false, publisher: nil, now: now, waiting.committed, &state)
-                    return (waiting, outcome)
-                }
             }
+            return waiting
         }
-        if case .failure(let error) = result {
+        let outcome: Result<Void, ReplayError> = result.map { _ in }
+        if case .failure(let error) = outcome {
             logger.error("cannot read a topic's last seq", metadata: ["topic": "\(topic)", "error": "\(error)"])
         }
-        for (waiting, outcome) in outcomes { waiting.deferred(waiting.publish.id, outcome) }
+        for loaded in waiting { loaded(outcome) }
     }
 
     /// Whether a topic may be added: under `maxTopics`, or once the least recently published

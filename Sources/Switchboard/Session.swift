@@ -41,7 +41,7 @@ final class Session: Hashable {
     private var rateLimit: RequestRateLimit
     /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
     /// the requests that came after it wait too, so they are carried out in the order sent.
-    private var awaitingTopic = false
+    private var awaitingTopic: Publish?
     private var held: [WebSocketMessage] = []
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
@@ -66,7 +66,7 @@ final class Session: Hashable {
     // MARK: Requests
 
     func handle(_ message: WebSocketMessage) {
-        guard !awaitingTopic else {
+        guard awaitingTopic == nil else {
             guard held.count < Self.heldLimit else {
                 return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
             }
@@ -162,46 +162,46 @@ final class Session: Hashable {
                 if schedule { session.eventLoop.execute { session.value.writeCommitted() } }
             }
         }
-        let outcome = broker.publish(publish, from: principal, committed: onCommit, deferred: deferredAnswer)
-        if case .deferred = outcome { awaitingTopic = true }
-        answerPublish(publish.id, outcome)
-    }
-
-    /// Answers a deferred publish on this loop (made once: not a closure per publish). It
-    /// holds the session until `connectionClosed` replaces it.
-    private lazy var deferredAnswer: @Sendable (RequestID?, Broker.Sequenced) -> Void = {
-        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
-        return { id, outcome in
-            session.eventLoop.execute {
-                session.value.answerPublish(id, outcome)
-                session.value.resumeHeld()
-            }
-        }
-    }()
-
-    private func answerPublish(_ id: RequestID?, _ outcome: Broker.Sequenced) {
-        switch outcome {
+        switch broker.publish(publish, from: principal, committed: onCommit, loaded: topicLoaded) {
         case .published(let sequence):
-            if let id { reply(.ack(id: id, sequence: sequence)) }
-        case .awaitingCommit, .deferred:
+            if let id = publish.id { reply(.ack(id: id, sequence: sequence)) }
+        case .awaitingCommit:
             break
+        case .deferred:
+            awaitingTopic = publish
         case .rejected(let error):
-            reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: id)))
+            reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
         case .tooManyTopics:
             reply(.error(ProtocolError(
-                .limitExceeded, "the broker holds its limit of \(broker.configuration.maxTopics) topics", id: id)))
+                .limitExceeded, "the broker holds its limit of \(broker.configuration.maxTopics) topics",
+                id: publish.id)))
         }
     }
 
-    /// The deferred publish is answered: carries out the requests that waited behind it, until
-    /// one of them waits for a topic in turn.
-    private func resumeHeld() {
-        awaitingTopic = false
+    /// Tells this session, on its loop, that the topic its publish waits for is in memory
+    /// (made once: not a closure per publish). It holds the session until `connectionClosed`
+    /// replaces it.
+    private lazy var topicLoaded: @Sendable (Result<Void, ReplayError>) -> Void = {
+        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+        return { result in session.eventLoop.execute { session.value.resume(result) } }
+    }()
+
+    /// Publishes again what waited for its topic (or answers that it cannot be), then carries
+    /// out the requests that waited behind it, until one of them waits for a topic in turn.
+    private func resume(_ result: Result<Void, ReplayError>) {
+        guard let publish = awaitingTopic else { return }
+        awaitingTopic = nil
+        switch result {
+        case .success:
+            self.publish(publish)
+        case .failure(let error):
+            reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
+        }
         var waiting: [WebSocketMessage] = []
         swap(&waiting, &held)
         for (index, message) in waiting.enumerated() {
-            guard !awaitingTopic else {
-                held = Array(waiting[index...])
+            guard awaitingTopic == nil else {
+                held.insert(contentsOf: waiting[index...], at: 0)
                 return
             }
             handle(message)
@@ -438,7 +438,7 @@ final class Session: Hashable {
     /// The connection is gone: stop its replays (they hold the session).
     func connectionClosed() {
         closing = true
-        deferredAnswer = { _, _ in }
+        topicLoaded = { _ in }
         for entry in catchUps.values { entry.catchUp.cancel() }
         catchUps.removeAll()
     }
