@@ -180,15 +180,21 @@ public struct ResumeMerger<Live> {
                 continue
             }
             bufferBytes -= entry.size
-            let base = baseline(entry.topic)
-            guard entry.sequence > base else { continue }
-            if entry.sequence > base + 1 {
-                out.append(.gap(topic: entry.topic, missing: (base + 1)...(entry.sequence - 1)))
-            }
-            out.append(.live(entry.item))
-            delivered[entry.topic] = entry.sequence
+            release(entry, into: &out)
         }
         buffer = kept
+    }
+
+    /// A held live message goes out, after the gap before it if any; skipped when it was
+    /// already delivered.
+    private mutating func release(_ entry: (topic: Topic, sequence: UInt64, item: Live, size: Int), into out: inout [Output]) {
+        let base = baseline(entry.topic)
+        guard entry.sequence > base else { return }
+        if entry.sequence > base + 1 {
+            out.append(.gap(topic: entry.topic, missing: (base + 1)...(entry.sequence - 1)))
+        }
+        out.append(.live(entry.item))
+        delivered[entry.topic] = entry.sequence
     }
 
     /// A page read from the log.
@@ -238,15 +244,7 @@ public struct ResumeMerger<Live> {
     public mutating func finish(into out: inout [Output]) {
         guard phase == .catchingUp else { return }
         resolving = false
-        for entry in buffer {
-            let base = baseline(entry.topic)
-            guard entry.sequence > base else { continue }
-            if entry.sequence > base + 1 {
-                out.append(.gap(topic: entry.topic, missing: (base + 1)...(entry.sequence - 1)))
-            }
-            out.append(.live(entry.item))
-            delivered[entry.topic] = entry.sequence
-        }
+        for entry in buffer { release(entry, into: &out) }
         buffer.removeAll()
         bufferBytes = 0
         for (topic, seq) in required.sorted(by: { $0.key.name < $1.key.name }) {
