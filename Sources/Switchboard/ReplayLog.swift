@@ -319,6 +319,9 @@ public final class ReplayLog: @unchecked Sendable {
     @discardableResult
     public func recordSequence(topic: Topic, sequence: UInt64) -> UInt64 {
         condition.lock()
+        // The first note since the last write starts the flush interval: a waiting writer
+        // must learn its deadline (it may be asleep until the next pruning pass).
+        let wake = pendingSequences.isEmpty && writerWaiting
         if let known = pendingSequences[topic] {
             if sequence > known { pendingSequences[topic] = sequence }
         } else {
@@ -326,7 +329,9 @@ public final class ReplayLog: @unchecked Sendable {
         }
         sequenceNotes += 1
         let ticket = sequenceNotes
+        if wake { writerWaiting = false }
         condition.unlock()
+        if wake { condition.signal() }
         return ticket
     }
 

@@ -127,6 +127,19 @@ import WebSockets
         }
     }
 
+    @Test func aSeqNoteIsCommittedWithinTheFlushIntervalEvenWhenTheWriterSleeps() async throws {
+        let directory = TempDirectory()
+        var options = ReplayLog.Options()
+        options.pruneInterval = 3600  // nothing else would wake the writer for an hour
+        let log = try ReplayLog(path: directory.path("r.db"), configuration: ReplayConfiguration(), options: options)
+        defer { log.close() }
+        for round in 1...3 {
+            let ticket = log.recordSequence(topic: try Topic("t.\(round)"), sequence: 1)
+            try await eventually("note \(round) to be committed") { log.durableSequenceNotes >= ticket }
+        }
+        #expect(try log.lastSequences().count == 3)
+    }
+
     @Test func idleTopicsLeaveMemoryAndContinueAfterwardsAndAfterARestart() async throws {
         let first = try await TestBroker.start({ $0.topicIdleSeconds = 1 })
         let directory = first.directory
