@@ -123,11 +123,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
         } catch {
             throw Error(source: path, key: "(file)", problem: "is not valid JSON: \(error.localizedDescription)")
         }
-        for key in object.keys.sorted() {
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
             guard Self.keys.contains(where: { $0.key == key }) else {
                 throw Error(source: path, key: key, problem: "unknown key (known: \(Self.keys.map(\.key).joined(separator: ", ")))")
             }
-            let value = object[key]!
             let text: String
             switch value {
             case let string as String: text = string

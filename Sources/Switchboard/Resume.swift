@@ -226,8 +226,8 @@ public struct ResumeMerger<Live> {
         // first and last of one topic means all of one topic, and their seqs tell whether
         // they are contiguous.
         guard let first = page.messages.first, let last = page.messages.last, first.topic == last.topic,
-            last.sequence - first.sequence == UInt64(page.messages.count - 1),
-            first.sequence == baseline(first.topic) + 1
+            last.sequence >= first.sequence, last.sequence - first.sequence == UInt64(page.messages.count - 1),
+            first.sequence > 0, first.sequence - 1 == baseline(first.topic)
         else { return false }
         delivered[first.topic] = last.sequence
         return true
@@ -280,6 +280,9 @@ public struct ResumeMerger<Live> {
 /// 4. When the log is exhausted and every append made before the subscription (and before
 ///    any buffer overflow) has settled, the buffer is drained and `finished` is called; from
 ///    then on the session delivers live messages directly.
+///
+/// Every method runs on `eventLoop`; `preconditionInEventLoop` checks the callers (the
+/// session, on its own loop), and no input decides where a call runs.
 public final class ReplayCatchUp<Live>: @unchecked Sendable {
     public typealias Output = ResumeMerger<Live>.Output
 

@@ -210,7 +210,14 @@ public final class TokenStore: Sendable {
 
     // MARK: Encoding
 
-    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    /// Unix milliseconds, clamped to what an Int64 holds (an expiry centuries away must not trap).
+    static func milliseconds(_ date: Date) -> Int64 {
+        let value = (date.timeIntervalSince1970 * 1000).rounded()
+        guard value.isFinite else { return value < 0 ? .min : .max }
+        if value >= 9_223_372_036_854_775_807 { return .max }
+        if value <= -9_223_372_036_854_775_808 { return .min }
+        return Int64(value)
+    }
     static func date(_ milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
 
     static func encodePermissions(_ permissions: Permissions) throws(StoreError) -> String {

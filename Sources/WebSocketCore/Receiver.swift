@@ -103,6 +103,7 @@ public struct Receiver {
         if unmasker != nil {
             pending.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
                 incoming.withUnsafeReadableBytes { source in
+                    // Non-nil: checked just above, and nothing in between clears it.
                     unmasker!.copy(from: source, to: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
                 }
                 return count
@@ -173,6 +174,7 @@ public struct Receiver {
                 return nil
             }
 
+            // `available == payloadLength` was checked just above.
             let payload = pending.readSlice(length: header.payloadLength)!
             pendingIsPrivate = false
             frame = nil
@@ -235,7 +237,8 @@ public struct Receiver {
         }
         if opcode == .continuation {
             guard let message else { throw .protocolError("continuation frame without a message to continue") }
-            guard message.wireBytes + header.payloadLength <= configuration.maxPayload else {
+            // Subtracted, not added: a 64-bit length near Int.max would overflow the sum.
+            guard header.payloadLength <= configuration.maxPayload - message.wireBytes else {
                 throw .tooBig("message exceeds \(configuration.maxPayload) bytes")
             }
         } else {
@@ -250,6 +253,7 @@ public struct Receiver {
 
     /// Acts on a frame whose payload is complete; returns an event when one is ready.
     private mutating func complete(_ header: FrameHeader, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent? {
+        // `accept` refused reserved opcodes (nil) before the payload was read.
         switch header.opcode! {
         case .ping:
             return .ping(payload)
@@ -275,6 +279,7 @@ public struct Receiver {
             message = partial
             return nil
         case .continuation:
+            // `accept` refused a continuation without a message in progress.
             var partial = message!
             message = nil  // so that `partial` holds the only reference and grows in place
             try append(payload, isFinal: header.fin, to: &partial)

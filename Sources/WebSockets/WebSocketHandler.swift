@@ -50,7 +50,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // fan-out touches them once per connection and message, after the other connections'
     // writes have pushed them out of cache, so every further line touched is another miss
     // (spread over the ~500-byte object, a fan-out send stalled on four lines).
-    private var context: ChannelHandlerContext!
+    private var context: ChannelHandlerContext!  // set in `handlerAdded`, before any event reads it
     private var outbound: ByteBuffer?
     private var state = State.open
     private var needsFlush = false
@@ -491,6 +491,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             var pieceOpcode = opcode
             var pieceBits = reservedBits
             while rest.readableBytes > fragmentSize {
+                // The loop condition leaves more than `fragmentSize` bytes to slice (>= 1: validated).
                 writeFrame(pieceOpcode, fin: false, reservedBits: pieceBits, payload: rest.readSlice(length: fragmentSize)!)
                 pieceOpcode = .continuation
                 pieceBits = []
@@ -621,7 +622,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // no copy). Should more be gathered behind it, copy-on-write copies it first.
                 outbound = bytes
             } else {
-                outbound!.writeImmutableBuffer(bytes)
+                outbound!.writeImmutableBuffer(bytes)  // non-nil: the branch above handles nil
             }
             if let promise { flushOutboundBuffer(promise: promise) }
         }
@@ -631,7 +632,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if outbound == nil {
             outbound = context.channel.allocator.buffer(capacity: max(capacity, 1024))
         }
-        body(&outbound!)
+        body(&outbound!)  // non-nil: set just above
     }
 
     /// Writes the gathered frames to the channel (not yet flushed).

@@ -17,9 +17,9 @@ public final class WebSocketServer: Sendable {
     public struct Options: Sendable {
         /// Address to listen on. Default 127.0.0.1; "0.0.0.0" or "::" for every interface.
         public var host: String = "127.0.0.1"
-        /// Port; 0 picks a free one (see `localAddress`). Default 0.
+        /// Port, 0...65535; 0 picks a free one (see `localAddress`). Default 0.
         public var port: Int = 0
-        /// Listen backlog. Default 511, as `ws`.
+        /// Listen backlog, not negative. Default 511, as `ws`.
         public var backlog: Int32 = 511
         /// Only this path is served (others get 404); nil serves every path. Default nil.
         public var path: String? = nil
@@ -41,12 +41,13 @@ public final class WebSocketServer: Sendable {
         public var responseHeaders: (@Sendable (UpgradeRequest) -> HTTPFields)? = nil
         /// Protocol versions accepted. Default 13 and 8.
         public var versions: Set<WebSocketVersion> = [.v13, .v8]
-        /// Time a client has from connecting to completing its handshake. Default 10 s.
+        /// Time a client has from connecting to completing its handshake (positive). Default 10 s.
         public var handshakeTimeout: TimeAmount = .seconds(10)
-        /// Bytes a client may send before its handshake completes; past it, 431. Default 16 KiB.
+        /// Bytes a client may send before its handshake completes (at least 1); past it, 431.
+        /// Default 16 KiB.
         public var maxHandshakeSize: Int = 16 * 1024
-        /// Open connections (including those still handshaking); upgrades past it get 503.
-        /// Default 100 000.
+        /// Open connections (including those still handshaking), at least 1; upgrades past it
+        /// get 503. Default 100 000.
         public var maxConnections: Int = 100_000
         /// Keep the open connections in `clients`. Default on, as `ws`.
         public var clientTracking: Bool = true
@@ -66,6 +67,18 @@ public final class WebSocketServer: Sendable {
         public mutating func setProtocols(_ protocols: [String]) {
             self.protocols = protocols
             self.selectSubprotocol = Self.firstSupported(from: protocols)
+        }
+
+        /// Throws `InvalidOption` naming the first option out of its range (`listen()` and
+        /// `upgradeHandler(routes:)` call it, before anything runs on the options).
+        public func validate() throws(InvalidOption) {
+            if unixSocketPath == nil { try InvalidOption.check("port", port, in: 0...65535) }
+            try InvalidOption.check("backlog", backlog, atLeast: 0)
+            try InvalidOption.check("handshakeTimeout", handshakeTimeout, atLeast: .nanoseconds(1))
+            try InvalidOption.check("maxHandshakeSize", maxHandshakeSize, atLeast: 1)
+            try InvalidOption.check("maxConnections", maxConnections, atLeast: 1)
+            do { try connection.validate() } catch { throw error.under("connection") }
+            do { try perMessageDeflate?.validate() } catch { throw error.under("perMessageDeflate") }
         }
 
         static func firstSupported(from supported: [String]) -> @Sendable ([String], UpgradeRequest) -> String? {
@@ -104,8 +117,10 @@ public final class WebSocketServer: Sendable {
     }
 
     /// Starts listening on `options.host` and `options.port`; returns the bound address.
+    /// Throws `InvalidOption` first when an option is out of its range.
     @discardableResult
     public func listen() async throws -> SocketAddress {
+        try options.validate()
         if let tls = options.tls {
             let context = try ReloadableTLSContext(configuration: tls)
             tlsContext.withLockedValue { $0 = context }
@@ -127,7 +142,12 @@ public final class WebSocketServer: Sendable {
             channel = try await bootstrap.bind(host: options.host, port: options.port).get()
         }
         state.withLockedValue { $0.listener = channel }
-        return channel.localAddress!
+        guard let address = channel.localAddress else {
+            // A bound socket has an address; should the kernel not report it, say so.
+            try? await channel.close()
+            throw ChannelError.unknownLocalAddress
+        }
+        return address
     }
 
     /// Sizes each connection's reads. NIO keeps a connection's last read buffer for reuse
@@ -172,9 +192,11 @@ public final class WebSocketServer: Sendable {
     /// the bytes after an upgrade request; when added, this handler swaps it (and its
     /// encoder) for a pair that forwards them, so frames a client sends right behind its
     /// request are not lost. `handshakeTimeout`, `maxHandshakeSize` and `maxConnections` are
-    /// the application's business on its own pipeline and do not apply there.
-    public static func upgradeHandler(routes: [String: WebSocketServer]) -> any ChannelHandler {
-        ServerUpgradeHandler(mode: .attached(routes))
+    /// the application's business on its own pipeline and do not apply there. Throws
+    /// `InvalidOption` when an option of a server in `routes` is out of its range.
+    public static func upgradeHandler(routes: [String: WebSocketServer]) throws(InvalidOption) -> any ChannelHandler {
+        for server in routes.values { try server.options.validate() }
+        return ServerUpgradeHandler(mode: .attached(routes))
     }
 
     private func configureStandalonePipeline(_ channel: any Channel) throws {
