@@ -36,7 +36,8 @@ struct FanOut {
 }
 
 /// The broker's part of one event loop: the sessions of the connections that loop owns,
-/// their subscriptions indexed by pattern, and an inbox of messages to fan out.
+/// indexed by their subscriptions' patterns and by token and expiry (`AccessIndex`), and an
+/// inbox of messages to fan out.
 ///
 /// Invariants:
 /// - `inbox` is the only state touched off the loop; publishers append to it while holding
@@ -72,7 +73,8 @@ final class Hub: Sendable {
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
+        self.state = NIOLoopBoundBox.makeBoxSendingValue(
+            State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
     }
 
     /// Queues a message for this loop's subscribers; any thread.
