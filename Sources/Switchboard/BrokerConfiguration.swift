@@ -27,6 +27,25 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxConnections = 100_000
     /// Subscriptions one connection may hold. Default 1000.
     public var maxSubscriptions = 1000
+    /// Open connections one token may hold (an opaque token by id, a JWT by its `sub`;
+    /// anonymous clients are not counted); the handshake past it is refused with 429.
+    /// Default 1000.
+    public var maxConnectionsPerToken = 1000
+    /// Requests (frames) per second one connection may send, on average; past it requests
+    /// are answered `rate_limited`. 0 turns the limit off. Default 10 000.
+    public var requestRate = 10_000
+    /// Requests a connection may send at once above `requestRate` before `rate_limited`;
+    /// a connection whose refused requests come to as many again is closed with 1008.
+    /// Default 20 000.
+    public var requestBurst = 20_000
+    /// Topics whose state (last seq and time) is held in memory. At the limit the least
+    /// recently published topic the replay log does not retain is evicted to make room
+    /// (once its seq is committed); when none can be, a publish to a new topic is answered
+    /// `limit_exceeded`. Default 100 000.
+    public var maxTopics = 100_000
+    /// Seconds after its last publish a topic the replay log does not retain is evicted from
+    /// memory (its last seq is in the store; its next publish reads it back). Default 600.
+    public var topicIdleSeconds = 600
     /// Seconds between pings to each client (a client that misses a pong for as long is dropped). Default 30; 0 turns it off.
     public var heartbeatSeconds = 30
     /// swift-log level: trace, debug, info, notice, warning, error, critical. Default info.
@@ -79,6 +98,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("anonymous_publish", "SWITCHBOARD_ANONYMOUS_PUBLISH"), ("max_payload", "SWITCHBOARD_MAX_PAYLOAD"),
         ("max_queued_bytes", "SWITCHBOARD_MAX_QUEUED_BYTES"), ("slow_consumer", "SWITCHBOARD_SLOW_CONSUMER"),
         ("max_connections", "SWITCHBOARD_MAX_CONNECTIONS"), ("max_subscriptions", "SWITCHBOARD_MAX_SUBSCRIPTIONS"),
+        ("max_connections_per_token", "SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN"),
+        ("request_rate", "SWITCHBOARD_REQUEST_RATE"), ("request_burst", "SWITCHBOARD_REQUEST_BURST"),
+        ("max_topics", "SWITCHBOARD_MAX_TOPICS"), ("topic_idle_seconds", "SWITCHBOARD_TOPIC_IDLE_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"),
     ] + ReplayConfiguration.keys
@@ -175,6 +197,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
             slowConsumer = policy
         case "max_connections": maxConnections = try integer(in: 1...10_000_000)
         case "max_subscriptions": maxSubscriptions = try integer(in: 1...1_000_000)
+        case "max_connections_per_token": maxConnectionsPerToken = try integer(in: 1...10_000_000)
+        case "request_rate": requestRate = try integer(in: 0...100_000_000)
+        case "request_burst": requestBurst = try integer(in: 1...100_000_000)
+        case "max_topics": maxTopics = try integer(in: 1...100_000_000)
+        case "topic_idle_seconds": topicIdleSeconds = try integer(in: 1...31_536_000)
         case "heartbeat_seconds": heartbeatSeconds = try integer(in: 0...86_400)
         case "log_level":
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -39,6 +39,13 @@ final class Session: Hashable {
     /// Consecutive requests that failed to parse; past a limit the connection is closed.
     private var malformedInARow = 0
     private static let malformedLimit = 16
+    private var rateLimit: RequestRateLimit
+    /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
+    /// the requests that came after it wait too, so they are carried out in the order sent.
+    private var awaitingTopic: Publish?
+    private var held: [WebSocketMessage] = []
+    /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
+    static let heldLimit = 4096
 
     init(socket: WebSocket, principal: Principal, broker: Broker, hub: Hub) {
         self.socket = socket
@@ -54,6 +61,8 @@ final class Session: Hashable {
         {
             try? options.setOption(.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
         }
+        self.rateLimit = RequestRateLimit(
+            rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
 
     /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
@@ -67,6 +76,13 @@ final class Session: Hashable {
     // MARK: Requests
 
     func handle(_ message: WebSocketMessage) {
+        guard awaitingTopic == nil else {
+            guard held.count < Self.heldLimit else {
+                return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
+            }
+            held.append(message)
+            return
+        }
         let request: ClientRequest
         do {
             request = try message.kind == .text
@@ -74,6 +90,7 @@ final class Session: Hashable {
                 : WireProtocol.parse(binary: message.data, limits: broker.limits)
             malformedInARow = 0
         } catch {
+            guard admit(id: error.id) else { return }
             reply(.error(error))
             if error.code == .badJSON || error.code == .badRequest {
                 malformedInARow += 1
@@ -83,6 +100,7 @@ final class Session: Hashable {
             }
             return
         }
+        guard admit(id: request.id) else { return }
         switch request {
         case .subscribe(let id, let pattern, let since):
             subscribe(id: id, pattern, since: since)
@@ -90,6 +108,22 @@ final class Session: Hashable {
             unsubscribe(id: id, pattern)
         case .publish(let publish):
             self.publish(publish)
+        }
+    }
+
+    /// Counts a request against the rate limit; false when it must not be carried out
+    /// (answered `rate_limited`, or the connection is being closed for ignoring that).
+    private func admit(id: RequestID?) -> Bool {
+        switch rateLimit.admit(at: .now()) {
+        case .admitted:
+            return true
+        case .refused:
+            reply(.error(ProtocolError(
+                .rateLimited, "more than \(broker.configuration.requestRate) requests per second", id: id)))
+            return false
+        case .exceeded:
+            close(.policyViolation, "request rate limit exceeded")
+            return false
         }
     }
 
@@ -125,11 +159,11 @@ final class Session: Hashable {
         guard principal.canPublish(publish.topic) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to publish to \(publish.topic.name)", id: publish.id)))
         }
-        var answer: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
+        var onCommit: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
         if let id = publish.id {
             let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
             let committed = committed
-            answer = { sequence, result in
+            onCommit = { sequence, result in
                 let schedule = committed.withLockedValue { committed in
                     committed.answers.append((id, sequence, result))
                     defer { committed.scheduled = true }
@@ -138,13 +172,49 @@ final class Session: Hashable {
                 if schedule { session.eventLoop.execute { session.value.writeCommitted() } }
             }
         }
-        switch broker.publish(publish, from: principal, committed: answer) {
+        switch broker.publish(publish, from: principal, committed: onCommit, loaded: topicLoaded) {
         case .published(let sequence):
             if let id = publish.id { reply(.ack(id: id, sequence: sequence)) }
         case .awaitingCommit:
             break
+        case .deferred:
+            awaitingTopic = publish
         case .rejected(let error):
             reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
+        case .tooManyTopics:
+            reply(.error(ProtocolError(
+                .limitExceeded, "the broker holds its limit of \(broker.configuration.maxTopics) topics",
+                id: publish.id)))
+        }
+    }
+
+    /// Tells this session, on its loop, that the topic its publish waits for is in memory
+    /// (made once: not a closure per publish). It holds the session until `connectionClosed`
+    /// replaces it.
+    private lazy var topicLoaded: @Sendable (Result<Void, ReplayError>) -> Void = {
+        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+        return { result in session.eventLoop.execute { session.value.resume(result) } }
+    }()
+
+    /// Publishes again what waited for its topic (or answers that it cannot be), then carries
+    /// out the requests that waited behind it, until one of them waits for a topic in turn.
+    private func resume(_ result: Result<Void, ReplayError>) {
+        guard let publish = awaitingTopic else { return }
+        awaitingTopic = nil
+        switch result {
+        case .success:
+            self.publish(publish)
+        case .failure(let error):
+            reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
+        }
+        var waiting: [WebSocketMessage] = []
+        swap(&waiting, &held)
+        for (index, message) in waiting.enumerated() {
+            guard awaitingTopic == nil else {
+                held.insert(contentsOf: waiting[index...], at: 0)
+                return
+            }
+            handle(message)
         }
     }
 
@@ -402,6 +472,7 @@ final class Session: Hashable {
     /// The connection is gone: stop its replays (they hold the session).
     func connectionClosed() {
         closing = true
+        topicLoaded = { _ in }
         for entry in catchUps.values { entry.catchUp.cancel() }
         catchUps.removeAll()
     }

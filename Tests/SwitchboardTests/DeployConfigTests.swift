@@ -30,6 +30,9 @@ import Testing
             (#"{"colour":"blue"}"#, "colour"), (#"{"port":"http"}"#, "port"),
             (#"{"anonymous_subscribe":["ok.>","a.>.b"]}"#, "anonymous_subscribe"),
             (#"{"max_queued_bytes":{"a":1}}"#, "max_queued_bytes"),
+            (#"{"max_topics":0}"#, "max_topics"), (#"{"topic_idle_seconds":0}"#, "topic_idle_seconds"),
+            (#"{"request_rate":-1}"#, "request_rate"), (#"{"request_burst":0}"#, "request_burst"),
+            (#"{"max_connections_per_token":"many"}"#, "max_connections_per_token"),
         ] {
             try Data(json.utf8).write(to: file)
             var configuration = BrokerConfiguration()
