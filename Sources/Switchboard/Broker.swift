@@ -37,7 +37,10 @@ public final class Broker: Sendable {
     private let authenticator: Authenticator
     private let hubs: [ObjectIdentifier: Hub]
     private let sequencing: NIOLockedValueBox<Sequencing>
-    private let server = NIOLockedValueBox<WebSocketServer?>(nil)
+    private let lifecycle = NIOLockedValueBox(Lifecycle.idle)
+    /// Finished by `shutdown()`, a graceful shutdown or the cancellation of `run()`: `run()`
+    /// waits on it.
+    let stopRequests = AsyncStream.makeStream(of: Never.self)
     private let tokenWatch = NIOLockedValueBox<RepeatedTask?>(nil)
     private let tokenConnections: TokenConnections
     /// Messages sent from the replay log to resuming subscribers (counted per page).
@@ -50,6 +53,25 @@ public final class Broker: Sendable {
 
     private let topicEviction = NIOLockedValueBox<RepeatedTask?>(nil)
 
+    /// Where the broker is in its life: `start()` moves it from `idle` to `listening`,
+    /// `shutdown()` from anywhere to `stopping`, for good.
+    private enum Lifecycle {
+        case idle
+        /// `start()` is binding the listener.
+        case starting
+        case listening(WebSocketServer)
+        /// `shutdown()` is draining, or has drained when `drained` is complete.
+        case stopping(WebSocketServer?, drained: EventLoopFuture<Void>)
+    }
+
+    /// Why `start()` refused.
+    public enum LifecycleError: Error, Sendable, Hashable {
+        /// `start()` was already called (or `run()` started the broker).
+        case alreadyStarted
+        /// `shutdown()` was called: a broker is not started again (make a new one).
+        case stopped
+    }
+
     /// The topics in memory (last seq and publish time), the topics whose last seq is being
     /// read back from the replay log with whom to tell when it is, and how many messages
     /// were published.
@@ -59,10 +81,13 @@ public final class Broker: Sendable {
         var published: UInt64 = 0
     }
 
-    /// - Parameter replayLog: the log retaining the configured topics (open it with
-    ///   `configuration.replay`); each topic's seqs continue after the last one it stored.
-    ///   Without one, seqs start at 1 in each process and no topic leaves memory: past
-    ///   `maxTopics` topics, publishes to new ones are refused.
+    /// - Parameters:
+    ///   - replayLog: the log retaining the configured topics (open it with
+    ///     `configuration.replay`); each topic's seqs continue after the last one it stored.
+    ///     Without one, seqs start at 1 in each process and no topic leaves memory: past
+    ///     `maxTopics` topics, publishes to new ones are refused.
+    ///   - group: the event loops for the listener and the connections; the broker keeps
+    ///     one hub per loop.
     public init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
         group: MultiThreadedEventLoopGroup, logger: Logger = Logger(label: "switchboard")
@@ -106,9 +131,21 @@ public final class Broker: Sendable {
         tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
     }
 
-    /// Starts listening on the configured host and port; returns the bound address.
+    /// Starts listening on the configured host and port; returns the bound address. Once
+    /// only: throws `LifecycleError` when already started or shut down. `run()` calls it
+    /// when it was not called before.
     @discardableResult
     public func start() async throws -> SocketAddress {
+        let refusal = lifecycle.withLockedValue { state -> LifecycleError? in
+            switch state {
+            case .idle:
+                state = .starting
+                return nil
+            case .starting, .listening: return .alreadyStarted
+            case .stopping: return .stopped
+            }
+        }
+        if let refusal { throw refusal }
         var options = WebSocketServer.Options(host: configuration.host, port: configuration.port)
         options.connection.maxPayload = configuration.maxPayload + WireProtocol.requestOverhead
         options.connection.maxBufferedAmount = configuration.maxQueuedBytes * 2
@@ -124,37 +161,89 @@ public final class Broker: Sendable {
         }
         options.verifyClient = { [self] request in verify(request) }
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
-        let address = try await server.listen()
-        self.server.withLockedValue { $0 = server }
+        let address: SocketAddress
+        do {
+            address = try await server.listen()
+        } catch {
+            lifecycle.withLockedValue { state in
+                if case .starting = state { state = .idle }
+            }
+            throw error
+        }
+        let stoppedMeanwhile = lifecycle.withLockedValue { state in
+            guard case .starting = state else { return true }
+            state = .listening(server)
+            return false
+        }
+        if stoppedMeanwhile {
+            await server.shutdown()
+            throw LifecycleError.stopped
+        }
         watchTokens()
         evictIdleTopics()
         logger.info("listening", metadata: ["address": "\(address)"])
         return address
     }
 
-    /// Returns when the listener has closed.
-    public func waitUntilStopped() async throws {
-        try await server.withLockedValue { $0 }?.waitUntilStopped()
+    /// Stops accepting, closes every client with 1001 after what was already accepted for
+    /// it, waits for the close handshakes (bounded by the close timeout), then commits what
+    /// the replay log holds and closes it. Calls after the first wait for the first to finish.
+    public func shutdown() async {
+        stopRequests.continuation.finish()
+        enum Step {
+            case drain(WebSocketServer?, EventLoopPromise<Void>)
+            case wait(EventLoopFuture<Void>)
+        }
+        let step = lifecycle.withLockedValue { state -> Step in
+            var server: WebSocketServer?
+            switch state {
+            case .idle, .starting: break
+            case .listening(let listening): server = listening
+            case .stopping(_, let drained): return .wait(drained)
+            }
+            let drained = group.next().makePromise(of: Void.self)
+            state = .stopping(server, drained: drained.futureResult)
+            return .drain(server, drained)
+        }
+        switch step {
+        case .wait(let drained):
+            try? await drained.get()
+        case .drain(let server, let drained):
+            tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
+            topicEviction.withLockedValue { $0?.cancel(promise: nil) }
+            await server?.shutdown()
+            if let replayLog {
+                // Commits what is queued; blocking, so off the event loops and the cooperative pool.
+                try? await NIOThreadPool.singleton.runIfActive { replayLog.close() }
+            }
+            logger.info("stopped")
+            drained.succeed()
+        }
     }
 
-    /// Stops accepting, closes every client with 1001 after what was already accepted for
-    /// it, and waits for the close handshakes (bounded by the close timeout).
-    public func shutdown() async {
-        tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
-        topicEviction.withLockedValue { $0?.cancel(promise: nil) }
-        await server.withLockedValue { $0 }?.shutdown()
-        if let replayLog {
-            // Commits what is queued; blocking, so off the event loops and the cooperative pool.
-            try? await NIOThreadPool.singleton.runIfActive { replayLog.close() }
+    /// Whether `start()` was called.
+    var isStarted: Bool {
+        lifecycle.withLockedValue { state in
+            if case .idle = state { return false }
+            return true
         }
-        logger.info("stopped")
+    }
+
+    private var server: WebSocketServer? {
+        lifecycle.withLockedValue { state in
+            switch state {
+            case .idle, .starting: nil
+            case .listening(let server): server
+            case .stopping(let server, _): server
+            }
+        }
     }
 
     /// Counters for operators (the admin API and tests).
     public var statistics: BrokerStatistics {
         let (topics, published) = sequencing.withLockedValue { ($0.topics.count, $0.published) }
         return BrokerStatistics(
-            connections: server.withLockedValue { $0 }?.connectionCount ?? 0, topics: topics, published: published,
+            connections: server?.connectionCount ?? 0, topics: topics, published: published,
             replayed: replayedCount.withLockedValue { $0 }, replay: replayLog?.statistics)
     }
 
