@@ -45,7 +45,7 @@ public final class Broker: Sendable {
     private let tokenConnections: TokenConnections
     /// Messages sent from the replay log to resuming subscribers (counted per page).
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
-    private let group: MultiThreadedEventLoopGroup
+    private let group: any EventLoopGroup
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -86,11 +86,11 @@ public final class Broker: Sendable {
     ///     `configuration.replay`); each topic's seqs continue after the last one it stored.
     ///     Without one, seqs start at 1 in each process and no topic leaves memory: past
     ///     `maxTopics` topics, publishes to new ones are refused.
-    ///   - group: the event loops for the listener and the connections; the broker keeps
-    ///     one hub per loop.
+    ///   - group: the event loops for the listener and the connections, any kind of
+    ///     `EventLoopGroup`; the broker keeps one hub per loop of it.
     public init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
-        group: MultiThreadedEventLoopGroup, logger: Logger = Logger(label: "switchboard")
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "switchboard")
     ) throws(BrokerConfiguration.Error) {
         self.configuration = configuration
         self.tokens = tokens

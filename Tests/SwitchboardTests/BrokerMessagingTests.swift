@@ -170,6 +170,21 @@ import WebSockets
         }
     }
 
+    /// Any `EventLoopGroup` will do: here one event loop is the whole group, so the broker
+    /// has one hub and every connection is on that loop.
+    @Test func brokerOnASingleEventLoopAsItsGroup() async throws {
+        let loop = testGroup.next()
+        try await TestBroker.with(group: loop) { broker in
+            let subscriber = try await broker.client()
+            try await subscriber.subscribe("chat.*")
+            let publisher = try await broker.client()
+            #expect(try await publisher.publish("chat.a", "1") == 1)
+            let message = try await subscriber.nextJSON()
+            #expect(message["op"] == "msg" && message.int("seq") == 1, "\(message)")
+            #expect(broker.broker.statistics.connections == 2)
+        }
+    }
+
     @Test func binaryPublishIsDeliveredAsBinaryMessage() async throws {
         try await TestBroker.with { broker in
             let subscriber = try await broker.client()

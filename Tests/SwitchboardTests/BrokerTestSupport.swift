@@ -51,7 +51,7 @@ final class TestBroker: Sendable {
     /// here). As `switchboard serve` does, it opens the replay log (in the store's file) even
     /// when no topic is retained: it keeps the topics' seqs.
     static func prepare(
-        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
         directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
     ) throws -> (broker: Broker, tokens: TokenStore, directory: URL, logs: LogCapture) {
         let directory = try directory ?? makeTemporaryDirectory()
@@ -74,7 +74,7 @@ final class TestBroker: Sendable {
 
     /// Starts a broker (see `prepare`); `directory` reuses the store of an earlier broker (a restart).
     static func start(
-        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
         directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
     ) async throws -> TestBroker {
         let prepared = try prepare(configure, group: group, directory: directory, replayOptions: replayOptions)
@@ -86,7 +86,7 @@ final class TestBroker: Sendable {
 
     /// Starts a broker, runs `body`, shuts the broker down (also when `body` throws).
     static func with<T>(
-        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
         directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(), _ body: (TestBroker) async throws -> T
     ) async throws -> T {
         let broker = try await start(configure, group: group, directory: directory, replayOptions: replayOptions)
