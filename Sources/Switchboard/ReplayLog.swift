@@ -30,7 +30,7 @@ public enum ReplayError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The wire code for this failure.
-    public var wireCode: String {
+    package var wireCode: String {
         switch self {
         case .unavailable, .corrupt: "unavailable"
         case .storage: "internal"
@@ -49,16 +49,16 @@ public struct StoredMessage: Sendable {
     public var sequence: UInt64
     /// Publish time, unix milliseconds (broker clock).
     public var time: Int64
-    public var format: Publish.Format
+    public var format: PayloadFormat
     public var payload: ByteBuffer
     /// Who published it (for example `Principal.logLabel`); nil = unknown.
     public var publisher: String?
     /// The `msg` frame, filled in by `ReplayCursor` when asked (encoded on the reader thread,
     /// off the event loop); nil on appends and plain reads.
-    public var frame: ByteBuffer?
+    package var frame: ByteBuffer?
 
-    public init(
-        topic: Topic, sequence: UInt64, time: Int64, format: Publish.Format, payload: ByteBuffer,
+    package init(
+        topic: Topic, sequence: UInt64, time: Int64, format: PayloadFormat, payload: ByteBuffer,
         publisher: String? = nil
     ) {
         self.topic = topic
@@ -71,7 +71,7 @@ public struct StoredMessage: Sendable {
     }
 
     /// The server→client frame for this message, exactly as live subscribers received it.
-    public func encodeFrame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    package func encodeFrame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         OutgoingMessage.encodeFrame(
             topic: topic, sequence: sequence, time: time, payload: payload, format: format, allocator: allocator)
     }
@@ -207,7 +207,7 @@ public final class ReplayLog: @unchecked Sendable {
     /// the writer. Throws `.corrupt` when the file is not a usable database.
     public init(
         path: String, configuration: ReplayConfiguration, options: Options = Options(),
-        migrations: [Migration] = Migration.bundled, logger: Logger = Logger(label: "switchboard.replay")
+        logger: Logger = Logger(label: "switchboard.replay")
     ) throws(ReplayError) {
         self.path = path
         self.configuration = configuration
@@ -226,7 +226,7 @@ public final class ReplayLog: @unchecked Sendable {
                 }
             }
             try connection.execute("PRAGMA synchronous=NORMAL")
-            try Store.migrate(connection, migrations: migrations, path: path)
+            try Store.migrate(connection, migrations: Migration.bundled, path: path)
             if options.verifyOnOpen {
                 let result = try connection.scalarText("PRAGMA quick_check")
                 guard result == "ok" else { throw StoreError(code: SQLITE_CORRUPT, message: result ?? "quick_check failed") }
@@ -276,7 +276,7 @@ public final class ReplayLog: @unchecked Sendable {
 
     /// The last committed seq of every topic that is retained or has stored messages, read at
     /// open: the broker holds these topics in memory from the start.
-    public func retainedSequences() -> [Topic: UInt64] { initialSequences }
+    package func retainedSequences() -> [Topic: UInt64] { initialSequences }
 
     /// The rule retaining `topic`, nil when it is not retained.
     public func rule(for topic: Topic) -> ReplayRule? { configuration.rule(for: topic) }
@@ -299,7 +299,7 @@ public final class ReplayLog: @unchecked Sendable {
     /// to the hubs there, so that a replay reading it always finds its live copy already
     /// queued on the subscriber's loop (else the live copy could arrive after the catch-up
     /// finished, a duplicate).
-    public func append(
+    package func append(
         _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil,
         accepted: () -> Void = {}
     ) throws(ReplayError) {
@@ -328,7 +328,7 @@ public final class ReplayLog: @unchecked Sendable {
     /// continues after it after a restart. Coalesced: cheap to call on every publish.
     /// Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
     @discardableResult
-    public func recordSequence(topic: Topic, sequence: UInt64) -> UInt64 {
+    package func recordSequence(topic: Topic, sequence: UInt64) -> UInt64 {
         condition.lock()
         // The first note since the last write starts the flush interval: a waiting writer
         // must learn its deadline (it may be asleep until the next pruning pass).
@@ -347,7 +347,7 @@ public final class ReplayLog: @unchecked Sendable {
     }
 
     /// Every `recordSequence` whose ticket is at most this is committed to `topic_sequences`.
-    public var durableSequenceNotes: UInt64 {
+    package var durableSequenceNotes: UInt64 {
         condition.lock()
         defer { condition.unlock() }
         return durableNotes
@@ -355,14 +355,14 @@ public final class ReplayLog: @unchecked Sendable {
 
     /// Appends accepted so far: a ticket for `whenSettled`. Every message appended before this
     /// call has a ticket ≤ the value returned.
-    public var enqueuedCount: UInt64 {
+    package var enqueuedCount: UInt64 {
         condition.lock()
         defer { condition.unlock() }
         return enqueued
     }
 
     /// Appends whose batch has finished (committed or failed).
-    public var settledCount: UInt64 {
+    package var settledCount: UInt64 {
         condition.lock()
         defer { condition.unlock() }
         return settled
@@ -370,7 +370,7 @@ public final class ReplayLog: @unchecked Sendable {
 
     /// Calls `callback` (on the writer thread, or at once) when every append up to `ticket`
     /// has been committed or has failed.
-    public func whenSettled(_ ticket: UInt64, _ callback: @escaping @Sendable () -> Void) {
+    package func whenSettled(_ ticket: UInt64, _ callback: @escaping @Sendable () -> Void) {
         condition.lock()
         if settled >= ticket || stopped {
             condition.unlock()
@@ -717,7 +717,7 @@ final class RawStatement {
     }
 }
 
-extension Publish.Format {
+extension PayloadFormat {
     var storedValue: Int64 { self == .json ? 0 : 1 }
     init(storedValue: Int64) { self = storedValue == 0 ? .json : .binary }
 }

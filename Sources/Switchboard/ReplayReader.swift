@@ -95,7 +95,7 @@ final class ReaderConnection {
                     let raw = readTopic.blobBytes(3)
                     var message = StoredMessage(
                         topic: topic, sequence: UInt64(bitPattern: readTopic.int(0)), time: readTopic.int(1),
-                        format: Publish.Format(storedValue: readTopic.int(2)), payload: PageFrames.placeholder,
+                        format: PayloadFormat(storedValue: readTopic.int(2)), payload: PageFrames.placeholder,
                         publisher: readTopic.optionalText(4))
                     if frames != nil {
                         frames?.append(message, payload: raw)
@@ -231,22 +231,22 @@ struct PageFrames {
 }
 
 /// One page of a replay.
-public struct ReplayPage: Sendable {
+package struct ReplayPage: Sendable {
     /// Messages in (topic name, seq) order, each with `frame` encoded when the cursor was
     /// asked to.
-    public var messages: [StoredMessage]
+    package var messages: [StoredMessage]
     /// The position each topic visited for the first time in this page starts after (what
     /// `since`/`since_time` resolved to); `ResumeMerger` uses it to detect gaps.
-    public var starts: [Topic: UInt64]
+    package var starts: [Topic: UInt64]
     /// True when every topic has been read to the end of what the log held.
-    public var exhausted: Bool
+    package var exhausted: Bool
     /// `ReplayLog.settledCount` taken when the cursor's current pass over the topics began
     /// (first page, or after `rewind`): every append up to it that committed was visible to
     /// every read of the pass.
-    public var settledBefore: UInt64
+    package var settledBefore: UInt64
     /// With frames encoded: every message's frame, in order, in one buffer (each `frame` is a
     /// slice of it), so a page that needs no filtering is written to a socket at once.
-    public var frames: ByteBuffer? = nil
+    package var frames: ByteBuffer? = nil
 }
 
 /// Pages through the retained messages of a topic or pattern from a replay position, in
@@ -259,19 +259,19 @@ public struct ReplayPage: Sendable {
 /// first retained message published at or after T (per topic, by bisection). Replay order
 /// for a pattern is by topic then seq, not by time: order is only defined per topic, and
 /// this order pages with one index range scan per topic.
-public final class ReplayCursor: @unchecked Sendable {
-    public let pattern: TopicPattern
-    public let position: ReplayPosition
-    public let encodeFrames: Bool
+package final class ReplayCursor: @unchecked Sendable {
+    package let pattern: TopicPattern
+    package let position: ReplayPosition
+    package let encodeFrames: Bool
     private let log: ReplayLog
     private var topics: [Topic]?
     private var index = 0
     private var passSettled: UInt64 = 0
     /// After which seq each visited topic continues.
     private var after: [Topic: UInt64] = [:]
-    public private(set) var isExhausted = false
+    package private(set) var isExhausted = false
 
-    public init(log: ReplayLog, pattern: TopicPattern, position: ReplayPosition, encodeFrames: Bool = true) {
+    package init(log: ReplayLog, pattern: TopicPattern, position: ReplayPosition, encodeFrames: Bool = true) {
         self.log = log
         self.pattern = pattern
         self.position = position
@@ -279,12 +279,12 @@ public final class ReplayCursor: @unchecked Sendable {
     }
 
     /// Reads the next page, blocking: call from a reader queue or a plain thread.
-    public func next(limit: Int = 2048, maxBytes: Int = 1 << 20) throws(ReplayError) -> ReplayPage {
+    package func next(limit: Int = 2048, maxBytes: Int = 1 << 20) throws(ReplayError) -> ReplayPage {
         try log.withReader { (c) throws(ReplayError) in try next(c, limit: limit, maxBytes: maxBytes) }
     }
 
     /// Reads the next page on the log's reader pool; `completion` runs on that reader's queue.
-    public func next(
+    package func next(
         limit: Int = 2048, maxBytes: Int = 1 << 20,
         completion: @escaping @Sendable (Result<ReplayPage, ReplayError>) -> Void
     ) {
@@ -300,7 +300,7 @@ public final class ReplayCursor: @unchecked Sendable {
 
     /// After exhaustion: visit every topic again (and topics that appeared since) from where
     /// it stopped, to pick up messages committed since.
-    public func rewind() {
+    package func rewind() {
         topics = nil
         index = 0
         isExhausted = false

@@ -20,19 +20,19 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// One schema migration: `schema/NNN_name.sql` applied as version NNN.
-public struct Migration: Sendable, Hashable {
-    public let version: Int
-    public let name: String
-    public let sql: String
+package struct Migration: Sendable, Hashable {
+    package let version: Int
+    package let name: String
+    package let sql: String
 
-    public init(version: Int, name: String, sql: String) {
+    package init(version: Int, name: String, sql: String) {
         self.version = version
         self.name = name
         self.sql = sql
     }
 
     /// The migrations shipped in `schema/` (embedded at build time by scripts/embed-schema.sh).
-    public static let bundled: [Migration] = EmbeddedSchema.files.map { file in
+    package static let bundled: [Migration] = EmbeddedSchema.files.map { file in
         let digits = file.name.prefix { $0.isNumber }
         return Migration(version: Int(digits) ?? 0, name: file.name, sql: file.sql)
     }
@@ -55,11 +55,14 @@ public final class Store: @unchecked Sendable {
     private let lock = NIOLock()
     private let db: OpaquePointer
 
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// `":memory:"` opens a private in-memory database (WAL does not apply there).
-    public init(
-        path: String, migrations: [Migration] = Migration.bundled, busyTimeoutMilliseconds: Int32 = 5000
-    ) throws(StoreError) {
+    public convenience init(path: String, busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
+        try self.init(path: path, migrations: Migration.bundled, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
+    }
+
+    /// Opens the database at `path` and applies `migrations` that it has not applied yet.
+    package init(path: String, migrations: [Migration], busyTimeoutMilliseconds: Int32 = 5000) throws(StoreError) {
         self.path = path
         let handle = try Self.open(path: path, busyTimeout: busyTimeoutMilliseconds)
         self.db = handle
@@ -100,20 +103,20 @@ public final class Store: @unchecked Sendable {
     }
 
     /// `PRAGMA user_version`: the last migration applied.
-    public var schemaVersion: Int {
+    package var schemaVersion: Int {
         let version = try? withConnection { (c) throws(StoreError) in try c.scalarInt("PRAGMA user_version") }
         return Int((version ?? nil) ?? 0)
     }
 
     /// Runs `body` with exclusive use of the connection.
-    public func withConnection<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
+    package func withConnection<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
         lock.lock()
         defer { lock.unlock() }
         return try body(Connection(db: db))
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
-    public func transaction<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
+    package func transaction<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
         try withConnection { (c) throws(StoreError) in try c.transaction { (c) throws(StoreError) in try body(c) } }
     }
 
@@ -140,7 +143,7 @@ public final class Store: @unchecked Sendable {
 }
 
 /// The connection inside `Store.withConnection`. Not to be kept outside that call.
-public struct Connection {
+package struct Connection {
     let db: OpaquePointer
 
     func error(_ rc: Int32, _ context: String) -> StoreError {
@@ -148,7 +151,7 @@ public struct Connection {
     }
 
     /// Runs one or more statements with no parameters and no results.
-    public func execute(_ sql: String) throws(StoreError) {
+    package func execute(_ sql: String) throws(StoreError) {
         var message: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(db, sql, nil, nil, &message)
         guard rc == SQLITE_OK else {
@@ -158,14 +161,14 @@ public struct Connection {
         }
     }
 
-    public func prepare(_ sql: String) throws(StoreError) -> Statement {
+    package func prepare(_ sql: String) throws(StoreError) -> Statement {
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v2(db, sql, -1, &statement, nil)
         guard rc == SQLITE_OK, let statement else { throw error(rc, "cannot prepare statement") }
         return Statement(db: db, statement: statement)
     }
 
-    public func transaction<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
+    package func transaction<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body(self)
@@ -178,7 +181,7 @@ public struct Connection {
     }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
-    public var changes: Int { Int(sqlite3_changes(db)) }
+    package var changes: Int { Int(sqlite3_changes(db)) }
 
     func scalarInt(_ sql: String) throws(StoreError) -> Int64? {
         let statement = try prepare(sql)
@@ -193,7 +196,7 @@ public struct Connection {
 
 /// A prepared statement; finalized when released. Bind indices start at 1, column
 /// indices at 0 (as in SQLite).
-public final class Statement {
+package final class Statement {
     private let db: OpaquePointer
     private let statement: OpaquePointer
     /// SQLITE_TRANSIENT: SQLite copies bound text and blobs.
@@ -213,7 +216,7 @@ public final class Statement {
     }
 
     @discardableResult
-    public func bind(_ value: Int64?, at index: Int32) throws(StoreError) -> Statement {
+    package func bind(_ value: Int64?, at index: Int32) throws(StoreError) -> Statement {
         if let value {
             try check(sqlite3_bind_int64(statement, index, value), "bind")
         } else {
@@ -223,14 +226,14 @@ public final class Statement {
     }
 
     @discardableResult
-    public func bind(_ value: String?, at index: Int32) throws(StoreError) -> Statement {
+    package func bind(_ value: String?, at index: Int32) throws(StoreError) -> Statement {
         guard let value else { try check(sqlite3_bind_null(statement, index), "bind"); return self }
         try check(sqlite3_bind_text(statement, index, value, -1, Self.transient), "bind")
         return self
     }
 
     @discardableResult
-    public func bind(blob value: [UInt8], at index: Int32) throws(StoreError) -> Statement {
+    package func bind(blob value: [UInt8], at index: Int32) throws(StoreError) -> Statement {
         let rc = value.withUnsafeBytes { raw in
             // A zero-length blob still needs a non-NULL pointer to be a blob, not NULL.
             sqlite3_bind_blob(statement, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), Self.transient)
@@ -240,7 +243,7 @@ public final class Statement {
     }
 
     /// Advances: true when a row is available, false when done.
-    public func step() throws(StoreError) -> Bool {
+    package func step() throws(StoreError) -> Bool {
         let rc = sqlite3_step(statement)
         switch rc {
         case SQLITE_ROW: return true
@@ -250,24 +253,24 @@ public final class Statement {
     }
 
     /// Resets for another execution, clearing bindings.
-    public func reset() {
+    package func reset() {
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
     }
 
-    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
+    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
 
-    public func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+    package func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
 
-    public func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
+    package func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 
-    public func text(_ column: Int32) -> String {
+    package func text(_ column: Int32) -> String {
         guard let pointer = sqlite3_column_text(statement, column) else { return "" }
         let count = Int(sqlite3_column_bytes(statement, column))
         return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
     }
 
-    public func blob(_ column: Int32) -> [UInt8] {
+    package func blob(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(statement, column))
         guard count > 0, let pointer = sqlite3_column_blob(statement, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))

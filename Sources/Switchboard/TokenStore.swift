@@ -46,7 +46,7 @@ public final class TokenStore: Sendable {
     }
 
     /// Rereads the table (e.g. after another process changed it).
-    public func reload() throws(StoreError) {
+    package func reload() throws(StoreError) {
         try store.withConnection { (c) throws(StoreError) in try reloadLocked(c) }
     }
 
@@ -74,7 +74,7 @@ public final class TokenStore: Sendable {
     /// changed tokens that are now revoked or deleted: their connections must close. When
     /// nothing changed, one indexed read (max of `token_changes`).
     /// Blocks on SQLite: call it off the event loops.
-    public func applyChanges() throws(StoreError) -> [String] {
+    package func applyChanges() throws(StoreError) -> [String] {
         try store.withConnection { (c) throws(StoreError) -> [String] in
             let seen = changesSeen.withLockedValue { $0 }
             guard let latest = try c.scalarInt("SELECT max(seq) FROM token_changes"), latest > seen else { return [] }
@@ -172,7 +172,7 @@ public final class TokenStore: Sendable {
 
     /// The record for a presented token string, revoked or expired ones included (the
     /// caller tells those apart); nil when unknown. Memory only.
-    public func lookup(token: String) -> TokenRecord? {
+    package func lookup(token: String) -> TokenRecord? {
         let hash = OpaqueToken.hash(token)
         guard let record = cache.withLockedValue({ $0[hash] }) else { return nil }
         return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
@@ -182,7 +182,7 @@ public final class TokenStore: Sendable {
     /// for a token another process (`switchboard token create`) made since the last
     /// `reload`. Blocks on SQLite: call it off the event loops.
     @discardableResult
-    public func fetch(token: String) throws(StoreError) -> TokenRecord? {
+    package func fetch(token: String) throws(StoreError) -> TokenRecord? {
         let hash = OpaqueToken.hash(token)
         return try store.withConnection { (c) throws(StoreError) -> TokenRecord? in
             let statement = try c.prepare(

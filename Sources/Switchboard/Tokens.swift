@@ -67,16 +67,16 @@ public struct Permissions: Sendable, Hashable, Codable {
 // MARK: - Secrets
 
 /// Helpers for secrets: constant-time comparison and base64url (RFC 4648 §5, unpadded).
-public enum Secrets {
+@_spi(Fuzzing) public enum Secrets {
     /// Compares two byte strings in time that depends only on their lengths.
-    public static func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    package static func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
         guard a.count == b.count else { return false }
         var difference: UInt8 = 0
         for (x, y) in zip(a, b) { difference |= x ^ y }
         return difference == 0
     }
 
-    public static func base64URLEncode(_ bytes: some Sequence<UInt8>) -> String {
+    @_spi(Fuzzing) public static func base64URLEncode(_ bytes: some Sequence<UInt8>) -> String {
         var out = ""
         for c in Crypto.base64Encode(bytes).unicodeScalars {
             switch c {
@@ -90,7 +90,7 @@ public enum Secrets {
     }
 
     /// Strict: only the base64url alphabet, no padding, canonical trailing bits.
-    public static func base64URLDecode(_ text: Substring) -> [UInt8]? {
+    @_spi(Fuzzing) public static func base64URLDecode(_ text: Substring) -> [UInt8]? {
         guard text.utf8.count % 4 != 1 else { return nil }
         var standard = ""
         standard.reserveCapacity(text.utf8.count + 3)
@@ -111,25 +111,25 @@ public enum Secrets {
 
 /// Opaque access tokens: `sb_` followed by 32 random bytes in base64url (46 characters).
 /// Only `hash(token)` (SHA-256 of the token string's bytes) is ever stored.
-public enum OpaqueToken {
-    public static let prefix = "sb_"
+@_spi(Fuzzing) public enum OpaqueToken {
+    @_spi(Fuzzing) public static let prefix = "sb_"
 
     /// A new random token string.
-    public static func generate() -> String {
+    package static func generate() -> String {
         prefix + Secrets.base64URLEncode(Crypto.randomBytes(count: 32))
     }
 
-    /// A new public token id: `tok_` + 9 random bytes in base64url (safe to log).
-    public static func generateID() -> String {
+    /// A new package token id: `tok_` + 9 random bytes in base64url (safe to log).
+    package static func generateID() -> String {
         "tok_" + Secrets.base64URLEncode(Crypto.randomBytes(count: 9))
     }
 
-    public static func hash(_ token: String) -> [UInt8] {
+    package static func hash(_ token: String) -> [UInt8] {
         TokenCrypto.sha256(Array(token.utf8))
     }
 
     /// Whether `token` has the shape of an opaque token (not whether it exists).
-    public static func isWellFormed(_ token: String) -> Bool {
+    @_spi(Fuzzing) public static func isWellFormed(_ token: String) -> Bool {
         token.hasPrefix(prefix) && token.utf8.count == prefix.utf8.count + 43
             && Secrets.base64URLDecode(token.dropFirst(prefix.count))?.count == 32
     }

@@ -16,7 +16,7 @@ public enum WireProtocol {
     /// The `Sec-WebSocket-Protocol` token of this version.
     public static let subprotocol = "switchboard.v1"
 
-    public enum SubprotocolChoice: Sendable, Hashable {
+    package enum SubprotocolChoice: Sendable, Hashable {
         /// Speak v1; answer with `Sec-WebSocket-Protocol: header` when non-nil.
         case v1(header: String?)
         /// The client offered subprotocols, none of them ours: refuse the handshake.
@@ -25,7 +25,7 @@ public enum WireProtocol {
 
     /// A client that offers no subprotocol gets v1 (and no header in the answer); one that
     /// offers `switchboard.v1` gets it echoed; one that offers only others is refused.
-    public static func chooseSubprotocol(offered: [String]) -> SubprotocolChoice {
+    package static func chooseSubprotocol(offered: [String]) -> SubprotocolChoice {
         if offered.isEmpty { return .v1(header: nil) }
         if offered.contains(subprotocol) { return .v1(header: subprotocol) }
         return .unsupported(reason: "unsupported subprotocol; this broker speaks \(subprotocol)")
@@ -35,15 +35,15 @@ public enum WireProtocol {
     /// Room in a frame for a publish's envelope around its payload (op, topic, id, JSON
     /// punctuation and some whitespace): frames up to `maxPayloadBytes` + this are read, so an
     /// oversized payload is answered `too_large` rather than closing the connection.
-    public static let requestOverhead = 4096
+    package static let requestOverhead = 4096
 
-    public struct Limits: Sendable, Hashable {
+    @_spi(Fuzzing) public struct Limits: Sendable, Hashable {
         /// Largest publish payload (`data` bytes or binary payload); past it, `too_large`.
-        public var maxPayloadBytes: Int
+        @_spi(Fuzzing) public var maxPayloadBytes: Int
         /// Largest request id (its raw JSON token, or its bytes in a binary frame).
-        public var maxIDBytes: Int
+        @_spi(Fuzzing) public var maxIDBytes: Int
 
-        public init(maxPayloadBytes: Int = 1 << 20, maxIDBytes: Int = 128) {
+        @_spi(Fuzzing) public init(maxPayloadBytes: Int = 1 << 20, maxIDBytes: Int = 128) {
             self.maxPayloadBytes = maxPayloadBytes
             self.maxIDBytes = maxIDBytes
         }
@@ -52,16 +52,16 @@ public enum WireProtocol {
     // MARK: Binary frame layout
 
     /// Version in the high nibble of a binary frame's first byte.
-    public static let binaryVersion: UInt8 = 1
+    package static let binaryVersion: UInt8 = 1
     /// Client → broker publish: `0x11, topicLength:u8, topic, idLength:u8, id, payload…`.
-    public static let binaryPublish: UInt8 = 0x11
+    @_spi(Fuzzing) public static let binaryPublish: UInt8 = 0x11
     /// Broker → client message: `0x12, topicLength:u8, topic, seq:u64be, time:i64be, payload…`.
-    public static let binaryMessage: UInt8 = 0x12
+    package static let binaryMessage: UInt8 = 0x12
 
     // MARK: Parsing
 
     /// Parses one text frame (already UTF-8 validated by the receiver).
-    public static func parse(text frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
+    @_spi(Fuzzing) public static func parse(text frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
         let result: Result<ClientRequest, ProtocolError> = frame.withUnsafeReadableBytes { bytes in
             do throws(ProtocolError) {
                 return .success(try parseText(bytes, frame: frame, limits: limits))
@@ -73,7 +73,7 @@ public enum WireProtocol {
     }
 
     /// Parses one binary frame (a binary publish).
-    public static func parse(binary frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
+    @_spi(Fuzzing) public static func parse(binary frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
         var buffer = frame
         guard let first = buffer.readInteger(as: UInt8.self) else {
             throw ProtocolError(.badRequest, "empty binary frame")
@@ -379,12 +379,12 @@ public enum WireProtocol {
 // MARK: - Requests
 
 /// One parsed client request.
-public enum ClientRequest: Sendable {
+@_spi(Fuzzing) public enum ClientRequest: Sendable {
     case subscribe(id: RequestID?, pattern: TopicPattern, since: ReplayPosition?)
     case unsubscribe(id: RequestID?, pattern: TopicPattern)
     case publish(Publish)
 
-    public var id: RequestID? {
+    @_spi(Fuzzing) public var id: RequestID? {
         switch self {
         case .subscribe(let id, _, _), .unsubscribe(let id, _): id
         case .publish(let publish): publish.id
@@ -393,27 +393,28 @@ public enum ClientRequest: Sendable {
 }
 
 /// A publish request. `payload` is a slice of the incoming frame, never decoded.
-public struct Publish: Sendable {
-    public enum Format: Sendable, Hashable {
-        /// `payload` is one complete JSON value (the `data` member of a text frame);
-        /// subscribers receive it in a text `msg` envelope.
-        case json
-        /// `payload` is opaque bytes from a binary frame; subscribers receive a binary message.
-        case binary
-    }
-
+@_spi(Fuzzing) public struct Publish: Sendable {
     /// Present when the publisher wants an `ack`.
-    public var id: RequestID?
-    public var topic: Topic
-    public var payload: ByteBuffer
-    public var format: Format
+    @_spi(Fuzzing) public var id: RequestID?
+    @_spi(Fuzzing) public var topic: Topic
+    @_spi(Fuzzing) public var payload: ByteBuffer
+    @_spi(Fuzzing) public var format: PayloadFormat
 
-    public init(id: RequestID?, topic: Topic, payload: ByteBuffer, format: Format) {
+    @_spi(Fuzzing) public init(id: RequestID?, topic: Topic, payload: ByteBuffer, format: PayloadFormat) {
         self.id = id
         self.topic = topic
         self.payload = payload
         self.format = format
     }
+}
+
+/// How a message's payload is carried, from the publisher to the subscribers and the replay log.
+public enum PayloadFormat: Sendable, Hashable {
+    /// One complete JSON value (the `data` member of a text frame); subscribers receive it
+    /// in a text `msg` envelope.
+    case json
+    /// Opaque bytes from a binary frame; subscribers receive a binary message.
+    case binary
 }
 
 /// Where a subscription asks replay to start. Parsed and carried; the replay log decides.
@@ -428,26 +429,26 @@ public enum ReplayPosition: Sendable, Hashable {
 
 /// A request id as the client wrote it: the raw JSON token (a string with its quotes, or
 /// a number), echoed byte for byte in the answer.
-public struct RequestID: Sendable, Hashable, CustomStringConvertible {
+@_spi(Fuzzing) public struct RequestID: Sendable, Hashable, CustomStringConvertible {
     /// The JSON token, e.g. `"7"` (with quotes) or `7`.
-    public let json: ByteBuffer
+    @_spi(Fuzzing) public let json: ByteBuffer
 
-    public init(json: ByteBuffer) { self.json = json }
+    @_spi(Fuzzing) public init(json: ByteBuffer) { self.json = json }
 
     /// An id given as a plain string (binary frames, tests): stored JSON-encoded.
-    public init(string: String) {
+    @_spi(Fuzzing) public init(string: String) {
         var buffer = ByteBuffer()
         JSONWriter.writeString(string, to: &buffer)
         self.json = buffer
     }
 
-    public var description: String { String(buffer: json) }
+    @_spi(Fuzzing) public var description: String { String(buffer: json) }
 }
 
 // MARK: - Errors
 
 /// The stable error codes of `{"op":"error"}` (docs/protocol.md has the table).
-public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
+@_spi(Fuzzing) public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
     /// The frame is not valid JSON.
     case badJSON = "bad_json"
     /// Valid JSON, but not a valid request (missing or mistyped member, bad binary header…).
@@ -473,17 +474,17 @@ public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
 }
 
 /// A request the broker answers with an `error` message; the connection stays open.
-public struct ProtocolError: Error, Sendable, Hashable, CustomStringConvertible {
-    public let code: ErrorCode
-    public let message: String
+@_spi(Fuzzing) public struct ProtocolError: Error, Sendable, Hashable, CustomStringConvertible {
+    @_spi(Fuzzing) public let code: ErrorCode
+    @_spi(Fuzzing) public let message: String
     /// The request's id, when it had one and it could be read.
-    public let id: RequestID?
+    @_spi(Fuzzing) public let id: RequestID?
 
-    public init(_ code: ErrorCode, _ message: String, id: RequestID? = nil) {
+    @_spi(Fuzzing) public init(_ code: ErrorCode, _ message: String, id: RequestID? = nil) {
         self.code = code
         self.message = message
         self.id = id
     }
 
-    public var description: String { "\(code.rawValue): \(message)" }
+    @_spi(Fuzzing) public var description: String { "\(code.rawValue): \(message)" }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Tokens at the handshake (opaque, JWT, anonymous), and revocation and expiry closing
 /// live connections.

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Requests that once trapped the broker, over real sockets: each gets its error reply and
 /// the broker goes on serving.

@@ -5,7 +5,7 @@ import NIOCore
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The broker bounded under abuse, over real sockets with a real store: the request rate,
 /// connections per token, topics in memory (evicted and read back without a seq lost), and

@@ -6,7 +6,7 @@ import NIOPosix
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Subscribe, publish and fan-out through a real broker over real sockets.
 @Suite struct BrokerMessagingTests {

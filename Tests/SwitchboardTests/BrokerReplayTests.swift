@@ -7,7 +7,7 @@ import Testing
 import WebSocketCore
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The replay log wired into the broker, end to end over real sockets: acks after commit,
 /// `since` / `since_time` resumes that continue live with no gap and no duplicate, gap

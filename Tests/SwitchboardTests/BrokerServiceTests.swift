@@ -6,7 +6,7 @@ import ServiceLifecycle
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The broker as a swift-service-lifecycle `Service`, run the way docs/embedding.md shows:
 /// in a real `ServiceGroup`, started by `run()`, drained on a graceful shutdown or a

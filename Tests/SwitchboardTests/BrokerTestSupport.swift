@@ -9,7 +9,7 @@ import Testing
 import WebSocketCore
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 // Helpers for the broker's integration tests: a real broker on 127.0.0.1 with an
 // ephemeral port and a real SQLite store in a temporary directory, real WebSocket clients,

@@ -4,7 +4,7 @@ import NIOCore
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct OutgoingMessageTests {
     /// Decodes `frame` as a client would and returns the single event in it.

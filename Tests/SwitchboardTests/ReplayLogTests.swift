@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Collects log messages, to check that a state change is logged once.
 final class CollectingLogHandler: LogHandler, @unchecked Sendable {

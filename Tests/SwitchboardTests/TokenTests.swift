@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct TokenTests {
     let secret = Array("a-shared-secret-of-some-length!!".utf8)

@@ -4,7 +4,7 @@ import NIOCore
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct WireProtocolTests {
     func parse(_ text: String, limits: WireProtocol.Limits = .init()) throws(ProtocolError) -> ClientRequest {
