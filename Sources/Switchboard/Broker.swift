@@ -46,6 +46,8 @@ public final class Broker: Sendable {
     /// Messages sent from the replay log to resuming subscribers (counted per page).
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
     private let group: any EventLoopGroup
+    /// Now, in unix milliseconds: publish times and topic idleness are measured with it.
+    private let clock: @Sendable () -> Int64
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -88,16 +90,27 @@ public final class Broker: Sendable {
     ///     `maxTopics` topics, publishes to new ones are refused.
     ///   - group: the event loops for the listener and the connections, any kind of
     ///     `EventLoopGroup`; the broker keeps one hub per loop of it.
-    public init(
+    public convenience init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "switchboard")
     ) throws(BrokerConfiguration.Error) {
+        try self.init(
+            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger,
+            clock: { Int64(Date().timeIntervalSince1970 * 1000) })
+    }
+
+    /// `clock`: now, in unix milliseconds (tests set a clock that is ahead or behind).
+    init(
+        configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog?, group: any EventLoopGroup,
+        logger: Logger, clock: @escaping @Sendable () -> Int64
+    ) throws(BrokerConfiguration.Error) {
+        self.clock = clock
         self.configuration = configuration
         self.tokens = tokens
         self.replayLog = replayLog
         var sequencing = Sequencing()
-        for (topic, sequence) in replayLog?.retainedSequences() ?? [:] {
-            sequencing.topics.update(topic, .init(sequence: sequence, time: 0), note: nil)
+        for (topic, last) in replayLog?.retainedTopics() ?? [:] {
+            sequencing.topics.update(topic, last, note: nil)
         }
         self.sequencing = NIOLockedValueBox(sequencing)
         self.group = group
@@ -371,7 +384,7 @@ public final class Broker: Sendable {
         committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil,
         loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
-        let now = Self.milliseconds()
+        let now = clock()
         let retained = replayLog?.retains(publish.topic) ?? false
         // Made only for what is stored (one string per stored message), outside the lock.
         let publisherLabel = retained ? publisher.logLabel : nil
@@ -426,7 +439,7 @@ public final class Broker: Sendable {
                 return .rejected(error)
             }
         } else {
-            note = replayLog?.recordSequence(topic: publish.topic, sequence: sequence)
+            note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
             for hub in hubs.values { hub.enqueue(delivery) }
         }
         state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note)
@@ -436,13 +449,13 @@ public final class Broker: Sendable {
 
     /// A topic's last seq was read back: the topic is in memory, and the publishers that
     /// waited for it are told.
-    private func read(_ topic: Topic, _ result: Result<UInt64, ReplayError>) {
+    private func read(_ topic: Topic, _ result: Result<LastPublish, ReplayError>) {
         let waiting = sequencing.withLockedValue {
             (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
             guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
-            if case .success(let sequence) = result {
+            if case .success(let last) = result {
                 // Read from the store, so already durable: note 0.
-                state.topics.update(topic, .init(sequence: sequence, time: 0), note: 0)
+                state.topics.update(topic, last, note: 0)
             }
             return waiting
         }
@@ -469,7 +482,7 @@ public final class Broker: Sendable {
         let idle = Int64(configuration.topicIdleSeconds) * 1000
         let interval = TimeAmount.milliseconds(min(max(idle / 4, 250), 30_000))
         let task = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            let before = Self.milliseconds() - idle
+            let before = clock() - idle
             let durable = replayLog.durableSequenceNotes
             let chunk = 4096
             while sequencing.withLockedValue({ $0.topics.evict(publishedBefore: before, durable: durable, limit: chunk) })
@@ -494,11 +507,6 @@ public final class Broker: Sendable {
             }
             return matching
         }
-    }
-
-    /// Now, in unix milliseconds.
-    private static func milliseconds() -> Int64 {
-        Int64(Date().timeIntervalSince1970 * 1000)
     }
 
     // MARK: Revocation and expiry

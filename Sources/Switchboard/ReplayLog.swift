@@ -129,12 +129,12 @@ public struct ReplayStatistics: Sendable, Hashable {
 /// `unavailable` at once instead of growing memory.
 ///
 /// ## Sequences
-/// The last committed seq of *every* topic (retained or not) is kept in `topic_sequences`,
-/// updated once per topic per batch. `recordSequence` notes a non-retained topic's seq
+/// The last committed seq of *every* topic (retained or not), with its publish time, is kept
+/// in `topic_sequences`, updated once per topic per batch. `recordSequence` notes a non-retained topic's seq
 /// (coalesced in memory: one entry per topic, written within `sequenceFlushInterval`) and
 /// returns a ticket; once `durableSequenceNotes` reaches it the seq is committed, and the
 /// broker may drop the topic from memory and read it back (`lookUpSequence`) when it is
-/// published again. After a restart the broker starts from `retainedSequences()` and reads
+/// published again. After a restart the broker starts from `retainedTopics()` and reads
 /// every other topic's seq on its first publish: a committed seq is never handed out again. Seqs that were live-delivered
 /// but not yet committed when the process died (never acked) can be handed out again; after
 /// a clean `close()` nothing is lost.
@@ -180,7 +180,7 @@ public final class ReplayLog: @unchecked Sendable {
     private let condition = NSCondition()
     /// Everything below is protected by `condition`.
     private var queue: [Pending] = []
-    private var pendingSequences: [Topic: UInt64] = [:]
+    private var pendingSequences: [Topic: LastPublish] = [:]
     /// Tickets of `recordSequence`: notes made, and notes committed.
     private var sequenceNotes: UInt64 = 0
     private var durableNotes: UInt64 = 0
@@ -196,7 +196,7 @@ public final class ReplayLog: @unchecked Sendable {
     private let writer: Writer
     private let readerPool: [Reader]
     private let nextReader = NIOLockedValueBox(0)
-    private let initialSequences: [Topic: UInt64]
+    private let initialTopics: [Topic: LastPublish]
 
     struct Pending {
         var message: StoredMessage
@@ -252,7 +252,7 @@ public final class ReplayLog: @unchecked Sendable {
             throw Self.classify(error, path: path)
         }
         self.writer = writer
-        self.initialSequences = writer.lastSeq
+        self.initialTopics = writer.openedTopics
         self.readerPool = (0..<max(1, options.readers)).map { Reader(index: $0, path: path, options: options) }
         let thread = Thread { [self] in runWriter() }
         thread.name = "switchboard-replay-writer"
@@ -274,9 +274,9 @@ public final class ReplayLog: @unchecked Sendable {
         ReplayError.isCorruption(error.code) ? .corrupt(path: path, detail: error.message) : .storage(error)
     }
 
-    /// The last committed seq of every topic that is retained or has stored messages, read at
-    /// open: the broker holds these topics in memory from the start.
-    package func retainedSequences() -> [Topic: UInt64] { initialSequences }
+    /// The last committed seq and its time of every topic that is retained or has stored
+    /// messages, read at open: the broker holds these topics in memory from the start.
+    package func retainedTopics() -> [Topic: LastPublish] { initialTopics }
 
     /// The rule retaining `topic`, nil when it is not retained.
     public func rule(for topic: Topic) -> ReplayRule? { configuration.rule(for: topic) }
@@ -324,20 +324,17 @@ public final class ReplayLog: @unchecked Sendable {
         if wake { condition.signal() }
     }
 
-    /// Notes the seq just given to a message of a non-retained topic, so that the topic
-    /// continues after it after a restart. Coalesced: cheap to call on every publish.
-    /// Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
+    /// Notes the seq (and publish time) just given to a message of a non-retained topic, so
+    /// that the topic continues after it after a restart. Coalesced: cheap to call on every
+    /// publish. Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
     @discardableResult
-    package func recordSequence(topic: Topic, sequence: UInt64) -> UInt64 {
+    package func recordSequence(topic: Topic, _ last: LastPublish) -> UInt64 {
         condition.lock()
         // The first note since the last write starts the flush interval: a waiting writer
         // must learn its deadline (it may be asleep until the next pruning pass).
         let wake = pendingSequences.isEmpty && writerWaiting
-        if let known = pendingSequences[topic] {
-            if sequence > known { pendingSequences[topic] = sequence }
-        } else {
-            pendingSequences[topic] = sequence
-        }
+        // `>=`: a first note at seq 0 is kept too, so that it is written (and its ticket settles).
+        if last.sequence >= pendingSequences[topic]?.sequence ?? 0 { pendingSequences[topic] = last }
         sequenceNotes += 1
         let ticket = sequenceNotes
         if wake { writerWaiting = false }
@@ -430,7 +427,7 @@ public final class ReplayLog: @unchecked Sendable {
         var seqsSince = Date.distantFuture
         while true {
             condition.lock()
-            var sequences: [Topic: UInt64] = [:]
+            var sequences: [Topic: LastPublish] = [:]
             var notes: UInt64 = 0
             var woken = false
             while true {
@@ -501,15 +498,18 @@ public final class ReplayLog: @unchecked Sendable {
         writerDone.signal()
     }
 
-    private func commit(_ batch: inout [Pending], _ sequences: [Topic: UInt64], notes: UInt64) {
+    private func commit(_ batch: inout [Pending], _ sequences: [Topic: LastPublish], notes: UInt64) {
         let result = writer.write(batch, sequences: sequences)
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
         if case .failure(let error) = result {
             // Keep the seqs for the next batch; a new status is logged once.
-            for (topic, seq) in sequences where seq > pendingSequences[topic] ?? 0 { pendingSequences[topic] = seq }
-            for pending in batch where pending.message.sequence > pendingSequences[pending.message.topic] ?? 0 {
-                pendingSequences[pending.message.topic] = pending.message.sequence
+            for (topic, last) in sequences where last.sequence > pendingSequences[topic]?.sequence ?? 0 {
+                pendingSequences[topic] = last
+            }
+            for pending in batch where pending.message.sequence > pendingSequences[pending.message.topic]?.sequence ?? 0 {
+                pendingSequences[pending.message.topic] = LastPublish(
+                    sequence: pending.message.sequence, time: pending.message.time)
             }
             stats.failed += UInt64(batch.count)
             let reason = error.message
@@ -624,6 +624,9 @@ public final class ReplayLog: @unchecked Sendable {
 /// What `topic_sequences` says of one topic.
 public struct TopicLogState: Sendable, Hashable {
     public var lastSequence: UInt64
+    /// The publish time of `lastSequence`, unix milliseconds (0 when written before the
+    /// log kept it).
+    public var lastTime: Int64
     /// The newest message removed by retention (0 = none) and its publish time.
     public var prunedSequence: UInt64
     public var prunedTime: Int64
@@ -733,6 +736,8 @@ final class Writer: @unchecked Sendable {
     /// Last committed seq of every topic that is retained or has stored messages, kept in
     /// memory for retention (topics that are neither are only in `topic_sequences`).
     var lastSeq: [Topic: UInt64] = [:]
+    /// The same topics' last seq and its time as the log was opened.
+    private(set) var openedTopics: [Topic: LastPublish] = [:]
     var usedBytes: Int64 = 0
     /// Closures for tests, run between batches.
     let hooks = NIOLockedValueBox<[@Sendable (OpaquePointer) -> Void]>([])
@@ -766,8 +771,9 @@ final class Writer: @unchecked Sendable {
             db, "INSERT OR REPLACE INTO replay_messages (topic, seq, time, format, payload, publisher) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
         upsertSequence = try RawStatement(
             db, """
-                INSERT INTO topic_sequences (topic, last_seq) VALUES (?1, ?2)
-                ON CONFLICT (topic) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)
+                INSERT INTO topic_sequences (topic, last_seq, last_time) VALUES (?1, ?2, ?3)
+                ON CONFLICT (topic) DO UPDATE SET
+                    last_seq = max(last_seq, excluded.last_seq), last_time = max(last_time, excluded.last_time)
                 """)
         firstMessage = try RawStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq LIMIT 1")
         scanTimes = try RawStatement(
@@ -784,24 +790,27 @@ final class Writer: @unchecked Sendable {
         freelistCount = try RawStatement(db, "PRAGMA freelist_count")
         pageSize = try Connection(db: db).scalarInt("PRAGMA page_size") ?? 4096
 
-        // Where every topic stands: topic_sequences, and the stored messages (the same
-        // transaction wrote both, but max() costs one seek per topic and guards against a
-        // table edited by hand).
-        let all = try RawStatement(db, "SELECT topic, last_seq FROM topic_sequences")
-        let maxSeq = try RawStatement(db, "SELECT max(seq) FROM replay_messages WHERE topic = ?1")
+        // Where every topic stands: topic_sequences, and the newest stored message (the same
+        // transaction wrote both, but the message costs one seek per topic, guards against a
+        // table edited by hand and has the time of a database from before `last_time`).
+        let all = try RawStatement(db, "SELECT topic, last_seq, last_time FROM topic_sequences")
+        let newest = try RawStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq DESC LIMIT 1")
         while try all.step() {
             guard let topic = try? Topic(all.text(0)) else { continue }
-            var last = UInt64(clamping: all.int(1))
+            var last = LastPublish(sequence: UInt64(clamping: all.int(1)), time: all.int(2))
             var stored = false
             try topic.name.cString { (name) throws(StoreError) in
-                maxSeq.bind(1, text: name)
-                if try maxSeq.step(), maxSeq.int(0) > 0 {
-                    last = max(last, UInt64(clamping: maxSeq.int(0)))
+                newest.bind(1, text: name)
+                if try newest.step(), newest.int(0) > 0 {
+                    last = .latest(last, LastPublish(sequence: UInt64(clamping: newest.int(0)), time: newest.int(1)))
                     stored = true
                 }
-                maxSeq.reset()
+                newest.reset()
             }
-            if stored || configuration.rule(for: topic) != nil { lastSeq[topic] = last }
+            if stored || configuration.rule(for: topic) != nil {
+                openedTopics[topic] = last
+                lastSeq[topic] = last.sequence
+            }
         }
         all.reset()
         usedBytes = (try? measureUsedBytes()) ?? 0
@@ -821,8 +830,8 @@ final class Writer: @unchecked Sendable {
     }
 
     /// One group commit: every message of `batch` and the seqs, in one transaction.
-    func write(_ batch: [ReplayLog.Pending], sequences: [Topic: UInt64]) -> Result<Void, StoreError> {
-        var stored: [Topic: UInt64] = [:]
+    func write(_ batch: [ReplayLog.Pending], sequences: [Topic: LastPublish]) -> Result<Void, StoreError> {
+        var stored: [Topic: LastPublish] = [:]
         do throws(StoreError) {
             try begin.run()
             // Indexed, not `for pending in batch`: each message is read in place rather than
@@ -832,9 +841,9 @@ final class Writer: @unchecked Sendable {
             for index in batch.indices {
                 let sequence = batch[index].message.sequence
                 if index + 1 == batch.endIndex || batch[index + 1].message.topic != batch[index].message.topic,
-                    sequence > stored[batch[index].message.topic] ?? 0
+                    sequence > stored[batch[index].message.topic]?.sequence ?? 0
                 {
-                    stored[batch[index].message.topic] = sequence
+                    stored[batch[index].message.topic] = LastPublish(sequence: sequence, time: batch[index].message.time)
                 }
                 try batch[index].message.topic.name.cString { (name) throws(StoreError) in
                     try batch[index].message.payload.withReadableBytes { (payload) throws(StoreError) in
@@ -855,10 +864,11 @@ final class Writer: @unchecked Sendable {
                     }
                 }
             }
-            for (topic, seq) in sequences.merging(stored, uniquingKeysWith: max) {
+            for (topic, last) in sequences.merging(stored, uniquingKeysWith: LastPublish.latest) {
                 try topic.name.cString { (name) throws(StoreError) in
                     upsertSequence.bind(1, text: name)
-                    upsertSequence.bind(2, Int64(bitPattern: seq))
+                    upsertSequence.bind(2, Int64(bitPattern: last.sequence))
+                    upsertSequence.bind(3, last.time)
                     try upsertSequence.run()
                 }
             }
@@ -867,7 +877,7 @@ final class Writer: @unchecked Sendable {
             if sqlite3_get_autocommit(db) == 0 { try? rollback.run() }
             return .failure(error)
         }
-        for (topic, seq) in stored where seq > lastSeq[topic] ?? 0 { lastSeq[topic] = seq }
+        for (topic, last) in stored where last.sequence > lastSeq[topic] ?? 0 { lastSeq[topic] = last.sequence }
         return .success(())
     }
 

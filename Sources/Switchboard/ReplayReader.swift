@@ -55,7 +55,8 @@ final class ReaderConnection {
             db, "SELECT seq, time, format, payload, publisher FROM replay_messages WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
         first = try RawStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq LIMIT 1")
         last = try RawStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq DESC LIMIT 1")
-        state = try RawStatement(db, "SELECT last_seq, pruned_seq, pruned_time FROM topic_sequences WHERE topic = ?1")
+        state = try RawStatement(
+            db, "SELECT last_seq, last_time, pruned_seq, pruned_time FROM topic_sequences WHERE topic = ?1")
         allTopics = try RawStatement(db, "SELECT topic FROM topic_sequences ORDER BY topic")
         seek = try RawStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT 1")
         beginRead = try RawStatement(db, "BEGIN")
@@ -153,8 +154,8 @@ final class ReaderConnection {
                 defer { state.reset() }
                 guard try state.step() else { return nil }
                 return TopicLogState(
-                    lastSequence: UInt64(bitPattern: state.int(0)), prunedSequence: UInt64(bitPattern: state.int(1)),
-                    prunedTime: state.int(2))
+                    lastSequence: UInt64(bitPattern: state.int(0)), lastTime: state.int(1),
+                    prunedSequence: UInt64(bitPattern: state.int(2)), prunedTime: state.int(3))
             }
         }
     }

@@ -163,6 +163,34 @@ import WebSockets
         }
     }
 
+    /// A clock that steps back across a restart (the first life's an hour ahead, as before an
+    /// NTP correction): publish times still never decrease, for a retained topic (in memory
+    /// from the start) and for one that is not (its last seq read back on its first publish).
+    @Test func publishTimesNeverDecreaseAcrossARestartWhoseClockStepsBack() async throws {
+        let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000
+        let first = try await TestBroker.start(Self.retaining("chat.>"), clock: { ahead })
+        let directory = first.directory
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let publisher = try await first.client()
+        try await publisher.publish("chat.a", "1")
+        try await publisher.publish("news.x", "1")
+        await publisher.close()
+        try await first.shutdown()
+
+        try await TestBroker.with(Self.retaining("chat.>"), directory: directory) { second in
+            let subscriber = try await second.client()
+            try await subscriber.subscribe(">")
+            let publisher = try await second.client()
+            #expect(try await publisher.publish("chat.a", "2") == 2)
+            #expect(try await publisher.publish("news.x", "2") == 2)
+            for topic in ["chat.a", "news.x"] {
+                let message = try await subscriber.nextJSON()
+                #expect(message["topic"] == topic && message.int("seq") == 2, "\(message)")
+                #expect(Int64(message.int("time") ?? 0) >= ahead, "\(message) is earlier than \(ahead)")
+            }
+        }
+    }
+
     /// The case: rules tightened across a restart apply to the very first resume,
     /// with no background pass run yet (the interval is an hour here).
     @Test func retentionByCountHoldsRightAfterARestart() async throws {

@@ -52,7 +52,8 @@ final class TestBroker: Sendable {
     /// when no topic is retained: it keeps the topics' seqs.
     static func prepare(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
-        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) throws -> (broker: Broker, tokens: TokenStore, directory: URL, logs: LogCapture) {
         let directory = try directory ?? makeTemporaryDirectory()
         var configuration = BrokerConfiguration()
@@ -68,16 +69,19 @@ final class TestBroker: Sendable {
         let replayLog = try ReplayLog(
             path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
         let broker = try Broker(
-            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
+            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger,
+            clock: clock)
         return (broker, tokens, directory, logs)
     }
 
     /// Starts a broker (see `prepare`); `directory` reuses the store of an earlier broker (a restart).
     static func start(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
-        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
     ) async throws -> TestBroker {
-        let prepared = try prepare(configure, group: group, directory: directory, replayOptions: replayOptions)
+        let prepared = try prepare(
+            configure, group: group, directory: directory, replayOptions: replayOptions, clock: clock)
         let address = try await prepared.broker.start()
         return TestBroker(
             broker: prepared.broker, tokens: prepared.tokens, port: address.port!, directory: prepared.directory,
