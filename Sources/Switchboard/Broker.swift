@@ -33,7 +33,7 @@ public final class Broker: Sendable {
     /// closes it in `shutdown()`.
     public let replayLog: ReplayLog?
     let logger: Logger
-    let limits: WireProtocol.Limits
+    let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
     private let hubs: [ObjectIdentifier: Hub]
     private let sequencing: NIOLockedValueBox<Sequencing>
@@ -115,7 +115,7 @@ public final class Broker: Sendable {
         self.sequencing = NIOLockedValueBox(sequencing)
         self.group = group
         self.logger = logger
-        self.limits = WireProtocol.Limits(maxPayloadBytes: configuration.maxPayload)
+        self.limits = RequestDecoder.Limits(maxPayloadBytes: configuration.maxPayload)
         var anonymous: Permissions?
         if let access = configuration.anonymous {
             func patterns(_ names: [String], _ key: String) throws(BrokerConfiguration.Error) -> [TopicPattern] {
@@ -419,7 +419,7 @@ public final class Broker: Sendable {
         let last = state.topics.state(of: publish.topic) ?? .init(sequence: 0, time: 0)
         let sequence = last.sequence + 1
         let time = max(now, last.time)
-        let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
+        let frame = MessageEncoder.encodeFrame(publish, sequence: sequence, time: time)
         let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
         var note: UInt64?
         if let replayLog, retained {

@@ -72,7 +72,7 @@ public struct StoredMessage: Sendable {
 
     /// The server→client frame for this message, exactly as live subscribers received it.
     package func encodeFrame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        OutgoingMessage.encodeFrame(
+        MessageEncoder.encodeFrame(
             topic: topic, sequence: sequence, time: time, payload: payload, format: format, allocator: allocator)
     }
 }
@@ -179,7 +179,7 @@ public final class ReplayLog: @unchecked Sendable {
 
     private let condition = NSCondition()
     /// Everything below is protected by `condition`.
-    private var queue: [Pending] = []
+    private var queue: [PendingAppend] = []
     private var pendingSequences: [Topic: LastPublish] = [:]
     /// Tickets of `recordSequence`: notes made, and notes committed.
     private var sequenceNotes: UInt64 = 0
@@ -193,12 +193,12 @@ public final class ReplayLog: @unchecked Sendable {
     private var stats: ReplayStatistics
     private let writerDone = DispatchSemaphore(value: 0)
 
-    private let writer: Writer
-    private let readerPool: [Reader]
+    private let writer: ReplayWriter
+    private let readerPool: [ReplayReader]
     private let nextReader = NIOLockedValueBox(0)
     private let initialTopics: [Topic: LastPublish]
 
-    struct Pending {
+    struct PendingAppend {
         var message: StoredMessage
         var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
     }
@@ -218,7 +218,7 @@ public final class ReplayLog: @unchecked Sendable {
             usedBytes: 0)
         let db = try Self.open(path: path, readOnly: false, busyTimeout: options.busyTimeoutMilliseconds)
         do throws(StoreError) {
-            let connection = Connection(db: db)
+            let connection = SQLiteConnection(db: db)
             if path != ":memory:" && !path.isEmpty {
                 let mode = try connection.scalarText("PRAGMA journal_mode=WAL")
                 guard mode?.lowercased() == "wal" else {
@@ -235,9 +235,9 @@ public final class ReplayLog: @unchecked Sendable {
             sqlite3_close_v2(db)
             throw Self.classify(error, path: path)
         }
-        let writer: Writer
+        let writer: ReplayWriter
         do throws(StoreError) {
-            writer = try Writer(db: db, configuration: configuration, options: options)
+            writer = try ReplayWriter(db: db, configuration: configuration, options: options)
         } catch {
             sqlite3_close_v2(db)
             throw Self.classify(error, path: path)
@@ -253,7 +253,7 @@ public final class ReplayLog: @unchecked Sendable {
         }
         self.writer = writer
         self.initialTopics = writer.openedTopics
-        self.readerPool = (0..<max(1, options.readers)).map { Reader(index: $0, path: path, options: options) }
+        self.readerPool = (0..<max(1, options.readers)).map { ReplayReader(index: $0, path: path, options: options) }
         let thread = Thread { [self] in runWriter() }
         thread.name = "switchboard-replay-writer"
         thread.start()
@@ -315,7 +315,7 @@ public final class ReplayLog: @unchecked Sendable {
             throw .unavailable("the replay log's write queue is full (\(configuration.queueLimit) messages)")
         }
         accepted()
-        queue.append(Pending(message: message, completion: completion))
+        queue.append(PendingAppend(message: message, completion: completion))
         enqueued += 1
         stats.appended += 1
         let wake = writerWaiting
@@ -421,7 +421,7 @@ public final class ReplayLog: @unchecked Sendable {
     // MARK: The writer thread
 
     private func runWriter() {
-        var batch: [Pending] = []
+        var batch: [PendingAppend] = []
         var nextPrune = Date().addingTimeInterval(options.pruneInterval)
         var pruning = false
         var seqsSince = Date.distantFuture
@@ -498,7 +498,7 @@ public final class ReplayLog: @unchecked Sendable {
         writerDone.signal()
     }
 
-    private func commit(_ batch: inout [Pending], _ sequences: [Topic: LastPublish], notes: UInt64) {
+    private func commit(_ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64) {
         let result = writer.write(batch, sequences: sequences)
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
@@ -559,7 +559,7 @@ public final class ReplayLog: @unchecked Sendable {
     /// A read connection with its own serial queue: cursor pages run there, off the event
     /// loops. Page requests of all catching-up clients are spread round-robin over the pool
     /// and served in FIFO order, so one long replay cannot starve the others.
-    func reader() -> Reader {
+    func reader() -> ReplayReader {
         let index = nextReader.withLockedValue { next in
             defer { next = (next + 1) % readerPool.count }
             return next
@@ -568,7 +568,7 @@ public final class ReplayLog: @unchecked Sendable {
     }
 
     /// Runs `body` with a read connection, blocking the caller: not on an event loop.
-    func withReader<R>(_ body: (ReaderConnection) throws(ReplayError) -> R) throws(ReplayError) -> R {
+    func withReader<R>(_ body: (ReplayReadConnection) throws(ReplayError) -> R) throws(ReplayError) -> R {
         let reader = reader()
         let result: Result<R, ReplayError> = reader.queue.sync {
             do throws(ReplayError) {
@@ -725,10 +725,10 @@ extension PayloadFormat {
     init(storedValue: Int64) { self = storedValue == 0 ? .json : .binary }
 }
 
-// MARK: - Writer
+// MARK: - ReplayWriter
 
 /// The writer connection and its state; used only on the writer thread.
-final class Writer: @unchecked Sendable {
+final class ReplayWriter: @unchecked Sendable {
     let db: OpaquePointer
     let configuration: ReplayConfiguration
     let options: Options
@@ -788,7 +788,7 @@ final class Writer: @unchecked Sendable {
                 """)
         pageCount = try RawStatement(db, "PRAGMA page_count")
         freelistCount = try RawStatement(db, "PRAGMA freelist_count")
-        pageSize = try Connection(db: db).scalarInt("PRAGMA page_size") ?? 4096
+        pageSize = try SQLiteConnection(db: db).scalarInt("PRAGMA page_size") ?? 4096
 
         // Where every topic stands: topic_sequences, and the newest stored message (the same
         // transaction wrote both, but the message costs one seek per topic, guards against a
@@ -830,7 +830,7 @@ final class Writer: @unchecked Sendable {
     }
 
     /// One group commit: every message of `batch` and the seqs, in one transaction.
-    func write(_ batch: [ReplayLog.Pending], sequences: [Topic: LastPublish]) -> Result<Void, StoreError> {
+    func write(_ batch: [ReplayLog.PendingAppend], sequences: [Topic: LastPublish]) -> Result<Void, StoreError> {
         var stored: [Topic: LastPublish] = [:]
         do throws(StoreError) {
             try begin.run()

@@ -4,11 +4,11 @@ import NIOCore
 
 /// One reader of the pool: a serial queue (its own thread while busy, never an event loop
 /// nor the Swift cooperative pool) and a read connection used only on that queue.
-final class Reader: @unchecked Sendable {
+final class ReplayReader: @unchecked Sendable {
     let queue: DispatchQueue
     private let path: String
     private let options: ReplayLog.Options
-    private var open: ReaderConnection?
+    private var open: ReplayReadConnection?
 
     init(index: Int, path: String, options: ReplayLog.Options) {
         self.queue = DispatchQueue(label: "switchboard-replay-reader-\(index)")
@@ -17,11 +17,11 @@ final class Reader: @unchecked Sendable {
     }
 
     /// The connection, opened on first use. On `queue` only.
-    func connection() throws(ReplayError) -> ReaderConnection {
+    func connection() throws(ReplayError) -> ReplayReadConnection {
         if let open { return open }
         let db = try ReplayLog.open(path: path, readOnly: true, busyTimeout: options.busyTimeoutMilliseconds)
         do throws(StoreError) {
-            let connection = try ReaderConnection(db: db)
+            let connection = try ReplayReadConnection(db: db)
             open = connection
             return connection
         } catch {
@@ -38,7 +38,7 @@ final class Reader: @unchecked Sendable {
 /// A read connection (`PRAGMA query_only`) and its prepared statements. WAL lets it read
 /// while the writer writes; each statement sees the log as of its first step, and the
 /// statements inside `snapshot` all see it as of the first of them.
-final class ReaderConnection {
+final class ReplayReadConnection {
     let db: OpaquePointer
     private let readTopic: RawStatement
     private let first: RawStatement
@@ -213,7 +213,7 @@ struct PageFrames {
 
     mutating func append(_ message: StoredMessage, payload: UnsafeRawBufferPointer) {
         let start = buffer.writerIndex
-        let at = OutgoingMessage.writeFrame(
+        let at = MessageEncoder.writeFrame(
             topic: message.topic, sequence: message.sequence, time: message.time, payload: payload,
             format: message.format, into: &buffer)
         positions.append((start, at, payload.count))
@@ -307,7 +307,7 @@ package final class ReplayCursor: @unchecked Sendable {
         isExhausted = false
     }
 
-    func next(_ c: ReaderConnection, limit: Int, maxBytes: Int) throws(ReplayError) -> ReplayPage {
+    func next(_ c: ReplayReadConnection, limit: Int, maxBytes: Int) throws(ReplayError) -> ReplayPage {
         let topics: [Topic]
         if let known = self.topics {
             topics = known
@@ -355,7 +355,7 @@ package final class ReplayCursor: @unchecked Sendable {
         return page
     }
 
-    private func resolveStart(_ topic: Topic, _ c: ReaderConnection) throws(ReplayError) -> UInt64 {
+    private func resolveStart(_ topic: Topic, _ c: ReplayReadConnection) throws(ReplayError) -> UInt64 {
         switch position {
         case .sequence(let n):
             return n

@@ -66,7 +66,7 @@ public final class Store: @unchecked Sendable {
         self.path = path
         let handle = try Self.open(path: path, busyTimeout: busyTimeoutMilliseconds)
         self.db = handle
-        let connection = Connection(db: handle)
+        let connection = SQLiteConnection(db: handle)
         do throws(StoreError) {
             if path != ":memory:" && !path.isEmpty {
                 let mode = try connection.scalarText("PRAGMA journal_mode=WAL")
@@ -109,18 +109,18 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Runs `body` with exclusive use of the connection.
-    package func withConnection<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
+    package func withConnection<R>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         lock.lock()
         defer { lock.unlock() }
-        return try body(Connection(db: db))
+        return try body(SQLiteConnection(db: db))
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
-    package func transaction<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
+    package func transaction<R>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         try withConnection { (c) throws(StoreError) in try c.transaction { (c) throws(StoreError) in try body(c) } }
     }
 
-    static func migrate(_ c: Connection, migrations: [Migration], path: String) throws(StoreError) {
+    static func migrate(_ c: SQLiteConnection, migrations: [Migration], path: String) throws(StoreError) {
         let sorted = migrations.sorted { $0.version < $1.version }
         for (index, migration) in sorted.enumerated() where migration.version != index + 1 {
             throw StoreError(code: 0, message: "schema migrations must be numbered 1, 2, 3…; found \(migration.name) at position \(index + 1)")
@@ -143,7 +143,7 @@ public final class Store: @unchecked Sendable {
 }
 
 /// The connection inside `Store.withConnection`. Not to be kept outside that call.
-package struct Connection {
+package struct SQLiteConnection {
     let db: OpaquePointer
 
     func error(_ rc: Int32, _ context: String) -> StoreError {
@@ -161,14 +161,14 @@ package struct Connection {
         }
     }
 
-    package func prepare(_ sql: String) throws(StoreError) -> Statement {
+    package func prepare(_ sql: String) throws(StoreError) -> SQLiteStatement {
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v2(db, sql, -1, &statement, nil)
         guard rc == SQLITE_OK, let statement else { throw error(rc, "cannot prepare statement") }
-        return Statement(db: db, statement: statement)
+        return SQLiteStatement(db: db, statement: statement)
     }
 
-    package func transaction<R>(_ body: (Connection) throws(StoreError) -> R) throws(StoreError) -> R {
+    package func transaction<R>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body(self)
@@ -196,7 +196,7 @@ package struct Connection {
 
 /// A prepared statement; finalized when released. Bind indices start at 1, column
 /// indices at 0 (as in SQLite).
-package final class Statement {
+package final class SQLiteStatement {
     private let db: OpaquePointer
     private let statement: OpaquePointer
     /// SQLITE_TRANSIENT: SQLite copies bound text and blobs.
@@ -216,7 +216,7 @@ package final class Statement {
     }
 
     @discardableResult
-    package func bind(_ value: Int64?, at index: Int32) throws(StoreError) -> Statement {
+    package func bind(_ value: Int64?, at index: Int32) throws(StoreError) -> SQLiteStatement {
         if let value {
             try check(sqlite3_bind_int64(statement, index, value), "bind")
         } else {
@@ -226,14 +226,14 @@ package final class Statement {
     }
 
     @discardableResult
-    package func bind(_ value: String?, at index: Int32) throws(StoreError) -> Statement {
+    package func bind(_ value: String?, at index: Int32) throws(StoreError) -> SQLiteStatement {
         guard let value else { try check(sqlite3_bind_null(statement, index), "bind"); return self }
         try check(sqlite3_bind_text(statement, index, value, -1, Self.transient), "bind")
         return self
     }
 
     @discardableResult
-    package func bind(blob value: [UInt8], at index: Int32) throws(StoreError) -> Statement {
+    package func bind(blob value: [UInt8], at index: Int32) throws(StoreError) -> SQLiteStatement {
         let rc = value.withUnsafeBytes { raw in
             // A zero-length blob still needs a non-NULL pointer to be a blob, not NULL.
             sqlite3_bind_blob(statement, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), Self.transient)

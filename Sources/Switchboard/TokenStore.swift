@@ -53,7 +53,7 @@ public final class TokenStore: Sendable {
     /// `reload` with the connection already held. The new cache is swapped in while the
     /// connection is held, so a create or revoke made through this store cannot land
     /// between the read and the swap and be lost.
-    private func reloadLocked(_ c: Connection) throws(StoreError) {
+    private func reloadLocked(_ c: SQLiteConnection) throws(StoreError) {
         // Read first: a change landing after it is applied again by `applyChanges`, harmlessly.
         let seen = try c.scalarInt("SELECT max(seq) FROM token_changes") ?? 0
         let statement = try c.prepare(
@@ -175,7 +175,7 @@ public final class TokenStore: Sendable {
     package func lookup(token: String) -> TokenRecord? {
         let hash = OpaqueToken.hash(token)
         guard let record = cache.withLockedValue({ $0[hash] }) else { return nil }
-        return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+        return TokenCrypto.constantTimeEquals(record.hash, hash) ? record : nil
     }
 
     /// Looks a presented token up in the database (not the cache) and caches what it finds:
@@ -192,13 +192,13 @@ public final class TokenStore: Sendable {
             guard try statement.step() else { return nil }
             let record = try Self.record(statement)
             cache.withLockedValue { $0[record.hash] = record }
-            return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+            return TokenCrypto.constantTimeEquals(record.hash, hash) ? record : nil
         }
     }
 
     /// The record in the current row of a `SELECT id, name, hash, permissions, created_at,
     /// expires_at, revoked_at`.
-    private static func record(_ statement: Statement) throws(StoreError) -> TokenRecord {
+    private static func record(_ statement: SQLiteStatement) throws(StoreError) -> TokenRecord {
         var permissions = try decodePermissions(statement.text(3), id: statement.text(0))
         permissions.expiresAt = statement.optionalInt(5).map(date)
         return TokenRecord(

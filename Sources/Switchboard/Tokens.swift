@@ -64,49 +64,6 @@ public struct Permissions: Sendable, Hashable, Codable {
     }
 }
 
-// MARK: - Secrets
-
-/// Helpers for secrets: constant-time comparison and base64url (RFC 4648 §5, unpadded).
-@_spi(Fuzzing) public enum Secrets {
-    /// Compares two byte strings in time that depends only on their lengths.
-    package static func constantTimeEquals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for (x, y) in zip(a, b) { difference |= x ^ y }
-        return difference == 0
-    }
-
-    @_spi(Fuzzing) public static func base64URLEncode(_ bytes: some Sequence<UInt8>) -> String {
-        var out = ""
-        for c in Crypto.base64Encode(bytes).unicodeScalars {
-            switch c {
-            case "+": out.unicodeScalars.append("-")
-            case "/": out.unicodeScalars.append("_")
-            case "=": continue
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
-
-    /// Strict: only the base64url alphabet, no padding, canonical trailing bits.
-    @_spi(Fuzzing) public static func base64URLDecode(_ text: Substring) -> [UInt8]? {
-        guard text.utf8.count % 4 != 1 else { return nil }
-        var standard = ""
-        standard.reserveCapacity(text.utf8.count + 3)
-        for c in text.unicodeScalars {
-            switch c {
-            case "-": standard.unicodeScalars.append("+")
-            case "_": standard.unicodeScalars.append("/")
-            case "+", "/", "=": return nil
-            default: standard.unicodeScalars.append(c)
-            }
-        }
-        while standard.utf8.count % 4 != 0 { standard += "=" }
-        return Crypto.base64Decode(standard)
-    }
-}
-
 // MARK: - Opaque tokens
 
 /// Opaque access tokens: `sb_` followed by 32 random bytes in base64url (46 characters).
@@ -116,12 +73,12 @@ public struct Permissions: Sendable, Hashable, Codable {
 
     /// A new random token string.
     package static func generate() -> String {
-        prefix + Secrets.base64URLEncode(Crypto.randomBytes(count: 32))
+        prefix + Base64URL.encode(Crypto.randomBytes(count: 32))
     }
 
     /// A new package token id: `tok_` + 9 random bytes in base64url (safe to log).
     package static func generateID() -> String {
-        "tok_" + Secrets.base64URLEncode(Crypto.randomBytes(count: 9))
+        "tok_" + Base64URL.encode(Crypto.randomBytes(count: 9))
     }
 
     package static func hash(_ token: String) -> [UInt8] {
@@ -131,7 +88,7 @@ public struct Permissions: Sendable, Hashable, Codable {
     /// Whether `token` has the shape of an opaque token (not whether it exists).
     @_spi(Fuzzing) public static func isWellFormed(_ token: String) -> Bool {
         token.hasPrefix(prefix) && token.utf8.count == prefix.utf8.count + 43
-            && Secrets.base64URLDecode(token.dropFirst(prefix.count))?.count == 32
+            && Base64URL.decode(token.dropFirst(prefix.count))?.count == 32
     }
 }
 
@@ -198,9 +155,9 @@ public struct JWTVerifier: Sendable {
     public func verify(_ token: String, now: Date) throws(AuthError) -> (subject: String?, permissions: Permissions) {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
-            let headerBytes = Secrets.base64URLDecode(parts[0]),
-            let payloadBytes = Secrets.base64URLDecode(parts[1]),
-            let signature = Secrets.base64URLDecode(parts[2])
+            let headerBytes = Base64URL.decode(parts[0]),
+            let payloadBytes = Base64URL.decode(parts[1]),
+            let signature = Base64URL.decode(parts[2])
         else {
             throw AuthError(.malformed, "the token is not a well-formed JWT (three base64url parts)")
         }
@@ -215,7 +172,7 @@ public struct JWTVerifier: Sendable {
         }
         let signingInput = parts[0].utf8.count + 1 + parts[1].utf8.count
         let expected = TokenCrypto.hmacSHA256(key: secret, data: token.utf8.prefix(signingInput))
-        guard Secrets.constantTimeEquals(expected, signature) else {
+        guard TokenCrypto.constantTimeEquals(expected, signature) else {
             throw AuthError(.badSignature, "the JWT signature does not verify")
         }
         let claims: Claims
@@ -257,10 +214,10 @@ public struct JWTVerifier: Sendable {
     public static func mint(_ claims: Claims, secret: [UInt8]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let header = Secrets.base64URLEncode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
-        let payload = Secrets.base64URLEncode((try? encoder.encode(claims)) ?? Data())
+        let header = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
+        let payload = Base64URL.encode((try? encoder.encode(claims)) ?? Data())
         let signingInput = header + "." + payload
         let signature = TokenCrypto.hmacSHA256(key: secret, data: Array(signingInput.utf8))
-        return signingInput + "." + Secrets.base64URLEncode(signature)
+        return signingInput + "." + Base64URL.encode(signature)
     }
 }

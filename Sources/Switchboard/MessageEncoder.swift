@@ -15,7 +15,7 @@ import WebSocketCore
 /// - Topic names need no JSON escaping (see `Topic`), so they are copied as they are.
 /// - Frames carry RSV1 = 0: they are valid on a connection that negotiated
 ///   permessage-deflate too (compression is per message and optional, RFC 7692 §6).
-package enum OutgoingMessage {
+package enum MessageEncoder {
     private static let msgPrefix: StaticString = #"{"op":"msg","topic":""#
     private static let seqPart: StaticString = #"","seq":"#
     private static let timePart: StaticString = #","time":"#
