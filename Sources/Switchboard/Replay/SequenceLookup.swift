@@ -5,7 +5,7 @@ extension ReplayLog {
     public func lastSequences() throws(ReplayError) -> [Topic: UInt64] {
         try withReader { (c) throws(ReplayError) in
             do throws(StoreError) {
-                let all = try RawStatement(c.db, "SELECT topic, last_seq FROM topic_sequences")
+                let all = try SQLiteStatement(c.db, "SELECT topic, last_seq FROM topic_sequences", persistent: false)
                 defer { all.finalize() }
                 var sequences = retainedTopics().mapValues(\.sequence)
                 while try all.step() {
