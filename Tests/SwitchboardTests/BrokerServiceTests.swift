@@ -78,6 +78,18 @@ import WebSocketCore
         await #expect(throws: Broker.LifecycleError.stopped) { try await prepared.broker.start() }
     }
 
+    @Test func runThatCannotListenThrowsAndStillClosesTheReplayLog() async throws {
+        try await TestBroker.with { taken in
+            let prepared = try TestBroker.prepare { $0.port = taken.port }
+            defer { try? FileManager.default.removeItem(at: prepared.directory) }
+            await #expect(throws: (any Error).self) { try await prepared.broker.run() }
+            #expect(throws: ReplayError.unavailable("the replay log is closed")) {
+                try prepared.broker.replayLog?.append(
+                    StoredMessage(topic: try Topic("orders.eu"), sequence: 1, time: 0, format: .json, payload: ByteBuffer()))
+            }
+        }
+    }
+
     @Test func shutdownEndsRunAndRunAfterStartDoesNotListenAgain() async throws {
         let prepared = try TestBroker.prepare()
         defer { try? FileManager.default.removeItem(at: prepared.directory) }
