@@ -94,6 +94,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var onWritable: (@Sendable () -> Void)?
         var receivedClose: (code: CloseCode, reason: String)?
         var failure: (any Error)?
+        var heldFailure: (any Error)?
         var closeTimer: Scheduled<Void>?
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
@@ -139,6 +140,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var failure: (any Error)? {
         get { occasional?.failure }
         set { setOccasional(\.failure, newValue) }
+    }
+    /// A protocol violation found behind messages the application has not taken yet (no
+    /// sink): the connection fails once they are delivered, so that it can answer them first.
+    private var heldFailure: (any Error)? {
+        get { occasional?.heldFailure }
+        set { setOccasional(\.heldFailure, newValue) }
     }
     private var closeTimer: Scheduled<Void>? {
         get { occasional?.closeTimer }
@@ -192,14 +199,15 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
-            self.leftover = nil
             context.eventLoop.assumeIsolated().execute { [self] in
-                guard state != .closed else { return }
+                guard state != .closed, self.leftover != nil else { return }
                 isReading = true
-                process(leftover)
+                processLeftover()
                 isReading = false
                 flushOutbound()
             }
+        } else {
+            leftover = nil
         }
         if !context.channel.isActive {
             // The peer left while the handshake was being answered.
@@ -214,6 +222,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         isReading = true
+        // NIO may go on reading the socket before the task that processes the leftover
+        // runs (it reads until a read leaves the buffer short): those bytes come after it.
+        processLeftover()
         process(unwrapInboundIn(data))
     }
 
@@ -250,6 +261,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Receiving
 
+    private func processLeftover() {
+        guard let leftover else { return }
+        self.leftover = nil
+        process(leftover)
+    }
+
     private func process(_ buffer: ByteBuffer) {
         guard state == .open || state == .closeSent else { return }
         receiver.append(buffer)
@@ -259,7 +276,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if state == .closed { return }
             }
         } catch {
-            fail(error)
+            if case .queue(let queued) = sink, !queued.isEmpty {
+                // A peer that sends valid messages and then a bad frame expects the messages
+                // answered before the connection fails (as when they come in separate reads).
+                failure = error
+                heldFailure = error
+            } else {
+                fail(error)
+            }
         }
     }
 
@@ -449,6 +473,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let closeInfo, case .stream(let source) = newSink {
             finish(source, closeInfo)
         }
+        if let heldFailure {
+            self.heldFailure = nil
+            if state != .closed { fail(heldFailure) }
+        }
         resume(.noSink)
     }
 
@@ -539,6 +567,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Starts the close handshake; the peer has `closeTimeout` to answer.
     func close(code: CloseCode, reason: String, promise: EventLoopPromise<Void>?) {
         guard state == .open else {
+            promise?.succeed()
+            return
+        }
+        if let heldFailure {
+            // The peer broke the protocol: its close would never be read. Fail now instead.
+            self.heldFailure = nil
+            fail(heldFailure)
             promise?.succeed()
             return
         }
