@@ -12,6 +12,8 @@ import WebSocketCore
 ///   in `outbound` and written and flushed once per read cycle.
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
+///   A protocol error behind them fails the connection once they are delivered.
+/// - Bytes that came with the handshake (`leftover`) are decoded before any read after it.
 /// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
 ///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
 ///   can pile up meanwhile.
