@@ -2,7 +2,7 @@
 # Runs the Autobahn|Testsuite (the reference WebSocket conformance suite, PyPI
 # `autobahntestsuite` 25.10.1) against Switchboard, in either role, and judges the result.
 #
-#   scripts/autobahn.sh setup                     install the suite (once; ~2 min)
+#   scripts/autobahn.sh setup                     install the suite (once; ~5 min)
 #   scripts/autobahn.sh server [OPTIONS]          the suite's client against `echo-server --deflate`
 #   scripts/autobahn.sh client [OPTIONS]          `autobahn-client` against the suite's server
 #   scripts/autobahn.sh both [OPTIONS]            server, then client
