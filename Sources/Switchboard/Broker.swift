@@ -112,7 +112,7 @@ public final class Broker: Sendable {
         options.selectSubprotocol = { offered, _ in
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
         }
-        options.verifyClient = { [self] request in verify(request) }
+        options.verifyClient = { [self] request in await verify(request) }
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
         let address = try await server.listen()
         self.server.withLockedValue { $0 = server }
@@ -153,9 +153,9 @@ public final class Broker: Sendable {
 
     // MARK: Handshake
 
-    /// Runs on the connection's event loop: the token cache answers without I/O; only a
-    /// token the cache does not know is looked up in the database, on NIO's thread pool.
-    private func verify(_ request: UpgradeRequest) -> UpgradeDecision {
+    /// The token cache answers without I/O; only a token the cache does not know is looked
+    /// up in the database, on NIO's thread pool.
+    private func verify(_ request: UpgradeRequest) async -> UpgradeDecision {
         if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
@@ -166,21 +166,25 @@ public final class Broker: Sendable {
         } catch {
             return refuse(request, error)
         }
+        let unknown: String
         do throws(AuthError) {
-            return .accept(userInfo: try authenticator.authenticate(presented))
+            return accept(try authenticator.authenticate(presented))
         } catch {
             // An unknown token was perhaps created by another process (`switchboard token
             // create`) since the last reload: look in the database itself.
             guard error.reason == .unknown, let presented else { return refuse(request, error) }
-            return .later { [self] in
-                _ = try? await NIOThreadPool.singleton.runIfActive { try self.tokens.fetch(token: presented) }
-                do throws(AuthError) {
-                    return .accept(userInfo: try authenticator.authenticate(presented))
-                } catch {
-                    return refuse(request, error)
-                }
-            }
+            unknown = presented
         }
+        _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: unknown) }
+        do throws(AuthError) {
+            return accept(try authenticator.authenticate(unknown))
+        } catch {
+            return refuse(request, error)
+        }
+    }
+
+    private func accept(_ principal: Principal) -> UpgradeDecision {
+        .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
     }
 
     private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
@@ -195,7 +199,7 @@ public final class Broker: Sendable {
     }
 
     private func open(_ socket: WebSocket) {
-        guard let principal = socket.userInfo as? Principal, let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
+        guard let principal = socket.userInfo[PrincipalKey.self], let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
             socket.terminate()
             return
         }
@@ -338,4 +342,9 @@ public struct BrokerStatistics: Sendable, Hashable {
     /// The replay log's state and counters (`status` is `degraded` while it cannot write);
     /// nil without a replay log.
     public var replay: ReplayStatistics?
+}
+
+/// The key of the `Principal` the broker's handshake attaches to a connection.
+enum PrincipalKey: ConnectionUserInfoKey {
+    typealias Value = Principal
 }

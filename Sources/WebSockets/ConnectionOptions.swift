@@ -13,7 +13,7 @@ public struct ConnectionOptions: Sendable {
     /// How long to wait for the peer's close frame (or, for a client, for the server to
     /// drop TCP) after a close was sent, before dropping the connection; not negative.
     /// Default 30 s, as `ws`.
-    public var closeTimeout: TimeAmount = .seconds(30)
+    public var closeTimeout: Duration = .seconds(30)
     /// Send a ping every `interval`; terminate the peer if its pong does not arrive within
     /// `timeout` (both positive). Off by default.
     public var heartbeat: Heartbeat? = nil
@@ -25,10 +25,10 @@ public struct ConnectionOptions: Sendable {
     public var fragmentSize: Int? = nil
 
     public struct Heartbeat: Sendable, Hashable {
-        public var interval: TimeAmount
-        public var timeout: TimeAmount
+        public var interval: Duration
+        public var timeout: Duration
 
-        public init(interval: TimeAmount, timeout: TimeAmount) {
+        public init(interval: Duration, timeout: Duration) {
             self.interval = interval
             self.timeout = timeout
         }
@@ -43,10 +43,10 @@ public struct ConnectionOptions: Sendable {
     /// Throws `InvalidOption` naming the first option out of its range.
     public func validate() throws(InvalidOption) {
         try InvalidOption.check("maxPayload", maxPayload, in: 0...Self.maxPayloadLimit)
-        try InvalidOption.check("closeTimeout", closeTimeout, atLeast: .zero)
+        try InvalidOption.checkNotNegative("closeTimeout", closeTimeout)
         if let heartbeat {
-            try InvalidOption.check("heartbeat.interval", heartbeat.interval, atLeast: .nanoseconds(1))
-            try InvalidOption.check("heartbeat.timeout", heartbeat.timeout, atLeast: .nanoseconds(1))
+            try InvalidOption.checkPositive("heartbeat.interval", heartbeat.interval)
+            try InvalidOption.checkPositive("heartbeat.timeout", heartbeat.timeout)
         }
         try InvalidOption.check("maxBufferedAmount", maxBufferedAmount, atLeast: 0)
         if let fragmentSize { try InvalidOption.check("fragmentSize", fragmentSize, atLeast: 1) }
@@ -88,5 +88,17 @@ public struct CloseInfo: Sendable, Hashable, CustomStringConvertible, Error {
 
     public var description: String {
         "closed \(wasClean ? "cleanly" : "uncleanly") with \(code)\(reason.isEmpty ? "" : ": \(reason)")"
+    }
+}
+
+extension InvalidOption {
+    /// Throws unless `value` is above zero.
+    static func checkPositive(_ option: String, _ value: Duration) throws(InvalidOption) {
+        guard value > .zero else { throw InvalidOption(option: option, allowed: "> 0", value: "\(value)") }
+    }
+
+    /// Throws if `value` is below zero.
+    static func checkNotNegative(_ option: String, _ value: Duration) throws(InvalidOption) {
+        guard value >= .zero else { throw InvalidOption(option: option, allowed: ">= 0", value: "\(value)") }
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import WebSocketCore
@@ -40,6 +41,12 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     private let mode: Mode
     private var state = State.idle
     private var handshakeTimer: Scheduled<Void>?
+    /// The server's `verifyClient` running for this request, cancelled if the handshake ends first.
+    private var verification: Task<Void, Never>?
+    /// The server's logger, once it is known which server takes the request.
+    private var logger = Logger.silent
+    /// The path of the request being decided, for log lines.
+    private var requestPath: String?
 
     init(mode: Mode) {
         self.mode = mode
@@ -48,7 +55,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     func handlerAdded(context: ChannelHandlerContext) {
         switch mode {
         case .standalone(let server):
-            handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: server.options.handshakeTimeout) {
+            logger = server.options.logger
+            handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(server.options.handshakeTimeout)) {
                 [weak self] in
                 guard let self else { return }
                 self.reject(context: context, status: .requestTimeout, body: "opening handshake timed out")
@@ -89,6 +97,7 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
 
     func handlerRemoved(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
+        verification?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -144,10 +153,12 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
 
     private func upgrade(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer) {
         let options = server.options
+        logger = options.logger
+        requestPath = HandshakeInfo(target: head.uri).path
         // Built with its exact size: the connection keeps it (`WebSocket.request`).
         let fields = HTTPFields(head.headers.map { HTTPFields.Field(name: $0.name, value: $0.value) })
 
-        if let path = options.path, HandshakeInfo(target: head.uri).path != path {
+        if let path = options.path, requestPath != path {
             return reject(context: context, status: .notFound, body: "no WebSocket endpoint at \(head.uri.prefix { $0 != "?" })")
         }
         let info: ClientRequestInfo
@@ -177,13 +188,13 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         let request = UpgradeRequest(
             target: head.uri, headers: fields, remoteAddress: context.channel.remoteAddress,
             origin: info.origin, protocols: info.protocols, version: info.version)
-        let decision = options.verifyClient?(request) ?? .accept()
-        guard case .later(let decide) = decision else {
-            return complete(context: context, server: server, request: request, info: info, decision: decision)
+        guard let verifyClient = options.verifyClient else {
+            return complete(context: context, server: server, request: request, info: info, decision: .accept())
         }
         let decided = context.eventLoop.makePromise(of: UpgradeDecision.self)
-        Task { decided.succeed(await decide()) }
+        verification = Task { decided.succeed(await verifyClient(request)) }
         decided.futureResult.assumeIsolated().whenSuccess { [self] decision in
+            verification = nil
             // The handshake timer may have answered 408 while the hook ran.
             guard case .deciding = state, context.channel.isActive else { return }
             complete(context: context, server: server, request: request, info: info, decision: decision)
@@ -195,7 +206,7 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         info: ClientRequestInfo, decision: UpgradeDecision
     ) {
         let extraHeaders: HTTPFields
-        let userInfo: (any Sendable)?
+        let userInfo: ConnectionUserInfo
         switch decision {
         case .reject(let status, let body, let headers):
             var httpHeaders = HTTPHeaders()
@@ -204,12 +215,10 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case .accept(let headers, let info):
             extraHeaders = headers
             userInfo = info
-        case .later:
-            return reject(context: context, status: .internalServerError, body: "verifyClient decided later twice")
         }
 
         let options = server.options
-        let subprotocol = options.selectSubprotocol(info.protocols, request)
+        let subprotocol = options.subprotocol(offered: info.protocols, request: request)
         var compression: PerMessageDeflate?
         var extensions: [ExtensionOffer] = []
         if let deflateOptions = options.perMessageDeflate,
@@ -294,6 +303,15 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         state = .done
         handshakeTimer?.cancel()
         handshakeTimer = nil
+        verification?.cancel()
+        verification = nil
+        logger.log(level: status.code >= 500 ? .notice : .info, "handshake refused", metadata: {
+            var metadata: Logger.Metadata = [
+                "peer": "\(peerDescription(context.channel.remoteAddress))", "status": "\(status.code)", "reason": "\(body)",
+            ]
+            if let requestPath { metadata["path"] = "\(requestPath)" }
+            return metadata
+        }())
         var headers = headers
         let bodyBuffer = context.channel.allocator.buffer(string: body + "\n")
         headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
@@ -315,10 +333,12 @@ final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = ByteBuffer
 
     private let limit: Int
+    private let logger: Logger
     private var seen = 0
 
-    init(limit: Int) {
+    init(limit: Int, logger: Logger) {
         self.limit = limit
+        self.logger = logger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -326,6 +346,10 @@ final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
         guard seen <= limit else { return }
         seen += unwrapInboundIn(data).readableBytes
         guard seen <= limit else {
+            logger.info("handshake refused", metadata: [
+                "peer": "\(peerDescription(context.channel.remoteAddress))", "status": "431",
+                "reason": "request head exceeds \(limit) bytes",
+            ])
             let body = "request head exceeds \(limit) bytes\n"
             let response = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body

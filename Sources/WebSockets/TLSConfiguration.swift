@@ -46,7 +46,7 @@ public struct TLSConfiguration: Sendable, Hashable {
     public var minimumVersion: Version = .tls12
     /// Time a peer has to complete the TLS handshake before the connection is dropped.
     /// Default 10 s (a server uses the shorter of this and its own `handshakeTimeout`).
-    public var handshakeTimeout: TimeAmount = .seconds(10)
+    public var handshakeTimeout: Duration = .seconds(10)
 
     public enum Version: Sendable, Hashable {
         case tls12

@@ -34,7 +34,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     enum MessageSink {
         case queue(CircularBuffer<WebSocketMessage>)
         case callback(@Sendable (WebSocketMessage) -> Void)
-        case stream(WebSocketMessages.Source)
+        case stream(WebSocket.MessageSequence.Source)
     }
 
     /// Why reading from the socket is paused; reading resumes when the set is empty.
@@ -83,10 +83,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var sink = MessageSink.queue(CircularBuffer())
 
-    /// State that most connections never set (the callbacks besides messages, the timers,
-    /// how the connection ended), kept out of line: made by the first non-nil write, so an
+    /// The callbacks besides messages, the timers and how the connection ended: state that
+    /// most connections never set, kept out of line. Made by the first non-nil write, so an
     /// idle connection carries one pointer instead of about 190 bytes of empty fields.
-    private final class Occasional {
+    private final class CallbacksTimersAndOutcome {
         var onPing: (@Sendable (ByteBuffer) -> Void)?
         var onPong: (@Sendable (ByteBuffer) -> Void)?
         var onClose: (@Sendable (CloseInfo) -> Void)?
@@ -99,63 +99,63 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var pongDeadline: Scheduled<Void>?
         var closeInfo: CloseInfo?
     }
-    private var occasional: Occasional?
+    private var callbacksTimersAndOutcome: CallbacksTimersAndOutcome?
 
-    /// Writes `value` into `occasional`, making it only when the value is not nil.
-    private func setOccasional<T>(_ path: ReferenceWritableKeyPath<Occasional, T?>, _ value: T?) {
-        if let occasional {
-            occasional[keyPath: path] = value
+    /// Writes `value` into `callbacksTimersAndOutcome`, making it only when the value is not nil.
+    private func setCallbackTimerOrOutcome<T>(_ path: ReferenceWritableKeyPath<CallbacksTimersAndOutcome, T?>, _ value: T?) {
+        if let callbacksTimersAndOutcome {
+            callbacksTimersAndOutcome[keyPath: path] = value
         } else if value != nil {
-            let made = Occasional()
+            let made = CallbacksTimersAndOutcome()
             made[keyPath: path] = value
-            occasional = made
+            callbacksTimersAndOutcome = made
         }
     }
 
     var onPing: (@Sendable (ByteBuffer) -> Void)? {
-        get { occasional?.onPing }
-        set { setOccasional(\.onPing, newValue) }
+        get { callbacksTimersAndOutcome?.onPing }
+        set { setCallbackTimerOrOutcome(\.onPing, newValue) }
     }
     var onPong: (@Sendable (ByteBuffer) -> Void)? {
-        get { occasional?.onPong }
-        set { setOccasional(\.onPong, newValue) }
+        get { callbacksTimersAndOutcome?.onPong }
+        set { setCallbackTimerOrOutcome(\.onPong, newValue) }
     }
     var onClose: (@Sendable (CloseInfo) -> Void)? {
-        get { occasional?.onClose }
-        set { setOccasional(\.onClose, newValue) }
+        get { callbacksTimersAndOutcome?.onClose }
+        set { setCallbackTimerOrOutcome(\.onClose, newValue) }
     }
     var onError: (@Sendable (any Error) -> Void)? {
-        get { occasional?.onError }
-        set { setOccasional(\.onError, newValue) }
+        get { callbacksTimersAndOutcome?.onError }
+        set { setCallbackTimerOrOutcome(\.onError, newValue) }
     }
     var onWritable: (@Sendable () -> Void)? {
-        get { occasional?.onWritable }
-        set { setOccasional(\.onWritable, newValue) }
+        get { callbacksTimersAndOutcome?.onWritable }
+        set { setCallbackTimerOrOutcome(\.onWritable, newValue) }
     }
     private var receivedClose: (code: CloseCode, reason: String)? {
-        get { occasional?.receivedClose }
-        set { setOccasional(\.receivedClose, newValue) }
+        get { callbacksTimersAndOutcome?.receivedClose }
+        set { setCallbackTimerOrOutcome(\.receivedClose, newValue) }
     }
-    private var failure: (any Error)? {
-        get { occasional?.failure }
-        set { setOccasional(\.failure, newValue) }
+    private(set) var failure: (any Error)? {
+        get { callbacksTimersAndOutcome?.failure }
+        set { setCallbackTimerOrOutcome(\.failure, newValue) }
     }
     private var closeTimer: Scheduled<Void>? {
-        get { occasional?.closeTimer }
-        set { setOccasional(\.closeTimer, newValue) }
+        get { callbacksTimersAndOutcome?.closeTimer }
+        set { setCallbackTimerOrOutcome(\.closeTimer, newValue) }
     }
     private var heartbeatTask: Scheduled<Void>? {
-        get { occasional?.heartbeatTask }
-        set { setOccasional(\.heartbeatTask, newValue) }
+        get { callbacksTimersAndOutcome?.heartbeatTask }
+        set { setCallbackTimerOrOutcome(\.heartbeatTask, newValue) }
     }
     private var pongDeadline: Scheduled<Void>? {
-        get { occasional?.pongDeadline }
-        set { setOccasional(\.pongDeadline, newValue) }
+        get { callbacksTimersAndOutcome?.pongDeadline }
+        set { setCallbackTimerOrOutcome(\.pongDeadline, newValue) }
     }
     /// How the connection ended, once it has.
-    private var closeInfo: CloseInfo? {
-        get { occasional?.closeInfo }
-        set { setOccasional(\.closeInfo, newValue) }
+    private(set) var closeInfo: CloseInfo? {
+        get { callbacksTimersAndOutcome?.closeInfo }
+        set { setCallbackTimerOrOutcome(\.closeInfo, newValue) }
     }
     /// NIO's default high write watermark, until `handlerAdded` reads the channel's.
     private static let defaultWriteHighWatermark = 64 * 1024
@@ -374,7 +374,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Ends the message sequence: cleanly after a close handshake, else with the error.
-    private func finish(_ source: WebSocketMessages.Source, _ info: CloseInfo) {
+    private func finish(_ source: WebSocket.MessageSequence.Source, _ info: CloseInfo) {
         if let failure {
             source.finish(failure)
         } else if info.code == .abnormalClosure {
@@ -395,7 +395,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func armCloseTimer() {
         guard closeTimer == nil, let context else { return }
-        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeout) {
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(options.closeTimeout)) {
             context.close(mode: .all, promise: nil)
         }
     }
@@ -403,10 +403,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Pings every `interval`; a pong must come within `timeout` of the first unanswered ping.
     private func scheduleHeartbeat() {
         guard let heartbeat = options.heartbeat, let context else { return }
-        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.interval) { [weak self] in
+        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(heartbeat.interval)) { [weak self] in
             guard let self, self.state == .open, let context = self.context else { return }
             if self.pongDeadline == nil {
-                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeout) {
+                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(heartbeat.timeout)) {
                     [weak self] in
                     self?.terminate()
                 }

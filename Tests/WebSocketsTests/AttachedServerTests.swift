@@ -103,6 +103,19 @@ private final class PlainHTTPHandler: ChannelInboundHandler {
         }
     }
 
+    @Test func shutdownClosesAttachedClientsWith1001() async throws {
+        let server = WebSocketServer { ws in ws.onMessage { _ in } }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/ws")
+            let closed = Waiter<CloseInfo>("client onClose")
+            ws.onClose { closed.fulfill($0) }
+            ws.onMessage { _ in }
+            try await withTimeout("shutdown") { await server.shutdown() }
+            #expect(try await closed.value() == CloseInfo(code: .goingAway, reason: "server shutting down", wasClean: true))
+            #expect(server.clients.isEmpty)
+        }
+    }
+
     @Test func malformedRequestGetsOneAnswer() async throws {
         let server = WebSocketServer { ws in ws.onMessage { _ in } }
         try await withAppServer(routes: ["/ws": server]) { port in
