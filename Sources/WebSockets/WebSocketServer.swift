@@ -214,7 +214,7 @@ public final class WebSocketServer: Sendable {
             try? await channel.close()
             throw shuttingDown ? ChannelError.ioOnClosedChannel : ChannelError.unknownLocalAddress
         }
-        options.logger.info("listening", metadata: ["address": "\(address)"])
+        options.logger.info("listening", metadata: ["address": "\(peerDescription(address))"])
         return address
     }
 
