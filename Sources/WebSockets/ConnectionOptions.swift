@@ -13,7 +13,10 @@ public struct ConnectionOptions: Sendable {
     /// How long to wait for the peer's close frame (or, for a client, for the server to
     /// drop TCP) after a close was sent, before dropping the connection; not negative.
     /// Default 30 s, as `ws`.
-    public var closeTimeout: Duration = .seconds(30)
+    public var closeTimeout: Duration {
+        get { Duration(closeTimeoutAmount) }
+        set { closeTimeoutAmount = TimeAmount(newValue) }
+    }
     /// Send a ping every `interval`; terminate the peer if its pong does not arrive within
     /// `timeout` (both positive). Off by default.
     public var heartbeat: Heartbeat? = nil
@@ -24,13 +27,25 @@ public struct ConnectionOptions: Sendable {
     /// Split outgoing messages longer than this (at least 1) into fragments. Default nil (never).
     public var fragmentSize: Int? = nil
 
+    // Times are stored as the `TimeAmount`s NIO's timers take: every connection's handler
+    // keeps these options, and a `Duration` takes twice the bytes.
+    var closeTimeoutAmount: TimeAmount = .seconds(30)
+
     public struct Heartbeat: Sendable, Hashable {
-        public var interval: Duration
-        public var timeout: Duration
+        public var interval: Duration {
+            get { Duration(intervalAmount) }
+            set { intervalAmount = TimeAmount(newValue) }
+        }
+        public var timeout: Duration {
+            get { Duration(timeoutAmount) }
+            set { timeoutAmount = TimeAmount(newValue) }
+        }
+        var intervalAmount: TimeAmount
+        var timeoutAmount: TimeAmount
 
         public init(interval: Duration, timeout: Duration) {
-            self.interval = interval
-            self.timeout = timeout
+            intervalAmount = TimeAmount(interval)
+            timeoutAmount = TimeAmount(timeout)
         }
     }
 

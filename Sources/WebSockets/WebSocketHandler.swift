@@ -395,7 +395,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func armCloseTimer() {
         guard closeTimer == nil, let context else { return }
-        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(options.closeTimeout)) {
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeoutAmount) {
             context.close(mode: .all, promise: nil)
         }
     }
@@ -403,10 +403,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Pings every `interval`; a pong must come within `timeout` of the first unanswered ping.
     private func scheduleHeartbeat() {
         guard let heartbeat = options.heartbeat, let context else { return }
-        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(heartbeat.interval)) { [weak self] in
+        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.intervalAmount) { [weak self] in
             guard let self, self.state == .open, let context = self.context else { return }
             if self.pongDeadline == nil {
-                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(heartbeat.timeout)) {
+                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeoutAmount) {
                     [weak self] in
                     self?.terminate()
                 }
