@@ -26,6 +26,21 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxConnections = 100_000
     /// Subscriptions one connection may hold. Default 1000.
     public var maxSubscriptions = 1000
+    /// Connections from one IP address, handshaking or open; more get 429. Behind a reverse
+    /// proxy every client has the proxy's address: raise it there, or 0 for no limit.
+    /// Default 10 000.
+    public var maxConnectionsPerIP = 10_000
+    /// Handshakes started per second after a burst of `handshakeBurst`; past it, and past
+    /// `maxHandshakes` in progress, a new connection is closed before anything is read.
+    /// Default 1000; 0: no limit.
+    public var handshakeRate = 1_000
+    /// Handshakes that may start at once after a quiet spell. Default 10 000.
+    public var handshakeBurst = 10_000
+    /// Connections accepted and not yet upgraded. Default 1000.
+    public var maxHandshakes = 1_000
+    /// Seconds a frame may take to arrive whole once its first byte has; past it the
+    /// connection is closed with 1008. Default 30 (a `max_payload` frame at 35 KB/s); 0: no limit.
+    public var frameTimeoutSeconds = 30
     /// Seconds between pings to each client (a client that misses a pong for as long is dropped). Default 30; 0 turns it off.
     public var heartbeatSeconds = 30
     /// swift-log level: trace, debug, info, notice, warning, error, critical. Default info.
@@ -78,6 +93,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("anonymous_publish", "SWITCHBOARD_ANONYMOUS_PUBLISH"), ("max_payload", "SWITCHBOARD_MAX_PAYLOAD"),
         ("max_queued_bytes", "SWITCHBOARD_MAX_QUEUED_BYTES"), ("slow_consumer", "SWITCHBOARD_SLOW_CONSUMER"),
         ("max_connections", "SWITCHBOARD_MAX_CONNECTIONS"), ("max_subscriptions", "SWITCHBOARD_MAX_SUBSCRIPTIONS"),
+        ("max_connections_per_ip", "SWITCHBOARD_MAX_CONNECTIONS_PER_IP"), ("handshake_rate", "SWITCHBOARD_HANDSHAKE_RATE"),
+        ("handshake_burst", "SWITCHBOARD_HANDSHAKE_BURST"), ("max_handshakes", "SWITCHBOARD_MAX_HANDSHAKES"),
+        ("frame_timeout_seconds", "SWITCHBOARD_FRAME_TIMEOUT_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"),
     ] + ReplayConfiguration.keys
@@ -174,6 +192,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
             slowConsumer = policy
         case "max_connections": maxConnections = try integer(in: 1...10_000_000)
         case "max_subscriptions": maxSubscriptions = try integer(in: 1...1_000_000)
+        case "max_connections_per_ip": maxConnectionsPerIP = try integer(in: 0...10_000_000)
+        case "handshake_rate": handshakeRate = try integer(in: 0...10_000_000)
+        case "handshake_burst": handshakeBurst = try integer(in: 1...10_000_000)
+        case "max_handshakes": maxHandshakes = try integer(in: 1...10_000_000)
+        case "frame_timeout_seconds": frameTimeoutSeconds = try integer(in: 0...86_400)
         case "heartbeat_seconds": heartbeatSeconds = try integer(in: 0...86_400)
         case "log_level":
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -98,6 +98,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
         var closeInfo: CloseInfo?
+        var partialFrame: (frame: Int, deadline: NIODeadline)?
+        var partialFrameTimer: Scheduled<Void>?
     }
     private var occasional: Occasional?
 
@@ -157,6 +159,16 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         get { occasional?.closeInfo }
         set { setOccasional(\.closeInfo, newValue) }
     }
+    /// The frame the last read ended inside (as `receiver.completedFrames` numbers it) and
+    /// when it must be whole.
+    private var partialFrame: (frame: Int, deadline: NIODeadline)? {
+        get { occasional?.partialFrame }
+        set { setOccasional(\.partialFrame, newValue) }
+    }
+    private var partialFrameTimer: Scheduled<Void>? {
+        get { occasional?.partialFrameTimer }
+        set { setOccasional(\.partialFrameTimer, newValue) }
+    }
     /// NIO's default high write watermark, until `handlerAdded` reads the channel's.
     private static let defaultWriteHighWatermark = 64 * 1024
 
@@ -198,6 +210,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 isReading = true
                 process(leftover)
                 isReading = false
+                watchPartialFrame()
                 flushOutbound()
             }
         }
@@ -219,6 +232,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         isReading = false
+        watchPartialFrame()
         flushOutbound()
         context.fireChannelReadComplete()
     }
@@ -391,6 +405,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         heartbeatTask = nil
         pongDeadline?.cancel()
         pongDeadline = nil
+        partialFrameTimer?.cancel()
+        partialFrameTimer = nil
     }
 
     private func armCloseTimer() {
@@ -415,6 +431,43 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.flushUnlessReading()
             self.scheduleHeartbeat()
         }
+    }
+
+    // MARK: Partial frames
+
+    /// At the end of a read: starts the clock for a frame the read ended inside, unless an
+    /// earlier read ended inside the same one. One timer at most, armed only when none is,
+    /// which checks the deadline when it fires: reads that end between frames, or inside a
+    /// frame already timed, cost a comparison or two.
+    private func watchPartialFrame() {
+        guard let timeout = options.partialFrameTimeout, state == .open else { return }
+        guard receiver.isMidFrame else {
+            if occasional?.partialFrame != nil { partialFrame = nil }
+            return
+        }
+        let frame = receiver.completedFrames
+        if let partialFrame, partialFrame.frame == frame { return }
+        let deadline = NIODeadline.now() + timeout
+        partialFrame = (frame, deadline)
+        if partialFrameTimer == nil { armPartialFrameTimer(deadline) }
+    }
+
+    private func armPartialFrameTimer(_ deadline: NIODeadline) {
+        guard let context else { return }
+        partialFrameTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.partialFrameTimerFired()
+        }
+    }
+
+    private func partialFrameTimerFired() {
+        partialFrameTimer = nil
+        guard let partialFrame, state == .open, let timeout = options.partialFrameTimeout else { return }
+        guard NIODeadline.now() >= partialFrame.deadline else {
+            // The frame it was armed for came whole; a later one is under way.
+            armPartialFrameTimer(partialFrame.deadline)
+            return
+        }
+        fail(WebSocketError(.policyViolation, "frame not received whole within \(timeout.nanoseconds / 1_000_000) ms"))
     }
 
     // MARK: Reading backpressure
@@ -567,6 +620,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handoverComplete() {
         guard isReading else { return }
         isReading = false
+        watchPartialFrame()
         flushOutbound()
     }
 
