@@ -92,7 +92,8 @@ public struct HandshakeRateLimit: Sendable, Hashable {
 }
 
 /// The handshake rate limit's bucket: it holds up to `burst` tokens, gains `perSecond` a
-/// second, and each handshake takes one. Refilled when asked, so it needs no timer.
+/// second, and each handshake takes one. Refilled when asked, so it needs no timer. Both
+/// numbers are at least 1 (`Options.validate()` runs before a connection can arrive).
 struct TokenBucket {
     let limit: HandshakeRateLimit
     private var tokens: Double
@@ -100,13 +101,13 @@ struct TokenBucket {
 
     init(_ limit: HandshakeRateLimit, now: NIODeadline) {
         self.limit = limit
-        self.tokens = Double(max(limit.burst, 0))
+        self.tokens = Double(limit.burst)
         self.refilled = now
     }
 
     mutating func take(now: NIODeadline) -> Bool {
         let elapsed = Double(max((now - refilled).nanoseconds, 0)) / 1e9
-        tokens = min(Double(max(limit.burst, 0)), tokens + elapsed * Double(max(limit.perSecond, 0)))
+        tokens = min(Double(limit.burst), tokens + elapsed * Double(limit.perSecond))
         refilled = now
         guard tokens >= 1 else { return false }
         tokens -= 1
@@ -115,8 +116,6 @@ struct TokenBucket {
 
     /// Whole seconds until the next token, at least 1 (for `Retry-After`), just after `take`.
     var secondsUntilNextToken: Int {
-        guard limit.perSecond > 0 else { return 3600 }
-        let seconds = (1 - tokens) / Double(limit.perSecond)
-        return seconds.isFinite ? max(1, Int(min(seconds.rounded(.up), 3600))) : 3600
+        max(1, Int(((1 - tokens) / Double(limit.perSecond)).rounded(.up)))
     }
 }
