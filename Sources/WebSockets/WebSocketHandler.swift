@@ -114,13 +114,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    // Set once the connection is closed, a callback is not kept (see `releaseCallbacks`).
     var onPing: (@Sendable (ByteBuffer) -> Void)? {
         get { occasional?.onPing }
-        set { setOccasional(\.onPing, newValue) }
+        set { if state != .closed { setOccasional(\.onPing, newValue) } }
     }
     var onPong: (@Sendable (ByteBuffer) -> Void)? {
         get { occasional?.onPong }
-        set { setOccasional(\.onPong, newValue) }
+        set { if state != .closed { setOccasional(\.onPong, newValue) } }
     }
     var onClose: (@Sendable (CloseInfo) -> Void)? {
         get { occasional?.onClose }
@@ -128,11 +129,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
     var onError: (@Sendable (any Error) -> Void)? {
         get { occasional?.onError }
-        set { setOccasional(\.onError, newValue) }
+        set { if state != .closed { setOccasional(\.onError, newValue) } }
     }
     var onWritable: (@Sendable () -> Void)? {
         get { occasional?.onWritable }
-        set { setOccasional(\.onWritable, newValue) }
+        set { if state != .closed { setOccasional(\.onWritable, newValue) } }
     }
     private var receivedClose: (code: CloseCode, reason: String)? {
         get { occasional?.receivedClose }
@@ -385,6 +386,20 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .stream(let source) = sink {
             finish(source, info)
         }
+        releaseCallbacks()
+    }
+
+    /// The application's callbacks usually capture its `WebSocket`, which holds this handler
+    /// (and the channel): once the connection is closed none of them can run again, so they
+    /// are let go, or the two would keep each other alive for good.
+    private func releaseCallbacks() {
+        if case .queue = sink {} else { sink = .queue(CircularBuffer()) }
+        guard let occasional else { return }
+        occasional.onPing = nil
+        occasional.onPong = nil
+        occasional.onClose = nil
+        occasional.onError = nil
+        occasional.onWritable = nil
     }
 
     /// Ends the message sequence: cleanly after a close handshake, else with the error.
@@ -487,8 +502,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Installs the close callback; a connection that is already closed reports at once,
     /// so a callback set just after `connect` or `onConnection` never misses the close.
     func setOnClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
-        onClose = callback
-        if let closeInfo { callback(closeInfo) }
+        if let closeInfo {
+            callback(closeInfo)
+        } else {
+            onClose = callback
+        }
     }
 
     /// Installs where messages go; queued messages are delivered first, in order.
@@ -499,8 +517,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         sink = newSink
         for message in queued { deliver(message) }
-        if let closeInfo, case .stream(let source) = newSink {
-            finish(source, closeInfo)
+        if let closeInfo {
+            if case .stream(let source) = newSink { finish(source, closeInfo) }
+            releaseCallbacks()
         }
         resume(.noSink)
     }
