@@ -827,8 +827,9 @@ async def run(binary):
           f"{soak_only.get('published', 0)} published, {soak_only.get('acked', 0)} acked, "
           f"{soak_only.get('received', 0)} received")
     if soak.revocation_latencies:
-        print(f"revocations: {len(soak.revocation_latencies)} connections closed with 4001, "
-              f"latency max {max(soak.revocation_latencies):.2f} s")
+        latencies = sorted(soak.revocation_latencies)
+        print(f"revocations: {len(latencies)} connections closed with 4001, seen by the driver "
+              f"{latencies[len(latencies) // 2]:.2f} s (median), {latencies[-1]:.2f} s (max) after `token revoke` started")
     for kind, values in soak.timeouts.items():
         if values:
             print(f"{kind} timeouts: {len(values)}, {min(values):.1f}-{max(values):.1f} s")
