@@ -119,6 +119,12 @@ public final class Broker: Sendable {
                 timeout: .seconds(Int64(configuration.heartbeatSeconds)))
         }
         options.maxConnections = configuration.maxConnections
+        options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
+        options.handshakeRate = configuration.handshakeRate > 0
+            ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
+        options.maxConcurrentHandshakes = configuration.maxHandshakes
+        options.connection.partialFrameTimeout = configuration.frameTimeoutSeconds > 0
+            ? .seconds(Int64(configuration.frameTimeoutSeconds)) : nil
         options.selectSubprotocol = { offered, _ in
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
         }
