@@ -1,0 +1,42 @@
+import NIOCore
+import WebSockets
+
+/// The handler after the TLS handler: checks the plaintext it passes up against
+/// `Pattern.toHandler` and records the events around it.
+final class Recorder: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    /// Plaintext bytes received so far.
+    private(set) var received = 0
+    private(set) var isHandshakeDone = false
+    private(set) var isInactive = false
+    private(set) var errors: [any Error] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        precondition(isHandshakeDone, "plaintext before the handshake completed")
+        precondition(!isInactive, "plaintext after channelInactive")
+        precondition(buffer.readableBytes > 0, "an empty plaintext read")
+        buffer.withUnsafeReadableBytes { bytes in
+            for byte in bytes {
+                precondition(byte == Pattern.toHandler(received), "plaintext the peer never wrote at \(received)")
+                received += 1
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is TLSHandshakeCompleted {
+            precondition(!isHandshakeDone, "TLSHandshakeCompleted twice")
+            isHandshakeDone = true
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        errors.append(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isInactive = true
+    }
+}
