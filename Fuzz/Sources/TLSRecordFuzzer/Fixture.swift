@@ -23,7 +23,7 @@ struct Fixture {
             -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem -out cert.pem -subj /CN=localhost \
             -days 2 -addext subjectAltName=DNS:localhost 2>/dev/null
             """)
-        precondition(made == 0, "openssl could not make the fuzzer's certificate in \(directory)")
+        require(made == 0, "openssl could not make the fuzzer's certificate in \(directory)")
         let certificate = directory + "/cert.pem"
         let key = directory + "/key.pem"
         ourServer = try! TLSContext(
@@ -31,8 +31,8 @@ struct Fixture {
         ourClient = try! TLSContext(configuration: .insecure, isServer: false)
 
         peerServer = SSL_CTX_new(TLS_server_method())!
-        precondition(SSL_CTX_use_certificate_chain_file(peerServer, certificate) == 1)
-        precondition(SSL_CTX_use_PrivateKey_file(peerServer, key, SSL_FILETYPE_PEM) == 1)
+        require(SSL_CTX_use_certificate_chain_file(peerServer, certificate) == 1)
+        require(SSL_CTX_use_PrivateKey_file(peerServer, key, SSL_FILETYPE_PEM) == 1)
         peerClient = SSL_CTX_new(TLS_client_method())!
         for context in [peerServer, peerClient] {
             // A write retried after WANT_READ (mid-renegotiation) passes the same bytes

@@ -83,7 +83,7 @@ final class Peer {
                 break reading
             }
             for byte in chunk.prefix(Int(result)) {
-                precondition(byte == Pattern.toPeer(received), "the peer read a byte the handler never wrote at \(received)")
+                require(byte == Pattern.toPeer(received), "the peer read a byte the handler never wrote at \(received)")
                 received += 1
             }
         }

@@ -14,12 +14,12 @@ final class Recorder: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        precondition(isHandshakeDone, "plaintext before the handshake completed")
-        precondition(!isInactive, "plaintext after channelInactive")
-        precondition(buffer.readableBytes > 0, "an empty plaintext read")
+        require(isHandshakeDone, "plaintext before the handshake completed")
+        require(!isInactive, "plaintext after channelInactive")
+        require(buffer.readableBytes > 0, "an empty plaintext read")
         buffer.withUnsafeReadableBytes { bytes in
             for byte in bytes {
-                precondition(byte == Pattern.toHandler(received), "plaintext the peer never wrote at \(received)")
+                require(byte == Pattern.toHandler(received), "plaintext the peer never wrote at \(received)")
                 received += 1
             }
         }
@@ -27,7 +27,7 @@ final class Recorder: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is TLSHandshakeCompleted {
-            precondition(!isHandshakeDone, "TLSHandshakeCompleted twice")
+            require(!isHandshakeDone, "TLSHandshakeCompleted twice")
             isHandshakeDone = true
         }
     }

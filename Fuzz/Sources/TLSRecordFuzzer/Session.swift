@@ -122,9 +122,9 @@ final class Session {
     /// Errors are `TLSError`s, one at most, and each has a cause the fuzzer made.
     private func checkErrors() {
         guard let error = recorder.errors.first else { return }
-        precondition(recorder.errors.count == 1, "\(recorder.errors.count) errors: \(recorder.errors)")
-        precondition(error is TLSError, "not a TLSError: \(error)")
-        precondition(
+        require(recorder.errors.count == 1, "\(recorder.errors.count) errors: \(recorder.errors)")
+        require(error is TLSError, "not a TLSError: \(error)")
+        require(
             tampered || timedOut || !peer.isUsable,
             "the handler failed with nothing wrong on the wire: \(error) (peer: \(peer.failure ?? "fine"))")
     }
@@ -143,13 +143,13 @@ final class Session {
         toHandler = []
         checkErrors()
         if !tampered && peer.sentCloseNotify && recorder.isHandshakeDone && recorder.errors.isEmpty {
-            precondition(!channel.isActive, "the peer's close_notify arrived and the channel is still open")
+            require(!channel.isActive, "the peer's close_notify arrived and the channel is still open")
         }
         let undisturbed = !tampered && !timedOut && !handlerClosed && peer.isUsable && !peer.sentCloseNotify
             && !peer.receivedCloseNotify && recorder.errors.isEmpty && recorder.isHandshakeDone && peer.isHandshakeDone
         if undisturbed {
-            precondition(recorder.received == peer.written, "the handler read \(recorder.received) of \(peer.written) bytes")
-            precondition(peer.received == flushed, "the peer read \(peer.received) of \(flushed) flushed bytes")
+            require(recorder.received == peer.written, "the handler read \(recorder.received) of \(peer.written) bytes")
+            require(peer.received == flushed, "the peer read \(peer.received) of \(flushed) flushed bytes")
         }
     }
 
@@ -157,7 +157,7 @@ final class Session {
     func finish() {
         _ = try? channel.finish(acceptAlreadyClosed: true)
         checkErrors()
-        precondition(
+        require(
             completedPromises == writePromises, "\(writePromises - completedPromises) of \(writePromises) write promises pending")
     }
 }

@@ -72,3 +72,9 @@ struct Input {
         return bytes[offset..<end]
     }
 }
+
+/// Traps with the message in release builds too (`precondition` drops it under -O), so that a
+/// finding says which property broke.
+func require(_ condition: Bool, _ message: @autoclosure () -> String = "") {
+    if !condition { fatalError(message()) }
+}

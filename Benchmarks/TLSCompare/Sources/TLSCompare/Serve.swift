@@ -60,8 +60,8 @@ struct Serve: AsyncParsableCommand {
             }
             .bind(host: host, port: port)
             .get()
-        print("listening on \(listener.localAddress?.port ?? port)")
-        fflush(stdout)
+        // Unbuffered: the script waits for this line while the server runs.
+        FileHandle.standardOutput.write(Data("listening on \(listener.localAddress?.port ?? port)\n".utf8))
         try await listener.closeFuture.get()
     }
 }
