@@ -17,12 +17,9 @@ final class Recorder: ChannelInboundHandler {
         require(isHandshakeDone, "plaintext before the handshake completed")
         require(!isInactive, "plaintext after channelInactive")
         require(buffer.readableBytes > 0, "an empty plaintext read")
-        buffer.withUnsafeReadableBytes { bytes in
-            for byte in bytes {
-                require(byte == Pattern.toHandler(received), "plaintext the peer never wrote at \(received)")
-                received += 1
-            }
-        }
+        let matches = buffer.withUnsafeReadableBytes { Pattern.toHandler.matches($0, at: received) }
+        require(matches, "plaintext the peer never wrote at \(received)")
+        received += buffer.readableBytes
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

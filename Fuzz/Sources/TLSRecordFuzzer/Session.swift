@@ -75,7 +75,7 @@ final class Session {
 
     private func write(count: Int, flush: Bool) {
         var buffer = channel.allocator.buffer(capacity: count)
-        for position in written..<written + count { buffer.writeInteger(Pattern.toPeer(position)) }
+        Pattern.toPeer.write(count, from: written, to: &buffer)
         written += count
         if flush { flushed = written }
         let promise = channel.eventLoop.makePromise(of: Void.self)
