@@ -22,6 +22,8 @@ final class Session {
     private var tampered = false
     private var timedOut = false
     private var handlerClosed = false
+    /// The handler side closed a connection that was open and sound.
+    private var closedWhileOpen = false
 
     init(handlerIsServer: Bool, tls12: Bool) {
         let fixture = Fixture.shared
@@ -61,6 +63,8 @@ final class Session {
             toHandler += bytes
             tampered = tampered || !bytes.isEmpty
         case 12:
+            closedWhileOpen = closedWhileOpen
+                || (!handlerClosed && recorder.isHandshakeDone && channel.isActive && recorder.errors.isEmpty)
             handlerClosed = true
             channel.close(promise: nil)
         case 13:
@@ -144,6 +148,12 @@ final class Session {
         checkErrors()
         if !tampered && peer.sentCloseNotify && recorder.isHandshakeDone && recorder.errors.isEmpty {
             require(!channel.isActive, "the peer's close_notify arrived and the channel is still open")
+        }
+        if closedWhileOpen {
+            require(!channel.isActive, "the handler side closed and the channel is still open")
+            require(
+                peer.receivedCloseNotify || !peer.isUsable,
+                "the handler side closed an open connection without close_notify")
         }
         let undisturbed = !tampered && !timedOut && !handlerClosed && peer.isUsable && !peer.sentCloseNotify
             && !peer.receivedCloseNotify && recorder.errors.isEmpty && recorder.isHandshakeDone && peer.isHandshakeDone

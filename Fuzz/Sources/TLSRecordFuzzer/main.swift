@@ -30,7 +30,8 @@
 //   or after `channelInactive`;
 // - errors reach the pipeline as `TLSError`, at most one per connection, and only if the
 //   ciphertext was tampered with, the handshake timed out, or the peer failed or refused;
-// - a close_notify from the peer that arrives intact closes the channel;
+// - a close_notify from the peer that arrives intact closes the channel; closing an open
+//   connection on the handler's side sends close_notify and closes the channel;
 // - when neither side closed nor failed, everything written arrives at the end;
 // - every write promise completes once the channel is closed.
 import FuzzerSupport
