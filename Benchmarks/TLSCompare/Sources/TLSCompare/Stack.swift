@@ -23,9 +23,16 @@ enum Stack: String, CaseIterable, ExpressibleByArgument {
                 isServer: true)
             return { try context.makeHandler() }
         case .nioSSL:
+            let chain: [NIOSSLCertificate]
+            let privateKey: NIOSSLPrivateKey
+            do {
+                chain = try NIOSSLCertificate.fromPEMFile(certificate)
+                privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            } catch {
+                throw LoadFailure(description: "cannot load \(certificate) and \(key): \(error)")
+            }
             var configuration = NIOSSL.TLSConfiguration.makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
-                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+                certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
             configuration.minimumTLSVersion = .tlsv12
             configuration.applicationProtocols = ["http/1.1"]
             let context = try NIOSSLContext(configuration: configuration)
@@ -55,6 +62,11 @@ enum Stack: String, CaseIterable, ExpressibleByArgument {
         }
         return options
     }
+}
+
+/// swift-nio-ssl's errors do not name the file.
+struct LoadFailure: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// wss:// over swift-nio-ssl, for `ClientOptions.transport`.
