@@ -117,7 +117,9 @@ let package = Package(
                 "AsyncTestSupport",
                 "TestPeers",
                 "WebSockets",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

@@ -25,5 +25,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         )
-    }
+    } + [
+        // The TLS record path of `WebSockets` against a raw OpenSSL peer (its own module
+        // name: the root package's `COpenSSL` is not a product).
+        .systemLibrary(name: "COpenSSLPeer", pkgConfig: "openssl"),
+        .executableTarget(
+            name: "TLSRecordFuzzer",
+            dependencies: [
+                "FuzzerSupport",
+                "COpenSSLPeer",
+                .product(name: "WebSockets", package: "Switchboard"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+    ]
 )
