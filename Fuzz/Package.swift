@@ -19,7 +19,7 @@ let fuzzers: [(name: String, dependencies: [Target.Dependency])] = [
     ("ClientResponseFuzzer", [core, webSockets]),
     ("WireRequestFuzzer", [broker, nioCore]),
     ("TopicFuzzer", [broker]),
-    ("TokenFuzzer", [broker, core]),
+    ("TokenFuzzer", [broker]),
     ("ConfigFuzzer", [broker]),
 ]
 

@@ -77,6 +77,11 @@ func checkRanges(_ configuration: BrokerConfiguration) {
     require((1...10_000_000).contains(configuration.maxConnections), "max_connections out of range")
     require((1...1_000_000).contains(configuration.maxSubscriptions), "max_subscriptions out of range")
     require((0...86_400).contains(configuration.heartbeatSeconds), "heartbeat_seconds out of range")
+    require((1...10_000_000).contains(configuration.maxConnectionsPerToken), "max_connections_per_token out of range")
+    require((0...100_000_000).contains(configuration.requestRate), "request_rate out of range")
+    require((1...100_000_000).contains(configuration.requestBurst), "request_burst out of range")
+    require((1...100_000_000).contains(configuration.maxTopics), "max_topics out of range")
+    require((1...31_536_000).contains(configuration.topicIdleSeconds), "topic_idle_seconds out of range")
     require(configuration.threads.map { (1...1024).contains($0) } ?? true, "threads out of range")
     let replay = configuration.replay
     require(replay.maxBytes == 0 || replay.maxBytes >= 1 << 20, "replay_max_bytes out of range")

@@ -17,7 +17,6 @@ import FoundationEssentials
 import Foundation
 #endif
 import Switchboard
-import WebSocketCore
 
 runFuzzer(fuzz)
 
@@ -83,7 +82,7 @@ func authenticate(_ token: String) {
 
 func checkSigned(header: [UInt8], claims: [UInt8]) {
     let signingInput = Secrets.base64URLEncode(header) + "." + Secrets.base64URLEncode(claims)
-    let token = signingInput + "." + Secrets.base64URLEncode(Crypto.hmacSHA256(key: Fixture.secret, data: Array(signingInput.utf8)))
+    let token = signingInput + "." + Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: Fixture.secret, data: Array(signingInput.utf8)))
     for verifier in Fixture.verifiers {
         do {
             let (_, permissions) = try verifier.verify(token, now: Fixture.now)
