@@ -102,7 +102,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
             self.problem = problem
         }
 
-        public var description: String { "\(source): \(key): \(problem)" }
+        /// One line: a key with a control character (an unknown key from a file) is quoted with escapes.
+        public var description: String {
+            let shownKey = key.unicodeScalars.contains { $0.properties.generalCategory == .control } ? key.debugDescription : key
+            return "\(source): \(shownKey): \(problem)"
+        }
     }
 
     /// Every key of the config file and its environment variable, for documentation and
@@ -131,6 +135,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
         } catch {
             throw Error(source: path, key: "(file)", problem: "cannot be read: \(error.localizedDescription)")
         }
+        try apply(configJSON: data, source: path)
+    }
+
+    /// Applies the contents of a JSON config file; `source` names it in errors.
+    @_spi(Fuzzing) public mutating func apply(configJSON data: Data, source path: String) throws(Error) {
         let object: [String: Any]
         do {
             guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -172,7 +181,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         func fail(_ problem: String) -> Error { Error(source: source, key: key, problem: problem) }
         func integer(in range: ClosedRange<Int>) throws(Error) -> Int {
             guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
-                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \"\(text)\"")
+                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \(text.debugDescription)")
             }
             return value
         }
@@ -182,7 +191,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
                 do {
                     _ = try TopicPattern(name)
                 } catch {
-                    throw fail("\(name): \(error.message)")
+                    throw fail("\(name.debugDescription): \(error.message)")
                 }
             }
             return names
@@ -210,7 +219,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "max_queued_bytes": maxQueuedBytes = try integer(in: 1024...(1 << 34))
         case "slow_consumer":
             guard let policy = SlowConsumerPolicy(rawValue: text) else {
-                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(text)\"")
+                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \(text.debugDescription)")
             }
             slowConsumer = policy
         case "max_connections": maxConnections = try integer(in: 1...10_000_000)
@@ -228,7 +237,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "heartbeat_seconds": heartbeatSeconds = try integer(in: 0...86_400)
         case "log_level":
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \"\(text)\"") }
+            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
         case _ where key.hasPrefix("replay_"):

@@ -231,39 +231,17 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             return reject(context: context, status: refusal.status, body: refusal.reason, headers: refusal.headers)
         }
         let options = server.options
-        // Built with its exact size: the connection keeps it (`WebSocket.request`).
-        let fields = HTTPFields(head.headers.map { HTTPFields.Field(name: $0.name, value: $0.value) })
-
-        if let path = options.path, HandshakeInfo(target: head.uri).path != path {
-            return reject(context: context, status: .notFound, body: "no WebSocket endpoint at \(head.uri.prefix { $0 != "?" })")
-        }
         let info: ClientRequestInfo
+        let request: UpgradeRequest
         do {
-            info = try Handshake.validateRequest(
-                method: head.method.rawValue,
-                version: Handshake.HTTPVersion(major: head.version.major, minor: head.version.minor),
-                headers: fields
-            )
+            (info, request) = try ServerHandshake.check(head, remoteAddress: context.channel.remoteAddress, options: options)
         } catch {
-            var headers = HTTPHeaders()
-            for field in error.responseHeaders { headers.add(name: field.name, value: field.value) }
-            return reject(context: context, status: .init(statusCode: error.status), body: error.reason, headers: headers)
-        }
-        guard options.versions.contains(info.version) else {
-            return reject(
-                context: context, status: .upgradeRequired,
-                body: "Sec-WebSocket-Version \(info.version.rawValue) is not enabled on this server",
-                headers: ["Sec-WebSocket-Version": options.versions.map(\.rawValue).sorted(by: >).map(String.init)
-                    .joined(separator: ", ")])
+            return reject(context: context, error)
         }
         guard server.connectionCount <= options.maxConnections else {
             return reject(context: context, status: .serviceUnavailable,
                           body: "server is at its limit of \(options.maxConnections) connections")
         }
-
-        let request = UpgradeRequest(
-            target: head.uri, headers: fields, remoteAddress: context.channel.remoteAddress,
-            origin: info.origin, protocols: info.protocols, version: info.version)
         let decision = options.verifyClient?(request) ?? .accept()
         guard case .later(let decide) = decision else {
             return complete(context: context, server: server, request: request, info: info, decision: decision)
@@ -285,9 +263,7 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         let userInfo: (any Sendable)?
         switch decision {
         case .reject(let status, let body, let headers):
-            var httpHeaders = HTTPHeaders()
-            for field in headers { httpHeaders.add(name: field.name, value: field.value) }
-            return reject(context: context, status: .init(statusCode: status), body: body, headers: httpHeaders)
+            return reject(context: context, ServerHandshake.Rejection(status, body, headers: headers))
         case .accept(let headers, let info):
             extraHeaders = headers
             userInfo = info
@@ -296,28 +272,16 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         }
 
         let options = server.options
-        let subprotocol = options.selectSubprotocol(info.protocols, request)
+        let acceptance = ServerHandshake.accept(info, request: request, extraHeaders: extraHeaders, options: options)
         var compression: PerMessageDeflate?
-        var extensions: [ExtensionOffer] = []
-        if let deflateOptions = options.perMessageDeflate,
-            let agreement = PerMessageDeflate.negotiate(offers: info.extensions, options: deflateOptions)
-        {
-            compression = PerMessageDeflate(role: .server, parameters: agreement.parameters, options: deflateOptions)
-            extensions.append(agreement.response)
-        }
-
-        var headers = HTTPHeaders()
-        for field in Handshake.responseHeaders(key: info.key, protocol: subprotocol, extensions: extensions) {
-            headers.add(name: field.name, value: field.value)
-        }
-        for field in extraHeaders { headers.add(name: field.name, value: field.value) }
-        if let hook = options.responseHeaders {
-            for field in hook(request) { headers.add(name: field.name, value: field.value) }
+        if let parameters = acceptance.deflate, let deflateOptions = options.perMessageDeflate {
+            compression = PerMessageDeflate(role: .server, parameters: parameters, options: deflateOptions)
         }
 
         handshakeTimer?.cancel()
         handshakeTimer = nil
-        let response = HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers)
+        let response = HTTPResponseHead(
+            version: .http1_1, status: .switchingProtocols, headers: HTTPHeaders(acceptance.headers))
         context.writeAndFlush(wrapOutboundOut(.head(response))).assumeIsolated().whenComplete { [self] result in
             guard case .success = result, context.channel.isActive else {
                 context.close(promise: nil)
@@ -336,7 +300,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             }
             let socket = WebSocket(
                 channel: context.channel, role: .server,
-                handshake: HandshakeInfo(target: request.target, subprotocol: subprotocol, extensions: extensions),
+                handshake: HandshakeInfo(
+                    target: request.target, subprotocol: acceptance.subprotocol, extensions: acceptance.extensions),
                 request: request, userInfo: userInfo, handler: handler)
             server.didOpen(socket)
         }
@@ -372,6 +337,12 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         return decoderRemoved.futureResult
     }
 
+    private func reject(context: ChannelHandlerContext, _ rejection: ServerHandshake.Rejection) {
+        reject(
+            context: context, status: .init(statusCode: rejection.status), body: rejection.body,
+            headers: HTTPHeaders(rejection.headers))
+    }
+
     /// Answers with an error status and a one-line body, then closes the connection.
     private func reject(
         context: ChannelHandlerContext, status: HTTPResponseStatus, body: String, headers: HTTPHeaders = HTTPHeaders()
@@ -402,6 +373,12 @@ extension HTTPRequestHead {
             size += name.utf8.count + value.utf8.count + 4  // ": " "\r\n"
         }
         return size + 2
+    }
+}
+
+extension HTTPHeaders {
+    init(_ fields: HTTPFields) {
+        self.init(fields.map { ($0.name, $0.value) })
     }
 }
 
