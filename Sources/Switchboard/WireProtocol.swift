@@ -222,7 +222,7 @@ public enum WireProtocol {
             case Array("unsub".utf8): kind = .unsub
             default:
                 let shown = String(decoding: opName.prefix(32), as: UTF8.self)
-                throw ProtocolError(.unknownOp, "unknown op \"\(shown)\"; expected sub, unsub or pub", id: id)
+                throw ProtocolError(.unknownOp, "unknown op \(shown.debugDescription); expected sub, unsub or pub", id: id)
             }
         }
 
@@ -462,8 +462,10 @@ public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
     case tooLarge = "too_large"
     /// Unsubscribe from a pattern that is not subscribed.
     case notFound = "not_found"
-    /// Too many subscriptions or requests for this connection.
+    /// Too many subscriptions for this connection, or too many topics for the broker.
     case limitExceeded = "limit_exceeded"
+    /// The connection sends requests faster than the broker's `request_rate`.
+    case rateLimited = "rate_limited"
     /// The replay log could not take or write the message (no ack), or a replay failed.
     case unavailable = "unavailable"
     /// A bug or an unexpected failure in the broker.

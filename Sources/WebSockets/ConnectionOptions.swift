@@ -26,10 +26,20 @@ public struct ConnectionOptions: Sendable {
     public var maxBufferedAmount: Int = 16 * 1024 * 1024
     /// Split outgoing messages longer than this (at least 1) into fragments. Default nil (never).
     public var fragmentSize: Int? = nil
+    /// Time a frame may take to arrive whole once its first byte has; past it the connection
+    /// is failed with 1008 (policy violation: the bytes were valid, the pace was not), so a
+    /// peer cannot hold a partly received frame, and the memory set aside for it, by
+    /// trickling it. A peer whose frames are larger than its bandwidth carries in this time
+    /// must fragment them, or this must be raised. Positive. Default 60 s; nil: no limit.
+    public var partialFrameTimeout: Duration? {
+        get { partialFrameTimeoutAmount.map(Duration.init) }
+        set { partialFrameTimeoutAmount = newValue.map(TimeAmount.init) }
+    }
 
     // Times are stored as the `TimeAmount`s NIO's timers take: every connection's handler
     // keeps these options, and a `Duration` takes twice the bytes.
     var closeTimeoutAmount: TimeAmount = .seconds(30)
+    var partialFrameTimeoutAmount: TimeAmount? = .seconds(60)
 
     public struct Heartbeat: Sendable, Hashable {
         public var interval: Duration {
@@ -65,6 +75,9 @@ public struct ConnectionOptions: Sendable {
         }
         try InvalidOption.check("maxBufferedAmount", maxBufferedAmount, atLeast: 0)
         if let fragmentSize { try InvalidOption.check("fragmentSize", fragmentSize, atLeast: 1) }
+        if let partialFrameTimeout {
+            try InvalidOption.checkPositive("partialFrameTimeout", partialFrameTimeout)
+        }
     }
 }
 

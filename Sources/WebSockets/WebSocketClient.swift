@@ -301,21 +301,13 @@ final class ClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         do {
-            let response = try Handshake.validateResponse(
-                status: head.status, headers: head.headers, key: key, requestedProtocols: options.protocols,
-                offeredExtensionNames: offer == nil ? [] : [PerMessageDeflate.extensionName])
+            let (response, deflate) = try ClientHandshake.accept(
+                status: head.status, headers: head.headers, key: key, protocols: options.protocols, offer: offer)
             var compression: PerMessageDeflate?
-            if let offer, let deflateOptions = options.perMessageDeflate,
-                let agreed = response.extensions.first(where: { $0.name.lowercased() == PerMessageDeflate.extensionName })
-            {
-                let parameters = try PerMessageDeflate.accept(response: agreed, offer: offer)
-                compression = PerMessageDeflate(role: .client, parameters: parameters, options: deflateOptions)
+            if let deflate, let deflateOptions = options.perMessageDeflate {
+                compression = PerMessageDeflate(role: .client, parameters: deflate, options: deflateOptions)
             }
             try open(context: context, response: response, compression: compression)
-        } catch let error as HandshakeError {
-            fail(context: context, ConnectError.invalidResponse(error.reason))
-        } catch let error as WebSocketError {
-            fail(context: context, ConnectError.invalidResponse(error.reason))
         } catch {
             fail(context: context, error)
         }

@@ -58,14 +58,39 @@ public final class WebSocketServer: Sendable {
         public var responseHeaders: (@Sendable (UpgradeRequest) -> HTTPFields)? = nil
         /// Protocol versions accepted. Default 13 and 8.
         public var versions: Set<WebSocketVersion> = [.v13, .v8]
-        /// Time a client has from connecting to completing its handshake (positive). Default 10 s.
+        /// Time a client has from connecting to completing its handshake (positive), however
+        /// slowly its bytes come; past it, 408 and close. Attached to an application's server
+        /// (`upgradeHandler(routes:)`), it runs from the connection's start until its first
+        /// request head, which is closed without an answer if it has not come by then (the
+        /// application's own timeouts apply to the requests it serves), and from the head of
+        /// an upgrade request routed here. Default 10 s.
         public var handshakeTimeout: Duration = .seconds(10)
         /// Bytes a client may send before its handshake completes (at least 1); past it, 431.
-        /// Default 16 KiB.
+        /// Attached to an application's server, the bytes of an upgrade request's head
+        /// (request line and headers) routed here; NIO's HTTP parser bounds what comes before
+        /// (80 KiB). Default 16 KiB.
         public var maxHandshakeSize: Int = 16 * 1024
         /// Open connections (including those still handshaking), at least 1; upgrades past it
-        /// get 503. Default 100 000.
+        /// get 503. Attached to an application's server, connections count from when an
+        /// upgrade request is routed here. Default 100 000.
         public var maxConnections: Int = 100_000
+        /// Handshakes started per second, server-wide: a token bucket, `burst` at once after a
+        /// quiet spell, `perSecond` on average (both at least 1). Past it, and past
+        /// `maxConcurrentHandshakes`, a connection is closed as soon as it is accepted, before
+        /// anything is read: under a flood that is the cheapest answer (no parsing, no TLS
+        /// handshake, no timer), and clients retry a dropped connection with their backoff.
+        /// Attached to an application's server the request has been read by then, so it is
+        /// answered 503 with `Retry-After`. Default 1000 per second, bursts of 10 000; nil: no
+        /// limit.
+        public var handshakeRate: HandshakeRateLimit? = HandshakeRateLimit(perSecond: 1_000, burst: 10_000)
+        /// Connections accepted whose handshake has not finished (upgraded, or refused and
+        /// closed), at least 1; past it, as past `handshakeRate`. Default 1000.
+        public var maxConcurrentHandshakes: Int = 1_000
+        /// Connections from one remote IP address, handshaking or open (at least 1); past it
+        /// the upgrade request is answered 429 with a one-line reason. Behind a reverse proxy
+        /// every connection comes from the proxy's address: raise it, or set nil, there.
+        /// Default 10 000; nil: no limit.
+        public var maxConnectionsPerAddress: Int? = 10_000
         /// Serve wss:// with this certificate and key (see `reloadTLS()`). Default nil: plain.
         public var tls: TLSConfiguration? = nil
         /// Listen on this unix socket instead of `host`/`port` (an existing socket file is
@@ -96,6 +121,14 @@ public final class WebSocketServer: Sendable {
             try InvalidOption.checkPositive("handshakeTimeout", handshakeTimeout)
             try InvalidOption.check("maxHandshakeSize", maxHandshakeSize, atLeast: 1)
             try InvalidOption.check("maxConnections", maxConnections, atLeast: 1)
+            if let handshakeRate {
+                try InvalidOption.check("handshakeRate.perSecond", handshakeRate.perSecond, atLeast: 1)
+                try InvalidOption.check("handshakeRate.burst", handshakeRate.burst, atLeast: 1)
+            }
+            try InvalidOption.check("maxConcurrentHandshakes", maxConcurrentHandshakes, atLeast: 1)
+            if let maxConnectionsPerAddress {
+                try InvalidOption.check("maxConnectionsPerAddress", maxConnectionsPerAddress, atLeast: 1)
+            }
             do { try connection.validate() } catch { throw error.under("connection") }
             do { try perMessageDeflate?.validate() } catch { throw error.under("perMessageDeflate") }
         }
@@ -133,7 +166,7 @@ public final class WebSocketServer: Sendable {
     public let group: any EventLoopGroup
     private let handling: Handling
     private let state = NIOLockedValueBox(State())
-    private let openConnections = NIOLockedValueBox(0)
+    let admission: Admission
     /// Upgraded connections on their way to `run()`'s task group (handler form only); finished
     /// when shutdown begins, which is what ends `run()`'s wait.
     private let accepted: (stream: AsyncStream<WebSocket>, continuation: AsyncStream<WebSocket>.Continuation)
@@ -176,6 +209,7 @@ public final class WebSocketServer: Sendable {
         self.options = options
         self.group = group
         self.handling = handling
+        self.admission = Admission(options: options)
         self.accepted = AsyncStream.makeStream(of: WebSocket.self)
     }
 
@@ -241,9 +275,10 @@ public final class WebSocketServer: Sendable {
         state.withLockedValue { Array($0.clients.values) }
     }
 
-    /// TCP connections currently open, handshaking or upgraded.
+    /// TCP connections currently open, handshaking or upgraded (attached to an application's
+    /// server: those whose upgrade request was routed here).
     public var connectionCount: Int {
-        openConnections.withLockedValue { $0 }
+        admission.openConnections
     }
 
     /// A handler that serves this server's WebSocket endpoint on an application's own
@@ -259,42 +294,56 @@ public final class WebSocketServer: Sendable {
     /// `configureHTTPServerPipeline` without an upgrader makes a request decoder that drops
     /// the bytes after an upgrade request; when added, this handler swaps it (and its
     /// encoder) for a pair that forwards them, so frames a client sends right behind its
-    /// request are not lost. `handshakeTimeout`, `maxHandshakeSize` and `maxConnections` are
-    /// the application's business on its own pipeline and do not apply there. Throws
-    /// `InvalidOption` when an option of a server in `routes` is out of its range.
+    /// request are not lost. The servers' limits apply as their options describe for this
+    /// case; before a connection's first request head, the shortest of their
+    /// `handshakeTimeout`s. Throws `InvalidOption` when an option of a server in `routes` is
+    /// out of its range.
     public static func upgradeHandler(routes: [String: WebSocketServer]) throws(InvalidOption) -> any ChannelHandler {
         for server in routes.values { try server.options.validate() }
         return ServerUpgradeHandler(mode: .attached(routes))
     }
 
+    /// Thrown from the child channel initializer for a connection past the handshake limits:
+    /// NIO then closes it without registering it, so nothing of it is read.
+    struct Overloaded: Error {}
+
     private func configureStandalonePipeline(_ channel: any Channel) throws {
-        track(channel)
-        let pipeline = channel.pipeline.syncOperations
-        if let tls = tlsContext.withLockedValue({ $0 }) {
-            try pipeline.addHandler(makeTLSHandler(tls))
+        let verdict = admission.arrive(from: channel.remoteAddress)
+        switch verdict {
+        case .overloaded: throw Overloaded()
+        case .admitted(let address): track(channel, address: address)
+        case .tooManyFromAddress: track(channel, address: nil)
         }
-        try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize, logger: options.logger))
-        try pipeline.addHandler(HTTPResponseEncoder())
-        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self)))
+        let pipeline = channel.pipeline.syncOperations
+        do {
+            if let tls = tlsContext.withLockedValue({ $0 }) {
+                try pipeline.addHandler(makeTLSHandler(tls))
+            }
+            try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize, logger: options.logger))
+            try pipeline.addHandler(HTTPResponseEncoder())
+            try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+            try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self, verdict)))
+        } catch {
+            // The upgrade handler, which gives the handshake back when it goes, was not added.
+            admission.handshakeEnded()
+            throw error
+        }
     }
 
-    /// Counts a TCP connection until it closes, and then drops it from `clients` too, so
-    /// that a connection costs one close callback, not two (each is an allocation that an
-    /// idle connection keeps).
-    func track(_ channel: any Channel) {
-        openConnections.withLockedValue { $0 += 1 }
+    /// Counts a connection `admission` let in until it closes, and then drops it from
+    /// `clients` too, so that a connection costs one close callback, not two (each is an
+    /// allocation that an idle connection keeps).
+    func track(_ channel: any Channel, address: String?) {
         let key = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { [self] _ in
-            openConnections.withLockedValue { $0 -= 1 }
+            admission.closed(address: address)
             didClose(key)
         }
     }
 
-    /// Called by the upgrade handler, on the connection's event loop, once it is a WebSocket.
-    /// `tracked`: the channel went through `track(_:)`, whose close callback drops it from
-    /// `clients`; otherwise (attached to an application's HTTP server) one is added here.
-    func didOpen(_ socket: WebSocket, tracked: Bool) {
+    /// Called by the upgrade handler, on the connection's event loop, once it is a WebSocket
+    /// (tracked since it arrived: its close callback drops it from `clients`).
+    func didOpen(_ socket: WebSocket) {
         let key = ObjectIdentifier(socket.channel)
         let shuttingDown = state.withLockedValue { state in
             if !state.shuttingDown { state.clients[key] = socket }
@@ -303,9 +352,6 @@ public final class WebSocketServer: Sendable {
         if shuttingDown {
             socket.handler.value.close(code: .goingAway, reason: Self.shutdownReason, promise: nil)
             return
-        }
-        if !tracked {
-            socket.channel.closeFuture.whenComplete { [self] _ in didClose(key) }
         }
         options.logger.debug("connection opened", metadata: socket.logMetadata)
         switch handling {

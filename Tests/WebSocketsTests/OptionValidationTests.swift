@@ -37,6 +37,13 @@ import WebSockets
             ("connection.heartbeat.interval", "> 0", {
                 $0.connection.heartbeat = .init(interval: .zero, timeout: .seconds(1))
             }),
+            ("connection.partialFrameTimeout", "> 0", {
+                $0.connection.partialFrameTimeout = .seconds(-1)
+            }),
+            ("handshakeRate.perSecond", ">= 1", { $0.handshakeRate = HandshakeRateLimit(perSecond: 0, burst: 10) }),
+            ("handshakeRate.burst", ">= 1", { $0.handshakeRate = HandshakeRateLimit(perSecond: 10, burst: 0) }),
+            ("maxConcurrentHandshakes", ">= 1", { $0.maxConcurrentHandshakes = 0 }),
+            ("maxConnectionsPerAddress", ">= 1", { $0.maxConnectionsPerAddress = -3 }),
         ]
         for (option, allowed, configure) in cases {
             var options = WebSocketServer.Options()
