@@ -63,8 +63,9 @@ import WebSocketCore
     }
 
     /// The answer to a request `verifyClient` accepted with `extraHeaders`: the subprotocol
-    /// `options` picks (`selectSubprotocol`, or the first offered that `protocols` lists), permessage-deflate when both sides want it, the
-    /// handshake's headers, then `extraHeaders`, then those of `options.responseHeaders`.
+    /// `options` picks (`selectSubprotocol`, or the first offered that `protocols` lists),
+    /// permessage-deflate when both sides want it, the handshake's headers, then
+    /// `extraHeaders`, then those of `options.responseHeaders`.
     public static func accept(
         _ info: ClientRequestInfo, request: UpgradeRequest, extraHeaders: HTTPFields, options: WebSocketServer.Options
     ) -> Acceptance {

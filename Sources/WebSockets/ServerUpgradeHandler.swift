@@ -364,7 +364,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         verification = nil
         logger.log(level: status.code >= 500 ? .notice : .info, "handshake refused", metadata: {
             var metadata: Logger.Metadata = [
-                "peer": "\(peerDescription(context.channel.remoteAddress))", "status": "\(status.code)", "reason": "\(body)",
+                "peer": "\(peerDescription(context.channel.remoteAddress))", "status": "\(status.code)",
+                "reason": "\(body)",
             ]
             if let requestPath { metadata["path"] = "\(requestPath)" }
             return metadata

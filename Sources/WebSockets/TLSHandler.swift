@@ -443,7 +443,8 @@ extension TLSContext {
     /// - Parameter serverName: client side only: the host for SNI and verification when
     ///   the configuration names none.
     public func makeHandler(serverName: String? = nil) throws -> any ChannelHandler {
-        try TLSHandler(context: self, serverName: serverName, handshakeTimeout: TimeAmount(configuration.handshakeTimeout))
+        try TLSHandler(
+            context: self, serverName: serverName, handshakeTimeout: TimeAmount(configuration.handshakeTimeout))
     }
 }
 

@@ -114,7 +114,8 @@ public enum ConnectError: Error, Sendable, CustomStringConvertible {
             let line = body.split(separator: "\n").first.map { ": \($0)" } ?? ""
             return "server answered \(status) instead of 101\(line)"
         case .invalidResponse(let rule): return "handshake response rejected: \(rule)"
-        case .timedOut(let timeout): return "opening handshake timed out after \(TimeAmount(timeout).nanoseconds / 1_000_000) ms"
+        case .timedOut(let timeout):
+            return "opening handshake timed out after \(TimeAmount(timeout).nanoseconds / 1_000_000) ms"
         case .connectionClosed: return "connection closed during the opening handshake"
         case .unsupported(let what): return what
         case .proxyRefused(let status, let reason): return "proxy refused the tunnel: \(status) \(reason)"
