@@ -55,6 +55,7 @@ let package = Package(
                 "WebSockets",
                 "WebSocketCore",
                 "CSQLite",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -125,28 +126,29 @@ let package = Package(
         ),
         .executableTarget(
             name: "echo-server",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/echo-server"
         ),
         .executableTarget(
             name: "autobahn-client",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/autobahn-client"
         ),
         .executableTarget(
             name: "chat-server",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/chat-server"
         ),
         .executableTarget(
             name: "TLSEcho",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/TLSEcho"
         ),
         .executableTarget(
             name: "ReplayBenchmarks",
             dependencies: [
                 "Switchboard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -157,6 +159,7 @@ let package = Package(
             name: "CoreBenchmarks",
             dependencies: [
                 "WebSocketCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/CoreBenchmarks"

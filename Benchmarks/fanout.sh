@@ -64,8 +64,9 @@ wait_for() {
 }
 
 OURS_PORT=$(free_port)
+# No request rate limit: the publisher runs at full speed, as it does against ws.
 taskset -c 0 "$BIN" serve --host 127.0.0.1 --port "$OURS_PORT" --anonymous-subscribe '>' --anonymous-publish '>' \
-    --database "$WORK/fanout.db" --threads 1 --log-level warning >"$WORK/ours.log" 2>&1 &
+    --database "$WORK/fanout.db" --threads 1 --log-level warning --request-rate 0 >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 wait_for "$WORK/ours.log" "listening"

@@ -24,7 +24,7 @@ require_wsload() {
     if [ -z "${WSLOAD:-}" ] && [ -n "$tools" ] && [ -f "$tools/wsload/wsload.c" ]; then
         WSLOAD="$tools/wsload/wsload"
         if [ "$build" = 1 ] || [ ! -x "$WSLOAD" ]; then
-            cc -O2 -o "$WSLOAD" "$tools/wsload/wsload.c" -lpthread >&2
+            cc -O2 -o "$WSLOAD" "$tools/wsload/wsload.c" -lpthread -lz >&2
         fi
     fi
     if [ -z "${WSLOAD:-}" ] || [ ! -x "$WSLOAD" ]; then

@@ -212,6 +212,7 @@ public final class TLSContext: @unchecked Sendable {
         }
         SSL_CTX_set_verify(context, verifyMode, nil)
 
+        // `alpnWire` holds at least its 2-byte length: it has a base address.
         if alpnCount > 0 {
             if isServer {
                 SSL_CTX_set_alpn_select_cb(context, tlsSelectALPN, UnsafeMutableRawPointer(alpnWire.baseAddress!))

@@ -15,7 +15,8 @@ public struct UpgradeRequest: Sendable {
     public var version: WebSocketVersion
 
     public var path: String { HandshakeInfo(target: target).path }
-    public var query: [String: String] { HandshakeInfo(target: target).query }
+    /// The query parameters, by the rules of `URLQuery` (the first of a repeated name wins).
+    public var query: [String: String] { URLQuery(target: target).dictionary }
 
     /// The client's address as proxies reported it: the first entry of `X-Forwarded-For`
     /// (the original client), else the socket's peer address. Trust it only behind a

@@ -54,6 +54,7 @@ public final class WebSocket: Sendable {
     }
 
     public var readyState: ReadyState {
+        // Only ever stored from a `ReadyState`'s raw value.
         ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
     }
 
@@ -96,6 +97,7 @@ public final class WebSocket: Sendable {
     /// Writes a frame encoded once for many connections (see `Sender`); server side only,
     /// since client frames need a fresh mask each.
     public func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        // API misuse only: the role is fixed by how the connection was made, not by a peer.
         precondition(role == .server, "pre-encoded frames are unmasked: server side only")
         if eventLoop.inEventLoop {
             handlerOnLoop.sendEncoded(frame, promise: promise)
@@ -257,34 +259,9 @@ public struct HandshakeInfo: Sendable {
     /// The path part of `target`.
     public var path: String { String(target.prefix { $0 != "?" }) }
 
-    /// The query parameters of `target`, percent-decoded.
-    public var query: [String: String] {
-        guard let start = target.firstIndex(of: "?") else { return [:] }
-        var result: [String: String] = [:]
-        for pair in target[target.index(after: start)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            let name = Self.percentDecoded(parts[0])
-            result[name] = parts.count > 1 ? Self.percentDecoded(parts[1]) : ""
-        }
-        return result
-    }
-
-    static func percentDecoded(_ text: Substring) -> String {
-        var bytes: [UInt8] = []
-        var iterator = text.utf8.makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
-                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    /// The query parameters of `target`, decoded by the rules of `URLQuery` (the first of a
+    /// repeated name wins; `URLQuery(target:)` has every item).
+    public var query: [String: String] { URLQuery(target: target).dictionary }
 }
 
 /// An `UpgradeRequest` folded into a few strings (see `WebSocket.request`).
@@ -308,7 +285,9 @@ struct StoredRequest: Sendable {
         var fields = HTTPFields()
         for line in headers.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            fields.add(name: String(line[..<colon]), value: String(line[line.index(colon, offsetBy: 2)...]))
+            // Limited: a line is always "name: value", but a bound costs nothing here.
+            let value = line.index(colon, offsetBy: 2, limitedBy: line.endIndex) ?? line.endIndex
+            fields.add(name: String(line[..<colon]), value: String(line[value...]))
         }
         return UpgradeRequest(
             target: target, headers: fields, remoteAddress: remoteAddress, origin: origin, protocols: protocols,

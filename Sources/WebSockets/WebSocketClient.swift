@@ -8,9 +8,9 @@ public struct ClientOptions: Sendable {
     public var headers: HTTPFields = HTTPFields()
     /// `Origin` (version 13) or `Sec-WebSocket-Origin` (version 8). Default none.
     public var origin: String? = nil
-    /// Subprotocols to offer, in order of preference. Default none.
+    /// Subprotocols to offer (tokens), in order of preference. Default none.
     public var protocols: [String] = []
-    /// Time from starting to connect until the 101 is validated. Default 10 s.
+    /// Time from starting to connect until the 101 is validated (positive). Default 10 s.
     public var handshakeTimeout: TimeAmount = .seconds(10)
     /// Protocol version to speak. Default 13.
     public var version: WebSocketVersion = .v13
@@ -18,7 +18,7 @@ public struct ClientOptions: Sendable {
     public var perMessageDeflate: PerMessageDeflateOptions? = PerMessageDeflateOptions()
     /// Options of the connection once open (limits, heartbeat, close timeout…).
     public var connection = ConnectionOptions()
-    /// Largest response head accepted. Default 16 KiB.
+    /// Largest response head accepted (at least 1). Default 16 KiB.
     public var maxHandshakeSize: Int = 16 * 1024
     /// How bytes reach the server. Default `TCPTransport()`, which `connect` takes as "by
     /// the URL": TLS (`tls`) for wss://, a unix socket for ws+unix:, through `proxy`.
@@ -30,10 +30,24 @@ public struct ClientOptions: Sendable {
     public var proxy: ProxySetting = .environment
     /// Follow 301/302/303/307/308 answers to the handshake. Default off, as `ws`.
     public var followRedirects = false
-    /// Redirects followed before giving up with `ConnectError.tooManyRedirects`. Default 10.
+    /// Redirects followed before giving up with `ConnectError.tooManyRedirects` (not
+    /// negative). Default 10.
     public var maxRedirects = 10
 
     public init() {}
+
+    /// Throws `InvalidOption` naming the first option out of its range (`connect` calls it
+    /// before connecting).
+    public func validate() throws(InvalidOption) {
+        for (index, name) in protocols.enumerated() where !HeaderGrammar.isToken(name) {
+            throw InvalidOption(option: "protocols[\(index)]", allowed: "a token (RFC 7230)", value: "\"\(name)\"")
+        }
+        try InvalidOption.check("handshakeTimeout", handshakeTimeout, atLeast: .nanoseconds(1))
+        try InvalidOption.check("maxHandshakeSize", maxHandshakeSize, atLeast: 1)
+        try InvalidOption.check("maxRedirects", maxRedirects, atLeast: 0)
+        do { try connection.validate() } catch { throw error.under("connection") }
+        do { try perMessageDeflate?.validate() } catch { throw error.under("perMessageDeflate") }
+    }
 }
 
 /// Opens the byte stream a client handshake runs over: plain TCP, or (elsewhere) TLS,
@@ -113,11 +127,13 @@ extension WebSocket {
         try await connect(to: WebSocketURL(url), options: options, group: group)
     }
 
+    /// Throws `InvalidOption` before connecting when an option is out of its range.
     public static func connect(
         to url: WebSocketURL, options: ClientOptions = ClientOptions(),
         group: any EventLoopGroup = EventLoopThreads.shared
     ) async throws -> WebSocket {
-        try await connectFollowingRedirects(to: url, options: options, group: group)
+        try options.validate()
+        return try await connectFollowingRedirects(to: url, options: options, group: group)
     }
 
     static func connectOnce(
@@ -260,21 +276,13 @@ final class ClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         do {
-            let response = try Handshake.validateResponse(
-                status: head.status, headers: head.headers, key: key, requestedProtocols: options.protocols,
-                offeredExtensionNames: offer == nil ? [] : [PerMessageDeflate.extensionName])
+            let (response, deflate) = try ClientHandshake.accept(
+                status: head.status, headers: head.headers, key: key, protocols: options.protocols, offer: offer)
             var compression: PerMessageDeflate?
-            if let offer, let deflateOptions = options.perMessageDeflate,
-                let agreed = response.extensions.first(where: { $0.name.lowercased() == PerMessageDeflate.extensionName })
-            {
-                let parameters = try PerMessageDeflate.accept(response: agreed, offer: offer)
-                compression = PerMessageDeflate(role: .client, parameters: parameters, options: deflateOptions)
+            if let deflate, let deflateOptions = options.perMessageDeflate {
+                compression = PerMessageDeflate(role: .client, parameters: deflate, options: deflateOptions)
             }
             try open(context: context, response: response, compression: compression)
-        } catch let error as HandshakeError {
-            fail(context: context, ConnectError.invalidResponse(error.reason))
-        } catch let error as WebSocketError {
-            fail(context: context, ConnectError.invalidResponse(error.reason))
         } catch {
             fail(context: context, error)
         }

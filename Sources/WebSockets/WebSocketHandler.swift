@@ -50,7 +50,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // fan-out touches them once per connection and message, after the other connections'
     // writes have pushed them out of cache, so every further line touched is another miss
     // (spread over the ~500-byte object, a fan-out send stalled on four lines).
-    private var context: ChannelHandlerContext!
+    private var context: ChannelHandlerContext!  // set in `handlerAdded`, before any event reads it
     private var outbound: ByteBuffer?
     private var state = State.open
     private var needsFlush = false
@@ -98,6 +98,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
         var closeInfo: CloseInfo?
+        var partialFrame: (frame: Int, deadline: NIODeadline)?
+        var partialFrameTimer: Scheduled<Void>?
     }
     private var occasional: Occasional?
 
@@ -112,13 +114,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    // Set once the connection is closed, a callback is not kept (see `releaseCallbacks`).
     var onPing: (@Sendable (ByteBuffer) -> Void)? {
         get { occasional?.onPing }
-        set { setOccasional(\.onPing, newValue) }
+        set { if state != .closed { setOccasional(\.onPing, newValue) } }
     }
     var onPong: (@Sendable (ByteBuffer) -> Void)? {
         get { occasional?.onPong }
-        set { setOccasional(\.onPong, newValue) }
+        set { if state != .closed { setOccasional(\.onPong, newValue) } }
     }
     var onClose: (@Sendable (CloseInfo) -> Void)? {
         get { occasional?.onClose }
@@ -126,11 +129,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
     var onError: (@Sendable (any Error) -> Void)? {
         get { occasional?.onError }
-        set { setOccasional(\.onError, newValue) }
+        set { if state != .closed { setOccasional(\.onError, newValue) } }
     }
     var onWritable: (@Sendable () -> Void)? {
         get { occasional?.onWritable }
-        set { setOccasional(\.onWritable, newValue) }
+        set { if state != .closed { setOccasional(\.onWritable, newValue) } }
     }
     private var receivedClose: (code: CloseCode, reason: String)? {
         get { occasional?.receivedClose }
@@ -156,6 +159,16 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeInfo: CloseInfo? {
         get { occasional?.closeInfo }
         set { setOccasional(\.closeInfo, newValue) }
+    }
+    /// The frame the last read ended inside (as `receiver.completedFrames` numbers it) and
+    /// when it must be whole.
+    private var partialFrame: (frame: Int, deadline: NIODeadline)? {
+        get { occasional?.partialFrame }
+        set { setOccasional(\.partialFrame, newValue) }
+    }
+    private var partialFrameTimer: Scheduled<Void>? {
+        get { occasional?.partialFrameTimer }
+        set { setOccasional(\.partialFrameTimer, newValue) }
     }
     /// NIO's default high write watermark, until `handlerAdded` reads the channel's.
     private static let defaultWriteHighWatermark = 64 * 1024
@@ -198,6 +211,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 isReading = true
                 process(leftover)
                 isReading = false
+                watchPartialFrame()
                 flushOutbound()
             }
         }
@@ -219,6 +233,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         isReading = false
+        watchPartialFrame()
         flushOutbound()
         context.fireChannelReadComplete()
     }
@@ -371,6 +386,20 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .stream(let source) = sink {
             finish(source, info)
         }
+        releaseCallbacks()
+    }
+
+    /// The application's callbacks usually capture its `WebSocket`, which holds this handler
+    /// (and the channel): once the connection is closed none of them can run again, so they
+    /// are let go, or the two would keep each other alive for good.
+    private func releaseCallbacks() {
+        if case .queue = sink {} else { sink = .queue(CircularBuffer()) }
+        guard let occasional else { return }
+        occasional.onPing = nil
+        occasional.onPong = nil
+        occasional.onClose = nil
+        occasional.onError = nil
+        occasional.onWritable = nil
     }
 
     /// Ends the message sequence: cleanly after a close handshake, else with the error.
@@ -391,6 +420,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         heartbeatTask = nil
         pongDeadline?.cancel()
         pongDeadline = nil
+        partialFrameTimer?.cancel()
+        partialFrameTimer = nil
     }
 
     private func armCloseTimer() {
@@ -417,6 +448,43 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    // MARK: Partial frames
+
+    /// At the end of a read: starts the clock for a frame the read ended inside, unless an
+    /// earlier read ended inside the same one. One timer at most, armed only when none is,
+    /// which checks the deadline when it fires: reads that end between frames, or inside a
+    /// frame already timed, cost a comparison or two.
+    private func watchPartialFrame() {
+        guard let timeout = options.partialFrameTimeout, state == .open else { return }
+        guard receiver.isMidFrame else {
+            if occasional?.partialFrame != nil { partialFrame = nil }
+            return
+        }
+        let frame = receiver.completedFrames
+        if let partialFrame, partialFrame.frame == frame { return }
+        let deadline = NIODeadline.now() + timeout
+        partialFrame = (frame, deadline)
+        if partialFrameTimer == nil { armPartialFrameTimer(deadline) }
+    }
+
+    private func armPartialFrameTimer(_ deadline: NIODeadline) {
+        guard let context else { return }
+        partialFrameTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.partialFrameTimerFired()
+        }
+    }
+
+    private func partialFrameTimerFired() {
+        partialFrameTimer = nil
+        guard let partialFrame, state == .open, let timeout = options.partialFrameTimeout else { return }
+        guard NIODeadline.now() >= partialFrame.deadline else {
+            // The frame it was armed for came whole; a later one is under way.
+            armPartialFrameTimer(partialFrame.deadline)
+            return
+        }
+        fail(WebSocketError(.policyViolation, "frame not received whole within \(timeout.nanoseconds / 1_000_000) ms"))
+    }
+
     // MARK: Reading backpressure
 
     func pause(_ reason: PauseReasons) {
@@ -434,8 +502,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Installs the close callback; a connection that is already closed reports at once,
     /// so a callback set just after `connect` or `onConnection` never misses the close.
     func setOnClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
-        onClose = callback
-        if let closeInfo { callback(closeInfo) }
+        if let closeInfo {
+            callback(closeInfo)
+        } else {
+            onClose = callback
+        }
     }
 
     /// Installs where messages go; queued messages are delivered first, in order.
@@ -446,8 +517,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         sink = newSink
         for message in queued { deliver(message) }
-        if let closeInfo, case .stream(let source) = newSink {
-            finish(source, closeInfo)
+        if let closeInfo {
+            if case .stream(let source) = newSink { finish(source, closeInfo) }
+            releaseCallbacks()
         }
         resume(.noSink)
     }
@@ -491,6 +563,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             var pieceOpcode = opcode
             var pieceBits = reservedBits
             while rest.readableBytes > fragmentSize {
+                // The loop condition leaves more than `fragmentSize` bytes to slice (>= 1: validated).
                 writeFrame(pieceOpcode, fin: false, reservedBits: pieceBits, payload: rest.readSlice(length: fragmentSize)!)
                 pieceOpcode = .continuation
                 pieceBits = []
@@ -566,6 +639,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handoverComplete() {
         guard isReading else { return }
         isReading = false
+        watchPartialFrame()
         flushOutbound()
     }
 
@@ -621,7 +695,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // no copy). Should more be gathered behind it, copy-on-write copies it first.
                 outbound = bytes
             } else {
-                outbound!.writeImmutableBuffer(bytes)
+                outbound!.writeImmutableBuffer(bytes)  // non-nil: the branch above handles nil
             }
             if let promise { flushOutboundBuffer(promise: promise) }
         }
@@ -631,7 +705,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if outbound == nil {
             outbound = context.channel.allocator.buffer(capacity: max(capacity, 1024))
         }
-        body(&outbound!)
+        body(&outbound!)  // non-nil: set just above
     }
 
     /// Writes the gathered frames to the channel (not yet flushed).

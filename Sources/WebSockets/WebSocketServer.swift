@@ -17,9 +17,9 @@ public final class WebSocketServer: Sendable {
     public struct Options: Sendable {
         /// Address to listen on. Default 127.0.0.1; "0.0.0.0" or "::" for every interface.
         public var host: String = "127.0.0.1"
-        /// Port; 0 picks a free one (see `localAddress`). Default 0.
+        /// Port, 0...65535; 0 picks a free one (see `localAddress`). Default 0.
         public var port: Int = 0
-        /// Listen backlog. Default 511, as `ws`.
+        /// Listen backlog, not negative. Default 511, as `ws`.
         public var backlog: Int32 = 511
         /// Only this path is served (others get 404); nil serves every path. Default nil.
         public var path: String? = nil
@@ -41,13 +41,39 @@ public final class WebSocketServer: Sendable {
         public var responseHeaders: (@Sendable (UpgradeRequest) -> HTTPFields)? = nil
         /// Protocol versions accepted. Default 13 and 8.
         public var versions: Set<WebSocketVersion> = [.v13, .v8]
-        /// Time a client has from connecting to completing its handshake. Default 10 s.
+        /// Time a client has from connecting to completing its handshake (positive), however
+        /// slowly its bytes come; past it, 408 and close. Attached to an application's server
+        /// (`upgradeHandler(routes:)`), it runs from the connection's start until its first
+        /// request head, which is closed without an answer if it has not come by then (the
+        /// application's own timeouts apply to the requests it serves), and from the head of
+        /// an upgrade request routed here. Default 10 s.
         public var handshakeTimeout: TimeAmount = .seconds(10)
-        /// Bytes a client may send before its handshake completes; past it, 431. Default 16 KiB.
+        /// Bytes a client may send before its handshake completes (at least 1); past it, 431.
+        /// Attached to an application's server, the bytes of an upgrade request's head
+        /// (request line and headers) routed here; NIO's HTTP parser bounds what comes before
+        /// (80 KiB). Default 16 KiB.
         public var maxHandshakeSize: Int = 16 * 1024
-        /// Open connections (including those still handshaking); upgrades past it get 503.
-        /// Default 100 000.
+        /// Open connections (including those still handshaking), at least 1; upgrades past it
+        /// get 503. Attached to an application's server, connections count from when an
+        /// upgrade request is routed here. Default 100 000.
         public var maxConnections: Int = 100_000
+        /// Handshakes started per second, server-wide: a token bucket, `burst` at once after a
+        /// quiet spell, `perSecond` on average (both at least 1). Past it, and past
+        /// `maxConcurrentHandshakes`, a connection is closed as soon as it is accepted, before
+        /// anything is read: under a flood that is the cheapest answer (no parsing, no TLS
+        /// handshake, no timer), and clients retry a dropped connection with their backoff.
+        /// Attached to an application's server the request has been read by then, so it is
+        /// answered 503 with `Retry-After`. Default 1000 per second, bursts of 10 000; nil: no
+        /// limit.
+        public var handshakeRate: HandshakeRateLimit? = HandshakeRateLimit(perSecond: 1_000, burst: 10_000)
+        /// Connections accepted whose handshake has not finished (upgraded, or refused and
+        /// closed), at least 1; past it, as past `handshakeRate`. Default 1000.
+        public var maxConcurrentHandshakes: Int = 1_000
+        /// Connections from one remote IP address, handshaking or open (at least 1); past it
+        /// the upgrade request is answered 429 with a one-line reason. Behind a reverse proxy
+        /// every connection comes from the proxy's address: raise it, or set nil, there.
+        /// Default 10 000; nil: no limit.
+        public var maxConnectionsPerAddress: Int? = 10_000
         /// Keep the open connections in `clients`. Default on, as `ws`.
         public var clientTracking: Bool = true
         /// Serve wss:// with this certificate and key (see `reloadTLS()`). Default nil: plain.
@@ -68,6 +94,26 @@ public final class WebSocketServer: Sendable {
             self.selectSubprotocol = Self.firstSupported(from: protocols)
         }
 
+        /// Throws `InvalidOption` naming the first option out of its range (`listen()` and
+        /// `upgradeHandler(routes:)` call it, before anything runs on the options).
+        public func validate() throws(InvalidOption) {
+            if unixSocketPath == nil { try InvalidOption.check("port", port, in: 0...65535) }
+            try InvalidOption.check("backlog", backlog, atLeast: 0)
+            try InvalidOption.check("handshakeTimeout", handshakeTimeout, atLeast: .nanoseconds(1))
+            try InvalidOption.check("maxHandshakeSize", maxHandshakeSize, atLeast: 1)
+            try InvalidOption.check("maxConnections", maxConnections, atLeast: 1)
+            if let handshakeRate {
+                try InvalidOption.check("handshakeRate.perSecond", handshakeRate.perSecond, atLeast: 1)
+                try InvalidOption.check("handshakeRate.burst", handshakeRate.burst, atLeast: 1)
+            }
+            try InvalidOption.check("maxConcurrentHandshakes", maxConcurrentHandshakes, atLeast: 1)
+            if let maxConnectionsPerAddress {
+                try InvalidOption.check("maxConnectionsPerAddress", maxConnectionsPerAddress, atLeast: 1)
+            }
+            do { try connection.validate() } catch { throw error.under("connection") }
+            do { try perMessageDeflate?.validate() } catch { throw error.under("perMessageDeflate") }
+        }
+
         static func firstSupported(from supported: [String]) -> @Sendable ([String], UpgradeRequest) -> String? {
             { offered, _ in offered.first { supported.contains($0) } }
         }
@@ -84,7 +130,7 @@ public final class WebSocketServer: Sendable {
     public let group: any EventLoopGroup
     private let onConnection: @Sendable (WebSocket) -> Void
     private let state = NIOLockedValueBox(State())
-    private let openConnections = NIOLockedValueBox(0)
+    let admission: Admission
     /// The TLS context new connections take; `reloadTLS()` swaps it.
     let tlsContext = NIOLockedValueBox<ReloadableTLSContext?>(nil)
 
@@ -101,11 +147,14 @@ public final class WebSocketServer: Sendable {
         self.options = options
         self.group = group
         self.onConnection = onConnection
+        self.admission = Admission(options: options)
     }
 
     /// Starts listening on `options.host` and `options.port`; returns the bound address.
+    /// Throws `InvalidOption` first when an option is out of its range.
     @discardableResult
     public func listen() async throws -> SocketAddress {
+        try options.validate()
         if let tls = options.tls {
             let context = try ReloadableTLSContext(configuration: tls)
             tlsContext.withLockedValue { $0 = context }
@@ -127,7 +176,12 @@ public final class WebSocketServer: Sendable {
             channel = try await bootstrap.bind(host: options.host, port: options.port).get()
         }
         state.withLockedValue { $0.listener = channel }
-        return channel.localAddress!
+        guard let address = channel.localAddress else {
+            // A bound socket has an address; should the kernel not report it, say so.
+            try? await channel.close()
+            throw ChannelError.unknownLocalAddress
+        }
+        return address
     }
 
     /// Sizes each connection's reads. NIO keeps a connection's last read buffer for reuse
@@ -153,9 +207,10 @@ public final class WebSocketServer: Sendable {
         state.withLockedValue { Array($0.clients.values) }
     }
 
-    /// TCP connections currently open, handshaking or upgraded.
+    /// TCP connections currently open, handshaking or upgraded (attached to an application's
+    /// server: those whose upgrade request was routed here).
     public var connectionCount: Int {
-        openConnections.withLockedValue { $0 }
+        admission.openConnections
     }
 
     /// A handler that serves this server's WebSocket endpoint on an application's own
@@ -171,42 +226,58 @@ public final class WebSocketServer: Sendable {
     /// `configureHTTPServerPipeline` without an upgrader makes a request decoder that drops
     /// the bytes after an upgrade request; when added, this handler swaps it (and its
     /// encoder) for a pair that forwards them, so frames a client sends right behind its
-    /// request are not lost. `handshakeTimeout`, `maxHandshakeSize` and `maxConnections` are
-    /// the application's business on its own pipeline and do not apply there.
-    public static func upgradeHandler(routes: [String: WebSocketServer]) -> any ChannelHandler {
-        ServerUpgradeHandler(mode: .attached(routes))
+    /// request are not lost. The servers' limits apply as their options describe for this
+    /// case; before a connection's first request head, the shortest of their
+    /// `handshakeTimeout`s. Throws `InvalidOption` when an option of a server in `routes` is
+    /// out of its range.
+    public static func upgradeHandler(routes: [String: WebSocketServer]) throws(InvalidOption) -> any ChannelHandler {
+        for server in routes.values { try server.options.validate() }
+        return ServerUpgradeHandler(mode: .attached(routes))
     }
+
+    /// Thrown from the child channel initializer for a connection past the handshake limits:
+    /// NIO then closes it without registering it, so nothing of it is read.
+    struct Overloaded: Error {}
 
     private func configureStandalonePipeline(_ channel: any Channel) throws {
-        track(channel)
-        let pipeline = channel.pipeline.syncOperations
-        if let tls = tlsContext.withLockedValue({ $0 }) {
-            try pipeline.addHandler(makeTLSHandler(tls))
+        let verdict = admission.arrive(from: channel.remoteAddress)
+        switch verdict {
+        case .overloaded: throw Overloaded()
+        case .admitted(let address): track(channel, address: address)
+        case .tooManyFromAddress: track(channel, address: nil)
         }
-        try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize))
-        try pipeline.addHandler(HTTPResponseEncoder())
-        try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self)))
+        let pipeline = channel.pipeline.syncOperations
+        do {
+            if let tls = tlsContext.withLockedValue({ $0 }) {
+                try pipeline.addHandler(makeTLSHandler(tls))
+            }
+            try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize))
+            try pipeline.addHandler(HTTPResponseEncoder())
+            try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+            try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self, verdict)))
+        } catch {
+            // The upgrade handler, which gives the handshake back when it goes, was not added.
+            admission.handshakeEnded()
+            throw error
+        }
     }
 
-    /// Counts a TCP connection until it closes, and then drops it from `clients` too, so
-    /// that a connection costs one close callback, not two (each is an allocation that an
-    /// idle connection keeps).
-    func track(_ channel: any Channel) {
-        openConnections.withLockedValue { $0 += 1 }
+    /// Counts a connection `admission` let in until it closes, and then drops it from
+    /// `clients` too, so that a connection costs one close callback, not two (each is an
+    /// allocation that an idle connection keeps).
+    func track(_ channel: any Channel, address: String?) {
         let key = ObjectIdentifier(channel)
         channel.closeFuture.whenComplete { [self] _ in
-            openConnections.withLockedValue { $0 -= 1 }
+            admission.closed(address: address)
             if options.clientTracking {
                 _ = state.withLockedValue { $0.clients.removeValue(forKey: key) }
             }
         }
     }
 
-    /// Called by the upgrade handler, on the connection's event loop, once it is a WebSocket.
-    /// `tracked`: the channel went through `track(_:)`, whose close callback drops it from
-    /// `clients`; otherwise (attached to an application's HTTP server) one is added here.
-    func didOpen(_ socket: WebSocket, tracked: Bool) {
+    /// Called by the upgrade handler, on the connection's event loop, once it is a WebSocket
+    /// (tracked since it arrived: its close callback drops it from `clients`).
+    func didOpen(_ socket: WebSocket) {
         let key = ObjectIdentifier(socket.channel)
         let shuttingDown = state.withLockedValue { state in
             if options.clientTracking && !state.shuttingDown {
@@ -217,11 +288,6 @@ public final class WebSocketServer: Sendable {
         if shuttingDown {
             socket.handler.value.close(code: .goingAway, reason: "server shutting down", promise: nil)
             return
-        }
-        if options.clientTracking, !tracked {
-            socket.channel.closeFuture.whenComplete { [self] _ in
-                _ = state.withLockedValue { $0.clients.removeValue(forKey: key) }
-            }
         }
         onConnection(socket)
     }

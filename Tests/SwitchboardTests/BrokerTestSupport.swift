@@ -47,8 +47,9 @@ final class TestBroker: Sendable {
     }
 
     /// Starts a broker; `configure` adjusts the configuration (host and port are set here).
-    /// With `replay` rules, the replay log lives in the store's file. `directory` reuses the
-    /// store of an earlier broker (a restart).
+    /// As `switchboard serve` does, it opens the replay log (in the store's file) even when
+    /// no topic is retained: it keeps the topics' seqs. `directory` reuses the store of an
+    /// earlier broker (a restart).
     static func start(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
         directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
@@ -64,10 +65,8 @@ final class TestBroker: Sendable {
         let logs = LogCapture()
         var logger = Logger(label: "switchboard-test") { _ in logs }
         logger.logLevel = .info
-        let replayLog = configuration.replay.isEnabled
-            ? try ReplayLog(
-                path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
-            : nil
+        let replayLog = try ReplayLog(
+            path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
         let broker = try Broker(
             configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
         let address = try await broker.start()
@@ -77,9 +76,9 @@ final class TestBroker: Sendable {
     /// Starts a broker, runs `body`, shuts the broker down (also when `body` throws).
     static func with<T>(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
-        directory: URL? = nil, _ body: (TestBroker) async throws -> T
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(), _ body: (TestBroker) async throws -> T
     ) async throws -> T {
-        let broker = try await start(configure, group: group, directory: directory)
+        let broker = try await start(configure, group: group, directory: directory, replayOptions: replayOptions)
         do {
             let result = try await body(broker)
             try await broker.stop()

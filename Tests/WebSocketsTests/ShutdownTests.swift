@@ -60,11 +60,15 @@ import WebSockets
         }()) { ws in ws.onMessage { _ in } }
         let port = try await server.listen().port!
         let peer = try await RawPeer.upgraded(port: port)
+        let start = ContinuousClock.now
         let shutdown = Task { await server.shutdown() }
         let frame = try await peer.readFrame()
         #expect(frame.opcode == 0x8 && frame.closeCode == 1001)
-        // No answer from us: dropped after the close timeout, and shutdown() returns.
+        // No answer from us: dropped after the close timeout (not before: the timer starts
+        // once the close frame is out, after `start`), and shutdown() returns.
         try await peer.expectClosed()
+        let dropped = ContinuousClock.now - start
+        #expect(dropped >= .milliseconds(200), "dropped after \(dropped)")
         try await withTimeout("shutdown") { await shutdown.value }
         #expect(server.clients.isEmpty)
     }
