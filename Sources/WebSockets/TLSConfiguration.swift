@@ -166,7 +166,7 @@ public final class TLSContext: @unchecked Sendable {
         // too): a client-initiated one costs the server a full handshake per request, and a
         // server-initiated one would make a write fail while it is under way. A server that
         // asks gets a no_renegotiation alert.
-        SSL_CTX_set_options(context, SWITCHBOARD_SSL_OP_NO_RENEGOTIATION)
+        switchboard_refuse_renegotiation(context)
         try check(
             SSL_CTX_ctrl(context, SSL_CTRL_SET_MIN_PROTO_VERSION, configuration.minimumVersion.openSSLValue, nil) == 1,
             "minimum TLS version")

@@ -21,7 +21,8 @@
 //    11 a  the next a bytes of the input join the peer's pending ciphertext
 //    12    handler side closes                13    2 × the handshake timeout passes
 //    14    the peer moves its handshake on    15 a  hand the handler the next a bytes one by one
-//   Then both sides exchange everything they have until nothing moves, and the channel closes.
+//   Each side writes at most 1 MiB per input (later writes are skipped). Then both sides
+//   exchange everything they have until nothing moves, and the channel closes.
 //
 // Properties checked (a violation traps with a message):
 // - plaintext either side reads is exactly the other side's stream so far: nothing
