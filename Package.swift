@@ -86,6 +86,7 @@ let package = Package(
             name: "TestPeers",
             dependencies: [
                 "AsyncTestSupport",
+                "WebSocketCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

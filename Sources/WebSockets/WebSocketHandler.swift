@@ -12,6 +12,8 @@ import WebSocketCore
 ///   in `outbound` and written and flushed once per read cycle.
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
+///   A protocol error behind them fails the connection once they are delivered.
+/// - Bytes that came with the handshake (`leftover`) are decoded before any read after it.
 /// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
 ///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
 ///   can pile up meanwhile.
@@ -94,6 +96,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var onWritable: (@Sendable () -> Void)?
         var receivedClose: (code: CloseCode, reason: String)?
         var failure: (any Error)?
+        var heldFailure: (any Error)?
         var closeTimer: Scheduled<Void>?
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
@@ -142,6 +145,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var failure: (any Error)? {
         get { callbacksTimersAndOutcome?.failure }
         set { setCallbackTimerOrOutcome(\.failure, newValue) }
+    }
+    /// A protocol violation found behind messages the application has not taken yet (no
+    /// sink): the connection fails once they are delivered, so that it can answer them first.
+    private var heldFailure: (any Error)? {
+        get { occasional?.heldFailure }
+        set { setOccasional(\.heldFailure, newValue) }
     }
     private var closeTimer: Scheduled<Void>? {
         get { callbacksTimersAndOutcome?.closeTimer }
@@ -205,15 +214,16 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
-            self.leftover = nil
             context.eventLoop.assumeIsolated().execute { [self] in
-                guard state != .closed else { return }
+                guard state != .closed, self.leftover != nil else { return }
                 isReading = true
-                process(leftover)
+                processLeftover()
                 isReading = false
                 watchPartialFrame()
                 flushOutbound()
             }
+        } else {
+            leftover = nil
         }
         if !context.channel.isActive {
             // The peer left while the handshake was being answered.
@@ -228,6 +238,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         isReading = true
+        // NIO may go on reading the socket before the task that processes the leftover
+        // runs (it reads until a read leaves the buffer short): those bytes come after it.
+        processLeftover()
         process(unwrapInboundIn(data))
     }
 
@@ -265,6 +278,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Receiving
 
+    private func processLeftover() {
+        guard let leftover else { return }
+        self.leftover = nil
+        process(leftover)
+    }
+
     private func process(_ buffer: ByteBuffer) {
         guard state == .open || state == .closeSent else { return }
         receiver.append(buffer)
@@ -274,7 +293,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if state == .closed { return }
             }
         } catch {
-            fail(error)
+            if case .queue(let queued) = sink, !queued.isEmpty {
+                // A peer that sends valid messages and then a bad frame expects the messages
+                // answered before the connection fails (as when they come in separate reads).
+                failure = error
+                heldFailure = error
+            } else {
+                fail(error)
+            }
         }
     }
 
@@ -521,6 +547,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if case .stream(let source) = newSink { finish(source, closeInfo) }
             releaseCallbacks()
         }
+        if let heldFailure {
+            self.heldFailure = nil
+            if state != .closed { fail(heldFailure) }
+        }
         resume(.noSink)
     }
 
@@ -612,6 +642,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Starts the close handshake; the peer has `closeTimeout` to answer.
     func close(code: CloseCode, reason: String, promise: EventLoopPromise<Void>?) {
         guard state == .open else {
+            promise?.succeed()
+            return
+        }
+        if let heldFailure {
+            // The peer broke the protocol: its close would never be read. Fail now instead.
+            self.heldFailure = nil
+            fail(heldFailure)
             promise?.succeed()
             return
         }

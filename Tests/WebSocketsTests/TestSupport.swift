@@ -115,14 +115,6 @@ private final class FakeServerHandler: ChannelInboundHandler {
     }
 }
 
-/// The `Sec-WebSocket-Key` of a request head.
-func requestKey(_ head: String) -> String {
-    for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("sec-websocket-key:") {
-        return line.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)
-    }
-    return ""
-}
-
 extension Substring {
     func trimmingCharacters(in _: WhitespaceSet) -> String {
         String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
