@@ -149,8 +149,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A protocol violation found behind messages the application has not taken yet (no
     /// sink): the connection fails once they are delivered, so that it can answer them first.
     private var heldFailure: (any Error)? {
-        get { occasional?.heldFailure }
-        set { setOccasional(\.heldFailure, newValue) }
+        get { callbacksTimersAndOutcome?.heldFailure }
+        set { setCallbackTimerOrOutcome(\.heldFailure, newValue) }
     }
     private var closeTimer: Scheduled<Void>? {
         get { callbacksTimersAndOutcome?.closeTimer }
