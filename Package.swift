@@ -47,6 +47,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -55,6 +57,7 @@ let package = Package(
                 "WebSockets",
                 "WebSocketCore",
                 "CSQLite",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -73,7 +76,10 @@ let package = Package(
         ),
         .target(
             name: "AsyncTestSupport",
-            dependencies: [.product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/AsyncTestSupport"
         ),
         .target(
@@ -117,35 +123,40 @@ let package = Package(
                 "AsyncTestSupport",
                 "TestPeers",
                 "WebSockets",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "echo-server",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/echo-server"
         ),
         .executableTarget(
             name: "autobahn-client",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/autobahn-client"
         ),
         .executableTarget(
             name: "chat-server",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/chat-server"
         ),
         .executableTarget(
             name: "TLSEcho",
-            dependencies: ["WebSockets"],
+            dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/TLSEcho"
         ),
         .executableTarget(
             name: "ReplayBenchmarks",
             dependencies: [
                 "Switchboard",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -156,6 +167,7 @@ let package = Package(
             name: "CoreBenchmarks",
             dependencies: [
                 "WebSocketCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/CoreBenchmarks"

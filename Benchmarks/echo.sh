@@ -30,9 +30,10 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-SHARED="${SHARED:-$(cd "$ROOT/../shared" && pwd)}"
-WSLOAD_DIR="$SHARED/tools/wsload"
-WS_ECHO="$SHARED/tools/peers/ws-echo.js"
+# shellcheck source=Benchmarks/load-tools.sh
+. "$ROOT/Benchmarks/load-tools.sh"
+require_wsload "$ROOT" "$BUILD"
+WS_ECHO="$(require_peer "$ROOT" ws-echo.js)"
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
 PORT_OURS=${PORT_OURS:-19101}
 PORT_WS=${PORT_WS:-19102}
@@ -49,12 +50,9 @@ fi
 
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && swift build -c release --product echo-server >&2)
-    make -s -C "$WSLOAD_DIR" >&2
 fi
 ECHO_SERVER="$(cd "$ROOT" && swift build -c release --show-bin-path)/echo-server"
-WSLOAD="$WSLOAD_DIR/wsload"
 [ -x "$ECHO_SERVER" ] || { echo "echo.sh: $ECHO_SERVER not built" >&2; exit 1; }
-[ -x "$WSLOAD" ] || { echo "echo.sh: $WSLOAD not built" >&2; exit 1; }
 
 SERVER_PID=""
 stop_server() {

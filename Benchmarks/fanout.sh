@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fan-out benchmark: `switchboard serve` against Node `ws` (shared/tools/peers/ws-pubsub.js),
-# both in the same run, with the neutral load generator shared/tools/wsload.
+# Fan-out benchmark: `switchboard serve` against Node `ws` (the ws-pubsub.js peer), both in
+# the same run, with the neutral load generator wsload (see Benchmarks/load-tools.sh).
 #
 #   Benchmarks/fanout.sh            # build (release), then run both scenarios
 #
@@ -17,10 +17,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED:-$(cd "$ROOT/.." && pwd)/shared}
-[ -d "$SHARED/tools/wsload" ] || SHARED=/work/shared
-WSLOAD_DIR=$SHARED/tools/wsload
-PEER=$SHARED/tools/peers/ws-pubsub.js
+# shellcheck source=Benchmarks/load-tools.sh
+. "$ROOT/Benchmarks/load-tools.sh"
+BUILD=1; [ "${NO_BUILD:-0}" = 1 ] && BUILD=0
+require_wsload "$ROOT" "$BUILD"
+PEER=$(require_peer "$ROOT" ws-pubsub.js)
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
 SUBS=${SUBS:-1000}
@@ -30,12 +31,10 @@ cd "$ROOT"
 if [ "${NO_BUILD:-0}" != 1 ]; then
     # shellcheck disable=SC2086
     swift build -c release --product switchboard ${SWIFT_BUILD_FLAGS:-} >&2
-    make -s -C "$WSLOAD_DIR" >&2
 fi
 # shellcheck disable=SC2086
 BIN=$(swift build -c release --show-bin-path ${SWIFT_BUILD_FLAGS:-})/switchboard
-WSLOAD=$WSLOAD_DIR/wsload
-[ -x "$BIN" ] && [ -x "$WSLOAD" ] || { echo "missing $BIN or $WSLOAD" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "fanout.sh: $BIN not built" >&2; exit 1; }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((SUBS * 2 + 100)) ] ||
@@ -65,8 +64,9 @@ wait_for() {
 }
 
 OURS_PORT=$(free_port)
+# No request rate limit: the publisher runs at full speed, as it does against ws.
 taskset -c 0 "$BIN" serve --host 127.0.0.1 --port "$OURS_PORT" --anonymous-subscribe '>' --anonymous-publish '>' \
-    --database "$WORK/fanout.db" --threads 1 --log-level warning >"$WORK/ours.log" 2>&1 &
+    --database "$WORK/fanout.db" --threads 1 --log-level warning --request-rate 0 >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 wait_for "$WORK/ours.log" "listening"

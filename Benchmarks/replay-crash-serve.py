@@ -46,6 +46,7 @@ class Serve:
     async def start(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
         env["SWITCHBOARD_REPLAY_RETAIN"] = "crash.>"
+        env["SWITCHBOARD_REQUEST_RATE"] = "0"  # the burst is as fast as the client can go
         self.log = open(os.path.join(self.directory, "serve.log"), "ab")
         self.process = await asyncio.create_subprocess_exec(
             self.binary, "serve", "--port", "0", "--host", "127.0.0.1",

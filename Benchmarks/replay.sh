@@ -73,7 +73,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_server DB PERF_NAME: serve on CPU 0 retaining bench.>, wait for its listening line.
 start_server() {
     PORT=$(free_port)
-    SWITCHBOARD_REPLAY_RETAIN="bench.>" SWITCHBOARD_REPLAY_MAX_BYTES=0 taskset -c 0 "$SERVE" serve \
+    # No request rate limit: one publisher connection is driven far past its default.
+    SWITCHBOARD_REPLAY_RETAIN="bench.>" SWITCHBOARD_REPLAY_MAX_BYTES=0 SWITCHBOARD_REQUEST_RATE=0 taskset -c 0 "$SERVE" serve \
         --host 127.0.0.1 --port "$PORT" --anonymous-subscribe '>' --anonymous-publish '>' \
         --database "$1" --threads 1 --log-level warning >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!

@@ -23,6 +23,11 @@ struct Benchmark {
         self.throughput = throughput
         self.body = body
     }
+
+    /// Whether the name contains `filter`, ignoring case.
+    func matches(_ filter: String) -> Bool {
+        name.lowercased().contains(filter.lowercased())
+    }
 }
 
 /// Consumes a value in a way the optimiser cannot see through, so the work that produced
@@ -125,12 +130,7 @@ func pad(_ s: String, _ width: Int) -> String {
 /// Runs every benchmark whose name contains one of `filters` (all when empty).
 func runBenchmarks(_ benchmarks: [Benchmark], filters: [String], options: HarnessOptions = HarnessOptions()) {
     let selected = benchmarks.filter { b in
-        filters.isEmpty || filters.contains { b.name.lowercased().contains($0.lowercased()) }
-    }
-    if selected.isEmpty {
-        print("no benchmark matches \(filters); available:")
-        for b in benchmarks { print("  \(b.name)") }
-        return
+        filters.isEmpty || filters.contains { b.matches($0) }
     }
     for b in selected {
         print(format(measure(b, options: options), b.throughput))

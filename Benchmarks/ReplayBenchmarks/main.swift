@@ -15,6 +15,7 @@
 // Appenders publish like pipelining clients: each keeps up to `window` publishes waiting
 // for their ack (a client does not wait for one ack before sending the next publish).
 // Payloads are 64 bytes. Sequencing happens under one lock, as in Broker.publish.
+import ArgumentParser
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -167,7 +168,7 @@ func read(count: Int) {
 func crashWriter(path: String) {
     let log = openLog(path)
     let topic = try! Topic("bench.crash")
-    var seq = log.lastSequences()[topic] ?? 0
+    var seq = log.retainedSequences()[topic] ?? 0
     let lock = NIOLock()
     let credits = DispatchSemaphore(value: 4096)
     while now() > 0 {  // not `while true`: Swift 6.3 -O hangs in LICM on a loop with no exit
@@ -190,7 +191,7 @@ func crashWriter(path: String) {
 func verify(path: String, lastAcked: UInt64) {
     let log = openLog(path)
     let topic = try! Topic("bench.crash")
-    let last = log.lastSequences()[topic] ?? 0
+    let last = log.retainedSequences()[topic] ?? 0
     var expected: UInt64 = 1
     var after: UInt64 = 0
     while true {
@@ -212,7 +213,7 @@ func verify(path: String, lastAcked: UInt64) {
         exit(1)
     }
     guard last == stored else {
-        print("FAIL: lastSequences says \(last), stored up to \(stored)")
+        print("FAIL: retainedSequences says \(last), stored up to \(stored)")
         exit(1)
     }
     print("OK: acked up to \(lastAcked), stored 1...\(stored) contiguous, next seq \(last + 1)")
@@ -225,35 +226,113 @@ final class ManagedAtomicCounter: @unchecked Sendable {
     var value: Int { lock.withLock { count } }
 }
 
-let arguments = CommandLine.arguments.dropFirst()
-switch arguments.first {
-case "ingest":
-    let appenders = arguments.dropFirst().first.flatMap { Int($0) } ?? 1
-    let total = arguments.dropFirst(2).first.flatMap { Int($0) } ?? 1_000_000
-    ingest(appenders: appenders, total: total)
-case "read":
-    read(count: arguments.dropFirst().first.flatMap { Int($0) } ?? 1_000_000)
-case "crash-writer":
-    crashWriter(path: String(arguments.dropFirst().first!))
-case "verify":
-    verify(path: String(arguments.dropFirst().first!), lastAcked: UInt64(arguments.dropFirst(2).first!)!)
-case "e2e-ingest":
-    let values = arguments.dropFirst().map { Int($0)! }
-    try endToEndIngest(
-        port: values[0], publishers: values[1], total: values[2], window: values[3],
-        serverPID: values.count > 4 ? Int32(values[4]) : nil)
-case "e2e-replay":
-    let values = Array(arguments.dropFirst())
-    try endToEndReplay(
-        port: Int(values[0])!, topic: values[1], since: values.count > 3 ? UInt64(values[3])! : 0,
-        last: UInt64(values[2])!, serverPID: values.count > 4 ? Int32(values[4]) : nil)
-case "prefill":
-    let values = Array(arguments.dropFirst())
-    prefill(path: values[0], topic: try! Topic(values[1]), count: Int(values[2])!)
-default:
-    print(
-        "usage: ReplayBenchmarks ingest [appenders] [total] | read [count] | crash-writer DB | verify DB LAST_ACKED"
-            + " | e2e-ingest PORT PUBLISHERS TOTAL WINDOW [SERVER_PID] | e2e-replay PORT TOPIC LAST_SEQ [SINCE] [SERVER_PID]"
-            + " | prefill DB TOPIC COUNT")
-    exit(64)
+struct ReplayBenchmarks: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ReplayBenchmarks", abstract: "Replay log benchmarks and the kill -9 check.",
+        subcommands: [Ingest.self, Read.self, CrashWriter.self, Verify.self, EndToEndIngest.self, EndToEndReplay.self, Prefill.self])
+
+    func run() throws {
+        throw ValidationError("name a mode; --help lists them")
+    }
+
+    struct Ingest: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Acked appends/s straight into a ReplayLog.")
+        @Argument(help: "Concurrent appenders.") var appenders = 1
+        @Argument(help: "Messages in all.") var total = 1_000_000
+
+        func validate() throws {
+            guard appenders >= 1 else { throw ValidationError("appenders must be at least 1, not \(appenders)") }
+            guard total >= appenders else { throw ValidationError("total must be at least appenders (\(appenders)), not \(total)") }
+        }
+
+        func run() { ingest(appenders: appenders, total: total) }
+    }
+
+    struct Read: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write COUNT messages, then page them back and catch up from 0.")
+        @Argument(help: "Messages to write and read back.") var count = 1_000_000
+
+        func validate() throws {
+            guard count >= 1 else { throw ValidationError("count must be at least 1, not \(count)") }
+        }
+
+        func run() { read(count: count) }
+    }
+
+    struct CrashWriter: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "crash-writer", abstract: "Append to bench.crash until killed, printing each acked seq.")
+        @Argument(help: "The replay log's SQLite file.") var database: String
+
+        func run() { crashWriter(path: database) }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "After a kill -9: every acked seq is stored, contiguous, and seqs continue.")
+        @Argument(help: "The replay log's SQLite file.") var database: String
+        @Argument(help: "The last seq crash-writer printed.") var lastAcked: UInt64
+
+        func run() { verify(path: database, lastAcked: lastAcked) }
+    }
+
+    struct EndToEndIngest: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "e2e-ingest", abstract: "Publish to a running server and count acks.")
+        @Argument(help: "The server's port on 127.0.0.1.") var port: Int
+        @Argument(help: "Concurrent publishers.") var publishers: Int
+        @Argument(help: "Publishes in all.") var total: Int
+        @Argument(help: "Publishes each publisher keeps waiting for their ack.") var window: Int
+        @Argument(help: "The server's pid, for its CPU time.") var serverPID: Int32?
+
+        func validate() throws {
+            try validatePort(port)
+            guard publishers >= 1 else { throw ValidationError("publishers must be at least 1, not \(publishers)") }
+            guard total >= 0 else { throw ValidationError("total must not be negative, not \(total)") }
+            guard window >= 1 else { throw ValidationError("window must be at least 1, not \(window)") }
+        }
+
+        func run() throws {
+            try endToEndIngest(port: port, publishers: publishers, total: total, window: window, serverPID: serverPID)
+        }
+    }
+
+    struct EndToEndReplay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "e2e-replay", abstract: "Resume one subscriber from SINCE on a running server until LAST_SEQ arrives.")
+        @Argument(help: "The server's port on 127.0.0.1.") var port: Int
+        @Argument(help: "The topic to subscribe to.", transform: { try Topic($0).name }) var topic: String
+        @Argument(help: "The seq to wait for.") var lastSeq: UInt64
+        @Argument(help: "The seq to resume after.") var since: UInt64 = 0
+        @Argument(help: "The server's pid, for its CPU time.") var serverPID: Int32?
+
+        func validate() throws {
+            try validatePort(port)
+            guard lastSeq > since else { throw ValidationError("last-seq must be above since (\(since)), not \(lastSeq)") }
+        }
+
+        func run() throws {
+            try endToEndReplay(port: port, topic: topic, since: since, last: lastSeq, serverPID: serverPID)
+        }
+    }
+
+    struct Prefill: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Append straight into the replay log of a stopped server.")
+        @Argument(help: "The replay log's SQLite file.") var database: String
+        @Argument(help: "The topic to fill.", transform: { try Topic($0) }) var topic: Topic
+        @Argument(help: "Messages to append.") var count: Int
+
+        func validate() throws {
+            guard count >= 1 else { throw ValidationError("count must be at least 1, not \(count)") }
+        }
+
+        func run() { prefill(path: database, topic: topic, count: count) }
+    }
 }
+
+func validatePort(_ port: Int) throws {
+    guard (1...65535).contains(port) else { throw ValidationError("port must be 1 to 65535, not \(port)") }
+}
+
+ReplayBenchmarks.main()

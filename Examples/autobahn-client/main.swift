@@ -9,37 +9,25 @@
 #if canImport(Glibc)
 @preconcurrency import Glibc
 #endif
+import ArgumentParser
 import NIOCore
 import NIOPosix
 import WebSocketCore
 import WebSockets
 
-struct UsageError: Error, CustomStringConvertible {
-    var description: String
-}
+/// Parsed by `parseOrExit()` rather than run through `main()`: the client below is
+/// top-level code in the order of the suite's three steps.
+struct AutobahnClient: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "autobahn-client",
+        abstract: "Run every case of an Autobahn|Testsuite fuzzingserver, then have it write its reports.")
 
-func parseArguments() throws -> (url: String, agent: String) {
-    var url = "ws://127.0.0.1:9001"
-    var agent = "switchboard"
-    var arguments = CommandLine.arguments.dropFirst()
-    while let flag = arguments.popFirst() {
-        switch flag {
-        case "--url":
-            guard let value = arguments.popFirst() else { throw UsageError(description: "--url needs a value") }
-            url = value.hasSuffix("/") ? String(value.dropLast()) : value
-        case "--agent":
-            guard let value = arguments.popFirst(), !value.isEmpty else {
-                throw UsageError(description: "--agent needs a value")
-            }
-            agent = value
-        case "--help", "-h":
-            print("usage: autobahn-client [--url ws://HOST:PORT] [--agent NAME]")
-            exit(0)
-        default:
-            throw UsageError(description: "unknown argument \(flag)")
-        }
+    @Option(help: "The fuzzingserver's base URL.") var url = "ws://127.0.0.1:9001"
+    @Option(help: "The agent name the reports are filed under.") var agent = "switchboard"
+
+    func validate() throws {
+        guard !agent.isEmpty else { throw ValidationError("--agent must not be empty") }
     }
-    return (url, agent)
 }
 
 /// Percent-encodes a query value (the agent name).
@@ -68,13 +56,9 @@ var clientOptions: ClientOptions {
     return options
 }
 
-let (baseURL, agent) : (String, String)
-do {
-    (baseURL, agent) = try parseArguments()
-} catch {
-    fputs("autobahn-client: \(error)\n", stderr)
-    exit(64)
-}
+let arguments = AutobahnClient.parseOrExit()
+let baseURL = arguments.url.hasSuffix("/") ? String(arguments.url.dropLast()) : arguments.url
+let agent = arguments.agent
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let agentQuery = queryEncoded(agent)
 
@@ -105,8 +89,8 @@ for number in 1...max(caseCount, 1) where caseCount > 0 {
     do {
         let ws = try await WebSocket.connect(
             to: "\(baseURL)/runCase?case=\(number)&agent=\(agentQuery)", options: clientOptions, group: group)
-        ws.onMessage { message in ws.send(message, promise: nil) }
-        try await ws.channel.closeFuture.get()
+        ws.onMessage { message in ws.sendWithoutWaiting(message) }
+        _ = try await ws.waitUntilClosed()
     } catch {
         fputs("autobahn-client: case \(number): \(error)\n", stderr)
     }

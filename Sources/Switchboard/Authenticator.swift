@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import WebSocketCore
 
 /// Why a presented token was refused: the one-line reason of the handshake's 401.
 /// Messages never contain the token (nor any part of it).
@@ -121,9 +122,10 @@ public struct Authenticator: Sendable {
         throw AuthError(.malformed, "the token is neither an access token (sb_…) nor a JWT")
     }
 
-    /// The token a handshake presents: `Authorization: Bearer <token>` first, else the
-    /// `token` query parameter (percent-decoded); nil when neither is there. A non-Bearer
-    /// Authorization header is `malformed`.
+    /// The token a handshake presents: `Authorization: Bearer <token>` first, else the first
+    /// `token` parameter of the raw `query`, decoded by the rules of `URLQuery` (a `%` that
+    /// starts no escape stays, and the token is then refused as `malformed` by
+    /// `authenticate`); nil when neither is there. A non-Bearer Authorization header is `malformed`.
     public static func presentedToken(authorization: String?, query: String?) throws(AuthError) -> String? {
         if let authorization {
             let trimmed = authorization.drop { $0 == " " || $0 == "\t" }
@@ -135,43 +137,8 @@ public struct Authenticator: Sendable {
             guard !token.isEmpty else { throw AuthError(.malformed, "the Authorization header has an empty token") }
             return String(token)
         }
-        guard let query else { return nil }
-        for pair in query.split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard kv.count == 2, kv[0] == "token" else { continue }
-            guard let value = percentDecode(kv[1]) else {
-                throw AuthError(.malformed, "the token query parameter is not correctly percent-encoded")
-            }
-            return value.isEmpty ? nil : value
-        }
-        return nil
-    }
-
-    static func percentDecode(_ text: Substring) -> String? {
-        var bytes: [UInt8] = []
-        var iterator = text.utf8.makeIterator()
-        while let b = iterator.next() {
-            if b == UInt8(ascii: "%") {
-                guard let h = iterator.next(), let l = iterator.next(),
-                    let hv = hexValue(h), let lv = hexValue(l)
-                else { return nil }
-                bytes.append(hv << 4 | lv)
-            } else if b == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else {
-                bytes.append(b)
-            }
-        }
-        return String(validating: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        guard let query, let token = URLQuery(query).first("token"), !token.isEmpty else { return nil }
+        return token
     }
 }
 

@@ -38,23 +38,31 @@ public final class Broker: Sendable {
     private let hubs: [ObjectIdentifier: Hub]
     private let sequencing: NIOLockedValueBox<Sequencing>
     private let server = NIOLockedValueBox<WebSocketServer?>(nil)
-    private let sweeper = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let tokenWatch = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let tokenConnections: TokenConnections
     /// Messages sent from the replay log to resuming subscribers (counted per page).
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
     private let group: MultiThreadedEventLoopGroup
 
-    /// How often revoked and expired tokens are looked for (also picks up revocations
-    /// made by another process, such as `switchboard token revoke`).
-    static let sweepInterval: Duration = .milliseconds(500)
+    /// How often the store is asked whether any token changed (revocations made by another
+    /// process, such as `switchboard token revoke`; this process's own are applied at once).
+    static let tokenWatchInterval: TimeAmount = .milliseconds(250)
 
-    /// The last seq and publish time of every topic, and how many messages were published.
+    private let topicEviction = NIOLockedValueBox<RepeatedTask?>(nil)
+
+    /// The topics in memory (last seq and publish time), the topics whose last seq is being
+    /// read back from the replay log with whom to tell when it is, and how many messages
+    /// were published.
     private struct Sequencing {
-        var topics: [Topic: (sequence: UInt64, time: Int64)] = [:]
+        var topics = TopicTable()
+        var loading: [Topic: [@Sendable (Result<Void, ReplayError>) -> Void]] = [:]
         var published: UInt64 = 0
     }
 
     /// - Parameter replayLog: the log retaining the configured topics (open it with
     ///   `configuration.replay`); each topic's seqs continue after the last one it stored.
+    ///   Without one, seqs start at 1 in each process and no topic leaves memory: past
+    ///   `maxTopics` topics, publishes to new ones are refused.
     public init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
         group: MultiThreadedEventLoopGroup, logger: Logger = Logger(label: "switchboard")
@@ -63,8 +71,8 @@ public final class Broker: Sendable {
         self.tokens = tokens
         self.replayLog = replayLog
         var sequencing = Sequencing()
-        for (topic, sequence) in replayLog?.lastSequences() ?? [:] {
-            sequencing.topics[topic] = (sequence, 0)
+        for (topic, sequence) in replayLog?.retainedSequences() ?? [:] {
+            sequencing.topics.update(topic, .init(sequence: sequence, time: 0), note: nil)
         }
         self.sequencing = NIOLockedValueBox(sequencing)
         self.group = group
@@ -94,6 +102,8 @@ public final class Broker: Sendable {
             hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop)
         }
         self.hubs = hubs
+        self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
+        tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
     }
 
     /// Starts listening on the configured host and port; returns the bound address.
@@ -109,14 +119,21 @@ public final class Broker: Sendable {
                 timeout: .seconds(Int64(configuration.heartbeatSeconds)))
         }
         options.maxConnections = configuration.maxConnections
+        options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
+        options.handshakeRate = configuration.handshakeRate > 0
+            ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
+        options.maxConcurrentHandshakes = configuration.maxHandshakes
+        options.connection.partialFrameTimeout = configuration.frameTimeoutSeconds > 0
+            ? .seconds(Int64(configuration.frameTimeoutSeconds)) : nil
         options.selectSubprotocol = { offered, _ in
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
         }
-        options.verifyClient = { [self] request in verify(request) }
+        options.verifyClient = { [self] request in await verify(request) }
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
         let address = try await server.listen()
         self.server.withLockedValue { $0 = server }
-        startSweeping()
+        watchTokens()
+        evictIdleTopics()
         logger.info("listening", metadata: ["address": "\(address)"])
         return address
     }
@@ -129,7 +146,8 @@ public final class Broker: Sendable {
     /// Stops accepting, closes every client with 1001 after what was already accepted for
     /// it, and waits for the close handshakes (bounded by the close timeout).
     public func shutdown() async {
-        sweeper.withLockedValue { $0?.cancel(promise: nil) }
+        tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
+        topicEviction.withLockedValue { $0?.cancel(promise: nil) }
         await server.withLockedValue { $0 }?.shutdown()
         if let replayLog {
             // Commits what is queued; blocking, so off the event loops and the cooperative pool.
@@ -153,9 +171,9 @@ public final class Broker: Sendable {
 
     // MARK: Handshake
 
-    /// Runs on the connection's event loop: the token cache answers without I/O; only a
-    /// token the cache does not know is looked up in the database, on NIO's thread pool.
-    private func verify(_ request: UpgradeRequest) -> UpgradeDecision {
+    /// The token cache answers without I/O; only a token the cache does not know is looked
+    /// up in the database, on NIO's thread pool.
+    private func verify(_ request: UpgradeRequest) async -> UpgradeDecision {
         if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
@@ -166,21 +184,35 @@ public final class Broker: Sendable {
         } catch {
             return refuse(request, error)
         }
+        let unknown: String
         do throws(AuthError) {
-            return .accept(userInfo: try authenticator.authenticate(presented))
+            return admit(request, try authenticator.authenticate(presented))
         } catch {
             // An unknown token was perhaps created by another process (`switchboard token
             // create`) since the last reload: look in the database itself.
             guard error.reason == .unknown, let presented else { return refuse(request, error) }
-            return .later { [self] in
-                _ = try? await NIOThreadPool.singleton.runIfActive { try self.tokens.fetch(token: presented) }
-                do throws(AuthError) {
-                    return .accept(userInfo: try authenticator.authenticate(presented))
-                } catch {
-                    return refuse(request, error)
-                }
-            }
+            unknown = presented
         }
+        _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: unknown) }
+        do throws(AuthError) {
+            return admit(request, try authenticator.authenticate(unknown))
+        } catch {
+            return refuse(request, error)
+        }
+    }
+
+    /// Accepts an authenticated client unless its token already holds its share of connections.
+    private func admit(_ request: UpgradeRequest, _ principal: Principal) -> UpgradeDecision {
+        guard let key = principal.connectionKey, tokenConnections.isFull(key) else {
+            return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
+        }
+        logger.notice("connection refused", metadata: [
+            "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+            "principal": "\(principal.logLabel)", "reason": "too many connections for this token",
+        ])
+        return .reject(
+            status: 429,
+            body: "too many connections: this token already has \(tokenConnections.limit) (max_connections_per_token)")
     }
 
     private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
@@ -195,8 +227,14 @@ public final class Broker: Sendable {
     }
 
     private func open(_ socket: WebSocket) {
-        guard let principal = socket.userInfo as? Principal, let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
+        guard let principal = socket.userInfo[PrincipalKey.self], let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
             socket.terminate()
+            return
+        }
+        let key = principal.connectionKey
+        if let key, !tokenConnections.open(key) {
+            // Handshakes of one token that raced past `admit` together: the one over the limit goes.
+            socket.close(code: .policyViolation, reason: "too many connections for this token", promise: nil)
             return
         }
         let session = Session(socket: socket, principal: principal, broker: self, hub: hub)
@@ -205,9 +243,10 @@ public final class Broker: Sendable {
         logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
         let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }
-        socket.onClose { [logger] info in
+        socket.onClose { [logger, tokenConnections] info in
             bound.value.connectionClosed()
             hub.remove(bound.value)
+            if let key { tokenConnections.close(key) }
             logger.info("connection closed", metadata: [
                 "peer": "\(peer)", "principal": "\(principal.logLabel)", "code": "\(info.code.rawValue)",
                 "reason": "\(info.reason)", "clean": "\(info.wasClean)",
@@ -223,101 +262,193 @@ public final class Broker: Sendable {
         case published(UInt64)
         /// Sequenced, fanned out and queued for the replay log; `committed` will be called.
         case awaitingCommit(UInt64)
-        /// Not published: the replay log cannot take it (its queue is full or it is closed).
+        /// Not published: the replay log cannot take it (its queue is full or it is closed),
+        /// or its topic's last seq could not be read.
         case rejected(ReplayError)
+        /// Not published: `maxTopics` topics are in memory and none can be evicted.
+        case tooManyTopics
+        /// Not published yet: its topic's last seq is being read back from the replay log;
+        /// `loaded` is called once it is in memory (publish again) or could not be read.
+        case deferred
     }
 
     /// Sequences a message, appends it to the replay log when its topic is retained, and
     /// hands it to every hub. `committed` (when given) is called on the log's writer thread
     /// once the message is durable, or its batch failed; only for `.awaitingCommit`.
     /// Live fan-out never waits for the disk.
+    ///
+    /// A topic the broker does not hold in memory (not published since start, or evicted
+    /// while idle) that the log does not retain has its last seq read from the log first,
+    /// off the caller's thread: the publish returns `.deferred`, and `loaded` is called (on
+    /// a reader thread) once the topic is in memory or could not be read. The caller then
+    /// publishes again from its own thread, so that its answer still comes before the message
+    /// reaches its own subscriptions.
     func publish(
         _ publish: Publish, from publisher: Principal,
-        committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil
+        committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil,
+        loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let now = Self.milliseconds()
         let retained = replayLog?.retains(publish.topic) ?? false
         // Made only for what is stored (one string per stored message), outside the lock.
         let publisherLabel = retained ? publisher.logLabel : nil
-        return sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
-            let last = state.topics[publish.topic] ?? (0, 0)
-            let sequence = last.sequence + 1
-            let time = max(now, last.time)
-            let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
-            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
-            if let replayLog, retained {
-                let message = StoredMessage(
-                    topic: publish.topic, sequence: sequence, time: time, format: publish.format,
-                    payload: publish.payload, publisher: publisherLabel)
-                var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
-                if let committed {
-                    completion = { result in committed(sequence, result) }
+        var load = false
+        let outcome = sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
+            if state.topics.state(of: publish.topic) == nil {
+                if state.loading[publish.topic] != nil {
+                    state.loading[publish.topic]?.append(loaded)
+                    return .deferred
                 }
-                do throws(ReplayError) {
-                    // Fanned out once the log has taken it and before its writer can commit it.
-                    try replayLog.append(message, completion: completion) {
-                        for hub in hubs.values { hub.enqueue(delivery) }
-                    }
-                } catch {
-                    return .rejected(error)
+                guard makeRoom(&state) else { return .tooManyTopics }
+                // A retained topic is in memory from the start: one that is not is new.
+                if replayLog != nil, !retained {
+                    state.loading[publish.topic] = [loaded]
+                    load = true
+                    return .deferred
                 }
-            } else {
-                replayLog?.recordSequence(topic: publish.topic, sequence: sequence)
-                for hub in hubs.values { hub.enqueue(delivery) }
             }
-            state.topics[publish.topic] = (sequence, time)
-            state.published += 1
-            return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
+            return sequence(publish, retained: retained, publisher: publisherLabel, now: now, committed, &state)
         }
+        if load, let replayLog {
+            replayLog.lookUpSequence(publish.topic) { [self] result in read(publish.topic, result) }
+        }
+        return outcome
     }
 
-    /// The current seq of every known topic `pattern` matches. Taken after a subscription is
-    /// registered on its hub: every later message of those topics reaches it live.
+    /// Gives `publish` its topic's next seq and hands it to the replay log and the hubs.
+    private func sequence(
+        _ publish: Publish, retained: Bool, publisher: String?, now: Int64,
+        _ committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?, _ state: inout Sequencing
+    ) -> Sequenced {
+        let last = state.topics.state(of: publish.topic) ?? .init(sequence: 0, time: 0)
+        let sequence = last.sequence + 1
+        let time = max(now, last.time)
+        let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
+        let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
+        var note: UInt64?
+        if let replayLog, retained {
+            let message = StoredMessage(
+                topic: publish.topic, sequence: sequence, time: time, format: publish.format,
+                payload: publish.payload, publisher: publisher)
+            var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
+            if let committed {
+                completion = { result in committed(sequence, result) }
+            }
+            do throws(ReplayError) {
+                // Fanned out once the log has taken it and before its writer can commit it.
+                try replayLog.append(message, completion: completion) {
+                    for hub in hubs.values { hub.enqueue(delivery) }
+                }
+            } catch {
+                return .rejected(error)
+            }
+        } else {
+            note = replayLog?.recordSequence(topic: publish.topic, sequence: sequence)
+            for hub in hubs.values { hub.enqueue(delivery) }
+        }
+        state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note)
+        state.published += 1
+        return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
+    }
+
+    /// A topic's last seq was read back: the topic is in memory, and the publishers that
+    /// waited for it are told.
+    private func read(_ topic: Topic, _ result: Result<UInt64, ReplayError>) {
+        let waiting = sequencing.withLockedValue {
+            (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
+            guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
+            if case .success(let sequence) = result {
+                // Read from the store, so already durable: note 0.
+                state.topics.update(topic, .init(sequence: sequence, time: 0), note: 0)
+            }
+            return waiting
+        }
+        let outcome: Result<Void, ReplayError> = result.map { _ in }
+        if case .failure(let error) = outcome {
+            logger.error("cannot read a topic's last seq", metadata: ["topic": "\(topic)", "error": "\(error)"])
+        }
+        for loaded in waiting { loaded(outcome) }
+    }
+
+    /// Whether a topic may be added: under `maxTopics`, or once the least recently published
+    /// topic whose seq is committed has been evicted.
+    private func makeRoom(_ state: inout Sequencing) -> Bool {
+        guard state.topics.count + state.loading.count >= configuration.maxTopics else { return true }
+        guard let replayLog else { return false }
+        return state.topics.evict(publishedBefore: nil, durable: replayLog.durableSequenceNotes, limit: 1) == 1
+    }
+
+    /// Every so often, evicts the topics not published for `topicIdleSeconds` whose last seq
+    /// is committed (a few thousand per hold of the lock). Nothing to evict costs one look at
+    /// the least recently published topic. Only with a replay log, where their seqs are kept.
+    private func evictIdleTopics() {
+        guard let replayLog else { return }
+        let idle = Int64(configuration.topicIdleSeconds) * 1000
+        let interval = TimeAmount.milliseconds(min(max(idle / 4, 250), 30_000))
+        let task = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            let before = Self.milliseconds() - idle
+            let durable = replayLog.durableSequenceNotes
+            let chunk = 4096
+            while sequencing.withLockedValue({ $0.topics.evict(publishedBefore: before, durable: durable, limit: chunk) })
+                == chunk
+            {}
+        }
+        topicEviction.withLockedValue { $0 = task }
+    }
+
+    /// The current seq of every topic in memory that `pattern` matches. Taken after a
+    /// subscription is registered on its hub: every later message of those topics reaches it
+    /// live. Topics not in memory have their last seq committed in the replay log.
     func currentSequences(matching pattern: TopicPattern) -> [Topic: UInt64] {
         let concrete = pattern.isConcrete ? try? Topic(pattern.name) : nil
         return sequencing.withLockedValue { state in
             if let topic = concrete {
-                return state.topics[topic].map { [topic: $0.sequence] } ?? [:]
+                return state.topics.state(of: topic).map { [topic: $0.sequence] } ?? [:]
             }
             var matching: [Topic: UInt64] = [:]
-            for (topic, last) in state.topics where pattern.matches(topic) { matching[topic] = last.sequence }
+            state.topics.forEach { topic, last in
+                if pattern.matches(topic) { matching[topic] = last.sequence }
+            }
             return matching
         }
     }
 
+    /// Now, in unix milliseconds.
+    private static func milliseconds() -> Int64 {
+        Int64(Date().timeIntervalSince1970 * 1000)
+    }
+
     // MARK: Revocation and expiry
 
-    /// Every `sweepInterval`, on one event loop: reload the tokens on NIO's thread pool
-    /// (blocking SQLite never runs on an event loop or the Swift cooperative pool), then
-    /// have each hub close what was revoked or expired.
-    private func startSweeping() {
+    /// Every `tokenWatchInterval`, on NIO's thread pool (blocking SQLite never runs on an
+    /// event loop or the Swift cooperative pool): apply what changed in the tokens table,
+    /// and close the connections of the tokens revoked. Idle, that is one indexed read.
+    /// Expiry needs no polling: each hub's `AccessIndex` has a timer for its earliest.
+    private func watchTokens() {
         let loop = group.next()
-        let interval = TimeAmount.nanoseconds(Int64(Self.sweepInterval.components.attoseconds / 1_000_000_000))
-            + .seconds(Self.sweepInterval.components.seconds)
+        let interval = Self.tokenWatchInterval
         let task = loop.scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) { [self] _ in
             NIOThreadPool.singleton.runIfActive(eventLoop: loop) { [self] in
                 do {
-                    try tokens.reload()
+                    closeConnections(ofRevoked: try tokens.applyChanges())
                 } catch {
-                    logger.error("cannot reload tokens", metadata: ["error": "\(error)"])
-                }
-            }.always { [self] _ in
-                for hub in hubs.values {
-                    hub.eventLoop.execute { [self] in sweep(hub) }
+                    logger.error("cannot read token changes", metadata: ["error": "\(error)"])
                 }
             }
         }
-        sweeper.withLockedValue { $0 = task }
+        tokenWatch.withLockedValue { $0 = task }
     }
 
-    /// Closes the sessions whose token was revoked (4001) or has expired (4002).
-    private func sweep(_ hub: Hub) {
-        let now = Date()
-        for session in hub.sessions {
-            if let id = session.principal.tokenID, tokens.record(id: id)?.isRevoked ?? true {
-                session.close(Self.CloseCodes.tokenRevoked, "token revoked")
-            } else if session.principal.isExpired(at: now) {
-                session.close(Self.CloseCodes.tokenExpired, "token expired")
+    /// Closes with 4001 the connections of these tokens, each hub on its own loop.
+    private func closeConnections(ofRevoked ids: [String]) {
+        guard !ids.isEmpty else { return }
+        for hub in hubs.values {
+            hub.eventLoop.execute {
+                for id in ids {
+                    for session in hub.sessions(token: id) {
+                        session.close(Self.CloseCodes.tokenRevoked, "token revoked")
+                    }
+                }
             }
         }
     }
@@ -327,7 +458,8 @@ public final class Broker: Sendable {
 public struct BrokerStatistics: Sendable, Hashable {
     /// Open WebSocket connections.
     public var connections: Int
-    /// Topics that have had a message (since start, or stored in the replay log).
+    /// Topics held in memory: published since start and not evicted since, or retained by
+    /// the replay log (at most `maxTopics`, but for retained topics loaded at start).
     public var topics: Int
     /// Messages published since start.
     public var published: UInt64
@@ -338,4 +470,9 @@ public struct BrokerStatistics: Sendable, Hashable {
     /// The replay log's state and counters (`status` is `degraded` while it cannot write);
     /// nil without a replay log.
     public var replay: ReplayStatistics?
+}
+
+/// The key of the `Principal` the broker's handshake attaches to a connection.
+enum PrincipalKey: ConnectionUserInfoKey {
+    typealias Value = Principal
 }

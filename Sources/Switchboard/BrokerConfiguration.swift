@@ -18,7 +18,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// answered `too_large`. A frame larger than this plus `WireProtocol.requestOverhead`
     /// closes the connection with 1009. Default 1 MiB.
     public var maxPayload = 1 << 20
-    /// Outbound bytes a subscriber may have queued before the slow-consumer policy applies. Default 4 MiB.
+    /// Outbound bytes a subscriber may leave unwritten (handed to its socket, not yet taken by
+    /// the kernel) before the slow-consumer policy applies. Default 4 MiB.
     public var maxQueuedBytes = 4 << 20
     /// What happens to a subscriber past `maxQueuedBytes`. Default `close` (1013).
     public var slowConsumer = SlowConsumerPolicy.close
@@ -26,6 +27,40 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxConnections = 100_000
     /// Subscriptions one connection may hold. Default 1000.
     public var maxSubscriptions = 1000
+    /// Open connections one token may hold (an opaque token by id, a JWT by its `sub`;
+    /// anonymous clients are not counted); the handshake past it is refused with 429.
+    /// Default 1000.
+    public var maxConnectionsPerToken = 1000
+    /// Requests (frames) per second one connection may send, on average; past it requests
+    /// are answered `rate_limited`. 0 turns the limit off. Default 10 000.
+    public var requestRate = 10_000
+    /// Requests a connection may send at once above `requestRate` before `rate_limited`;
+    /// a connection whose refused requests come to as many again is closed with 1008.
+    /// Default 20 000.
+    public var requestBurst = 20_000
+    /// Topics whose state (last seq and time) is held in memory. At the limit the least
+    /// recently published topic the replay log does not retain is evicted to make room
+    /// (once its seq is committed); when none can be, a publish to a new topic is answered
+    /// `limit_exceeded`. Default 100 000.
+    public var maxTopics = 100_000
+    /// Seconds after its last publish a topic the replay log does not retain is evicted from
+    /// memory (its last seq is in the store; its next publish reads it back). Default 600.
+    public var topicIdleSeconds = 600
+    /// Connections from one IP address, handshaking or open; more get 429. Behind a reverse
+    /// proxy every client has the proxy's address: raise it there, or 0 for no limit.
+    /// Default 10 000.
+    public var maxConnectionsPerIP = 10_000
+    /// Handshakes started per second after a burst of `handshakeBurst`; past it, and past
+    /// `maxHandshakes` in progress, a new connection is closed before anything is read.
+    /// Default 1000; 0: no limit.
+    public var handshakeRate = 1_000
+    /// Handshakes that may start at once after a quiet spell. Default 10 000.
+    public var handshakeBurst = 10_000
+    /// Connections accepted and not yet upgraded. Default 1000.
+    public var maxHandshakes = 1_000
+    /// Seconds a frame may take to arrive whole once its first byte has; past it the
+    /// connection is closed with 1008. Default 30 (a `max_payload` frame at 35 KB/s); 0: no limit.
+    public var frameTimeoutSeconds = 30
     /// Seconds between pings to each client (a client that misses a pong for as long is dropped). Default 30; 0 turns it off.
     public var heartbeatSeconds = 30
     /// swift-log level: trace, debug, info, notice, warning, error, critical. Default info.
@@ -67,7 +102,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
             self.problem = problem
         }
 
-        public var description: String { "\(source): \(key): \(problem)" }
+        /// One line: a key with a control character (an unknown key from a file) is quoted with escapes.
+        public var description: String {
+            let shownKey = key.unicodeScalars.contains { $0.properties.generalCategory == .control } ? key.debugDescription : key
+            return "\(source): \(shownKey): \(problem)"
+        }
     }
 
     /// Every key of the config file and its environment variable, for documentation and
@@ -78,6 +117,12 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("anonymous_publish", "SWITCHBOARD_ANONYMOUS_PUBLISH"), ("max_payload", "SWITCHBOARD_MAX_PAYLOAD"),
         ("max_queued_bytes", "SWITCHBOARD_MAX_QUEUED_BYTES"), ("slow_consumer", "SWITCHBOARD_SLOW_CONSUMER"),
         ("max_connections", "SWITCHBOARD_MAX_CONNECTIONS"), ("max_subscriptions", "SWITCHBOARD_MAX_SUBSCRIPTIONS"),
+        ("max_connections_per_token", "SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN"),
+        ("request_rate", "SWITCHBOARD_REQUEST_RATE"), ("request_burst", "SWITCHBOARD_REQUEST_BURST"),
+        ("max_topics", "SWITCHBOARD_MAX_TOPICS"), ("topic_idle_seconds", "SWITCHBOARD_TOPIC_IDLE_SECONDS"),
+        ("max_connections_per_ip", "SWITCHBOARD_MAX_CONNECTIONS_PER_IP"), ("handshake_rate", "SWITCHBOARD_HANDSHAKE_RATE"),
+        ("handshake_burst", "SWITCHBOARD_HANDSHAKE_BURST"), ("max_handshakes", "SWITCHBOARD_MAX_HANDSHAKES"),
+        ("frame_timeout_seconds", "SWITCHBOARD_FRAME_TIMEOUT_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"),
     ] + ReplayConfiguration.keys
@@ -90,6 +135,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
         } catch {
             throw Error(source: path, key: "(file)", problem: "cannot be read: \(error.localizedDescription)")
         }
+        try apply(configJSON: data, source: path)
+    }
+
+    /// Applies the contents of a JSON config file; `source` names it in errors.
+    @_spi(Fuzzing) public mutating func apply(configJSON data: Data, source path: String) throws(Error) {
         let object: [String: Any]
         do {
             guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -101,11 +151,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
         } catch {
             throw Error(source: path, key: "(file)", problem: "is not valid JSON: \(error.localizedDescription)")
         }
-        for key in object.keys.sorted() {
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
             guard Self.keys.contains(where: { $0.key == key }) else {
                 throw Error(source: path, key: key, problem: "unknown key (known: \(Self.keys.map(\.key).joined(separator: ", ")))")
             }
-            let value = object[key]!
             let text: String
             switch value {
             case let string as String: text = string
@@ -132,7 +181,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         func fail(_ problem: String) -> Error { Error(source: source, key: key, problem: problem) }
         func integer(in range: ClosedRange<Int>) throws(Error) -> Int {
             guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
-                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \"\(text)\"")
+                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \(text.debugDescription)")
             }
             return value
         }
@@ -142,7 +191,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
                 do {
                     _ = try TopicPattern(name)
                 } catch {
-                    throw fail("\(name): \(error.message)")
+                    throw fail("\(name.debugDescription): \(error.message)")
                 }
             }
             return names
@@ -170,15 +219,25 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "max_queued_bytes": maxQueuedBytes = try integer(in: 1024...(1 << 34))
         case "slow_consumer":
             guard let policy = SlowConsumerPolicy(rawValue: text) else {
-                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(text)\"")
+                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \(text.debugDescription)")
             }
             slowConsumer = policy
         case "max_connections": maxConnections = try integer(in: 1...10_000_000)
         case "max_subscriptions": maxSubscriptions = try integer(in: 1...1_000_000)
+        case "max_connections_per_token": maxConnectionsPerToken = try integer(in: 1...10_000_000)
+        case "request_rate": requestRate = try integer(in: 0...100_000_000)
+        case "request_burst": requestBurst = try integer(in: 1...100_000_000)
+        case "max_topics": maxTopics = try integer(in: 1...100_000_000)
+        case "topic_idle_seconds": topicIdleSeconds = try integer(in: 1...31_536_000)
+        case "max_connections_per_ip": maxConnectionsPerIP = try integer(in: 0...10_000_000)
+        case "handshake_rate": handshakeRate = try integer(in: 0...10_000_000)
+        case "handshake_burst": handshakeBurst = try integer(in: 1...10_000_000)
+        case "max_handshakes": maxHandshakes = try integer(in: 1...10_000_000)
+        case "frame_timeout_seconds": frameTimeoutSeconds = try integer(in: 0...86_400)
         case "heartbeat_seconds": heartbeatSeconds = try integer(in: 0...86_400)
         case "log_level":
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \"\(text)\"") }
+            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
         case _ where key.hasPrefix("replay_"):

@@ -36,14 +36,16 @@ struct FanOut {
 }
 
 /// The broker's part of one event loop: the sessions of the connections that loop owns,
-/// their subscriptions indexed by pattern, and an inbox of messages to fan out.
+/// indexed by their subscriptions' patterns and by token and expiry (`AccessIndex`), and an
+/// inbox of messages to fan out.
 ///
 /// Invariants:
 /// - `inbox` is the only state touched off the loop; publishers append to it while holding
 ///   the broker's sequencing lock, so each hub sees every topic's messages in seq order.
 /// - A non-empty inbox has exactly one drain task scheduled: the loop gets one task per
 ///   batch of messages, never one per subscriber, and each touched session is flushed once
-///   per batch.
+///   per batch (plus once per half of its queue limit, for a batch larger than that: see
+///   `Session.deliver`).
 /// - A batch is delivered as runs of consecutive same-topic messages (`FanOut`), in batch
 ///   order, so every session still sees messages in the order the hub received them.
 final class Hub: Sendable {
@@ -59,15 +61,21 @@ final class Hub: Sendable {
     /// Everything the loop owns.
     final class State {
         var index = SubscriptionIndex<Session>()
-        var sessions: Set<Session> = []
         /// Reused between messages so matching does not allocate.
         var matches: Set<Session> = []
         var touched: [Session] = []
+        /// The sessions by token and by expiry, for revocation and expiry.
+        let access: AccessIndex
+
+        init(access: AccessIndex) {
+            self.access = access
+        }
     }
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: eventLoop)
+        self.state = NIOLoopBoundBox.makeBoxSendingValue(
+            State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
     }
 
     /// Queues a message for this loop's subscribers; any thread.
@@ -137,12 +145,12 @@ final class Hub: Sendable {
     // MARK: Loop-only bookkeeping
 
     func add(_ session: Session) {
-        state.value.sessions.insert(session)
+        state.value.access.add(session)
     }
 
     func remove(_ session: Session) {
         let state = state.value
-        state.sessions.remove(session)
+        state.access.remove(session)
         for pattern in session.subscriptions {
             state.index.remove(pattern, session)
         }
@@ -157,5 +165,6 @@ final class Hub: Sendable {
         state.value.index.remove(pattern, session)
     }
 
-    var sessions: Set<Session> { state.value.sessions }
+    /// The live sessions of opaque token `id`.
+    func sessions(token id: String) -> Set<Session> { state.value.access.sessions(token: id) }
 }

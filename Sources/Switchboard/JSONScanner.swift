@@ -285,14 +285,17 @@ public struct JSONScanner {
     // MARK: Decoding small pieces
 
     /// The contents of a string token (range from `scanString`) with escapes decoded, as
-    /// UTF-8 bytes. The range must have been validated by `scanString`.
+    /// UTF-8 bytes. Meant for ranges `scanString` validated; on any other range it reads
+    /// nothing outside it and turns what is not a valid escape into U+FFFD.
     public func decodeString(_ contents: Range<Int>) -> [UInt8] {
+        let contents = contents.clamped(to: 0..<bytes.count)
+        let end = contents.upperBound
         var out: [UInt8] = []
         out.reserveCapacity(contents.count)
         var i = contents.lowerBound
-        while i < contents.upperBound {
+        while i < end {
             let b = bytes[i]
-            guard b == UInt8(ascii: "\\") else {
+            guard b == UInt8(ascii: "\\"), i + 1 < end else {
                 out.append(b)
                 i += 1
                 continue
@@ -306,12 +309,18 @@ public struct JSONScanner {
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
-                var scalar = (try? hex4(at: i)) ?? 0xFFFD
+                var scalar = i + 4 <= end ? (try? hex4(at: i)) ?? 0xFFFD : 0xFFFD
                 i += 4
                 if scalar >= 0xD800 && scalar < 0xDC00 {
-                    let low = (try? hex4(at: i + 2)) ?? 0xDC00
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    i += 6
+                    // A validated high surrogate is followed by `\uDC00`-`\uDFFF`.
+                    if i + 6 <= end, bytes[i] == UInt8(ascii: "\\"), let low = try? hex4(at: i + 2),
+                        low >= 0xDC00 && low < 0xE000
+                    {
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        i += 6
+                    } else {
+                        scalar = 0xFFFD
+                    }
                 }
                 let s = Unicode.Scalar(scalar) ?? "\u{FFFD}"
                 out.append(contentsOf: String(Character(s)).utf8)

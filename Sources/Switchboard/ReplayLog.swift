@@ -131,9 +131,11 @@ public struct ReplayStatistics: Sendable, Hashable {
 /// ## Sequences
 /// The last committed seq of *every* topic (retained or not) is kept in `topic_sequences`,
 /// updated once per topic per batch. `recordSequence` notes a non-retained topic's seq
-/// (coalesced in memory: one entry per topic, written within `sequenceFlushInterval`).
-/// After a restart, `lastSequences()` gives each topic's last committed seq and the broker
-/// continues after it: a committed seq is never handed out again. Seqs that were live-delivered
+/// (coalesced in memory: one entry per topic, written within `sequenceFlushInterval`) and
+/// returns a ticket; once `durableSequenceNotes` reaches it the seq is committed, and the
+/// broker may drop the topic from memory and read it back (`lookUpSequence`) when it is
+/// published again. After a restart the broker starts from `retainedSequences()` and reads
+/// every other topic's seq on its first publish: a committed seq is never handed out again. Seqs that were live-delivered
 /// but not yet committed when the process died (never acked) can be handed out again; after
 /// a clean `close()` nothing is lost.
 ///
@@ -145,10 +147,12 @@ public struct ReplayStatistics: Sendable, Hashable {
 /// seqs, which a replay reports as a gap.
 ///
 /// ## Retention
-/// Between batches the writer prunes in chunks of `pruneChunk` rows, one short transaction
-/// each, going back to appends between chunks (a pass starts every `pruneInterval`): per
-/// topic by its rule's count and age, then the oldest messages of any topic while the
-/// database's used size is over `maxBytes`. Topics no rule matches are not stored.
+/// At open, every topic is pruned to its rule's count and age before anything is read or
+/// appended. Then, between batches, the writer prunes in chunks of `pruneChunk` rows, one
+/// short transaction each, going back to appends between chunks (a pass starts every
+/// `pruneInterval`): per topic by its rule's count and age, then the oldest messages of any
+/// topic while the database's used size is over `maxBytes`. Topics no rule matches are not
+/// stored.
 public final class ReplayLog: @unchecked Sendable {
     public struct Options: Sendable {
         /// Seconds between pruning passes. Default 1.
@@ -177,6 +181,9 @@ public final class ReplayLog: @unchecked Sendable {
     /// Everything below is protected by `condition`.
     private var queue: [Pending] = []
     private var pendingSequences: [Topic: UInt64] = [:]
+    /// Tickets of `recordSequence`: notes made, and notes committed.
+    private var sequenceNotes: UInt64 = 0
+    private var durableNotes: UInt64 = 0
     private var stopping = false
     private var stopped = false
     private var writerWaiting = false
@@ -235,6 +242,15 @@ public final class ReplayLog: @unchecked Sendable {
             sqlite3_close_v2(db)
             throw Self.classify(error, path: path)
         }
+        do throws(StoreError) {
+            // The rules hold from the first read: what a restart finds past them (rules tightened
+            // while the broker was down, messages aged out meanwhile) goes before the log opens,
+            // not some passes later.
+            stats.pruned = UInt64(try writer.applyRules(now: Date()))
+        } catch {
+            writer.close()
+            throw Self.classify(error, path: path)
+        }
         self.writer = writer
         self.initialSequences = writer.lastSeq
         self.readerPool = (0..<max(1, options.readers)).map { Reader(index: $0, path: path, options: options) }
@@ -258,8 +274,9 @@ public final class ReplayLog: @unchecked Sendable {
         ReplayError.isCorruption(error.code) ? .corrupt(path: path, detail: error.message) : .storage(error)
     }
 
-    /// The last committed seq of every topic, read at open: the broker's sequences start here.
-    public func lastSequences() -> [Topic: UInt64] { initialSequences }
+    /// The last committed seq of every topic that is retained or has stored messages, read at
+    /// open: the broker holds these topics in memory from the start.
+    public func retainedSequences() -> [Topic: UInt64] { initialSequences }
 
     /// The rule retaining `topic`, nil when it is not retained.
     public func rule(for topic: Topic) -> ReplayRule? { configuration.rule(for: topic) }
@@ -309,14 +326,31 @@ public final class ReplayLog: @unchecked Sendable {
 
     /// Notes the seq just given to a message of a non-retained topic, so that the topic
     /// continues after it after a restart. Coalesced: cheap to call on every publish.
-    public func recordSequence(topic: Topic, sequence: UInt64) {
+    /// Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
+    @discardableResult
+    public func recordSequence(topic: Topic, sequence: UInt64) -> UInt64 {
         condition.lock()
+        // The first note since the last write starts the flush interval: a waiting writer
+        // must learn its deadline (it may be asleep until the next pruning pass).
+        let wake = pendingSequences.isEmpty && writerWaiting
         if let known = pendingSequences[topic] {
             if sequence > known { pendingSequences[topic] = sequence }
         } else {
             pendingSequences[topic] = sequence
         }
+        sequenceNotes += 1
+        let ticket = sequenceNotes
+        if wake { writerWaiting = false }
         condition.unlock()
+        if wake { condition.signal() }
+        return ticket
+    }
+
+    /// Every `recordSequence` whose ticket is at most this is committed to `topic_sequences`.
+    public var durableSequenceNotes: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return durableNotes
     }
 
     /// Appends accepted so far: a ticket for `whenSettled`. Every message appended before this
@@ -397,6 +431,7 @@ public final class ReplayLog: @unchecked Sendable {
         while true {
             condition.lock()
             var sequences: [Topic: UInt64] = [:]
+            var notes: UInt64 = 0
             var woken = false
             while true {
                 if !queue.isEmpty || stopping || pruning || !writer.hooks.withLockedValue({ $0.isEmpty }) { break }
@@ -426,6 +461,8 @@ public final class ReplayLog: @unchecked Sendable {
                 condition.lock()
             }
             swap(&batch, &queue)
+            // Every note made so far is in `sequences`, or was committed before.
+            notes = sequenceNotes
             if !pendingSequences.isEmpty {
                 swap(&sequences, &pendingSequences)
                 seqsSince = .distantFuture
@@ -437,7 +474,7 @@ public final class ReplayLog: @unchecked Sendable {
                 hook(writer.db)
             }
             if !batch.isEmpty || !sequences.isEmpty {
-                commit(&batch, sequences)
+                commit(&batch, sequences, notes: notes)
             }
             if exiting { break }
             let now = Date()
@@ -464,7 +501,7 @@ public final class ReplayLog: @unchecked Sendable {
         writerDone.signal()
     }
 
-    private func commit(_ batch: inout [Pending], _ sequences: [Topic: UInt64]) {
+    private func commit(_ batch: inout [Pending], _ sequences: [Topic: UInt64], notes: UInt64) {
         let result = writer.write(batch, sequences: sequences)
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
@@ -481,6 +518,7 @@ public final class ReplayLog: @unchecked Sendable {
         } else {
             if !batch.isEmpty { stats.batches += 1 }
             stats.committed += UInt64(batch.count)
+            durableNotes = max(durableNotes, notes)
             if stats.status != .healthy { change = (stats.status, .healthy) }
             stats.status = .healthy
         }
@@ -692,7 +730,8 @@ final class Writer: @unchecked Sendable {
     let configuration: ReplayConfiguration
     let options: Options
     typealias Options = ReplayLog.Options
-    /// Last committed seq per topic (every topic), kept in memory for retention.
+    /// Last committed seq of every topic that is retained or has stored messages, kept in
+    /// memory for retention (topics that are neither are only in `topic_sequences`).
     var lastSeq: [Topic: UInt64] = [:]
     var usedBytes: Int64 = 0
     /// Closures for tests, run between batches.
@@ -753,12 +792,16 @@ final class Writer: @unchecked Sendable {
         while try all.step() {
             guard let topic = try? Topic(all.text(0)) else { continue }
             var last = UInt64(clamping: all.int(1))
+            var stored = false
             try topic.name.cString { (name) throws(StoreError) in
                 maxSeq.bind(1, text: name)
-                if try maxSeq.step() { last = max(last, UInt64(clamping: maxSeq.int(0))) }
+                if try maxSeq.step(), maxSeq.int(0) > 0 {
+                    last = max(last, UInt64(clamping: maxSeq.int(0)))
+                    stored = true
+                }
                 maxSeq.reset()
             }
-            lastSeq[topic] = last
+            if stored || configuration.rule(for: topic) != nil { lastSeq[topic] = last }
         }
         all.reset()
         usedBytes = (try? measureUsedBytes()) ?? 0
@@ -779,7 +822,7 @@ final class Writer: @unchecked Sendable {
 
     /// One group commit: every message of `batch` and the seqs, in one transaction.
     func write(_ batch: [ReplayLog.Pending], sequences: [Topic: UInt64]) -> Result<Void, StoreError> {
-        var maxima = sequences
+        var stored: [Topic: UInt64] = [:]
         do throws(StoreError) {
             try begin.run()
             // Indexed, not `for pending in batch`: each message is read in place rather than
@@ -789,9 +832,9 @@ final class Writer: @unchecked Sendable {
             for index in batch.indices {
                 let sequence = batch[index].message.sequence
                 if index + 1 == batch.endIndex || batch[index + 1].message.topic != batch[index].message.topic,
-                    sequence > maxima[batch[index].message.topic] ?? 0
+                    sequence > stored[batch[index].message.topic] ?? 0
                 {
-                    maxima[batch[index].message.topic] = sequence
+                    stored[batch[index].message.topic] = sequence
                 }
                 try batch[index].message.topic.name.cString { (name) throws(StoreError) in
                     try batch[index].message.payload.withReadableBytes { (payload) throws(StoreError) in
@@ -812,7 +855,7 @@ final class Writer: @unchecked Sendable {
                     }
                 }
             }
-            for (topic, seq) in maxima {
+            for (topic, seq) in sequences.merging(stored, uniquingKeysWith: max) {
                 try topic.name.cString { (name) throws(StoreError) in
                     upsertSequence.bind(1, text: name)
                     upsertSequence.bind(2, Int64(bitPattern: seq))
@@ -824,18 +867,39 @@ final class Writer: @unchecked Sendable {
             if sqlite3_get_autocommit(db) == 0 { try? rollback.run() }
             return .failure(error)
         }
-        for (topic, seq) in maxima where seq > lastSeq[topic] ?? 0 { lastSeq[topic] = seq }
+        for (topic, seq) in stored where seq > lastSeq[topic] ?? 0 { lastSeq[topic] = seq }
         return .success(())
     }
 
     // MARK: Pruning
 
-    /// Begins a pass; returns whether there is anything to do.
-    func startPrunePass(now: Date) -> Bool {
-        pruneQueue = lastSeq.keys.filter { topic in
+    /// Topics whose rule bounds their count or age.
+    private var boundedTopics: [Topic] {
+        lastSeq.keys.filter { topic in
             guard let rule = configuration.rule(for: topic) else { return false }
             return rule.maxMessages != nil || rule.maxAgeMilliseconds != nil
         }
+    }
+
+    /// Prunes every topic to its rule at once, chunk after chunk (at open, before any
+    /// append or read); returns the rows deleted.
+    func applyRules(now: Date) throws(StoreError) -> Int {
+        let nowMilliseconds = Int64(now.timeIntervalSince1970 * 1000)
+        var deleted = 0
+        for topic in boundedTopics {
+            var more = true
+            while more {
+                let step = try pruneByRule(topic, now: nowMilliseconds)
+                deleted += step.deleted
+                more = step.more
+            }
+        }
+        return deleted
+    }
+
+    /// Begins a pass; returns whether there is anything to do.
+    func startPrunePass(now: Date) -> Bool {
+        pruneQueue = boundedTopics
         usedBytes = (try? measureUsedBytes()) ?? usedBytes
         sizePruning = configuration.maxBytes > 0 && usedBytes > configuration.maxBytes
         return !pruneQueue.isEmpty || sizePruning

@@ -36,7 +36,8 @@ final class Reader: @unchecked Sendable {
 }
 
 /// A read connection (`PRAGMA query_only`) and its prepared statements. WAL lets it read
-/// while the writer writes; each statement sees the log as of its first step.
+/// while the writer writes; each statement sees the log as of its first step, and the
+/// statements inside `snapshot` all see it as of the first of them.
 final class ReaderConnection {
     let db: OpaquePointer
     private let readTopic: RawStatement
@@ -45,6 +46,8 @@ final class ReaderConnection {
     private let state: RawStatement
     private let allTopics: RawStatement
     private let seek: RawStatement
+    private let beginRead: RawStatement
+    private let endRead: RawStatement
 
     init(db: OpaquePointer) throws(StoreError) {
         self.db = db
@@ -55,6 +58,8 @@ final class ReaderConnection {
         state = try RawStatement(db, "SELECT last_seq, pruned_seq, pruned_time FROM topic_sequences WHERE topic = ?1")
         allTopics = try RawStatement(db, "SELECT topic FROM topic_sequences ORDER BY topic")
         seek = try RawStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT 1")
+        beginRead = try RawStatement(db, "BEGIN")
+        endRead = try RawStatement(db, "COMMIT")
     }
 
     deinit { sqlite3_close_v2(db) }
@@ -80,7 +85,8 @@ final class ReaderConnection {
         return try wrap { () throws(StoreError) in
             try topic.name.cString { (name) throws(StoreError) in
                 readTopic.bind(1, text: name)
-                readTopic.bind(2, Int64(bitPattern: after))
+                // Clamped: a position past Int64.max means "after every stored seq", not -1.
+                readTopic.bind(2, Int64(clamping: after))
                 readTopic.bind(3, Int64(limit))
                 defer { readTopic.reset() }
                 var count = 0
@@ -92,7 +98,7 @@ final class ReaderConnection {
                         format: Publish.Format(storedValue: readTopic.int(2)), payload: PageFrames.placeholder,
                         publisher: readTopic.optionalText(4))
                     if frames != nil {
-                        frames!.append(message, payload: raw)
+                        frames?.append(message, payload: raw)
                     } else {
                         message.payload = allocator.buffer(capacity: raw.count)
                         message.payload.writeBytes(raw)
@@ -104,6 +110,22 @@ final class ReaderConnection {
                 return (count, bytes)
             }
         }
+    }
+
+    /// Runs `body` in one read transaction: every statement in it sees the log as of the
+    /// first one, so retention pruning committed meanwhile cannot change the answer of a
+    /// look-up made of several statements. Not nested.
+    func snapshot<R>(_ body: () throws(ReplayError) -> R) throws(ReplayError) -> R {
+        try wrap { () throws(StoreError) in try beginRead.run() }
+        let result: R
+        do throws(ReplayError) {
+            result = try body()
+        } catch {
+            try? wrap { () throws(StoreError) in try endRead.run() }
+            throw error
+        }
+        try wrap { () throws(StoreError) in try endRead.run() }
+        return result
     }
 
     func firstRetained(topic: Topic) throws(ReplayError) -> (sequence: UInt64, time: Int64)? {
@@ -152,7 +174,8 @@ final class ReaderConnection {
 
     /// The seq of the first retained message of `topic` published at or after `time`, by
     /// bisection over seq (publish times are non-decreasing along a topic's seqs): O(log n)
-    /// index seeks, no scan.
+    /// index seeks, no scan. Call it inside `snapshot`: its statements must see one state of
+    /// the log (outside one, pruning between them yields nil rather than a wrong seq).
     func firstSequence(topic: Topic, atOrAfter time: Int64) throws(ReplayError) -> UInt64? {
         try wrap { () throws(StoreError) in
             guard let low = try row(first, topic), let high = try row(last, topic), high.time >= time else { return nil }
@@ -161,7 +184,9 @@ final class ReaderConnection {
             var hi = high.sequence
             while lo < hi {
                 let mid = lo + (hi - lo) / 2
-                let probe = try row(seek, topic, mid)!
+                // In one snapshot a row at or after `mid` exists (`high` is one); a miss means
+                // the topic was pruned under a caller that took no snapshot.
+                guard let probe = try row(seek, topic, mid) else { return nil }
                 if probe.time >= time { hi = mid } else { lo = mid + 1 }
             }
             return try row(seek, topic, lo)?.sequence
@@ -195,12 +220,12 @@ struct PageFrames {
 
     /// Fills in `frame` and `payload` of `messages`, the messages appended, in order.
     func finish(_ messages: inout [StoredMessage]) {
-        precondition(messages.count == positions.count)
-        for index in messages.indices {
+        for index in messages.indices where index < positions.count {
             let position = positions[index]
             let end = index + 1 < positions.count ? positions[index + 1].frame : buffer.writerIndex
             messages[index].frame = buffer.getSlice(at: position.frame, length: end - position.frame)
-            messages[index].payload = buffer.getSlice(at: position.payload, length: position.length)!
+            // Positions were recorded as the frames were written, so the slice is always there.
+            messages[index].payload = buffer.getSlice(at: position.payload, length: position.length) ?? ByteBuffer()
         }
     }
 }
@@ -282,13 +307,16 @@ public final class ReplayCursor: @unchecked Sendable {
     }
 
     func next(_ c: ReaderConnection, limit: Int, maxBytes: Int) throws(ReplayError) -> ReplayPage {
-        if topics == nil {
+        let topics: [Topic]
+        if let known = self.topics {
+            topics = known
+        } else {
             // A pass over the topics starts: what had settled by now is visible to every
             // read of the pass (a topic finished early in the pass is not read again in it).
             passSettled = log.settledCount
             topics = try c.topics(matching: pattern)
+            self.topics = topics
         }
-        let topics = self.topics!
         var page = ReplayPage(messages: [], starts: [:], exhausted: false, settledBefore: passSettled)
         page.messages.reserveCapacity(min(limit, 4096))
         // Grows as needed: a short replay gets a small buffer.
@@ -333,16 +361,20 @@ public final class ReplayCursor: @unchecked Sendable {
         case .perTopic(let map):
             return map[topic] ?? 0
         case .time(let time):
-            let state = try c.topicState(topic)
-            if let state, state.prunedSequence > 0, state.prunedTime >= time {
-                // Retention removed messages published at or after `time`: start before the
-                // newest of them, so the gap is reported.
-                return state.prunedSequence - 1
+            // One snapshot: retention pruning between these reads would otherwise make the
+            // pruned state, the bisection and the newest message disagree.
+            return try c.snapshot { () throws(ReplayError) in
+                let state = try c.topicState(topic)
+                if let state, state.prunedSequence > 0, state.prunedTime >= time {
+                    // Retention removed messages published at or after `time`: start before the
+                    // newest of them, so the gap is reported.
+                    return state.prunedSequence - 1
+                }
+                if let first = try c.firstSequence(topic: topic, atOrAfter: time) { return max(first, 1) - 1 }
+                // Everything retained is older: start after the newest stored message.
+                let stored = try c.lastRetained(topic: topic)?.sequence ?? 0
+                return max(stored, state?.prunedSequence ?? 0)
             }
-            if let first = try c.firstSequence(topic: topic, atOrAfter: time) { return first - 1 }
-            // Everything retained is older: start after the newest stored message.
-            let stored = try c.lastRetained(topic: topic)?.sequence ?? 0
-            return max(stored, state?.prunedSequence ?? 0)
         }
     }
 }

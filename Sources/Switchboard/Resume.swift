@@ -22,6 +22,9 @@ import NIOCore
 ///
 /// Topics that are not replayed (no retention rule) pass straight through, live: a
 /// position given for one that is behind the topic's current seq gets a `.gap` up front.
+/// A topic the broker did not hold in memory has no current seq in `highWater`: with
+/// `resolving`, its live messages are held until `resolve` gives the seqs read from the log
+/// (its gap comes first, then what was held).
 public struct ResumeMerger<Live> {
     public enum Output {
         case replayed(StoredMessage)
@@ -56,11 +59,13 @@ public struct ResumeMerger<Live> {
     public private(set) var overflows = 0
     private let isReplayed: (Topic) -> Bool
     private let highWater: [Topic: UInt64]
+    /// Non-replayed topics missing from `highWater` wait for `resolve`.
+    private var resolving: Bool
     /// Last seq delivered (or skipped as a gap) per topic.
     private var delivered: [Topic: UInt64] = [:]
     /// Seqs the replay must reach per topic: the seq at registration, and dropped live seqs.
     public private(set) var required: [Topic: UInt64] = [:]
-    private var buffer: [(topic: Topic, sequence: UInt64, item: Live)] = []
+    private var buffer: [(topic: Topic, sequence: UInt64, item: Live, size: Int)] = []
     private var bufferBytes = 0
 
     /// - Parameters:
@@ -69,12 +74,14 @@ public struct ResumeMerger<Live> {
     ///     for live messages (the broker's sequence map); the replay is not finished before
     ///     every replayed topic has reached it (or reported a gap up to it).
     ///   - isReplayed: whether a topic is retained by the log.
+    ///   - resolving: the current seqs of topics missing from `highWater` come later (`resolve`).
     public init(
         position: ReplayPosition, highWater: [Topic: UInt64], isReplayed: @escaping (Topic) -> Bool,
-        bufferLimit: Int = 16_384, bufferByteLimit: Int = 8 << 20
+        resolving: Bool = false, bufferLimit: Int = 16_384, bufferByteLimit: Int = 8 << 20
     ) {
         self.position = position
         self.highWater = highWater
+        self.resolving = resolving
         self.isReplayed = isReplayed
         self.bufferLimit = bufferLimit
         self.bufferByteLimit = bufferByteLimit
@@ -117,14 +124,25 @@ public struct ResumeMerger<Live> {
         }
     }
 
+    /// Whether `topic`'s messages wait for `resolve`: not replayed, not in `highWater`, and
+    /// given an explicit position.
+    private func awaitsResolution(_ topic: Topic) -> Bool {
+        guard resolving, highWater[topic] == nil, !isReplayed(topic) else { return false }
+        switch position {
+        case .sequence: return true
+        case .perTopic(let map): return map[topic] != nil
+        case .time: return false
+        }
+    }
+
     /// A live message for this subscription.
     public mutating func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> LiveDecision {
-        if phase == .live || !isReplayed(topic) {
+        if phase == .live || (!isReplayed(topic) && !awaitsResolution(topic)) {
             if sequence <= baseline(topic) { return .duplicate }
             delivered[topic] = sequence
             return .deliver
         }
-        buffer.append((topic, sequence, item))
+        buffer.append((topic, sequence, item, size))
         bufferBytes += size
         if buffer.count > bufferLimit || bufferBytes > bufferByteLimit {
             for entry in buffer where entry.sequence > required[entry.topic] ?? 0 {
@@ -136,6 +154,47 @@ public struct ResumeMerger<Live> {
             return .overflowed
         }
         return .buffered
+    }
+
+    /// The current seqs of topics that were missing from `highWater`, as the log has them
+    /// committed: their gaps (like `begin`'s), then their live messages held meanwhile.
+    public mutating func resolve(_ found: [Topic: UInt64], into out: inout [Output]) {
+        guard resolving else { return }
+        var topics = Set(found.keys.filter(awaitsResolution))
+        for entry in buffer where awaitsResolution(entry.topic) { topics.insert(entry.topic) }
+        // Messages of these topics dropped when the buffer overflowed are missing too.
+        for topic in required.keys where awaitsResolution(topic) { topics.insert(topic) }
+        for topic in topics.sorted(by: { $0.name < $1.name }) {
+            let start = explicitStart(topic) ?? 0
+            let current = max(found[topic] ?? 0, required.removeValue(forKey: topic) ?? 0)
+            if current > start {
+                out.append(.gap(topic: topic, missing: (start + 1)...current))
+            }
+            delivered[topic] = max(start, current)
+        }
+        resolving = false
+        var kept: [(topic: Topic, sequence: UInt64, item: Live, size: Int)] = []
+        for entry in buffer {
+            guard topics.contains(entry.topic) else {
+                kept.append(entry)
+                continue
+            }
+            bufferBytes -= entry.size
+            release(entry, into: &out)
+        }
+        buffer = kept
+    }
+
+    /// A held live message goes out, after the gap before it if any; skipped when it was
+    /// already delivered.
+    private mutating func release(_ entry: (topic: Topic, sequence: UInt64, item: Live, size: Int), into out: inout [Output]) {
+        let base = baseline(entry.topic)
+        guard entry.sequence > base else { return }
+        if entry.sequence > base + 1 {
+            out.append(.gap(topic: entry.topic, missing: (base + 1)...(entry.sequence - 1)))
+        }
+        out.append(.live(entry.item))
+        delivered[entry.topic] = entry.sequence
     }
 
     /// A page read from the log.
@@ -167,8 +226,8 @@ public struct ResumeMerger<Live> {
         // first and last of one topic means all of one topic, and their seqs tell whether
         // they are contiguous.
         guard let first = page.messages.first, let last = page.messages.last, first.topic == last.topic,
-            last.sequence - first.sequence == UInt64(page.messages.count - 1),
-            first.sequence == baseline(first.topic) + 1
+            last.sequence >= first.sequence, last.sequence - first.sequence == UInt64(page.messages.count - 1),
+            first.sequence > 0, first.sequence - 1 == baseline(first.topic)
         else { return false }
         delivered[first.topic] = last.sequence
         return true
@@ -184,15 +243,8 @@ public struct ResumeMerger<Live> {
     /// and turns live.
     public mutating func finish(into out: inout [Output]) {
         guard phase == .catchingUp else { return }
-        for entry in buffer {
-            let base = baseline(entry.topic)
-            guard entry.sequence > base else { continue }
-            if entry.sequence > base + 1 {
-                out.append(.gap(topic: entry.topic, missing: (base + 1)...(entry.sequence - 1)))
-            }
-            out.append(.live(entry.item))
-            delivered[entry.topic] = entry.sequence
-        }
+        resolving = false
+        for entry in buffer { release(entry, into: &out) }
         buffer.removeAll()
         bufferBytes = 0
         for (topic, seq) in required.sorted(by: { $0.key.name < $1.key.name }) {
@@ -216,7 +268,9 @@ public struct ResumeMerger<Live> {
 /// Every method runs on `eventLoop`; the callbacks are called there.
 ///
 /// 1. The session registers the subscription for live messages, takes each matching topic's
-///    current seq (`highWater`), then creates this and calls `start()`.
+///    current seq (`highWater`: the topics in the broker's memory), then creates this and
+///    calls `start()`. Topics with an explicit position that are not in `highWater` nor
+///    retained have their last seq read from the log first (`ResumeMerger.resolve`).
 /// 2. Each live delivery for the subscription goes to `live(_:topic:sequence:size:)` first;
 ///    when it returns true the catch-up has taken it (buffered or dropped as a duplicate).
 ///    A page that needs nothing skipped nor reported goes to `emitFrames` (when given) as
@@ -226,6 +280,9 @@ public struct ResumeMerger<Live> {
 /// 4. When the log is exhausted and every append made before the subscription (and before
 ///    any buffer overflow) has settled, the buffer is drained and `finished` is called; from
 ///    then on the session delivers live messages directly.
+///
+/// Every method runs on `eventLoop`; `preconditionInEventLoop` checks the callers (the
+/// session, on its own loop), and no input decides where a call runs.
 public final class ReplayCatchUp<Live>: @unchecked Sendable {
     public typealias Output = ResumeMerger<Live>.Output
 
@@ -238,13 +295,18 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
     }
 
     private enum State {
-        case idle, reading, paused, waitingForWriter, finished, cancelled
+        case idle, resolving, reading, paused, waitingForWriter, finished, cancelled
     }
 
     public let eventLoop: any EventLoop
     private let log: ReplayLog
     private let cursor: ReplayCursor
     private let limits: Limits
+    /// Topics whose current seq must be read from the log (nil: every topic the pattern
+    /// matches that is not in `known`), when `needsResolution`.
+    private let unresolved: Set<Topic>?
+    private let known: Set<Topic>
+    private let needsResolution: Bool
     private var merger: ResumeMerger<Live>
     private var ticket: UInt64 = 0
     private var state = State.idle
@@ -265,8 +327,21 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.limits = limits
         self.cursor = ReplayCursor(log: log, pattern: pattern, position: position, encodeFrames: true)
+        var unresolved: Set<Topic>?
+        switch position {
+        case .time:
+            unresolved = []
+        case .sequence:
+            if pattern.isConcrete { unresolved = Set((try? Topic(pattern.name)).map { [$0] } ?? []) }
+        case .perTopic(let map):
+            unresolved = Set(map.keys.filter(pattern.matches))
+        }
+        unresolved = unresolved.map { $0.filter { highWater[$0] == nil && !log.retains($0) } }
+        self.unresolved = unresolved
+        self.known = Set(highWater.keys)
+        self.needsResolution = unresolved.map { !$0.isEmpty } ?? true
         self.merger = ResumeMerger(
-            position: position, highWater: highWater, isReplayed: { log.retains($0) },
+            position: position, highWater: highWater, isReplayed: { log.retains($0) }, resolving: needsResolution,
             bufferLimit: limits.bufferMessages, bufferByteLimit: limits.bufferBytes)
         self.emit = emit
         self.emitFrames = emitFrames
@@ -283,7 +358,24 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
         var out: [Output] = []
         merger.begin(into: &out)
         if !out.isEmpty { emit(out) }
-        read()
+        guard needsResolution else { return read() }
+        state = .resolving
+        log.lookUpSequences(of: unresolved, matching: cursor.pattern, except: known) { [self] result in
+            eventLoop.execute { [self] in resolved(result) }
+        }
+    }
+
+    private func resolved(_ result: Result<[Topic: UInt64], ReplayError>) {
+        guard state == .resolving else { return }
+        switch result {
+        case .success(let found):
+            var out: [Output] = []
+            merger.resolve(found, into: &out)
+            if !out.isEmpty { emit(out) }
+            read()
+        case .failure(let error):
+            fail(error)
+        }
     }
 
     /// A live message for the subscription. Returns true when the catch-up took it (the
@@ -299,6 +391,15 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
             ticket = log.enqueuedCount
             return true
         }
+    }
+
+    /// Ends the catch-up on a read error: what was held goes out, and the subscription is live.
+    private func fail(_ error: ReplayError) {
+        var out: [Output] = []
+        merger.finish(into: &out)
+        if !out.isEmpty { emit(out) }
+        state = .finished
+        finished(.failure(error))
     }
 
     /// The connection can take more: continue a paused replay.
@@ -326,12 +427,7 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
         switch result {
         case .success(let p): page = p
         case .failure(let error):
-            var out: [Output] = []
-            merger.finish(into: &out)
-            if !out.isEmpty { emit(out) }
-            state = .finished
-            finished(.failure(error))
-            return
+            return fail(error)
         }
         if let emitFrames, let frames = page.frames, merger.replayedWhole(page) {
             emitFrames(frames, page.messages.count)

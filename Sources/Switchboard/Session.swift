@@ -12,9 +12,10 @@ final class Session: Hashable {
     private unowned let broker: Broker
     private let hub: Hub
     private(set) var subscriptions: Set<TopicPattern> = []
-    /// A frame was queued since the last flush.
+    /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
     private var needsFlush = false
-    /// Bytes of the frames queued since the last flush (not yet counted by the channel).
+    /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
+    /// handed to the kernel, so no measure of how far behind the reader is.
     private var unflushedBytes = 0
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
@@ -38,12 +39,30 @@ final class Session: Hashable {
     /// Consecutive requests that failed to parse; past a limit the connection is closed.
     private var malformedInARow = 0
     private static let malformedLimit = 16
+    private var rateLimit: RequestRateLimit
+    /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
+    /// the requests that came after it wait too, so they are carried out in the order sent.
+    private var awaitingTopic: Publish?
+    private var held: [WebSocketMessage] = []
+    /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
+    static let heldLimit = 4096
 
     init(socket: WebSocket, principal: Principal, broker: Broker, hub: Hub) {
         self.socket = socket
         self.principal = principal
         self.broker = broker
         self.hub = hub
+        // A limit under the channel's write watermark lowers the watermark to it: the socket
+        // then turns unwritable once it holds more than the limit (when `enqueue` judges it)
+        // and writable again at half (when a slow consumer hears of its gaps).
+        let limit = broker.configuration.maxQueuedBytes
+        if let options = socket.channel.syncOptions, let mark = try? options.getOption(.writeBufferWaterMark),
+            limit < mark.high
+        {
+            try? options.setOption(.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+        }
+        self.rateLimit = RequestRateLimit(
+            rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
 
     /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
@@ -57,6 +76,13 @@ final class Session: Hashable {
     // MARK: Requests
 
     func handle(_ message: WebSocketMessage) {
+        guard awaitingTopic == nil else {
+            guard held.count < Self.heldLimit else {
+                return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
+            }
+            held.append(message)
+            return
+        }
         let request: ClientRequest
         do {
             request = try message.kind == .text
@@ -64,6 +90,7 @@ final class Session: Hashable {
                 : WireProtocol.parse(binary: message.data, limits: broker.limits)
             malformedInARow = 0
         } catch {
+            guard admit(id: error.id) else { return }
             reply(.error(error))
             if error.code == .badJSON || error.code == .badRequest {
                 malformedInARow += 1
@@ -73,6 +100,7 @@ final class Session: Hashable {
             }
             return
         }
+        guard admit(id: request.id) else { return }
         switch request {
         case .subscribe(let id, let pattern, let since):
             subscribe(id: id, pattern, since: since)
@@ -80,6 +108,22 @@ final class Session: Hashable {
             unsubscribe(id: id, pattern)
         case .publish(let publish):
             self.publish(publish)
+        }
+    }
+
+    /// Counts a request against the rate limit; false when it must not be carried out
+    /// (answered `rate_limited`, or the connection is being closed for ignoring that).
+    private func admit(id: RequestID?) -> Bool {
+        switch rateLimit.admit(at: .now()) {
+        case .admitted:
+            return true
+        case .refused:
+            reply(.error(ProtocolError(
+                .rateLimited, "more than \(broker.configuration.requestRate) requests per second", id: id)))
+            return false
+        case .exceeded:
+            close(.policyViolation, "request rate limit exceeded")
+            return false
         }
     }
 
@@ -115,11 +159,11 @@ final class Session: Hashable {
         guard principal.canPublish(publish.topic) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to publish to \(publish.topic.name)", id: publish.id)))
         }
-        var answer: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
+        var onCommit: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?
         if let id = publish.id {
             let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
             let committed = committed
-            answer = { sequence, result in
+            onCommit = { sequence, result in
                 let schedule = committed.withLockedValue { committed in
                     committed.answers.append((id, sequence, result))
                     defer { committed.scheduled = true }
@@ -128,13 +172,49 @@ final class Session: Hashable {
                 if schedule { session.eventLoop.execute { session.value.writeCommitted() } }
             }
         }
-        switch broker.publish(publish, from: principal, committed: answer) {
+        switch broker.publish(publish, from: principal, committed: onCommit, loaded: topicLoaded) {
         case .published(let sequence):
             if let id = publish.id { reply(.ack(id: id, sequence: sequence)) }
         case .awaitingCommit:
             break
+        case .deferred:
+            awaitingTopic = publish
         case .rejected(let error):
             reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
+        case .tooManyTopics:
+            reply(.error(ProtocolError(
+                .limitExceeded, "the broker holds its limit of \(broker.configuration.maxTopics) topics",
+                id: publish.id)))
+        }
+    }
+
+    /// Tells this session, on its loop, that the topic its publish waits for is in memory
+    /// (made once: not a closure per publish). It holds the session until `connectionClosed`
+    /// replaces it.
+    private lazy var topicLoaded: @Sendable (Result<Void, ReplayError>) -> Void = {
+        let session = NIOLoopBound(self, eventLoop: socket.eventLoop)
+        return { result in session.eventLoop.execute { session.value.resume(result) } }
+    }()
+
+    /// Publishes again what waited for its topic (or answers that it cannot be), then carries
+    /// out the requests that waited behind it, until one of them waits for a topic in turn.
+    private func resume(_ result: Result<Void, ReplayError>) {
+        guard let publish = awaitingTopic else { return }
+        awaitingTopic = nil
+        switch result {
+        case .success:
+            self.publish(publish)
+        case .failure(let error):
+            reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
+        }
+        var waiting: [WebSocketMessage] = []
+        swap(&waiting, &held)
+        for (index, message) in waiting.enumerated() {
+            guard awaitingTopic == nil else {
+                held.insert(contentsOf: waiting[index...], at: 0)
+                return
+            }
+            handle(message)
         }
     }
 
@@ -173,13 +253,18 @@ final class Session: Hashable {
     /// buffer; see `Hub`); returns true when the session needs a flush at the end of the
     /// batch.
     ///
-    /// The limit applies to everything queued for the connection: the channel's unwritten
-    /// bytes and the frames gathered since the last flush (a batch of small frames does
-    /// not make the channel unwritable until it is flushed). The check is made once per run
-    /// (a run is bounded by `Hub.maxRunBytes`). Once messages are dropped for a slow
-    /// consumer, every run is dropped until its backlog is down to half the limit; then the
-    /// gap notice goes out (when the socket drains, or first thing before the next run), so
-    /// each gap is one contiguous range reported before the messages that follow it.
+    /// The limit applies to the socket's real backlog: bytes handed over at earlier flushes
+    /// that the kernel has not taken yet. The frames gathered for the current batch are no
+    /// backlog (a reader that keeps up takes them at the flush, however large a burst is),
+    /// so they are left out; to keep them bounded all the same, they are flushed mid-batch
+    /// once they would pass half the limit, and the backlog is judged after that flush. The
+    /// check is made once per run (a run is bounded by `Hub.maxRunBytes`), and only when a
+    /// backlog over the limit is possible: the socket is unwritable (its write watermark is
+    /// at most the limit, see `init`) or messages are being dropped. Once messages are
+    /// dropped for a slow consumer, every run is dropped until its backlog is down to half
+    /// the limit; then the gap notice goes out (when the socket drains, or first thing
+    /// before the next run), so each gap is one contiguous range reported before the
+    /// messages that follow it.
     func deliver(_ run: FanOut) -> Bool {
         guard !closing else { return false }
         guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
@@ -206,22 +291,24 @@ final class Session: Hashable {
 
     private func enqueue(_ frame: ByteBuffer, topic: Topic, first: UInt64, last: UInt64) -> Bool {
         let limit = broker.configuration.maxQueuedBytes
-        if !socket.isWritableOnLoop || !missed.isEmpty || unflushedBytes > limit {
-            let queued = socket.bufferedAmountOnLoop
+        let gathered = unflushedBytes + frame.readableBytes
+        if !socket.isWritableOnLoop || !missed.isEmpty || gathered > limit / 2 {
+            if gathered > limit / 2, unflushedBytes > 0 { writeGathered() }
+            let backlog = self.backlog
             if !missed.isEmpty {
-                if queued > limit / 2 {
+                if backlog > limit / 2 {
                     missed[topic] = (missed[topic]?.lowerBound ?? first)...last
                     return false
                 }
                 reportGaps()
-            } else if queued > limit {
+            } else if backlog > limit {
                 switch broker.configuration.slowConsumer {
                 case .close:
-                    close(.tryAgainLater, "slow consumer: \(queued) bytes queued")
+                    close(.tryAgainLater, "slow consumer: \(backlog) bytes queued")
                     return false
                 case .drop:
                     broker.logger.notice("slow consumer: dropping messages", metadata: [
-                        "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(queued)",
+                        "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(backlog)",
                     ])
                     missed[topic] = first...last
                     watchWritability()
@@ -235,11 +322,28 @@ final class Session: Hashable {
         return !needsFlush
     }
 
+    /// What earlier flushes handed to the socket and the kernel has not taken yet. Everything
+    /// the connection writes outside a hub's batch is flushed at once (answers at the end of
+    /// their read, catch-up pages, acks after a commit), so during a batch the bytes not yet
+    /// flushed are exactly `unflushedBytes`.
+    private var backlog: Int {
+        max(0, socket.bufferedAmountOnLoop - unflushedBytes)
+    }
+
+    /// Hands the frames gathered so far in this batch to the kernel; the hub still flushes
+    /// the session at the end of the batch for what comes after.
+    private func writeGathered() {
+        unflushedBytes = 0
+        socket.flush()
+    }
+
     /// Tells a consumer that caught up which sequence ranges it missed, per topic.
     private func reportGaps() {
         var count: UInt64 = 0
         for (topic, range) in missed.sorted(by: { $0.key.name < $1.key.name }) {
-            socket.queueEncoded(Self.gapFrame(topic, range))
+            let frame = Self.gapFrame(topic, range)
+            socket.queueEncoded(frame)
+            unflushedBytes += frame.readableBytes
             count += range.upperBound - range.lowerBound + 1
         }
         broker.logger.info("slow consumer caught up", metadata: [
@@ -347,7 +451,7 @@ final class Session: Hashable {
     /// dropped hears about its gaps now rather than with the next message.
     private func socketWritable() {
         for entry in catchUps.values { entry.catchUp.resume() }
-        if !missed.isEmpty, !closing, socket.bufferedAmountOnLoop <= broker.configuration.maxQueuedBytes / 2 {
+        if !missed.isEmpty, !closing, backlog <= broker.configuration.maxQueuedBytes / 2 {
             reportGaps()
             flush()
         }
@@ -368,6 +472,7 @@ final class Session: Hashable {
     /// The connection is gone: stop its replays (they hold the session).
     func connectionClosed() {
         closing = true
+        topicLoaded = { _ in }
         for entry in catchUps.values { entry.catchUp.cancel() }
         catchUps.removeAll()
     }

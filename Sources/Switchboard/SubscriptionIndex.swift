@@ -90,16 +90,14 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
         path.reserveCapacity(pattern.tokens.count)
         var node: Int32 = 0
         var removed = false
-        for token in pattern.tokens {
-            if case .rest = token {
-                removed = nodes[Int(node)].rest.remove(subscriber) != nil
-                break
-            }
+        walk: for token in pattern.tokens {
             let child: Int32
             switch token {
+            case .rest:
+                removed = nodes[Int(node)].rest.remove(subscriber) != nil
+                break walk
             case .single: child = nodes[Int(node)].single
             case .literal(let segment): child = nodes[Int(node)].literals[segment] ?? -1
-            case .rest: fatalError("unreachable")
             }
             guard child >= 0 else { return false }
             path.append((node, token))

@@ -35,6 +35,8 @@ public final class TokenStore: Sendable {
     private let store: Store
     private let cache: NIOLockedValueBox<[[UInt8]: TokenRecord]>
     private let observers = NIOLockedValueBox<[@Sendable (TokenRecord) -> Void]>([])
+    /// The last `token_changes.seq` the cache reflects.
+    private let changesSeen = NIOLockedValueBox<Int64>(0)
 
     /// Loads every token into memory.
     public init(store: Store) throws(StoreError) {
@@ -52,6 +54,8 @@ public final class TokenStore: Sendable {
     /// connection is held, so a create or revoke made through this store cannot land
     /// between the read and the swap and be lost.
     private func reloadLocked(_ c: Connection) throws(StoreError) {
+        // Read first: a change landing after it is applied again by `applyChanges`, harmlessly.
+        let seen = try c.scalarInt("SELECT max(seq) FROM token_changes") ?? 0
         let statement = try c.prepare(
             "SELECT id, name, hash, permissions, created_at, expires_at, revoked_at FROM tokens"
         )
@@ -61,6 +65,39 @@ public final class TokenStore: Sendable {
         }
         cache.withLockedValue { cache in
             cache = Dictionary(records.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+        changesSeen.withLockedValue { $0 = max($0, seen) }
+    }
+
+    /// Brings the cache up to date with what changed in the table since the last call, in
+    /// this process or another (`switchboard token revoke`), and returns the ids of the
+    /// changed tokens that are now revoked or deleted: their connections must close. When
+    /// nothing changed, one indexed read (max of `token_changes`).
+    /// Blocks on SQLite: call it off the event loops.
+    public func applyChanges() throws(StoreError) -> [String] {
+        try store.withConnection { (c) throws(StoreError) -> [String] in
+            let seen = changesSeen.withLockedValue { $0 }
+            guard let latest = try c.scalarInt("SELECT max(seq) FROM token_changes"), latest > seen else { return [] }
+            let changed = try c.prepare("SELECT DISTINCT token_id FROM token_changes WHERE seq > ? AND seq <= ?")
+            try changed.bind(seen, at: 1)
+            try changed.bind(latest, at: 2)
+            var ids: [String] = []
+            while try changed.step() { ids.append(changed.text(0)) }
+            let select = try c.prepare(
+                "SELECT id, name, hash, permissions, created_at, expires_at, revoked_at FROM tokens WHERE id = ?")
+            var records: [TokenRecord] = []
+            var deleted: Set<String> = []
+            for id in ids {
+                try select.bind(id, at: 1)
+                if try select.step() { records.append(try Self.record(select)) } else { deleted.insert(id) }
+                select.reset()
+            }
+            cache.withLockedValue { cache in
+                if !deleted.isEmpty { cache = cache.filter { !deleted.contains($0.value.id) } }
+                for record in records { cache[record.hash] = record }
+            }
+            changesSeen.withLockedValue { $0 = max($0, latest) }
+            return records.filter(\.isRevoked).map(\.id) + deleted
         }
     }
 
@@ -173,7 +210,14 @@ public final class TokenStore: Sendable {
 
     // MARK: Encoding
 
-    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    /// Unix milliseconds, clamped to what an Int64 holds (an expiry centuries away must not trap).
+    static func milliseconds(_ date: Date) -> Int64 {
+        let value = (date.timeIntervalSince1970 * 1000).rounded()
+        guard value.isFinite else { return value < 0 ? .min : .max }
+        if value >= 9_223_372_036_854_775_807 { return .max }
+        if value <= -9_223_372_036_854_775_808 { return .min }
+        return Int64(value)
+    }
     static func date(_ milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
 
     static func encodePermissions(_ permissions: Permissions) throws(StoreError) -> String {

@@ -27,7 +27,8 @@ public struct Permissions: Sendable, Hashable, Codable {
         self.expiresAt = expiresAt
     }
 
-    /// Everything: `>` for both, admin (for tests and a first bootstrap token).
+    /// Everything: `>` for both, admin (for tests and a first bootstrap token). `try!` on a
+    /// constant: `>` is a valid pattern, so it cannot trap.
     public static let all = Permissions(
         subscribe: [try! TopicPattern(">")], publish: [try! TopicPattern(">")], admin: true
     )
@@ -124,7 +125,7 @@ public enum OpaqueToken {
     }
 
     public static func hash(_ token: String) -> [UInt8] {
-        Crypto.sha256(Array(token.utf8))
+        TokenCrypto.sha256(Array(token.utf8))
     }
 
     /// Whether `token` has the shape of an opaque token (not whether it exists).
@@ -213,7 +214,7 @@ public struct JWTVerifier: Sendable {
             throw AuthError(.malformed, "JWT typ must be JWT")
         }
         let signingInput = parts[0].utf8.count + 1 + parts[1].utf8.count
-        let expected = Crypto.hmacSHA256(key: secret, data: token.utf8.prefix(signingInput))
+        let expected = TokenCrypto.hmacSHA256(key: secret, data: token.utf8.prefix(signingInput))
         guard Secrets.constantTimeEquals(expected, signature) else {
             throw AuthError(.badSignature, "the JWT signature does not verify")
         }
@@ -259,7 +260,7 @@ public struct JWTVerifier: Sendable {
         let header = Secrets.base64URLEncode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
         let payload = Secrets.base64URLEncode((try? encoder.encode(claims)) ?? Data())
         let signingInput = header + "." + payload
-        let signature = Crypto.hmacSHA256(key: secret, data: Array(signingInput.utf8))
+        let signature = TokenCrypto.hmacSHA256(key: secret, data: Array(signingInput.utf8))
         return signingInput + "." + Secrets.base64URLEncode(signature)
     }
 }

@@ -198,7 +198,7 @@ public enum WireProtocol {
             guard idRange.count <= limits.maxIDBytes else {
                 throw ProtocolError(.badRequest, "id is longer than \(limits.maxIDBytes) bytes")
             }
-            id = RequestID(json: frame.getSlice(at: frame.readerIndex + idRange.lowerBound, length: idRange.count)!)
+            id = RequestID(json: try slice(frame, idRange))
         }
         if let duplicate {
             throw ProtocolError(.badRequest, "member \"\(duplicate)\" appears more than once", id: id)
@@ -222,7 +222,7 @@ public enum WireProtocol {
             case Array("unsub".utf8): kind = .unsub
             default:
                 let shown = String(decoding: opName.prefix(32), as: UTF8.self)
-                throw ProtocolError(.unknownOp, "unknown op \"\(shown)\"; expected sub, unsub or pub", id: id)
+                throw ProtocolError(.unknownOp, "unknown op \(shown.debugDescription); expected sub, unsub or pub", id: id)
             }
         }
 
@@ -277,16 +277,29 @@ public enum WireProtocol {
             guard data.count <= limits.maxPayloadBytes else {
                 throw ProtocolError(.tooLarge, "data is \(data.count) bytes; at most \(limits.maxPayloadBytes)", id: id)
             }
-            let payload = frame.getSlice(at: frame.readerIndex + data.lowerBound, length: data.count)!
-            return .publish(Publish(id: id, topic: concrete, payload: payload, format: .json))
+            return .publish(Publish(id: id, topic: concrete, payload: try slice(frame, data), format: .json))
         }
     }
+
+    /// The bytes of `range` (offsets into the frame's readable bytes, found by the scanner
+    /// over those very bytes) as a slice of `frame`, without a copy.
+    private static func slice(_ frame: ByteBuffer, _ range: Range<Int>) throws(ProtocolError) -> ByteBuffer {
+        guard let slice = frame.getSlice(at: frame.readerIndex + range.lowerBound, length: range.count) else {
+            throw ProtocolError(.internal, "scanned range \(range) outside a \(frame.readableBytes)-byte frame")
+        }
+        return slice
+    }
+
+    /// The largest `since` sequence: the log keeps sequences as SQLite (signed 64-bit) integers.
+    static let maxSince = UInt64(Int64.max)
 
     private static func parseSince(scanner: borrowing JSONScanner, range: Range<Int>, id: RequestID?) throws(ProtocolError) -> ReplayPosition {
         let bytes = scanner.bytes
         if bytes[range.lowerBound] != UInt8(ascii: "{") {
-            guard let seq = scanner.unsignedInteger(range) else {
-                throw ProtocolError(.badRequest, "\"since\" must be a non-negative integer or an object of topic → sequence", id: id)
+            guard let seq = scanner.unsignedInteger(range), seq <= maxSince else {
+                throw ProtocolError(
+                    .badRequest, "\"since\" must be an integer from 0 to \(maxSince) or an object of topic → sequence",
+                    id: id)
             }
             return .sequence(seq)
         }
@@ -316,14 +329,14 @@ public enum WireProtocol {
             let parsed: Result<Topic, TopicError> = name.withUnsafeBytes { raw in
                 Result { () throws(TopicError) in try Topic(bytes: raw) }
             }
-            guard case .success(let topic) = parsed else {
-                if case .failure(let error) = parsed {
-                    throw ProtocolError(.badTopic, "in \"since\": \(error.message)", id: id)
-                }
-                fatalError("unreachable")
+            let topic: Topic
+            switch parsed {
+            case .success(let named): topic = named
+            case .failure(let error): throw ProtocolError(.badTopic, "in \"since\": \(error.message)", id: id)
             }
-            guard let seq = inner.unsignedInteger(value) else {
-                throw ProtocolError(.badRequest, "\"since\" sequence for \(topic) must be a non-negative integer", id: id)
+            guard let seq = inner.unsignedInteger(value), seq <= maxSince else {
+                throw ProtocolError(
+                    .badRequest, "\"since\" sequence for \(topic) must be an integer from 0 to \(maxSince)", id: id)
             }
             map[topic] = seq
             inner.skipWhitespace()
@@ -449,8 +462,10 @@ public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
     case tooLarge = "too_large"
     /// Unsubscribe from a pattern that is not subscribed.
     case notFound = "not_found"
-    /// Too many subscriptions or requests for this connection.
+    /// Too many subscriptions for this connection, or too many topics for the broker.
     case limitExceeded = "limit_exceeded"
+    /// The connection sends requests faster than the broker's `request_rate`.
+    case rateLimited = "rate_limited"
     /// The replay log could not take or write the message (no ack), or a replay failed.
     case unavailable = "unavailable"
     /// A bug or an unexpected failure in the broker.

@@ -1,11 +1,11 @@
 import COpenSSL
 
-/// The few cryptographic primitives Switchboard needs, from the system's OpenSSL 3
+/// The cryptographic primitives the WebSocket protocol needs, from the system's OpenSSL 3
 /// (libcrypto), plus a strict base64 codec written in Swift.
 ///
 /// - SHA-1: the handshake's `Sec-WebSocket-Accept` (RFC 6455 §4.2.2).
-/// - SHA-256 and HMAC-SHA256: hashed opaque tokens and HS256-signed tokens (broker).
-/// - Secure random bytes: `Sec-WebSocket-Key` nonces, masking keys, token secrets.
+/// - Secure random bytes: `Sec-WebSocket-Key` nonces and masking keys (RFC 6455 §4.1, §5.3).
+/// - Base64: the handshake keys and HTTP Basic credentials.
 public enum Crypto {
     // MARK: Digests
 
@@ -14,35 +14,8 @@ public enum Crypto {
         digest(data, EVP_sha1(), length: 20)
     }
 
-    /// SHA-256 of `data` (32 bytes).
-    public static func sha256(_ data: some Sequence<UInt8>) -> [UInt8] {
-        digest(data, EVP_sha256(), length: 32)
-    }
-
-    /// HMAC-SHA256 of `data` under `key` (32 bytes, RFC 2104).
-    public static func hmacSHA256(key: some Sequence<UInt8>, data: some Sequence<UInt8>) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var outLength: UInt32 = 0
-        let ok = withBytes(key) { key in
-            withBytes(data) { data in
-                out.withUnsafeMutableBufferPointer { out in
-                    // OpenSSL 3.0 rejects a NULL key pointer even with length 0: pass a real address.
-                    withUnsafeBytes(of: UInt8(0)) { zero in
-                        let keyPointer = key.count > 0 ? key.baseAddress! : zero.baseAddress!
-                        return HMAC(
-                            EVP_sha256(), keyPointer, Int32(key.count),
-                            data.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? zero.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                            data.count, out.baseAddress, &outLength
-                        ) != nil
-                    }
-                }
-            }
-        }
-        precondition(ok && outLength == 32, "OpenSSL HMAC-SHA256 failed")
-        return out
-    }
-
-    private static func digest(_ data: some Sequence<UInt8>, _ md: OpaquePointer?, length: Int) -> [UInt8] {
+    /// The `length`-byte digest of `data` with OpenSSL's message digest `md` (an `EVP_MD`).
+    package static func digest(_ data: some Sequence<UInt8>, _ md: OpaquePointer?, length: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: length)
         var outLength: UInt32 = 0
         let ok = withBytes(data) { data in
@@ -50,12 +23,13 @@ public enum Crypto {
                 EVP_Digest(data.baseAddress, data.count, out.baseAddress, &outLength, md, nil) == 1
             }
         }
+        // Not reachable from input: a digest fails only when OpenSSL itself cannot run.
         precondition(ok && Int(outLength) == length, "OpenSSL EVP_Digest failed")
         return out
     }
 
     /// Calls `body` with the bytes of `data` in contiguous memory, copying only when needed.
-    private static func withBytes<R>(_ data: some Sequence<UInt8>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    package static func withBytes<R>(_ data: some Sequence<UInt8>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         if let result = data.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) {
             return result
         }
@@ -72,6 +46,7 @@ public enum Crypto {
         while done < buffer.count {
             let chunk = min(buffer.count - done, Int(Int32.max))
             let ok = RAND_bytes(base.advanced(by: done).assumingMemoryBound(to: UInt8.self), Int32(chunk))
+            // Not reachable from input (see above): only a broken OpenSSL fails here.
             precondition(ok == 1, "OpenSSL RAND_bytes failed")
             done += chunk
         }

@@ -8,8 +8,10 @@
 ///   (`PerMessageDeflate.accept`).
 ///
 /// Window bits must be in 8...15, `level` in -1...9 and `memLevel` in 1...9; `validate()`
-/// names the first bad field. The negotiation functions and the engine trap on invalid
-/// options, so check options built from configuration with `validate()` first.
+/// names the first bad field. `WebSocketServer.listen()`, `upgradeHandler(routes:)` and
+/// `WebSocket.connect` validate the options they are given and throw `InvalidOption`; the
+/// negotiation functions and the engine, used directly, trap on invalid options, so check
+/// options built from configuration with `validate()` before calling them.
 public struct PerMessageDeflateOptions: Sendable, Hashable {
     /// Server: always tell the client the server will reset its compressor after every
     /// message (`server_no_context_takeover`). Client: ask the server to do so, and fail the
@@ -58,33 +60,19 @@ public struct PerMessageDeflateOptions: Sendable, Hashable {
         self.concurrencyLimit = concurrencyLimit
     }
 
-    /// A description of the first invalid field, e.g. `"serverMaxWindowBits must be 8...15, got 7"`.
-    public struct InvalidOption: Error, Sendable, Hashable, CustomStringConvertible {
-        public var description: String
-    }
-
     /// Throws `InvalidOption` naming the first field out of range.
     public func validate() throws(InvalidOption) {
-        if let bits = serverMaxWindowBits, !(8...15).contains(bits) {
-            throw InvalidOption(description: "serverMaxWindowBits must be 8...15, got \(bits)")
-        }
-        if let bits = clientMaxWindowBits, !(8...15).contains(bits) {
-            throw InvalidOption(description: "clientMaxWindowBits must be 8...15, got \(bits)")
-        }
-        if !(-1...9).contains(level) {
-            throw InvalidOption(description: "level must be -1...9, got \(level)")
-        }
-        if !(1...9).contains(memLevel) {
-            throw InvalidOption(description: "memLevel must be 1...9, got \(memLevel)")
-        }
-        if threshold < 0 {
-            throw InvalidOption(description: "threshold must be >= 0, got \(threshold)")
-        }
-        if concurrencyLimit < 1 {
-            throw InvalidOption(description: "concurrencyLimit must be >= 1, got \(concurrencyLimit)")
-        }
+        if let bits = serverMaxWindowBits { try InvalidOption.check("serverMaxWindowBits", bits, in: 8...15) }
+        if let bits = clientMaxWindowBits { try InvalidOption.check("clientMaxWindowBits", bits, in: 8...15) }
+        try InvalidOption.check("level", level, in: -1...9)
+        try InvalidOption.check("memLevel", memLevel, in: 1...9)
+        try InvalidOption.check("threshold", threshold, atLeast: 0)
+        try InvalidOption.check("concurrencyLimit", concurrencyLimit, atLeast: 1)
     }
 
+    /// The engine and the negotiation functions take validated options only: the I/O layer
+    /// validates them where they are given (`listen`, `upgradeHandler(routes:)`, `connect`),
+    /// and a direct caller must call `validate()` first, so this cannot fire from input.
     func precheck() {
         do { try validate() } catch { preconditionFailure("invalid PerMessageDeflateOptions: \(error)") }
     }
@@ -244,6 +232,7 @@ extension PerMessageDeflate {
         let offered: OfferedParameters
         switch OfferedParameters.parse(offer, isResponse: false) {
         case .success(let value) where isPerMessageDeflate(offer.name): offered = value
+        // The offer is our own (`makeOffer` of validated options), never a peer's.
         default: preconditionFailure("accept(response:offer:) needs a valid permessage-deflate offer")
         }
 

@@ -322,8 +322,9 @@ public enum Handshake {
     /// `value` without leading and trailing SP/HTAB.
     static func trimOWS(_ value: String) -> String {
         let utf8 = value.utf8
-        guard let first = utf8.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }) else { return "" }
-        let last = utf8.lastIndex(where: { $0 != 0x20 && $0 != 0x09 })!
+        guard let first = utf8.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }),
+            let last = utf8.lastIndex(where: { $0 != 0x20 && $0 != 0x09 })
+        else { return "" }
         if first == utf8.startIndex && last == utf8.index(before: utf8.endIndex) { return value }
         return String(decoding: utf8[first...last], as: UTF8.self)
     }

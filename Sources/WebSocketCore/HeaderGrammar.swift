@@ -160,7 +160,7 @@ public enum HeaderGrammar {
         /// quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE, returned unquoted.
         mutating func quotedString() throws(HeaderGrammarError) -> String {
             let start = index
-            precondition(peek() == UInt8(ascii: "\""))
+            guard peek() == UInt8(ascii: "\"") else { throw error("expected quoted-string") }
             index += 1
             var value: [UInt8] = []
             while true {

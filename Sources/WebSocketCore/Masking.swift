@@ -29,6 +29,7 @@ extension MaskingKey {
     ///   this piece (see `apply(to:startingAt:)`).
     @inlinable
     public func apply(from src: UnsafeRawBufferPointer, to dst: UnsafeMutableRawBufferPointer, startingAt offset: Int = 0) {
+        // API misuse only: every caller in the library passes equal lengths.
         precondition(dst.count >= src.count, "MaskingKey.apply(from:to:): destination is shorter than source")
         guard let s = src.baseAddress, let d = dst.baseAddress else { return }
         Self._xor(from: s, to: d, count: src.count, key: self._rotated(by: offset))
@@ -47,6 +48,7 @@ extension MaskingKey {
     @inlinable
     public func apply(to buffer: inout ByteBuffer, at index: Int, length: Int, startingAt offset: Int = 0) {
         let start = index - buffer.readerIndex
+        // API misuse only: the range comes from the caller's own buffer arithmetic, never a peer.
         precondition(start >= 0 && length >= 0 && start + length <= buffer.readableBytes,
                      "MaskingKey.apply(to:at:length:): range outside the readable bytes")
         buffer.withUnsafeMutableReadableBytes { bytes in

@@ -70,6 +70,8 @@ public final class PerMessageDeflate {
     private static let minimumInflateGrowth = 4096
 
     public init(role: Role, parameters: PerMessageDeflateParameters, options: PerMessageDeflateOptions = .init()) {
+        // Validated options only (see `precheck`); the parameters come from `negotiate` or
+        // `accept`, which only produce window bits 8...15.
         options.precheck()
         precondition((8...15).contains(parameters.serverMaxWindowBits) && (8...15).contains(parameters.clientMaxWindowBits),
                      "window bits must be 8...15")
@@ -135,6 +137,7 @@ public final class PerMessageDeflate {
             var offset = 0
             while offset < input.count, status == Z_OK {
                 let slice = min(input.count - offset, Self.maxZlibSlice)
+                // `offset < input.count`: a non-empty buffer has a base address.
                 stream.pointee.next_in = UnsafeMutablePointer(
                     mutating: input.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self))
                 stream.pointee.avail_in = UInt32(slice)
@@ -146,6 +149,7 @@ public final class PerMessageDeflate {
                         output.reserveCapacity(minimumWritableBytes: max(output.capacity / 2, 4096))
                     }
                     let room = min(output.writableBytes, Self.maxZlibSlice)
+                    // Room was reserved just above: the writable bytes have a base address.
                     output.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { buffer in
                         stream.pointee.next_out = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
                         stream.pointee.avail_out = UInt32(room)
@@ -221,6 +225,7 @@ public final class PerMessageDeflate {
         into output: inout ByteBuffer,
         limit: Int
     ) throws(WebSocketError) {
+        // The limit is `maxPayload`, which `ConnectionOptions.validate()` keeps >= 0.
         precondition(limit >= 0, "limit must not be negative")
         let stream = try makeInflater()
         if fragment.readableBytes > 0 {
@@ -268,6 +273,7 @@ public final class PerMessageDeflate {
                 try resetInflater(stream, keepingWindow: true)
             }
             let slice = min(input.count - offset, Self.maxZlibSlice)
+            // `offset < input.count`: a non-empty buffer has a base address.
             stream.pointee.next_in = UnsafeMutablePointer(
                 mutating: input.baseAddress!.advanced(by: offset).assumingMemoryBound(to: Bytef.self))
             stream.pointee.avail_in = UInt32(slice)
@@ -283,6 +289,7 @@ public final class PerMessageDeflate {
                             minimumWritableBytes: min(allowance, max(output.capacity, Self.minimumInflateGrowth)))
                     }
                     let room = min(output.writableBytes, allowance, Self.maxZlibSlice)
+                    // Room was reserved just above: the writable bytes have a base address.
                     output.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { buffer in
                         stream.pointee.next_out = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
                         stream.pointee.avail_out = UInt32(room)

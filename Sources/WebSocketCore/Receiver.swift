@@ -83,6 +83,13 @@ public struct Receiver {
     /// Bytes received but not yet turned into events.
     public var bufferedBytes: Int { pending.readableBytes }
 
+    /// True when, after `next()` returned nil, a frame has begun to arrive (part of its
+    /// header, or its header and part of its payload) but is not whole.
+    public var isMidFrame: Bool { frame != nil || pending.readableBytes > 0 }
+
+    /// Frames received whole so far (wrapping): tells one partial frame from the next.
+    public private(set) var completedFrames = 0
+
     /// Adds bytes read from the connection. Call `next()` until it returns nil afterwards.
     public mutating func append(_ incoming: ByteBuffer) {
         guard !finished else { return }
@@ -103,6 +110,7 @@ public struct Receiver {
         if unmasker != nil {
             pending.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
                 incoming.withUnsafeReadableBytes { source in
+                    // Non-nil: checked just above, and nothing in between clears it.
                     unmasker!.copy(from: source, to: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
                 }
                 return count
@@ -173,9 +181,11 @@ public struct Receiver {
                 return nil
             }
 
+            // `available == payloadLength` was checked just above.
             let payload = pending.readSlice(length: header.payloadLength)!
             pendingIsPrivate = false
             frame = nil
+            completedFrames &+= 1
             if let event = try complete(header, payload) {
                 return event
             }
@@ -235,7 +245,8 @@ public struct Receiver {
         }
         if opcode == .continuation {
             guard let message else { throw .protocolError("continuation frame without a message to continue") }
-            guard message.wireBytes + header.payloadLength <= configuration.maxPayload else {
+            // Subtracted, not added: a 64-bit length near Int.max would overflow the sum.
+            guard header.payloadLength <= configuration.maxPayload - message.wireBytes else {
                 throw .tooBig("message exceeds \(configuration.maxPayload) bytes")
             }
         } else {
@@ -250,6 +261,7 @@ public struct Receiver {
 
     /// Acts on a frame whose payload is complete; returns an event when one is ready.
     private mutating func complete(_ header: FrameHeader, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent? {
+        // `accept` refused reserved opcodes (nil) before the payload was read.
         switch header.opcode! {
         case .ping:
             return .ping(payload)
@@ -275,6 +287,7 @@ public struct Receiver {
             message = partial
             return nil
         case .continuation:
+            // `accept` refused a continuation without a message in progress.
             var partial = message!
             message = nil  // so that `partial` holds the only reference and grows in place
             try append(payload, isFinal: header.fin, to: &partial)

@@ -10,6 +10,8 @@ public struct Sender {
     private var maskingKeys = MaskingKeySource()
 
     public init(role: Role, fragmentSize: Int? = nil) {
+        // API misuse only: `ConnectionOptions.validate()` refuses a fragmentSize below 1 at
+        // listen/connect.
         precondition(fragmentSize.map { $0 > 0 } ?? true, "fragmentSize must be positive")
         self.role = role
         self.fragmentSize = fragmentSize
@@ -43,12 +45,13 @@ public struct Sender {
         // ByteBuffer's typed writes checks uniqueness and capacity and begins an access.
         let total = header.encodedLength + payload.count
         output.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { destination in
-            let base = destination.baseAddress!
+            let base = destination.baseAddress!  // `total` >= 2 bytes were asked for
             let headerLength = header.write(to: base)
             let body = UnsafeMutableRawBufferPointer(start: base + headerLength, count: payload.count)
             if let key {
                 key.apply(from: payload, to: body)
             } else if let source = payload.baseAddress {
+                // `body` starts inside `destination`, so it has a base address.
                 body.baseAddress!.copyMemory(from: source, byteCount: payload.count)
             }
             return total
@@ -63,6 +66,7 @@ public struct Sender {
         payload: ByteBuffer,
         into output: inout ByteBuffer
     ) {
+        // API misuse only: the opcode is the library's choice, never a peer's.
         precondition(!opcode.isControl && opcode != .continuation, "writeMessage takes text or binary")
         payload.withUnsafeReadableBytes { bytes in
             guard let fragmentSize, bytes.count > fragmentSize else {
@@ -88,6 +92,7 @@ public struct Sender {
     public mutating func writeControl(_ opcode: Opcode, payload: ByteBuffer, into output: inout ByteBuffer)
         throws(UsageError)
     {
+        // API misuse only: the opcode is the library's choice, never a peer's.
         precondition(opcode.isControl, "writeControl takes ping, pong or close")
         guard payload.readableBytes <= 125 else {
             throw UsageError("\(opcode) payload is \(payload.readableBytes) bytes; control frames carry at most 125")

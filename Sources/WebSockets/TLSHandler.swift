@@ -296,11 +296,11 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func gather(context: ChannelHandlerContext, _ buffer: ByteBuffer) {
         if gathered == nil {
             gathered = context.channel.allocator.buffer(capacity: Self.recordSize)
-        } else if gathered!.readableBytes + buffer.readableBytes > Self.recordSize {
+        } else if gathered!.readableBytes + buffer.readableBytes > Self.recordSize {  // non-nil: else branch
             encryptGathered(context: context)
             gathered = context.channel.allocator.buffer(capacity: Self.recordSize)
         }
-        gathered!.writeImmutableBuffer(buffer)
+        gathered!.writeImmutableBuffer(buffer)  // non-nil: both branches above leave a buffer
     }
 
     private func encryptGathered(context: ChannelHandlerContext) {
@@ -341,13 +341,14 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let outbound, outbound.readableBytes >= Self.outboundLimit {
             // Hand the ciphertext so far to the channel (flushed with the rest) rather than
             // growing one buffer to the size of the whole flush (16 × 64 KiB messages = 1 MiB).
-            let buffer = self.outbound.take()!
+            let buffer = self.outbound.take()!  // non-nil: `if let outbound` just above
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
         reserveOutbound(buffer.readableBytes + records * 22)
         buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
+                // A non-empty buffer (offset < count) has a base address.
                 let written = SSL_write(ssl, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
                 if written > 0 {
                     offset += Int(written)
@@ -369,7 +370,7 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if outbound == nil {
             outbound = allocator.buffer(capacity: max(count, 1024))
         } else {
-            outbound!.reserveCapacity(minimumWritableBytes: count)
+            outbound!.reserveCapacity(minimumWritableBytes: count)  // non-nil: the branch above handles nil
         }
     }
 
@@ -432,6 +433,21 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
+extension TLSContext {
+    /// A TLS handler for one connection of an application's own NIO bootstrap, to go first
+    /// in the channel's pipeline: on a server, in front of `configureHTTPServerPipeline()`
+    /// and `WebSocketServer.upgradeHandler(routes:)` to serve wss:// there. The handshake is
+    /// bounded by the configuration's `handshakeTimeout`; completion is announced with
+    /// `TLSHandshakeCompleted`, failures with `TLSError`.
+    ///
+    /// - Parameter serverName: client side only: the host for SNI and verification when
+    ///   the configuration names none.
+    public func makeHandler(serverName: String? = nil) throws -> any ChannelHandler {
+        try TLSHandler(
+            context: self, serverName: serverName, handshakeTimeout: TimeAmount(configuration.handshakeTimeout))
+    }
+}
+
 /// Fired inbound (`userInboundEventTriggered`) once the TLS handshake completed.
 public struct TLSHandshakeCompleted: Sendable, Hashable {
     /// The ALPN protocol both sides agreed on, if any.
@@ -459,6 +475,7 @@ private enum ByteBufferBIO {
             var copied = 0
             while copied < wanted, var first = handler.inbound.first {
                 let count = min(wanted - copied, first.readableBytes)
+                // `feed` never queues an empty buffer and drained ones are removed: a base address exists.
                 first.withUnsafeReadableBytes { bytes in
                     UnsafeMutableRawPointer(out + copied).copyMemory(from: bytes.baseAddress!, byteCount: count)
                 }
@@ -483,7 +500,7 @@ private enum ByteBufferBIO {
             let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
             let count = Int(length)
             handler.reserveOutbound(count)
-            handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))
+            handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))  // made just above
             return length
         }
         BIO_meth_set_ctrl(method) { bio, command, _, _ in

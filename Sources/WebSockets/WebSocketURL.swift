@@ -1,3 +1,5 @@
+import WebSocketCore
+
 /// A `ws://` or `wss://` URL taken apart (RFC 6455 §3), with the user info kept for basic auth.
 public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
     public enum Scheme: String, Sendable, Hashable {
@@ -66,10 +68,10 @@ public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
             let userInfo = authority[..<at]
             authority = authority[authority.index(after: at)...]
             if let colon = userInfo.firstIndex(of: ":") {
-                user = HandshakeInfo.percentDecoded(userInfo[..<colon])
-                password = HandshakeInfo.percentDecoded(userInfo[userInfo.index(after: colon)...])
+                user = PercentEncoding.decode(userInfo[..<colon], plusAsSpace: false)
+                password = PercentEncoding.decode(userInfo[userInfo.index(after: colon)...], plusAsSpace: false)
             } else {
-                user = HandshakeInfo.percentDecoded(userInfo)
+                user = PercentEncoding.decode(userInfo, plusAsSpace: false)
             }
         }
         var portPart: Substring?

@@ -29,6 +29,13 @@ struct Serve: AsyncParsableCommand {
     var maxQueuedBytes: String?
     @Option(help: "close (1013) or drop (with gap notices) for slow consumers (default close).")
     var slowConsumer: String?
+    @Option(help: "Open connections one token may hold (default 1000); more are refused with 429.")
+    var maxConnectionsPerToken: String?
+    @Option(help: "Requests per second one connection may send (default 10000; 0: no limit).") var requestRate: String?
+    @Option(help: "Requests a connection may send at once above the rate (default 20000).") var requestBurst: String?
+    @Option(help: "Topics held in memory (default 100000); a publish past it gets limit_exceeded.") var maxTopics: String?
+    @Option(help: "Seconds after its last publish an unretained topic leaves memory (default 600).")
+    var topicIdleSeconds: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
     @Option(help: "Event-loop threads (default: one per CPU this process may use).") var threads: String?
 
@@ -37,7 +44,7 @@ struct Serve: AsyncParsableCommand {
         do {
             configuration = try makeConfiguration()
         } catch {
-            fail("\(error)", status: 64)
+            Terminal.exit(withError: "\(error)", status: 64)
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -51,38 +58,40 @@ struct Serve: AsyncParsableCommand {
         } catch where error.isCorruption {
             // The same words as the replay log's `.corrupt` (often the same file): an
             // operator who meets either knows which file and how to get going again.
-            fail(
-                "the store \(configuration.database) is corrupt (\(error.message)). Stop the broker, move "
+            Terminal.exit(
+                withError: "the store \(configuration.database) is corrupt (\(error.message)). Stop the broker, move "
                     + "\(configuration.database) and its -wal and -shm files aside or restore them from a backup, "
                     + "then start again (`sqlite3 \(configuration.database) .recover` may salvage tokens and "
                     + "retained messages from the damaged copy)",
                 status: 69)
         } catch {
-            fail(
-                "cannot open the store \(configuration.database): \(error.message). "
+            Terminal.exit(
+                withError: "cannot open the store \(configuration.database): \(error.message). "
                     + "Check the file, restore it from a backup, or start with another --database.",
                 status: 69)
         }
         do {
             try ensureAdminToken(tokens, database: configuration.database)
         } catch {
-            fail("cannot create the admin token in \(configuration.database): \(error)", status: 73)
+            Terminal.exit(withError: "cannot create the admin token in \(configuration.database): \(error)", status: 73)
         }
 
-        var replayLog: ReplayLog?
+        // Open even when no topic is retained: it keeps every topic's last seq, so seqs
+        // continue across restarts and topics idle in memory can be evicted.
+        let replayLog: ReplayLog
+        let path = configuration.replay.database ?? configuration.database
+        do {
+            replayLog = try ReplayLog(
+                path: path, configuration: configuration.replay, logger: Logger(label: "switchboard.replay"))
+        } catch .corrupt(let path, let detail) {
+            Terminal.exit(withError: ReplayError.corrupt(path: path, detail: detail).description, status: 69)
+        } catch {
+            Terminal.exit(
+                withError: "cannot open the replay log \(path): \(error). Check that its directory exists and is "
+                    + "writable, or set replay_database (SWITCHBOARD_REPLAY_DATABASE) to another file.",
+                status: 69)
+        }
         if configuration.replay.isEnabled {
-            let path = configuration.replay.database ?? configuration.database
-            do {
-                replayLog = try ReplayLog(
-                    path: path, configuration: configuration.replay, logger: Logger(label: "switchboard.replay"))
-            } catch .corrupt(let path, let detail) {
-                fail(ReplayError.corrupt(path: path, detail: detail).description, status: 69)
-            } catch {
-                fail(
-                    "cannot open the replay log \(path): \(error). Check that its directory exists and is "
-                        + "writable, or set replay_database (SWITCHBOARD_REPLAY_DATABASE) to another file.",
-                    status: 69)
-            }
             logger.info("replay log open", metadata: [
                 "database": "\(path)", "rules": "\(configuration.replay.rules.map(\.description).joined(separator: ", "))",
             ])
@@ -97,7 +106,7 @@ struct Serve: AsyncParsableCommand {
         do {
             try await services.run()
         } catch {
-            fail("\(error)", status: 70)
+            Terminal.exit(withError: "\(error)", status: 70)
         }
         try? await group.shutdownGracefully()
     }
@@ -114,7 +123,11 @@ struct Serve: AsyncParsableCommand {
             ("anonymous_subscribe", anonymousSubscribe, "--anonymous-subscribe"),
             ("anonymous_publish", anonymousPublish, "--anonymous-publish"),
             ("max_payload", maxPayload, "--max-payload"), ("max_queued_bytes", maxQueuedBytes, "--max-queued-bytes"),
-            ("slow_consumer", slowConsumer, "--slow-consumer"), ("log_level", logLevel, "--log-level"),
+            ("slow_consumer", slowConsumer, "--slow-consumer"),
+            ("max_connections_per_token", maxConnectionsPerToken, "--max-connections-per-token"),
+            ("request_rate", requestRate, "--request-rate"), ("request_burst", requestBurst, "--request-burst"),
+            ("max_topics", maxTopics, "--max-topics"), ("topic_idle_seconds", topicIdleSeconds, "--topic-idle-seconds"),
+            ("log_level", logLevel, "--log-level"),
             ("threads", threads, "--threads"),
         ]
         for (key, value, flag) in flags {
@@ -142,8 +155,8 @@ struct Serve: AsyncParsableCommand {
         else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
         }
-        say("switchboard: created admin token \(record.id); it is shown once and saved to \(path) (mode 0600):")
-        say(token)
+        Terminal.printUnbuffered("switchboard: created admin token \(record.id); it is shown once and saved to \(path) (mode 0600):")
+        Terminal.printUnbuffered(token)
     }
 }
 
@@ -153,19 +166,8 @@ struct BrokerService: Service {
 
     func run() async throws {
         let address = try await broker.start()
-        say("switchboard listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+        Terminal.printUnbuffered("switchboard listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
         try? await gracefulShutdown()
         await broker.shutdown()
     }
-}
-
-/// Writes a line to standard output at once (unbuffered, so a supervising process sees it).
-func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-/// Prints `switchboard: message` to standard error and exits with `status`.
-func fail(_ message: String, status: Int32) -> Never {
-    FileHandle.standardError.write(Data("switchboard: \(message)\n".utf8))
-    exit(status)
 }

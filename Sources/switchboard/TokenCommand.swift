@@ -17,7 +17,7 @@ struct TokenCommand: ParsableCommand {
             do {
                 return try TokenStore(store: Store(path: path))
             } catch {
-                fail("cannot open the store \(path): \(error.message)", status: 69)
+                Terminal.exit(withError: "cannot open the store \(path): \(error.message)", status: 69)
             }
         }
     }
@@ -39,8 +39,13 @@ struct TokenCommand: ParsableCommand {
                     }
                 }
             }
-            if let expiresIn, expiresIn <= 0 { throw ValidationError("--expires-in must be positive") }
+            if let expiresIn, !(1...Self.maxLifetime).contains(expiresIn) {
+                throw ValidationError("--expires-in must be 1 to \(Self.maxLifetime) seconds (100 years), not \(expiresIn)")
+            }
         }
+
+        /// The longest `--expires-in`: 100 years, in seconds.
+        static let maxLifetime = 3_153_600_000
 
         static func split(_ list: String) -> [String] {
             list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -58,7 +63,7 @@ struct TokenCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("switchboard: created token \(record.id) (\(name))\n".utf8))
                 print(token)
             } catch {
-                fail("cannot create the token: \(error)", status: 73)
+                Terminal.exit(withError: "cannot create the token: \(error)", status: 73)
             }
         }
     }
@@ -84,10 +89,10 @@ struct TokenCommand: ParsableCommand {
 
         func run() {
             do {
-                guard try store.open().revoke(id: id) != nil else { fail("no token with id \(id)", status: 65) }
+                guard try store.open().revoke(id: id) != nil else { Terminal.exit(withError: "no token with id \(id)", status: 65) }
                 print("revoked \(id)")
             } catch {
-                fail("cannot revoke \(id): \(error)", status: 73)
+                Terminal.exit(withError: "cannot revoke \(id): \(error)", status: 73)
             }
         }
     }

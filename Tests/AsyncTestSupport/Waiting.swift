@@ -69,6 +69,19 @@ public func withTimeout<T: Sendable>(
     return try await waiter.value(timeout: timeout)
 }
 
+/// Polls `condition` until it holds, failing with `TimedOut` after `timeout`: only for state
+/// that no event announces (a background thread's counters, a server's connection count);
+/// wherever a callback exists, wait on a `Waiter` instead.
+public func eventually(
+    _ what: String, timeout: Duration = testTimeout, _ condition: () throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
 /// Collects values from callbacks; `next()` awaits the next one in order (one consumer).
 public final class Inbox<T: Sendable>: Sendable {
     private struct State {

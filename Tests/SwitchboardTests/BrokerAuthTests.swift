@@ -65,6 +65,13 @@ import WebSockets
             try await other.subscribe("q.b")
             await other.close()
             try await expectRefused(broker, token: nil, query: "?token=sb_nope", reason: "malformed")
+            // Empty names, bad escapes and bad UTF-8 are refused as tokens, never a crash.
+            try await expectRefused(broker, token: nil, query: "?=&token=%zz", reason: "malformed")
+            try await expectRefused(broker, token: nil, query: "?token=%FF%FE", reason: "malformed")
+            try await expectRefused(broker, token: nil, query: "?=", reason: "missing")
+            let afterEmpty = try await Client.connect(port: broker.port, token: nil, query: "?=x&&token=\(token)&token=junk")
+            try await afterEmpty.subscribe("q.d")
+            await afterEmpty.close()
             // The header wins when both are given.
             let both = try await Client.connect(port: broker.port, token: token, query: "?token=garbage")
             try await both.subscribe("q.c")

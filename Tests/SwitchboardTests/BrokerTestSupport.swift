@@ -47,8 +47,9 @@ final class TestBroker: Sendable {
     }
 
     /// Starts a broker; `configure` adjusts the configuration (host and port are set here).
-    /// With `replay` rules, the replay log lives in the store's file. `directory` reuses the
-    /// store of an earlier broker (a restart).
+    /// As `switchboard serve` does, it opens the replay log (in the store's file) even when
+    /// no topic is retained: it keeps the topics' seqs. `directory` reuses the store of an
+    /// earlier broker (a restart).
     static func start(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
         directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
@@ -64,10 +65,8 @@ final class TestBroker: Sendable {
         let logs = LogCapture()
         var logger = Logger(label: "switchboard-test") { _ in logs }
         logger.logLevel = .info
-        let replayLog = configuration.replay.isEnabled
-            ? try ReplayLog(
-                path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
-            : nil
+        let replayLog = try ReplayLog(
+            path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
         let broker = try Broker(
             configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
         let address = try await broker.start()
@@ -77,9 +76,9 @@ final class TestBroker: Sendable {
     /// Starts a broker, runs `body`, shuts the broker down (also when `body` throws).
     static func with<T>(
         _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
-        directory: URL? = nil, _ body: (TestBroker) async throws -> T
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(), _ body: (TestBroker) async throws -> T
     ) async throws -> T {
-        let broker = try await start(configure, group: group, directory: directory)
+        let broker = try await start(configure, group: group, directory: directory, replayOptions: replayOptions)
         do {
             let result = try await body(broker)
             try await broker.stop()
@@ -121,67 +120,6 @@ func makeTemporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-test-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
-}
-
-/// A swift-log handler that keeps every message, so tests can wait for the broker to say
-/// it did something (close a slow consumer, say).
-final class LogCapture: LogHandler, Sendable {
-    struct Entry: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-
-    private let entries = NIOLockedValueBox<[Entry]>([])
-    private let waiters = NIOLockedValueBox<[(@Sendable (Entry) -> Bool, Waiter<Entry>)]>([])
-
-    var logLevel: Logger.Level {
-        get { .trace }
-        set {}
-    }
-    var metadata: Logger.Metadata {
-        get { [:] }
-        set {}
-    }
-    subscript(metadataKey _: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
-    }
-
-    func log(event: LogEvent) {
-        let entry = Entry(
-            level: event.level, message: "\(event.message)",
-            metadata: (event.metadata ?? [:]).mapValues { "\($0)" })
-        let ready = NIOLockedValueBox<[Waiter<Entry>]>([])
-        entries.withLockedValue { entries in
-            entries.append(entry)
-            waiters.withLockedValue { waiters in
-                waiters.removeAll { match, waiter in
-                    guard match(entry) else { return false }
-                    ready.withLockedValue { $0.append(waiter) }
-                    return true
-                }
-            }
-        }
-        for waiter in ready.withLockedValue({ $0 }) { waiter.fulfill(entry) }
-    }
-
-    var all: [Entry] { entries.withLockedValue { $0 } }
-
-    /// The first entry (past or future) that `match` accepts.
-    func waitFor(
-        _ what: String, timeout: Duration = testTimeout, _ match: @escaping @Sendable (Entry) -> Bool
-    ) async throws -> Entry {
-        let waiter = Waiter<Entry>(what)
-        entries.withLockedValue { entries in
-            if let found = entries.first(where: match) {
-                waiter.fulfill(found)
-            } else {
-                waiters.withLockedValue { $0.append((match, waiter)) }
-            }
-        }
-        return try await waiter.value(timeout: timeout)
-    }
 }
 
 // MARK: Clients

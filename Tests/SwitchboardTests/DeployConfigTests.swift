@@ -30,6 +30,9 @@ import Testing
             (#"{"colour":"blue"}"#, "colour"), (#"{"port":"http"}"#, "port"),
             (#"{"anonymous_subscribe":["ok.>","a.>.b"]}"#, "anonymous_subscribe"),
             (#"{"max_queued_bytes":{"a":1}}"#, "max_queued_bytes"),
+            (#"{"max_topics":0}"#, "max_topics"), (#"{"topic_idle_seconds":0}"#, "topic_idle_seconds"),
+            (#"{"request_rate":-1}"#, "request_rate"), (#"{"request_burst":0}"#, "request_burst"),
+            (#"{"max_connections_per_token":"many"}"#, "max_connections_per_token"),
         ] {
             try Data(json.utf8).write(to: file)
             var configuration = BrokerConfiguration()
@@ -39,6 +42,30 @@ import Testing
             } catch {
                 #expect(error.key == key && error.source == file.path, "\(error)")
                 #expect("\(error)".contains(file.path) && "\(error)".contains(key))
+            }
+        }
+    }
+
+    /// Every error is one line: a value or key with a line break is shown escaped.
+    @Test func errorsEchoingLineBreaksAreOneLine() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("c.json")
+        for json in [
+            #"{"port":"80\n80"}"#, #"{"a\r\nb":1}"#, #"{"anonymous_publish":["a\nb"]}"#,
+            #"{"log_level":"info\n"}"#, #"{"replay_retain":"chat.>\ncount=1"}"#, #"{"replay_retain":"a count=1\n"}"#,
+            #"{"replay_queue_limit":"\r"}"#,
+        ] {
+            try Data(json.utf8).write(to: file)
+            var configuration = BrokerConfiguration()
+            do {
+                try configuration.apply(configFile: file.path)
+                Issue.record("\(json) was accepted")
+            } catch {
+                let shown = "\(error)"
+                let lines = shown.split(whereSeparator: \.isNewline).count
+                #expect(lines == 1, "\(json): \(shown)")
+                #expect(shown.contains(#"\n"#) || shown.contains(#"\r"#), "\(json): \(shown)")
             }
         }
     }

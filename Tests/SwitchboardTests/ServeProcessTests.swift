@@ -113,6 +113,13 @@ import WebSockets
             (["serve", "--port", "0"], ["SWITCHBOARD_MAX_PAYLOAD": "lots"], ["SWITCHBOARD_MAX_PAYLOAD", "max_payload"]),
             (["serve", "--port", "0", "--slow-consumer", "maybe"], [:], ["slow_consumer", "maybe"]),
             (["serve", "--port", "0", "--anonymous-subscribe", "a.>.b"], [:], ["anonymous_subscribe", "a.>.b"]),
+            (["serve", "--port", "0", "--max-topics", "0"], [:], ["max_topics", "--max-topics"]),
+            (["serve", "--port", "0", "--request-rate", "fast"], [:], ["request_rate", "fast"]),
+            (["serve", "--port", "0", "--topic-idle-seconds", "0"], [:], ["topic_idle_seconds", "--topic-idle-seconds"]),
+            (
+                ["serve", "--port", "0"], ["SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN": "0"],
+                ["SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN", "max_connections_per_token"]
+            ),
             (["serve", "--bogus"], [:], ["bogus"]),
             (["token", "create", "--name", "x", "--subscribe", "a*"], [:], ["--subscribe", "a*"]),
         ]

@@ -98,7 +98,7 @@ import WebSocketCore
         let header = Secrets.base64URLEncode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
         #expect(header == "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9")
         let payload = Secrets.base64URLEncode(Array(#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#.utf8))
-        let signature = Secrets.base64URLEncode(Crypto.hmacSHA256(key: key, data: Array((header + "." + payload).utf8)))
+        let signature = Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: key, data: Array((header + "." + payload).utf8)))
         #expect(signature == "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
         let verifier = JWTVerifier(secret: key, requireExpiry: false)
         #expect(try verifier.verify(header + "." + payload + "." + signature, now: now).subject == "1234567890")
@@ -123,7 +123,7 @@ import WebSocketCore
         // alg none (unsigned) and other algorithms are refused even with a "valid" signature.
         for alg in ["none", "HS512", "RS256", "hs256"] {
             let header = Secrets.base64URLEncode(Array(#"{"alg":"\#(alg)","typ":"JWT"}"#.utf8))
-            let signature = Secrets.base64URLEncode(Crypto.hmacSHA256(key: secret, data: Array((header + "." + parts[1]).utf8)))
+            let signature = Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: secret, data: Array((header + "." + parts[1]).utf8)))
             #expect(reason { _ = try verify(header + "." + parts[1] + "." + signature) } == .badSignature, "\(alg)")
             #expect(reason { _ = try verify(header + "." + parts[1] + ".") } == .badSignature, "\(alg) unsigned")
         }
@@ -132,6 +132,20 @@ import WebSocketCore
     }
 
     // MARK: Token store (real SQLite files)
+
+    /// An expiry past what Int64 milliseconds hold (`token create --expires-in` of a huge
+    /// number) is stored clamped, not trapped on.
+    @Test func farExpiryIsClamped() throws {
+        let dir = TempDirectory()
+        let tokens = try TokenStore(store: Store(path: dir.path("switchboard.db")))
+        let far = Date(timeIntervalSince1970: 1e300)
+        let (token, _) = try tokens.create(name: "far", permissions: Permissions(expiresAt: far), now: now)
+        let found = try #require(tokens.lookup(token: token))
+        #expect(found.permissions.isExpired(at: now) == false)
+        #expect(TokenStore.milliseconds(far) == .max)
+        #expect(TokenStore.milliseconds(Date(timeIntervalSince1970: -1e300)) == .min)
+        #expect(TokenStore.milliseconds(Date(timeIntervalSince1970: 1.5)) == 1500)
+    }
 
     @Test func createLookupListRevoke() throws {
         let dir = TempDirectory()
@@ -152,7 +166,7 @@ import WebSocketCore
             _ = try s.step()
             return s.blob(0)
         }
-        #expect(raw == Crypto.sha256(Array(token.utf8)))
+        #expect(raw == TokenCrypto.sha256(Array(token.utf8)))
         let fileBytes = try Data(contentsOf: URL(fileURLWithPath: dir.path("switchboard.db")))
             + ((try? Data(contentsOf: URL(fileURLWithPath: dir.path("switchboard.db-wal")))) ?? Data())
         #expect(fileBytes.range(of: Data(token.utf8)) == nil)
@@ -236,6 +250,13 @@ import WebSocketCore
         #expect(try Authenticator.presentedToken(authorization: nil, query: nil) == nil)
         #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: "Basic dXNlcg==", query: nil) }
         #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: "Bearer", query: nil) }
-        #expect(throws: AuthError.self) { try Authenticator.presentedToken(authorization: nil, query: "token=%zz") }
+        // The query follows URLQuery's rules: the first `token` wins, a `%` that starts no
+        // escape stays (and `authenticate` refuses what it gives as malformed).
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "=&token=sb_a&token=sb_b") == "sb_a")
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "token=%zz") == "%zz")
+        #expect(try Authenticator.presentedToken(authorization: nil, query: "token=") == nil)
+        #expect(throws: AuthError(.malformed, "the token is neither an access token (sb_…) nor a JWT")) {
+            try Authenticator(tokens: nil).authenticate("%zz")
+        }
     }
 }

@@ -1,6 +1,7 @@
 import AsyncTestSupport
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Testing
 import WebSocketCore
@@ -36,16 +37,6 @@ func trustingTestCA(deflate: Bool = true) -> ClientOptions {
     options.handshakeTimeout = .seconds(30)  // the whole suite runs in parallel on a busy machine
     if !deflate { options.perMessageDeflate = nil }
     return options
-}
-
-/// Waits (bounded) until `condition` holds.
-func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        if ContinuousClock.now >= deadline { return false }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return true
 }
 
 @Suite(.enabled(if: TestCertificates.available, "needs the openssl CLI (scripts/setup.sh)"))
@@ -180,8 +171,7 @@ struct TLSTests {
             options.tls.privateKeyFile = TestCertificates.key("otherclient")
             let wrong = await failure(connecting: "wss://127.0.0.1:\(port)/", options)
             #expect(wrong.contains("unknown ca"), "\(wrong)")
-            let drained = try await eventually { server.connectionCount == 0 }
-            #expect(drained)
+            try await eventually("the server to drop every connection") { server.connectionCount == 0 }
         }
     }
 
@@ -216,8 +206,7 @@ struct TLSTests {
             // The server closes both (we never do), not before the timeout.
             for channel in stalled { try await channel.closeFuture.get() }
             #expect(ContinuousClock.now - start >= .milliseconds(900))
-            let drained = try await eventually { server.connectionCount == 0 }
-            #expect(drained)
+            try await eventually("the server to drop every connection") { server.connectionCount == 0 }
         }
     }
 
@@ -228,7 +217,7 @@ struct TLSTests {
                 .connect(host: "127.0.0.1", port: port).get()
             try await channel.writeAndFlush(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x02, 0x00, 0x01]))
             try await channel.close()
-            #expect(try await eventually { server.connectionCount == 0 })
+            try await eventually("the server to drop the connection") { server.connectionCount == 0 }
         }
     }
 
@@ -282,5 +271,33 @@ struct TLSTests {
             let message = await failure(connecting: "ws://127.0.0.1:\(port)/", options)
             #expect(message != "connected")
         }
+    }
+
+    /// wss:// on an application's own NIO bootstrap: our handler from
+    /// `TLSContext.makeHandler()` in front of the HTTP pipeline and the attached endpoint.
+    @Test func attachedEndpointBehindMakeHandler() async throws {
+        let context = try TLSContext(
+            configuration: TLSConfiguration(
+                certificateFile: TestCertificates.pem("server"), privateKeyFile: TestCertificates.key("server")),
+            isServer: true)
+        let echo = WebSocketServer { ws in ws.onMessage { ws.send($0, promise: nil) } }
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(context.makeHandler())
+                    try pipeline.configureHTTPServerPipeline()
+                    try pipeline.addHandler(WebSocketServer.upgradeHandler(routes: ["/tls": echo]))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { listener.close(promise: nil) }
+        let ws = try await WebSocket.connect(
+            to: "wss://localhost:\(listener.localAddress!.port!)/tls", options: trustingTestCA(deflate: false))
+        try await ws.send(text: "behind our TLS")
+        var iterator = ws.messages.makeAsyncIterator()
+        #expect(try await iterator.next() == .text("behind our TLS"))
+        try await ws.close()
+        #expect(ws.readyState == .closed)
     }
 }

@@ -14,28 +14,12 @@
 // faulted in again (up to ~20 % of the run in page faults), depending on how the sizes
 // of the few live buffers happen to line up. To compare TLS costs without that noise:
 //   MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=67108864 swift run -c release TLSEcho
+import ArgumentParser
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import WebSockets
-
-var seconds = 3.0
-var window = 16
-var sizes: [Int] = []
-var only: String?
-var arguments = CommandLine.arguments.dropFirst()
-while let flag = arguments.popFirst() {
-    switch flag {
-    case "--seconds": seconds = Double(arguments.popFirst() ?? "") ?? seconds
-    case "--window": window = Int(arguments.popFirst() ?? "") ?? window
-    case "--size": sizes.append(Int(arguments.popFirst() ?? "") ?? 64)
-    case "--only": only = arguments.popFirst()
-    default:
-        FileHandle.standardError.write("usage: TLSEcho [--seconds S] [--window N]\n".data(using: .utf8)!)
-        exit(64)
-    }
-}
 
 func makeCertificate() throws -> (cert: String, key: String) {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tlsecho-\(getpid())")
@@ -69,14 +53,14 @@ func cpuSeconds() -> Double {
     return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: Int) async throws -> Result {
+func measureEcho(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: Int) async throws -> Result {
     let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var serverOptions = WebSocketServer.Options()
-    serverOptions.connection.maxPayload = 1 << 24
+    serverOptions.connection.maxPayload = TLSEcho.largestSize
     if let tls { serverOptions.tls = TLSConfiguration(certificateFile: tls.cert, privateKeyFile: tls.key) }
     let server = WebSocketServer(options: serverOptions, group: serverGroup) { ws in
-        ws.onMessage { ws.send($0, promise: nil) }
+        ws.onMessage { ws.sendWithoutWaiting($0) }
     }
     let port = try await server.listen().port!
     var clientOptions = ClientOptions()
@@ -89,10 +73,10 @@ func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: 
     let running = NIOLockedValueBox(true)
     ws.onMessage { _ in
         received.withLockedValue { $0 += 1 }
-        if running.withLockedValue({ $0 }) { ws.send(.init(kind: .binary, data: payload), promise: nil) }
+        if running.withLockedValue({ $0 }) { ws.sendWithoutWaiting(.init(kind: .binary, data: payload)) }
     }
     // Warm up for a fifth of the run, then measure.
-    for _ in 0..<window { ws.send(.init(kind: .binary, data: payload), promise: nil) }
+    for _ in 0..<window { ws.sendWithoutWaiting(.init(kind: .binary, data: payload)) }
     try await Task.sleep(for: .seconds(seconds / 5))
     let startCount = received.withLockedValue { $0 }
     let start = ContinuousClock.now
@@ -114,23 +98,52 @@ func run(size: Int, tls: (cert: String, key: String)?, seconds: Double, window: 
         cpuMicrosecondsPerMessage: cpu * 1e6 / Double(max(count, 1)))
 }
 
-let certificate = try makeCertificate()
-print("TLSEcho: \(seconds) s per run, \(window) messages in flight, server and client one thread each")
 func format(_ result: Result) -> String {
     String(
         format: "%10.0f msg/s %9.1f MB/s %8.1f µs CPU/msg", result.messagesPerSecond, result.megabytesPerSecond,
         result.cpuMicrosecondsPerMessage)
 }
-for size in sizes.isEmpty ? [64, 64 * 1024] : sizes {
-    let plain = only == "wss" ? nil : try await run(size: size, tls: nil, seconds: seconds, window: window)
-    let secure = only == "ws" ? nil : try await run(size: size, tls: certificate, seconds: seconds, window: window)
-    if let plain { print(String(format: "%6d B  ws  %@", size, format(plain))) }
-    if let secure {
-        let ratio = plain.map {
-            String(
-                format: "  wss/ws = %.0f %% (CPU/msg ws/wss = %.0f %%)", 100 * secure.messagesPerSecond / $0.messagesPerSecond,
-                100 * $0.cpuMicrosecondsPerMessage / secure.cpuMicrosecondsPerMessage)
+
+@main
+struct TLSEcho: AsyncParsableCommand {
+    enum Transport: String, ExpressibleByArgument, CaseIterable { case ws, wss }
+
+    static let configuration = CommandConfiguration(
+        commandName: "TLSEcho", abstract: "Echo rate and CPU per message over ws:// and wss://, in one process.")
+
+    /// The largest `--size`: the server's `maxPayload`.
+    static let largestSize = 1 << 24
+
+    @Option(help: "Seconds measured per run (after a fifth of that to warm up).") var seconds = 3.0
+    @Option(help: "Messages kept in flight.") var window = 16
+    @Option(help: "Message size in bytes; repeat for several (default: 64 and 65536).") var size: [Int] = []
+    @Option(help: "Run only this transport.") var only: Transport?
+
+    func validate() throws {
+        guard seconds > 0, seconds.isFinite else { throw ValidationError("--seconds must be positive, not \(seconds)") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1, not \(window)") }
+        for size in size where !(0...Self.largestSize).contains(size) {
+            throw ValidationError("--size must be 0 to \(Self.largestSize) bytes, not \(size)")
         }
-        print(String(format: "%6d B  wss %@", size, format(secure)) + (ratio ?? ""))
+    }
+
+    func run() async throws {
+        let certificate = try makeCertificate()
+        print("TLSEcho: \(seconds) s per run, \(window) messages in flight, server and client one thread each")
+        for size in size.isEmpty ? [64, 64 * 1024] : size {
+            let plain = only == .wss ? nil : try await measureEcho(size: size, tls: nil, seconds: seconds, window: window)
+            let secure =
+                only == .ws ? nil : try await measureEcho(size: size, tls: certificate, seconds: seconds, window: window)
+            if let plain { print(String(format: "%6d B  ws  %@", size, format(plain))) }
+            if let secure {
+                let ratio = plain.map {
+                    String(
+                        format: "  wss/ws = %.0f %% (CPU/msg ws/wss = %.0f %%)",
+                        100 * secure.messagesPerSecond / $0.messagesPerSecond,
+                        100 * $0.cpuMicrosecondsPerMessage / secure.cpuMicrosecondsPerMessage)
+                }
+                print(String(format: "%6d B  wss %@", size, format(secure)) + (ratio ?? ""))
+            }
+        }
     }
 }
