@@ -14,9 +14,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED:-$(cd "$ROOT/.." && pwd)/shared}
-[ -d "$SHARED/tools/wsload" ] || SHARED=/work/shared
-WSLOAD_DIR=$SHARED/tools/wsload
+# shellcheck source=Benchmarks/load-tools.sh
+. "$ROOT/Benchmarks/load-tools.sh"
+BUILD=1; [ "${NO_BUILD:-0}" = 1 ] && BUILD=0
+require_wsload "$ROOT" "$BUILD"
 TOKENS=${TOKENS:-100000}
 CONNECTIONS=${CONNECTIONS:-10000}
 WINDOW=${WINDOW:-30}
@@ -27,10 +28,8 @@ PER_TOKEN=1000
 cd "$ROOT"
 if [ "${NO_BUILD:-0}" != 1 ]; then
     swift build -c release --product switchboard >&2
-    make -s -C "$WSLOAD_DIR" >&2
 fi
 BIN="$(swift build -c release --show-bin-path)/switchboard"
-WSLOAD=$WSLOAD_DIR/wsload
 ulimit -n "$((CONNECTIONS + 1024))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 WORK=$(mktemp -d)

@@ -3,7 +3,7 @@
 # (`ws-echo.js`, `ws-pubsub.js`) that every figure is compared against.
 #
 #   WSLOAD=/path/to/wsload          a built load generator, or
-#   LOAD_TOOLS=/path/to/tools       a folder with wsload/wsload.c (built here with cc) and
+#   LOAD_TOOLS=/path/to/tools       a folder with wsload/wsload.c (built into .build/ with cc) and
 #                                   peers/ws-echo.js, peers/ws-pubsub.js
 # Without either, the workspace's sibling folder ../shared/tools is tried. A benchmark that
 # finds no load generator exits 69 (EX_UNAVAILABLE) saying what it needs.
@@ -22,8 +22,10 @@ require_wsload() {
     local root="$1" build="$2" tools
     tools="$(load_tools_dir "$root")"
     if [ -z "${WSLOAD:-}" ] && [ -n "$tools" ] && [ -f "$tools/wsload/wsload.c" ]; then
-        WSLOAD="$tools/wsload/wsload"
+        # Built into this checkout's .build: the tools' folder may be read-only.
+        WSLOAD="$root/.build/wsload"
         if [ "$build" = 1 ] || [ ! -x "$WSLOAD" ]; then
+            mkdir -p "$root/.build"
             cc -O2 -o "$WSLOAD" "$tools/wsload/wsload.c" -lpthread -lz >&2
         fi
     fi

@@ -89,8 +89,8 @@ for number in 1...max(caseCount, 1) where caseCount > 0 {
     do {
         let ws = try await WebSocket.connect(
             to: "\(baseURL)/runCase?case=\(number)&agent=\(agentQuery)", options: clientOptions, group: group)
-        ws.onMessage { message in ws.send(message, promise: nil) }
-        try await ws.channel.closeFuture.get()
+        ws.onMessage { message in ws.sendWithoutWaiting(message) }
+        _ = try await ws.waitUntilClosed()
     } catch {
         fputs("autobahn-client: case \(number): \(error)\n", stderr)
     }

@@ -34,7 +34,7 @@ struct ChatServer: AsyncParsableCommand {
             ws.onMessage { message in
                 guard let server = ref.server else { return }
                 for client in server.clients where client.readyState == .open {
-                    client.send(message, promise: nil)
+                    client.sendWithoutWaiting(message)
                 }
             }
         }

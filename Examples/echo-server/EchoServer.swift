@@ -43,7 +43,7 @@ struct EchoServer: AsyncParsableCommand {
         let threads = threads ?? EventLoopThreads.available
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let server = WebSocketServer(options: options, group: group) { ws in
-            ws.onMessage { message in ws.send(message, promise: nil) }
+            ws.onMessage { message in ws.sendWithoutWaiting(message) }
         }
         let address = try await server.listen()
         let reloader = options.tls == nil ? nil : server.reloadTLSOnSIGHUP { error in

@@ -83,6 +83,13 @@ public struct Receiver {
     /// Bytes received but not yet turned into events.
     public var bufferedBytes: Int { pending.readableBytes }
 
+    /// True when, after `next()` returned nil, a frame has begun to arrive (part of its
+    /// header, or its header and part of its payload) but is not whole.
+    public var isMidFrame: Bool { frame != nil || pending.readableBytes > 0 }
+
+    /// Frames received whole so far (wrapping): tells one partial frame from the next.
+    public private(set) var completedFrames = 0
+
     /// Adds bytes read from the connection. Call `next()` until it returns nil afterwards.
     public mutating func append(_ incoming: ByteBuffer) {
         guard !finished else { return }
@@ -178,6 +185,7 @@ public struct Receiver {
             let payload = pending.readSlice(length: header.payloadLength)!
             pendingIsPrivate = false
             frame = nil
+            completedFrames &+= 1
             if let event = try complete(header, payload) {
                 return event
             }

@@ -13,7 +13,10 @@ public struct ConnectionOptions: Sendable {
     /// How long to wait for the peer's close frame (or, for a client, for the server to
     /// drop TCP) after a close was sent, before dropping the connection; not negative.
     /// Default 30 s, as `ws`.
-    public var closeTimeout: TimeAmount = .seconds(30)
+    public var closeTimeout: Duration {
+        get { Duration(closeTimeoutAmount) }
+        set { closeTimeoutAmount = TimeAmount(newValue) }
+    }
     /// Send a ping every `interval`; terminate the peer if its pong does not arrive within
     /// `timeout` (both positive). Off by default.
     public var heartbeat: Heartbeat? = nil
@@ -23,14 +26,36 @@ public struct ConnectionOptions: Sendable {
     public var maxBufferedAmount: Int = 16 * 1024 * 1024
     /// Split outgoing messages longer than this (at least 1) into fragments. Default nil (never).
     public var fragmentSize: Int? = nil
+    /// Time a frame may take to arrive whole once its first byte has; past it the connection
+    /// is failed with 1008 (policy violation: the bytes were valid, the pace was not), so a
+    /// peer cannot hold a partly received frame, and the memory set aside for it, by
+    /// trickling it. A peer whose frames are larger than its bandwidth carries in this time
+    /// must fragment them, or this must be raised. Positive. Default 60 s; nil: no limit.
+    public var partialFrameTimeout: Duration? {
+        get { partialFrameTimeoutAmount.map(Duration.init) }
+        set { partialFrameTimeoutAmount = newValue.map(TimeAmount.init) }
+    }
+
+    // Times are stored as the `TimeAmount`s NIO's timers take: every connection's handler
+    // keeps these options, and a `Duration` takes twice the bytes.
+    var closeTimeoutAmount: TimeAmount = .seconds(30)
+    var partialFrameTimeoutAmount: TimeAmount? = .seconds(60)
 
     public struct Heartbeat: Sendable, Hashable {
-        public var interval: TimeAmount
-        public var timeout: TimeAmount
+        public var interval: Duration {
+            get { Duration(intervalAmount) }
+            set { intervalAmount = TimeAmount(newValue) }
+        }
+        public var timeout: Duration {
+            get { Duration(timeoutAmount) }
+            set { timeoutAmount = TimeAmount(newValue) }
+        }
+        var intervalAmount: TimeAmount
+        var timeoutAmount: TimeAmount
 
-        public init(interval: TimeAmount, timeout: TimeAmount) {
-            self.interval = interval
-            self.timeout = timeout
+        public init(interval: Duration, timeout: Duration) {
+            intervalAmount = TimeAmount(interval)
+            timeoutAmount = TimeAmount(timeout)
         }
     }
 
@@ -43,13 +68,16 @@ public struct ConnectionOptions: Sendable {
     /// Throws `InvalidOption` naming the first option out of its range.
     public func validate() throws(InvalidOption) {
         try InvalidOption.check("maxPayload", maxPayload, in: 0...Self.maxPayloadLimit)
-        try InvalidOption.check("closeTimeout", closeTimeout, atLeast: .zero)
+        try InvalidOption.checkNotNegative("closeTimeout", closeTimeout)
         if let heartbeat {
-            try InvalidOption.check("heartbeat.interval", heartbeat.interval, atLeast: .nanoseconds(1))
-            try InvalidOption.check("heartbeat.timeout", heartbeat.timeout, atLeast: .nanoseconds(1))
+            try InvalidOption.checkPositive("heartbeat.interval", heartbeat.interval)
+            try InvalidOption.checkPositive("heartbeat.timeout", heartbeat.timeout)
         }
         try InvalidOption.check("maxBufferedAmount", maxBufferedAmount, atLeast: 0)
         if let fragmentSize { try InvalidOption.check("fragmentSize", fragmentSize, atLeast: 1) }
+        if let partialFrameTimeout {
+            try InvalidOption.checkPositive("partialFrameTimeout", partialFrameTimeout)
+        }
     }
 }
 
@@ -88,5 +116,17 @@ public struct CloseInfo: Sendable, Hashable, CustomStringConvertible, Error {
 
     public var description: String {
         "closed \(wasClean ? "cleanly" : "uncleanly") with \(code)\(reason.isEmpty ? "" : ": \(reason)")"
+    }
+}
+
+extension InvalidOption {
+    /// Throws unless `value` is above zero.
+    static func checkPositive(_ option: String, _ value: Duration) throws(InvalidOption) {
+        guard value > .zero else { throw InvalidOption(option: option, allowed: "> 0", value: "\(value)") }
+    }
+
+    /// Throws if `value` is below zero.
+    static func checkNotNegative(_ option: String, _ value: Duration) throws(InvalidOption) {
+        guard value >= .zero else { throw InvalidOption(option: option, allowed: ">= 0", value: "\(value)") }
     }
 }

@@ -2,9 +2,17 @@
 import Glibc
 #endif
 import NIOCore
-import NIOPosix
 
 /// Event-loop thread counts that respect the CPUs this process may run on.
+///
+/// Servers and clients run on NIO's `MultiThreadedEventLoopGroup.singleton` unless given a
+/// group: one group for the whole process, shared with every other NIO library in it. NIO
+/// sizes it by `System.coreCount`, which honours cgroup limits but not the affinity mask
+/// (`taskset`); to size it by the mask, set it first thing in `main`, before anything uses it:
+///
+///     NIOSingletons.groupLoopCountSuggestion = EventLoopThreads.available
+///
+/// or pass a group of your own, `MultiThreadedEventLoopGroup(numberOfThreads: EventLoopThreads.available)`.
 public enum EventLoopThreads {
     /// The number of CPUs in the process's affinity mask (so `taskset -c 0` gives 1),
     /// where NIO's `System.coreCount` counts every core of the machine. Read from the
@@ -34,8 +42,4 @@ public enum EventLoopThreads {
         }
         return bytes
     }
-
-    /// One shared group sized by `available`, created on first use and never shut down
-    /// (like `MultiThreadedEventLoopGroup.singleton`).
-    public static let shared = MultiThreadedEventLoopGroup(numberOfThreads: available)
 }

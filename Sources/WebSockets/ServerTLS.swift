@@ -37,6 +37,6 @@ extension WebSocketServer {
 
     func makeTLSHandler(_ tls: ReloadableTLSContext) throws -> TLSHandler {
         let timeout = min(tls.configuration.handshakeTimeout, options.handshakeTimeout)
-        return try TLSHandler(context: tls.context, serverName: nil, handshakeTimeout: timeout)
+        return try TLSHandler(context: tls.context, serverName: nil, handshakeTimeout: TimeAmount(timeout))
     }
 }

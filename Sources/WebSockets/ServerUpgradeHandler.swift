@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import WebSocketCore
@@ -9,6 +10,9 @@ import WebSocketCore
 /// Invariants:
 /// - Every request it takes gets exactly one answer: 101 and an open WebSocket, or an
 ///   HTTP error status with a one-line body, after which the connection closes.
+/// - While it is in the pipeline of a connection that `Admission` let in, that connection
+///   holds one of the server's handshakes; it gives it back when it is removed (upgraded or
+///   closed).
 /// - In `attached` mode, requests for paths it does not serve, and requests that are not
 ///   upgrades, pass through untouched to the application's HTTP handlers.
 /// - Bytes the client sent after its upgrade request stay in NIO's request decoder, which
@@ -23,8 +27,9 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias OutboundOut = HTTPServerResponsePart
 
     enum Mode {
-        /// The pipeline belongs to a `WebSocketServer`: every request is ours.
-        case standalone(WebSocketServer)
+        /// The pipeline belongs to a `WebSocketServer`: every request is ours. The verdict
+        /// is the one the connection got when it was accepted.
+        case standalone(WebSocketServer, Admission.Verdict)
         /// The pipeline belongs to an application's HTTP server; these paths are ours.
         case attached([String: WebSocketServer])
     }
@@ -37,9 +42,26 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case done
     }
 
+    /// An answer decided before the request was read (or before it was validated), given
+    /// when the request has been read.
+    private struct Refusal {
+        var status: HTTPResponseStatus
+        var reason: String
+        var headers: HTTPHeaders = [:]
+    }
+
     private let mode: Mode
     private var state = State.idle
     private var handshakeTimer: Scheduled<Void>?
+    private var refusal: Refusal?
+    /// The admission whose handshake count this connection is in, until this handler goes.
+    private var handshake: Admission?
+    /// The server's `verifyClient` running for this request, cancelled if the handshake ends first.
+    private var verification: Task<Void, Never>?
+    /// The server's logger, once it is known which server takes the request.
+    private var logger = Logger.silent
+    /// The path of the request being decided, for log lines.
+    private var requestPath: String?
 
     init(mode: Mode) {
         self.mode = mode
@@ -47,18 +69,79 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
 
     func handlerAdded(context: ChannelHandlerContext) {
         switch mode {
-        case .standalone(let server):
-            handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: server.options.handshakeTimeout) {
-                [weak self] in
-                guard let self else { return }
-                self.reject(context: context, status: .requestTimeout, body: "opening handshake timed out")
-            }
-        case .attached:
+        case .standalone(let server, let verdict):
+            logger = server.options.logger
+            admitted(verdict, by: server)
+            armHandshakeTimer(context: context, server.options.handshakeTimeout)
+        case .attached(let routes):
             do {
                 try Self.installForwardingDecoder(context.pipeline.syncOperations)
             } catch {
                 context.fireErrorCaught(error)
             }
+            if let timeout = routes.values.map(\.options.handshakeTimeout).min() {
+                armHandshakeTimer(context: context, timeout)
+            }
+        }
+    }
+
+    private func armHandshakeTimer(context: ChannelHandlerContext, _ timeout: Duration) {
+        handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) { [weak self] in
+            self?.handshakeTimedOut(context: context)
+        }
+    }
+
+    private func handshakeTimedOut(context: ChannelHandlerContext) {
+        handshakeTimer = nil
+        if case .attached = mode, case .idle = state {
+            // No request head yet on an application's connection: there is no request to
+            // answer (and its HTTP handlers expect none), so it is closed.
+            state = .done
+            context.close(promise: nil)
+            return
+        }
+        reject(context: context, status: .requestTimeout, body: "opening handshake timed out")
+    }
+
+    /// Takes the verdict of the server's admission: a connection it counted holds a
+    /// handshake; one it refused gets its answer once its request is read.
+    private func admitted(_ verdict: Admission.Verdict, by server: WebSocketServer) {
+        switch verdict {
+        case .admitted:
+            handshake = server.admission
+        case .tooManyFromAddress(let address, let limit):
+            handshake = server.admission
+            refusal = Refusal(
+                status: .tooManyRequests, reason: "too many connections from \(address) (limit \(limit))")
+        case .overloaded(.rate(let perSecond, let retryAfter)):
+            refusal = Refusal(
+                status: .serviceUnavailable, reason: "too many handshakes (limit \(perSecond) per second)",
+                headers: ["Retry-After": String(retryAfter)])
+        case .overloaded(.handshakes(let limit)):
+            refusal = Refusal(
+                status: .serviceUnavailable, reason: "too many handshakes in progress (limit \(limit))",
+                headers: ["Retry-After": "1"])
+        }
+    }
+
+    /// An upgrade request on an application's connection was routed to `server`: it arrives
+    /// at the server's admission now, and its handshake is timed from here.
+    private func arrive(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer) {
+        let verdict = server.admission.arrive(from: context.channel.remoteAddress)
+        switch verdict {
+        case .admitted(let address): server.track(context.channel, address: address)
+        case .tooManyFromAddress: server.track(context.channel, address: nil)
+        case .overloaded: break
+        }
+        admitted(verdict, by: server)
+        let size = head.approximateSize
+        if refusal == nil, size > server.options.maxHandshakeSize {
+            refusal = Refusal(
+                status: .requestHeaderFieldsTooLarge,
+                reason: "request head exceeds \(server.options.maxHandshakeSize) bytes")
+        }
+        if handshakeTimer == nil {
+            armHandshakeTimer(context: context, server.options.handshakeTimeout)
         }
     }
 
@@ -89,6 +172,10 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
 
     func handlerRemoved(context: ChannelHandlerContext) {
         handshakeTimer?.cancel()
+        handshakeTimer = nil
+        handshake?.handshakeEnded()
+        handshake = nil
+        verification?.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -96,9 +183,15 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         switch (state, part) {
         case (.idle, .head(let head)):
             guard let server = server(for: head) else {
+                // The application's request: its timing is the application's business.
+                handshakeTimer?.cancel()
+                handshakeTimer = nil
                 state = .passingThrough
                 context.fireChannelRead(data)
                 return
+            }
+            if case .attached = mode {
+                arrive(context: context, head: head, server: server)
             }
             state = .awaitingEnd(head, server)
         case (.passingThrough, .end):
@@ -134,7 +227,7 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     /// The server that takes this request, or nil when it passes through.
     private func server(for head: HTTPRequestHead) -> WebSocketServer? {
         switch mode {
-        case .standalone(let server):
+        case .standalone(let server, _):
             return server
         case .attached(let routes):
             guard head.headers.contains(name: "Upgrade") else { return nil }
@@ -143,47 +236,30 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     private func upgrade(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer) {
+        logger = server.options.logger
+        requestPath = HandshakeInfo(target: head.uri).path
+        if let refusal {
+            return reject(context: context, status: refusal.status, body: refusal.reason, headers: refusal.headers)
+        }
         let options = server.options
-        // Built with its exact size: the connection keeps it (`WebSocket.request`).
-        let fields = HTTPFields(head.headers.map { HTTPFields.Field(name: $0.name, value: $0.value) })
-
-        if let path = options.path, HandshakeInfo(target: head.uri).path != path {
-            return reject(context: context, status: .notFound, body: "no WebSocket endpoint at \(head.uri.prefix { $0 != "?" })")
-        }
         let info: ClientRequestInfo
+        let request: UpgradeRequest
         do {
-            info = try Handshake.validateRequest(
-                method: head.method.rawValue,
-                version: Handshake.HTTPVersion(major: head.version.major, minor: head.version.minor),
-                headers: fields
-            )
+            (info, request) = try ServerHandshake.check(head, remoteAddress: context.channel.remoteAddress, options: options)
         } catch {
-            var headers = HTTPHeaders()
-            for field in error.responseHeaders { headers.add(name: field.name, value: field.value) }
-            return reject(context: context, status: .init(statusCode: error.status), body: error.reason, headers: headers)
-        }
-        guard options.versions.contains(info.version) else {
-            return reject(
-                context: context, status: .upgradeRequired,
-                body: "Sec-WebSocket-Version \(info.version.rawValue) is not enabled on this server",
-                headers: ["Sec-WebSocket-Version": options.versions.map(\.rawValue).sorted(by: >).map(String.init)
-                    .joined(separator: ", ")])
+            return reject(context: context, error)
         }
         guard server.connectionCount <= options.maxConnections else {
             return reject(context: context, status: .serviceUnavailable,
                           body: "server is at its limit of \(options.maxConnections) connections")
         }
-
-        let request = UpgradeRequest(
-            target: head.uri, headers: fields, remoteAddress: context.channel.remoteAddress,
-            origin: info.origin, protocols: info.protocols, version: info.version)
-        let decision = options.verifyClient?(request) ?? .accept()
-        guard case .later(let decide) = decision else {
-            return complete(context: context, server: server, request: request, info: info, decision: decision)
+        guard let verifyClient = options.verifyClient else {
+            return complete(context: context, server: server, request: request, info: info, decision: .accept())
         }
         let decided = context.eventLoop.makePromise(of: UpgradeDecision.self)
-        Task { decided.succeed(await decide()) }
+        verification = Task { decided.succeed(await verifyClient(request)) }
         decided.futureResult.assumeIsolated().whenSuccess { [self] decision in
+            verification = nil
             // The handshake timer may have answered 408 while the hook ran.
             guard case .deciding = state, context.channel.isActive else { return }
             complete(context: context, server: server, request: request, info: info, decision: decision)
@@ -195,42 +271,26 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         info: ClientRequestInfo, decision: UpgradeDecision
     ) {
         let extraHeaders: HTTPFields
-        let userInfo: (any Sendable)?
+        let userInfo: ConnectionUserInfo
         switch decision {
         case .reject(let status, let body, let headers):
-            var httpHeaders = HTTPHeaders()
-            for field in headers { httpHeaders.add(name: field.name, value: field.value) }
-            return reject(context: context, status: .init(statusCode: status), body: body, headers: httpHeaders)
+            return reject(context: context, ServerHandshake.Rejection(status, body, headers: headers))
         case .accept(let headers, let info):
             extraHeaders = headers
             userInfo = info
-        case .later:
-            return reject(context: context, status: .internalServerError, body: "verifyClient decided later twice")
         }
 
         let options = server.options
-        let subprotocol = options.selectSubprotocol(info.protocols, request)
+        let acceptance = ServerHandshake.accept(info, request: request, extraHeaders: extraHeaders, options: options)
         var compression: PerMessageDeflate?
-        var extensions: [ExtensionOffer] = []
-        if let deflateOptions = options.perMessageDeflate,
-            let agreement = PerMessageDeflate.negotiate(offers: info.extensions, options: deflateOptions)
-        {
-            compression = PerMessageDeflate(role: .server, parameters: agreement.parameters, options: deflateOptions)
-            extensions.append(agreement.response)
-        }
-
-        var headers = HTTPHeaders()
-        for field in Handshake.responseHeaders(key: info.key, protocol: subprotocol, extensions: extensions) {
-            headers.add(name: field.name, value: field.value)
-        }
-        for field in extraHeaders { headers.add(name: field.name, value: field.value) }
-        if let hook = options.responseHeaders {
-            for field in hook(request) { headers.add(name: field.name, value: field.value) }
+        if let parameters = acceptance.deflate, let deflateOptions = options.perMessageDeflate {
+            compression = PerMessageDeflate(role: .server, parameters: parameters, options: deflateOptions)
         }
 
         handshakeTimer?.cancel()
         handshakeTimer = nil
-        let response = HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers)
+        let response = HTTPResponseHead(
+            version: .http1_1, status: .switchingProtocols, headers: HTTPHeaders(acceptance.headers))
         context.writeAndFlush(wrapOutboundOut(.head(response))).assumeIsolated().whenComplete { [self] result in
             guard case .success = result, context.channel.isActive else {
                 context.close(promise: nil)
@@ -249,10 +309,10 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             }
             let socket = WebSocket(
                 channel: context.channel, role: .server,
-                handshake: HandshakeInfo(target: request.target, subprotocol: subprotocol, extensions: extensions),
+                handshake: HandshakeInfo(
+                    target: request.target, subprotocol: acceptance.subprotocol, extensions: acceptance.extensions),
                 request: request, userInfo: userInfo, handler: handler)
-            let tracked = if case .standalone = self.mode { true } else { false }
-            server.didOpen(socket, tracked: tracked)
+            server.didOpen(socket)
         }
     }
 
@@ -286,6 +346,12 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         return decoderRemoved.futureResult
     }
 
+    private func reject(context: ChannelHandlerContext, _ rejection: ServerHandshake.Rejection) {
+        reject(
+            context: context, status: .init(statusCode: rejection.status), body: rejection.body,
+            headers: HTTPHeaders(rejection.headers))
+    }
+
     /// Answers with an error status and a one-line body, then closes the connection.
     private func reject(
         context: ChannelHandlerContext, status: HTTPResponseStatus, body: String, headers: HTTPHeaders = HTTPHeaders()
@@ -294,6 +360,16 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         state = .done
         handshakeTimer?.cancel()
         handshakeTimer = nil
+        verification?.cancel()
+        verification = nil
+        logger.log(level: status.code >= 500 ? .notice : .info, "handshake refused", metadata: {
+            var metadata: Logger.Metadata = [
+                "peer": "\(peerDescription(context.channel.remoteAddress))", "status": "\(status.code)",
+                "reason": "\(body)",
+            ]
+            if let requestPath { metadata["path"] = "\(requestPath)" }
+            return metadata
+        }())
         var headers = headers
         let bodyBuffer = context.channel.allocator.buffer(string: body + "\n")
         headers.replaceOrAdd(name: "Content-Type", value: "text/plain; charset=utf-8")
@@ -308,6 +384,23 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 }
 
+extension HTTPRequestHead {
+    /// The bytes of the head on the wire, give or take the spaces the parser dropped.
+    var approximateSize: Int {
+        var size = method.rawValue.utf8.count + uri.utf8.count + 12  // " " " HTTP/1.1\r\n"
+        for (name, value) in headers {
+            size += name.utf8.count + value.utf8.count + 4  // ": " "\r\n"
+        }
+        return size + 2
+    }
+}
+
+extension HTTPHeaders {
+    init(_ fields: HTTPFields) {
+        self.init(fields.map { ($0.name, $0.value) })
+    }
+}
+
 /// Bounds the bytes a client may send before its handshake completes (NIO's HTTP parser
 /// would accept a much larger head). Past the limit: 431 and close.
 final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
@@ -315,10 +408,12 @@ final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = ByteBuffer
 
     private let limit: Int
+    private let logger: Logger
     private var seen = 0
 
-    init(limit: Int) {
+    init(limit: Int, logger: Logger) {
         self.limit = limit
+        self.logger = logger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -326,6 +421,10 @@ final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
         guard seen <= limit else { return }
         seen += unwrapInboundIn(data).readableBytes
         guard seen <= limit else {
+            logger.info("handshake refused", metadata: [
+                "peer": "\(peerDescription(context.channel.remoteAddress))", "status": "431",
+                "reason": "request head exceeds \(limit) bytes",
+            ])
             let body = "request head exceeds \(limit) bytes\n"
             let response = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body

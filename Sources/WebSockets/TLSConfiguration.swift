@@ -46,7 +46,7 @@ public struct TLSConfiguration: Sendable, Hashable {
     public var minimumVersion: Version = .tls12
     /// Time a peer has to complete the TLS handshake before the connection is dropped.
     /// Default 10 s (a server uses the shorter of this and its own `handshakeTimeout`).
-    public var handshakeTimeout: TimeAmount = .seconds(10)
+    public var handshakeTimeout: Duration = .seconds(10)
 
     public enum Version: Sendable, Hashable {
         case tls12
@@ -162,6 +162,11 @@ public final class TLSContext: @unchecked Sendable {
 
         let mode = SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS
         SSL_CTX_ctrl(context, SSL_CTRL_MODE, Int(mode), nil)
+        // No TLS 1.2 renegotiation either way (TLS 1.3 has none; swift-nio-ssl refuses it
+        // too): a client-initiated one costs the server a full handshake per request, and a
+        // server-initiated one would make a write fail while it is under way. A server that
+        // asks gets a no_renegotiation alert.
+        switchboard_refuse_renegotiation(context)
         try check(
             SSL_CTX_ctrl(context, SSL_CTRL_SET_MIN_PROTO_VERSION, configuration.minimumVersion.openSSLValue, nil) == 1,
             "minimum TLS version")

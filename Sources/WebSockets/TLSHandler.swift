@@ -433,6 +433,21 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
+extension TLSContext {
+    /// A TLS handler for one connection of an application's own NIO bootstrap, to go first
+    /// in the channel's pipeline: on a server, in front of `configureHTTPServerPipeline()`
+    /// and `WebSocketServer.upgradeHandler(routes:)` to serve wss:// there. The handshake is
+    /// bounded by the configuration's `handshakeTimeout`; completion is announced with
+    /// `TLSHandshakeCompleted`, failures with `TLSError`.
+    ///
+    /// - Parameter serverName: client side only: the host for SNI and verification when
+    ///   the configuration names none.
+    public func makeHandler(serverName: String? = nil) throws -> any ChannelHandler {
+        try TLSHandler(
+            context: self, serverName: serverName, handshakeTimeout: TimeAmount(configuration.handshakeTimeout))
+    }
+}
+
 /// Fired inbound (`userInboundEventTriggered`) once the TLS handshake completed.
 public struct TLSHandshakeCompleted: Sendable, Hashable {
     /// The ALPN protocol both sides agreed on, if any.

@@ -52,7 +52,7 @@ enum StreamConnector {
         proxy: ProxyOptions?, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
     ) async throws -> any Channel {
         let tlsContext = try tls.map { try TLSContext.sharedClient($0) }
-        let tlsTimeout = min(timeout, tls?.handshakeTimeout ?? timeout)
+        let tlsTimeout = min(timeout, tls.map { TimeAmount($0.handshakeTimeout) } ?? timeout)
         let usesProxy = proxy != nil && url.socketPath == nil
         let host = url.host
         let port = url.port

@@ -36,13 +36,9 @@ public struct UpgradeRequest: Sendable {
 public enum UpgradeDecision: Sendable {
     /// Upgrade; `headers` are added to the 101 response, and `userInfo` (what the hook
     /// learned, e.g. the authenticated principal) is kept as the connection's `userInfo`.
-    case accept(headers: HTTPFields = HTTPFields(), userInfo: (any Sendable)? = nil)
+    case accept(headers: HTTPFields = HTTPFields(), userInfo: ConnectionUserInfo = ConnectionUserInfo())
     /// Answer with this status (401, 403, …), a one-line body and extra headers, and close.
     case reject(status: Int, body: String, headers: HTTPFields = HTTPFields())
-    /// Decide after some asynchronous work (a database, another service). The hook itself
-    /// runs on the connection's event loop and must not block it; this runs in a task,
-    /// still bounded by the handshake timeout.
-    case later(@Sendable () async -> UpgradeDecision)
 }
 
 extension Substring {

@@ -4,7 +4,7 @@ import WebSocketCore
 
 /// One WebSocket connection, server or client side: the handle an application holds.
 ///
-/// Every method may be called from any thread or task; work hops to the connection's
+/// Every public method may be called from any thread or task; work hops to the connection's
 /// event loop. Callbacks run on that event loop, in order, and must not block it.
 /// Messages are delivered either to `onMessage` or through `messages`; until one of them
 /// is set up, incoming messages wait (and the connection stops reading), so none is lost.
@@ -15,9 +15,11 @@ public final class WebSocket: Sendable {
     /// The handler, for calls already on its event loop (checked by `eventLoop.inEventLoop`
     /// right before each use), so they skip `NIOLoopBound`'s second check.
     private nonisolated(unsafe) let handlerOnLoop: WebSocketHandler
-    /// `channel.eventLoop`, kept so a send does not go through the channel existential.
+    /// The event loop the connection lives on and its callbacks run on (`channel.eventLoop`,
+    /// kept so a send does not go through the channel existential), for scheduling NIO work
+    /// beside them.
     public let eventLoop: any EventLoop
-    public let channel: any Channel
+    package let channel: any Channel
     public let role: Role
     /// What the opening handshake settled.
     public let handshake: HandshakeInfo
@@ -28,19 +30,20 @@ public final class WebSocket: Sendable {
     /// The request as kept for the connection's life: every header in one string, so an
     /// idle connection does not hold a few hundred bytes of small allocations.
     private let storedRequest: StoredRequest?
-    /// Server side: what `verifyClient` attached when it accepted (e.g. the principal).
-    public let userInfo: (any Sendable)?
+    /// Server side: what `verifyClient` attached when it accepted (e.g. the principal);
+    /// read a value with its key, `ws.userInfo[PrincipalKey.self]`.
+    public let userInfo: ConnectionUserInfo
     let handler: NIOLoopBound<WebSocketHandler>
     private let status: ConnectionStatus
     /// Made by the first use of `messages`, under `messageSequenceLock`: one lock shared by
     /// every connection (taken about once per connection), so that an idle connection does
     /// not carry a lock box of its own.
-    private nonisolated(unsafe) var messageSequence: WebSocketMessages?
+    private nonisolated(unsafe) var messageSequence: MessageSequence?
     private static let messageSequenceLock = NIOLock()
 
     init(
         channel: any Channel, role: Role, handshake: HandshakeInfo, request: UpgradeRequest? = nil,
-        userInfo: (any Sendable)? = nil, handler: WebSocketHandler
+        userInfo: ConnectionUserInfo = ConnectionUserInfo(), handler: WebSocketHandler
     ) {
         self.userInfo = userInfo
         self.channel = channel
@@ -83,8 +86,21 @@ public final class WebSocket: Sendable {
         try await promise.futureResult.get()
     }
 
-    /// Sends without waiting; `promise`, if given, completes when the message is written.
-    public func send(_ message: WebSocketMessage, promise: EventLoopPromise<Void>?) {
+    /// Sends without waiting, as `ws`'s `send(data)` does: the message is queued for the
+    /// socket at once, in order with every other send; `completion`, if given, hears when it
+    /// was written, or why it was not (`SendError`: not open, buffer full…).
+    public func sendWithoutWaiting(
+        _ message: WebSocketMessage, completion: (@Sendable (Result<Void, any Error>) -> Void)? = nil
+    ) {
+        send(message, promise: completion.map { completion in
+            let promise = eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenComplete(completion)
+            return promise
+        })
+    }
+
+    /// `sendWithoutWaiting` for code that has a promise already (the broker).
+    package func send(_ message: WebSocketMessage, promise: EventLoopPromise<Void>?) {
         // The hot path of an echo or a fan-out: called from a message callback, on the loop.
         // Calling directly avoids allocating the escaping closure `onLoop` takes.
         if eventLoop.inEventLoop {
@@ -94,9 +110,14 @@ public final class WebSocket: Sendable {
         }
     }
 
-    /// Writes a frame encoded once for many connections (see `Sender`); server side only,
-    /// since client frames need a fresh mask each.
-    public func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+    /// Writes a frame encoded once for many connections (see `Sender`) without waiting;
+    /// server side only, since client frames need a fresh mask each.
+    public func sendEncoded(_ frame: ByteBuffer) {
+        sendEncoded(frame, promise: nil)
+    }
+
+    /// `sendEncoded(_:)`, with a promise completed when the frame is written.
+    package func sendEncoded(_ frame: ByteBuffer, promise: EventLoopPromise<Void>?) {
         // API misuse only: the role is fixed by how the connection was made, not by a peer.
         precondition(role == .server, "pre-encoded frames are unmasked: server side only")
         if eventLoop.inEventLoop {
@@ -110,26 +131,26 @@ public final class WebSocket: Sendable {
     /// flushing, so that a batch of messages costs one flush (`flush()`) per connection.
     /// The frame is not copied while nothing else is queued for the connection.
     /// Must be called on the connection's event loop (checked in debug builds).
-    public func queueEncoded(_ frame: ByteBuffer) {
+    package func queueEncoded(_ frame: ByteBuffer) {
         eventLoop.assertInEventLoop()
         handlerOnLoop.sendEncoded(frame, flush: false, promise: nil)
     }
 
     /// Writes and flushes frames queued with `queueEncoded`; on the connection's event loop.
-    public func flush() {
+    package func flush() {
         eventLoop.assertInEventLoop()
         handlerOnLoop.flush()
     }
 
     /// Whether the socket takes more bytes without queueing past NIO's high watermark;
     /// on the connection's event loop. When false, `bufferedAmount` tells how far behind it is.
-    public var isWritableOnLoop: Bool {
+    package var isWritableOnLoop: Bool {
         eventLoop.assertInEventLoop()
         return handlerOnLoop.isWritable
     }
 
     /// `bufferedAmount` without hopping, for code already on the connection's event loop.
-    public var bufferedAmountOnLoop: Int {
+    package var bufferedAmountOnLoop: Int {
         eventLoop.assertInEventLoop()
         return handlerOnLoop.bufferedAmount
     }
@@ -147,17 +168,35 @@ public final class WebSocket: Sendable {
     }
 
     /// Starts the close handshake and returns once the connection is closed (the peer
-    /// answered, or `closeTimeout` passed and TCP was dropped).
+    /// answered, or `closeTimeout` passed and TCP was dropped). Throws `SendError.invalid` for
+    /// a code that may not be sent or a reason over 123 bytes. A cancelled task stops waiting
+    /// (`CancellationError`); the close goes on.
     public func close(code: CloseCode = .normalClosure, reason: String = "") async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         onLoop { $0.close(code: code, reason: reason, promise: promise) }
-        try await promise.futureResult.get()
-        try await channel.closeFuture.get()
+        try await promise.futureResult.getUnlessCancelled()
+        try await channel.closeFuture.getUnlessCancelled()
     }
 
-    /// Starts the close handshake without waiting; `promise` completes when the close frame is written.
-    public func close(code: CloseCode = .normalClosure, reason: String = "", promise: EventLoopPromise<Void>?) {
+    /// Starts the close handshake without waiting (`waitUntilClosed()` waits for its end).
+    /// Does nothing once a close has started.
+    public func closeWithoutWaiting(code: CloseCode = .normalClosure, reason: String = "") {
+        close(code: code, reason: reason, promise: nil)
+    }
+
+    /// Starts the close handshake; `promise` completes when the close frame is written.
+    package func close(code: CloseCode = .normalClosure, reason: String = "", promise: EventLoopPromise<Void>?) {
         onLoop { $0.close(code: code, reason: reason, promise: promise) }
+    }
+
+    /// Returns how the connection ended, once it has (at once if it already has). A
+    /// cancelled task stops waiting (`CancellationError`).
+    public func waitUntilClosed() async throws -> CloseInfo {
+        try await channel.closeFuture.getUnlessCancelled()
+        return try await eventLoop.submit { [handler] in
+            // Set when the channel went inactive, which comes before the close future completes.
+            handler.value.closeInfo ?? CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
+        }.get()
     }
 
     /// Drops the TCP connection at once, as `ws`'s `terminate()`.
@@ -183,18 +222,18 @@ public final class WebSocket: Sendable {
         onLoop { $0.resume(.application) }
     }
 
-    /// The incoming messages as an async sequence (see `WebSocketMessages`).
-    public var messages: WebSocketMessages {
+    /// The incoming messages as an async sequence (see `MessageSequence`).
+    public var messages: MessageSequence {
         Self.messageSequenceLock.withLock {
             if let existing = messageSequence { return existing }
-            let made = WebSocketMessages.Producer.makeSequence(
+            let made = MessageSequence.Producer.makeSequence(
                 backPressureStrategy: .init(
-                    lowWatermark: WebSocketMessages.lowWatermark, highWatermark: WebSocketMessages.highWatermark
+                    lowWatermark: MessageSequence.lowWatermark, highWatermark: MessageSequence.highWatermark
                 ),
                 finishOnDeinit: false,
-                delegate: WebSocketMessages.Delegate(handler: handler)
+                delegate: MessageSequence.Delegate(handler: handler)
             )
-            let sequence = WebSocketMessages(producer: made.sequence)
+            let sequence = MessageSequence(producer: made.sequence)
             messageSequence = sequence
             let source = made.source
             onLoop { $0.setSink(.stream(source)) }
@@ -226,7 +265,7 @@ public final class WebSocket: Sendable {
 
     /// Called on the event loop each time the socket becomes writable again after
     /// `isWritableOnLoop` was false (NIO's low watermark was reached): the moment to produce more.
-    public func onWritable(_ callback: @escaping @Sendable () -> Void) {
+    package func onWritable(_ callback: @escaping @Sendable () -> Void) {
         onLoop { $0.onWritable = callback }
     }
 

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOPosix
 import WebSocketCore
@@ -11,7 +12,7 @@ public struct ClientOptions: Sendable {
     /// Subprotocols to offer (tokens), in order of preference. Default none.
     public var protocols: [String] = []
     /// Time from starting to connect until the 101 is validated (positive). Default 10 s.
-    public var handshakeTimeout: TimeAmount = .seconds(10)
+    public var handshakeTimeout: Duration = .seconds(10)
     /// Protocol version to speak. Default 13.
     public var version: WebSocketVersion = .v13
     /// permessage-deflate to offer; on by default, as `ws`; nil offers none.
@@ -33,6 +34,11 @@ public struct ClientOptions: Sendable {
     /// Redirects followed before giving up with `ConnectError.tooManyRedirects` (not
     /// negative). Default 10.
     public var maxRedirects = 10
+    /// Where the client reports a failed handshake (`.info`), protocol errors of the server
+    /// (`.info`) and the connection's open and close (`.debug`), with `peer`, `path` and `code`
+    /// or `error` as metadata, never a header, query or password. Default: the label
+    /// `websockets` with a handler that drops everything.
+    public var logger: Logger = .silent
 
     public init() {}
 
@@ -42,7 +48,7 @@ public struct ClientOptions: Sendable {
         for (index, name) in protocols.enumerated() where !HeaderGrammar.isToken(name) {
             throw InvalidOption(option: "protocols[\(index)]", allowed: "a token (RFC 7230)", value: "\"\(name)\"")
         }
-        try InvalidOption.check("handshakeTimeout", handshakeTimeout, atLeast: .nanoseconds(1))
+        try InvalidOption.checkPositive("handshakeTimeout", handshakeTimeout)
         try InvalidOption.check("maxHandshakeSize", maxHandshakeSize, atLeast: 1)
         try InvalidOption.check("maxRedirects", maxRedirects, atLeast: 0)
         do { try connection.validate() } catch { throw error.under("connection") }
@@ -53,6 +59,9 @@ public struct ClientOptions: Sendable {
 /// Opens the byte stream a client handshake runs over: plain TCP, or (elsewhere) TLS,
 /// a unix socket, a proxy tunnel. `initializer` adds the handshake handler; a transport
 /// that adds handlers of its own (TLS) adds them before calling it.
+///
+/// The one place NIO's `Channel` is part of the public API: the escape hatch for a transport
+/// the library does not have (another TLS stack, a test double), written with NIO's bootstraps.
 public protocol ClientTransport: Sendable {
     func connect(
         to url: WebSocketURL, group: any EventLoopGroup, timeout: TimeAmount,
@@ -87,7 +96,7 @@ public enum ConnectError: Error, Sendable, CustomStringConvertible {
     /// The server's 101 broke a rule of RFC 6455 §4.1 (or RFC 7692 for the extension).
     case invalidResponse(String)
     /// No validated 101 within the handshake timeout.
-    case timedOut(TimeAmount)
+    case timedOut(Duration)
     /// The connection closed before the handshake completed.
     case connectionClosed
     /// The URL or options ask for something this transport cannot do.
@@ -105,7 +114,8 @@ public enum ConnectError: Error, Sendable, CustomStringConvertible {
             let line = body.split(separator: "\n").first.map { ": \($0)" } ?? ""
             return "server answered \(status) instead of 101\(line)"
         case .invalidResponse(let rule): return "handshake response rejected: \(rule)"
-        case .timedOut(let timeout): return "opening handshake timed out after \(timeout.nanoseconds / 1_000_000) ms"
+        case .timedOut(let timeout):
+            return "opening handshake timed out after \(TimeAmount(timeout).nanoseconds / 1_000_000) ms"
         case .connectionClosed: return "connection closed during the opening handshake"
         case .unsupported(let what): return what
         case .proxyRefused(let status, let reason): return "proxy refused the tunnel: \(status) \(reason)"
@@ -121,8 +131,11 @@ extension WebSocket {
     ///     let ws = try await WebSocket.connect(to: "ws://127.0.0.1:9001/chat")
     ///     try await ws.send(text: "hello")
     ///     for try await message in ws.messages { print(message.text) }
+    ///
+    /// `group`: default NIO's `MultiThreadedEventLoopGroup.singleton` (see `EventLoopThreads`).
     public static func connect(
-        to url: String, options: ClientOptions = ClientOptions(), group: any EventLoopGroup = EventLoopThreads.shared
+        to url: String, options: ClientOptions = ClientOptions(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> WebSocket {
         try await connect(to: WebSocketURL(url), options: options, group: group)
     }
@@ -130,10 +143,23 @@ extension WebSocket {
     /// Throws `InvalidOption` before connecting when an option is out of its range.
     public static func connect(
         to url: WebSocketURL, options: ClientOptions = ClientOptions(),
-        group: any EventLoopGroup = EventLoopThreads.shared
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> WebSocket {
         try options.validate()
-        return try await connectFollowingRedirects(to: url, options: options, group: group)
+        let logger = options.logger
+        let socket: WebSocket
+        do {
+            socket = try await connectFollowingRedirects(to: url, options: options, group: group)
+        } catch {
+            logger.info("handshake failed", metadata: [
+                "peer": "\(url.socketPath ?? url.hostHeader)", "path": "\(HandshakeInfo(target: url.target).path)",
+                "error": "\(error)",
+            ])
+            throw error
+        }
+        logger.debug("connection opened", metadata: socket.logMetadata)
+        socket.channel.closeFuture.whenComplete { _ in socket.logClose(to: logger) }
+        return socket
     }
 
     static func connectOnce(
@@ -141,11 +167,11 @@ extension WebSocket {
     ) async throws -> WebSocket {
         let eventLoop = group.next()
         let opened = eventLoop.makePromise(of: WebSocket.self)
-        let deadline = NIODeadline.now() + options.handshakeTimeout
+        let deadline = NIODeadline.now() + TimeAmount(options.handshakeTimeout)
         let channel: any Channel
         do {
             channel = try await options.resolvedTransport.connect(
-                to: url, group: eventLoop, timeout: options.handshakeTimeout
+                to: url, group: eventLoop, timeout: TimeAmount(options.handshakeTimeout)
             ) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
@@ -276,21 +302,13 @@ final class ClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         do {
-            let response = try Handshake.validateResponse(
-                status: head.status, headers: head.headers, key: key, requestedProtocols: options.protocols,
-                offeredExtensionNames: offer == nil ? [] : [PerMessageDeflate.extensionName])
+            let (response, deflate) = try ClientHandshake.accept(
+                status: head.status, headers: head.headers, key: key, protocols: options.protocols, offer: offer)
             var compression: PerMessageDeflate?
-            if let offer, let deflateOptions = options.perMessageDeflate,
-                let agreed = response.extensions.first(where: { $0.name.lowercased() == PerMessageDeflate.extensionName })
-            {
-                let parameters = try PerMessageDeflate.accept(response: agreed, offer: offer)
-                compression = PerMessageDeflate(role: .client, parameters: parameters, options: deflateOptions)
+            if let deflate, let deflateOptions = options.perMessageDeflate {
+                compression = PerMessageDeflate(role: .client, parameters: deflate, options: deflateOptions)
             }
             try open(context: context, response: response, compression: compression)
-        } catch let error as HandshakeError {
-            fail(context: context, ConnectError.invalidResponse(error.reason))
-        } catch let error as WebSocketError {
-            fail(context: context, ConnectError.invalidResponse(error.reason))
         } catch {
             fail(context: context, error)
         }

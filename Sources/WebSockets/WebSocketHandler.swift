@@ -12,6 +12,8 @@ import WebSocketCore
 ///   in `outbound` and written and flushed once per read cycle.
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
+///   A protocol error behind them fails the connection once they are delivered.
+/// - Bytes that came with the handshake (`leftover`) are decoded before any read after it.
 /// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
 ///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
 ///   can pile up meanwhile.
@@ -34,7 +36,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     enum MessageSink {
         case queue(CircularBuffer<WebSocketMessage>)
         case callback(@Sendable (WebSocketMessage) -> Void)
-        case stream(WebSocketMessages.Source)
+        case stream(WebSocket.MessageSequence.Source)
     }
 
     /// Why reading from the socket is paused; reading resumes when the set is empty.
@@ -83,10 +85,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var sink = MessageSink.queue(CircularBuffer())
 
-    /// State that most connections never set (the callbacks besides messages, the timers,
-    /// how the connection ended), kept out of line: made by the first non-nil write, so an
+    /// The callbacks besides messages, the timers and how the connection ended: state that
+    /// most connections never set, kept out of line. Made by the first non-nil write, so an
     /// idle connection carries one pointer instead of about 190 bytes of empty fields.
-    private final class Occasional {
+    private final class CallbacksTimersAndOutcome {
         var onPing: (@Sendable (ByteBuffer) -> Void)?
         var onPong: (@Sendable (ByteBuffer) -> Void)?
         var onClose: (@Sendable (CloseInfo) -> Void)?
@@ -94,68 +96,88 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var onWritable: (@Sendable () -> Void)?
         var receivedClose: (code: CloseCode, reason: String)?
         var failure: (any Error)?
+        var heldFailure: (any Error)?
         var closeTimer: Scheduled<Void>?
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
         var closeInfo: CloseInfo?
+        var partialFrame: (frame: Int, deadline: NIODeadline)?
+        var partialFrameTimer: Scheduled<Void>?
     }
-    private var occasional: Occasional?
+    private var callbacksTimersAndOutcome: CallbacksTimersAndOutcome?
 
-    /// Writes `value` into `occasional`, making it only when the value is not nil.
-    private func setOccasional<T>(_ path: ReferenceWritableKeyPath<Occasional, T?>, _ value: T?) {
-        if let occasional {
-            occasional[keyPath: path] = value
+    /// Writes `value` into `callbacksTimersAndOutcome`, making it only when the value is not nil.
+    private func setCallbackTimerOrOutcome<T>(_ path: ReferenceWritableKeyPath<CallbacksTimersAndOutcome, T?>, _ value: T?) {
+        if let callbacksTimersAndOutcome {
+            callbacksTimersAndOutcome[keyPath: path] = value
         } else if value != nil {
-            let made = Occasional()
+            let made = CallbacksTimersAndOutcome()
             made[keyPath: path] = value
-            occasional = made
+            callbacksTimersAndOutcome = made
         }
     }
 
+    // Set once the connection is closed, a callback is not kept (see `releaseCallbacks`).
     var onPing: (@Sendable (ByteBuffer) -> Void)? {
-        get { occasional?.onPing }
-        set { setOccasional(\.onPing, newValue) }
+        get { callbacksTimersAndOutcome?.onPing }
+        set { if state != .closed { setCallbackTimerOrOutcome(\.onPing, newValue) } }
     }
     var onPong: (@Sendable (ByteBuffer) -> Void)? {
-        get { occasional?.onPong }
-        set { setOccasional(\.onPong, newValue) }
+        get { callbacksTimersAndOutcome?.onPong }
+        set { if state != .closed { setCallbackTimerOrOutcome(\.onPong, newValue) } }
     }
     var onClose: (@Sendable (CloseInfo) -> Void)? {
-        get { occasional?.onClose }
-        set { setOccasional(\.onClose, newValue) }
+        get { callbacksTimersAndOutcome?.onClose }
+        set { setCallbackTimerOrOutcome(\.onClose, newValue) }
     }
     var onError: (@Sendable (any Error) -> Void)? {
-        get { occasional?.onError }
-        set { setOccasional(\.onError, newValue) }
+        get { callbacksTimersAndOutcome?.onError }
+        set { if state != .closed { setCallbackTimerOrOutcome(\.onError, newValue) } }
     }
     var onWritable: (@Sendable () -> Void)? {
-        get { occasional?.onWritable }
-        set { setOccasional(\.onWritable, newValue) }
+        get { callbacksTimersAndOutcome?.onWritable }
+        set { if state != .closed { setCallbackTimerOrOutcome(\.onWritable, newValue) } }
     }
     private var receivedClose: (code: CloseCode, reason: String)? {
-        get { occasional?.receivedClose }
-        set { setOccasional(\.receivedClose, newValue) }
+        get { callbacksTimersAndOutcome?.receivedClose }
+        set { setCallbackTimerOrOutcome(\.receivedClose, newValue) }
     }
-    private var failure: (any Error)? {
-        get { occasional?.failure }
-        set { setOccasional(\.failure, newValue) }
+    private(set) var failure: (any Error)? {
+        get { callbacksTimersAndOutcome?.failure }
+        set { setCallbackTimerOrOutcome(\.failure, newValue) }
+    }
+    /// A protocol violation found behind messages the application has not taken yet (no
+    /// sink): the connection fails once they are delivered, so that it can answer them first.
+    private var heldFailure: (any Error)? {
+        get { callbacksTimersAndOutcome?.heldFailure }
+        set { setCallbackTimerOrOutcome(\.heldFailure, newValue) }
     }
     private var closeTimer: Scheduled<Void>? {
-        get { occasional?.closeTimer }
-        set { setOccasional(\.closeTimer, newValue) }
+        get { callbacksTimersAndOutcome?.closeTimer }
+        set { setCallbackTimerOrOutcome(\.closeTimer, newValue) }
     }
     private var heartbeatTask: Scheduled<Void>? {
-        get { occasional?.heartbeatTask }
-        set { setOccasional(\.heartbeatTask, newValue) }
+        get { callbacksTimersAndOutcome?.heartbeatTask }
+        set { setCallbackTimerOrOutcome(\.heartbeatTask, newValue) }
     }
     private var pongDeadline: Scheduled<Void>? {
-        get { occasional?.pongDeadline }
-        set { setOccasional(\.pongDeadline, newValue) }
+        get { callbacksTimersAndOutcome?.pongDeadline }
+        set { setCallbackTimerOrOutcome(\.pongDeadline, newValue) }
     }
     /// How the connection ended, once it has.
-    private var closeInfo: CloseInfo? {
-        get { occasional?.closeInfo }
-        set { setOccasional(\.closeInfo, newValue) }
+    private(set) var closeInfo: CloseInfo? {
+        get { callbacksTimersAndOutcome?.closeInfo }
+        set { setCallbackTimerOrOutcome(\.closeInfo, newValue) }
+    }
+    /// The frame the last read ended inside (as `receiver.completedFrames` numbers it) and
+    /// when it must be whole.
+    private var partialFrame: (frame: Int, deadline: NIODeadline)? {
+        get { callbacksTimersAndOutcome?.partialFrame }
+        set { setCallbackTimerOrOutcome(\.partialFrame, newValue) }
+    }
+    private var partialFrameTimer: Scheduled<Void>? {
+        get { callbacksTimersAndOutcome?.partialFrameTimer }
+        set { setCallbackTimerOrOutcome(\.partialFrameTimer, newValue) }
     }
     /// NIO's default high write watermark, until `handlerAdded` reads the channel's.
     private static let defaultWriteHighWatermark = 64 * 1024
@@ -192,14 +214,16 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
-            self.leftover = nil
             context.eventLoop.assumeIsolated().execute { [self] in
-                guard state != .closed else { return }
+                guard state != .closed, self.leftover != nil else { return }
                 isReading = true
-                process(leftover)
+                processLeftover()
                 isReading = false
+                watchPartialFrame()
                 flushOutbound()
             }
+        } else {
+            leftover = nil
         }
         if !context.channel.isActive {
             // The peer left while the handshake was being answered.
@@ -214,11 +238,15 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         isReading = true
+        // NIO may go on reading the socket before the task that processes the leftover
+        // runs (it reads until a read leaves the buffer short): those bytes come after it.
+        processLeftover()
         process(unwrapInboundIn(data))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         isReading = false
+        watchPartialFrame()
         flushOutbound()
         context.fireChannelReadComplete()
     }
@@ -250,6 +278,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Receiving
 
+    private func processLeftover() {
+        guard let leftover else { return }
+        self.leftover = nil
+        process(leftover)
+    }
+
     private func process(_ buffer: ByteBuffer) {
         guard state == .open || state == .closeSent else { return }
         receiver.append(buffer)
@@ -259,7 +293,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if state == .closed { return }
             }
         } catch {
-            fail(error)
+            if case .queue(let queued) = sink, !queued.isEmpty {
+                // A peer that sends valid messages and then a bad frame expects the messages
+                // answered before the connection fails (as when they come in separate reads).
+                failure = error
+                heldFailure = error
+            } else {
+                fail(error)
+            }
         }
     }
 
@@ -371,10 +412,24 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .stream(let source) = sink {
             finish(source, info)
         }
+        releaseCallbacks()
+    }
+
+    /// The application's callbacks usually capture its `WebSocket`, which holds this handler
+    /// (and the channel): once the connection is closed none of them can run again, so they
+    /// are let go, or the two would keep each other alive for good.
+    private func releaseCallbacks() {
+        if case .queue = sink {} else { sink = .queue(CircularBuffer()) }
+        guard let callbacksTimersAndOutcome else { return }
+        callbacksTimersAndOutcome.onPing = nil
+        callbacksTimersAndOutcome.onPong = nil
+        callbacksTimersAndOutcome.onClose = nil
+        callbacksTimersAndOutcome.onError = nil
+        callbacksTimersAndOutcome.onWritable = nil
     }
 
     /// Ends the message sequence: cleanly after a close handshake, else with the error.
-    private func finish(_ source: WebSocketMessages.Source, _ info: CloseInfo) {
+    private func finish(_ source: WebSocket.MessageSequence.Source, _ info: CloseInfo) {
         if let failure {
             source.finish(failure)
         } else if info.code == .abnormalClosure {
@@ -391,11 +446,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         heartbeatTask = nil
         pongDeadline?.cancel()
         pongDeadline = nil
+        partialFrameTimer?.cancel()
+        partialFrameTimer = nil
     }
 
     private func armCloseTimer() {
         guard closeTimer == nil, let context else { return }
-        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeout) {
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeoutAmount) {
             context.close(mode: .all, promise: nil)
         }
     }
@@ -403,10 +460,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Pings every `interval`; a pong must come within `timeout` of the first unanswered ping.
     private func scheduleHeartbeat() {
         guard let heartbeat = options.heartbeat, let context else { return }
-        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.interval) { [weak self] in
+        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.intervalAmount) { [weak self] in
             guard let self, self.state == .open, let context = self.context else { return }
             if self.pongDeadline == nil {
-                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeout) {
+                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeoutAmount) {
                     [weak self] in
                     self?.terminate()
                 }
@@ -415,6 +472,43 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.flushUnlessReading()
             self.scheduleHeartbeat()
         }
+    }
+
+    // MARK: Partial frames
+
+    /// At the end of a read: starts the clock for a frame the read ended inside, unless an
+    /// earlier read ended inside the same one. One timer at most, armed only when none is,
+    /// which checks the deadline when it fires: reads that end between frames, or inside a
+    /// frame already timed, cost a comparison or two.
+    private func watchPartialFrame() {
+        guard let timeout = options.partialFrameTimeoutAmount, state == .open else { return }
+        guard receiver.isMidFrame else {
+            if callbacksTimersAndOutcome?.partialFrame != nil { partialFrame = nil }
+            return
+        }
+        let frame = receiver.completedFrames
+        if let partialFrame, partialFrame.frame == frame { return }
+        let deadline = NIODeadline.now() + timeout
+        partialFrame = (frame, deadline)
+        if partialFrameTimer == nil { armPartialFrameTimer(deadline) }
+    }
+
+    private func armPartialFrameTimer(_ deadline: NIODeadline) {
+        guard let context else { return }
+        partialFrameTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.partialFrameTimerFired()
+        }
+    }
+
+    private func partialFrameTimerFired() {
+        partialFrameTimer = nil
+        guard let partialFrame, state == .open, let timeout = options.partialFrameTimeoutAmount else { return }
+        guard NIODeadline.now() >= partialFrame.deadline else {
+            // The frame it was armed for came whole; a later one is under way.
+            armPartialFrameTimer(partialFrame.deadline)
+            return
+        }
+        fail(WebSocketError(.policyViolation, "frame not received whole within \(timeout.nanoseconds / 1_000_000) ms"))
     }
 
     // MARK: Reading backpressure
@@ -434,8 +528,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Installs the close callback; a connection that is already closed reports at once,
     /// so a callback set just after `connect` or `onConnection` never misses the close.
     func setOnClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
-        onClose = callback
-        if let closeInfo { callback(closeInfo) }
+        if let closeInfo {
+            callback(closeInfo)
+        } else {
+            onClose = callback
+        }
     }
 
     /// Installs where messages go; queued messages are delivered first, in order.
@@ -446,8 +543,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         sink = newSink
         for message in queued { deliver(message) }
-        if let closeInfo, case .stream(let source) = newSink {
-            finish(source, closeInfo)
+        if let closeInfo {
+            if case .stream(let source) = newSink { finish(source, closeInfo) }
+            releaseCallbacks()
+        }
+        if let heldFailure {
+            self.heldFailure = nil
+            if state != .closed { fail(heldFailure) }
         }
         resume(.noSink)
     }
@@ -543,6 +645,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise?.succeed()
             return
         }
+        if let heldFailure {
+            // The peer broke the protocol: its close would never be read. Fail now instead.
+            self.heldFailure = nil
+            fail(heldFailure)
+            promise?.succeed()
+            return
+        }
         let payload: ByteBuffer
         do {
             payload = try ClosePayload.make(code: code, reason: reason)
@@ -567,6 +676,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handoverComplete() {
         guard isReading else { return }
         isReading = false
+        watchPartialFrame()
         flushOutbound()
     }
 

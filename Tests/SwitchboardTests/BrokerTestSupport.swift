@@ -137,67 +137,6 @@ func makeTemporaryDirectory() throws -> URL {
     return url
 }
 
-/// A swift-log handler that keeps every message, so tests can wait for the broker to say
-/// it did something (close a slow consumer, say).
-final class LogCapture: LogHandler, Sendable {
-    struct Entry: Sendable {
-        var level: Logger.Level
-        var message: String
-        var metadata: [String: String]
-    }
-
-    private let entries = NIOLockedValueBox<[Entry]>([])
-    private let waiters = NIOLockedValueBox<[(@Sendable (Entry) -> Bool, Waiter<Entry>)]>([])
-
-    var logLevel: Logger.Level {
-        get { .trace }
-        set {}
-    }
-    var metadata: Logger.Metadata {
-        get { [:] }
-        set {}
-    }
-    subscript(metadataKey _: String) -> Logger.Metadata.Value? {
-        get { nil }
-        set {}
-    }
-
-    func log(event: LogEvent) {
-        let entry = Entry(
-            level: event.level, message: "\(event.message)",
-            metadata: (event.metadata ?? [:]).mapValues { "\($0)" })
-        let ready = NIOLockedValueBox<[Waiter<Entry>]>([])
-        entries.withLockedValue { entries in
-            entries.append(entry)
-            waiters.withLockedValue { waiters in
-                waiters.removeAll { match, waiter in
-                    guard match(entry) else { return false }
-                    ready.withLockedValue { $0.append(waiter) }
-                    return true
-                }
-            }
-        }
-        for waiter in ready.withLockedValue({ $0 }) { waiter.fulfill(entry) }
-    }
-
-    var all: [Entry] { entries.withLockedValue { $0 } }
-
-    /// The first entry (past or future) that `match` accepts.
-    func waitFor(
-        _ what: String, timeout: Duration = testTimeout, _ match: @escaping @Sendable (Entry) -> Bool
-    ) async throws -> Entry {
-        let waiter = Waiter<Entry>(what)
-        entries.withLockedValue { entries in
-            if let found = entries.first(where: match) {
-                waiter.fulfill(found)
-            } else {
-                waiters.withLockedValue { $0.append((match, waiter)) }
-            }
-        }
-        return try await waiter.value(timeout: timeout)
-    }
-}
-
 // MARK: Clients
 
 /// A `switchboard.v1` client on our WebSocket library: messages go to an inbox, the close

@@ -45,4 +45,28 @@ import Testing
             }
         }
     }
+
+    /// Every error is one line: a value or key with a line break is shown escaped.
+    @Test func errorsEchoingLineBreaksAreOneLine() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("c.json")
+        for json in [
+            #"{"port":"80\n80"}"#, #"{"a\r\nb":1}"#, #"{"anonymous_publish":["a\nb"]}"#,
+            #"{"log_level":"info\n"}"#, #"{"replay_retain":"chat.>\ncount=1"}"#, #"{"replay_retain":"a count=1\n"}"#,
+            #"{"replay_queue_limit":"\r"}"#,
+        ] {
+            try Data(json.utf8).write(to: file)
+            var configuration = BrokerConfiguration()
+            do {
+                try configuration.apply(configFile: file.path)
+                Issue.record("\(json) was accepted")
+            } catch {
+                let shown = "\(error)"
+                let lines = shown.split(whereSeparator: \.isNewline).count
+                #expect(lines == 1, "\(json): \(shown)")
+                #expect(shown.contains(#"\n"#) || shown.contains(#"\r"#), "\(json): \(shown)")
+            }
+        }
+    }
 }

@@ -123,6 +123,16 @@ import WebSocketCore
         #expect(error(#"{"id":"x3","op":"sub","topic":"a","broken":}"#)?.id == nil, "broken JSON: the id is not trusted")
     }
 
+    /// An unknown op written with escapes is shown escaped, so the error stays one line
+    /// (WireRequestFuzzer checks every error).
+    @Test func unknownOpWithALineBreakIsOneLine() throws {
+        let refusal = try #require(error(#"{"op":"p\u0075b\n\r","topic":"a"}"#))
+        #expect(refusal.code == .unknownOp)
+        let lines = refusal.message.split(whereSeparator: \.isNewline).count
+        #expect(lines == 1, "\(refusal.message)")
+        #expect(refusal.message.contains(#""pub\n\r""#), "\(refusal.message)")
+    }
+
     @Test func limits() {
         let limits = RequestDecoder.Limits(maxPayloadBytes: 10, maxIDBytes: 6)
         #expect(error(#"{"op":"pub","topic":"a","data":"0123456789"}"#, limits: limits)?.code == .tooLarge)

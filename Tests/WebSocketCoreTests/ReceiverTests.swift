@@ -199,3 +199,72 @@ import WebSocketCore
     }
 }
 
+
+/// Frames at and past the 16-bit length, received the way the Autobahn|Testsuite's server
+/// sends them: each header in a read of its own, the payload in reads of odd sizes.
+@Suite struct ReceiverLargeFrameSplitTests {
+    /// 65,535 bytes of text (the largest 16-bit length), multi-byte characters straddling
+    /// most piece boundaries.
+    static let text65535 = "a" + String(repeating: "é", count: 32_767)
+    static let binary65536 = (0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+    static let text1MiB = String(repeating: "ab€😀", count: 1 << 20 / 9)
+
+    static func frames(key: [UInt8]?) -> [[UInt8]] {
+        [
+            frameBytes(0x1, text65535.bytes, key: key),
+            frameBytes(0x9, "p".bytes, key: key),
+            frameBytes(0x2, binary65536, key: key),
+            frameBytes(0x1, text1MiB.bytes, fin: false, key: key),
+            frameBytes(0x0, binary65536.map { $0 & 0x7F }, key: key),
+        ]
+    }
+
+    static let expected: [Event] = [
+        .text(text65535), .ping("p".bytes), .binary(binary65536),
+        .text(text1MiB + String(decoding: binary65536.map { $0 & 0x7F }, as: UTF8.self)),
+    ]
+
+    /// Split points: every header alone, each payload in odd-sized pieces of 1 to 8,191 bytes.
+    static func headerAloneSplits(_ frames: [[UInt8]], using generator: inout SplitMix) -> [Int] {
+        var splits: [Int] = []
+        var offset = 0
+        for frame in frames {
+            let length7 = frame[1] & 0x7F
+            let headerLength = 2 + (length7 == 126 ? 2 : length7 == 127 ? 8 : 0) + (frame[1] & 0x80 != 0 ? 4 : 0)
+            var position = offset + headerLength
+            splits.append(position)
+            while position < offset + frame.count {
+                position += Int.random(in: 0..<4096, using: &generator) * 2 + 1
+                splits.append(min(position, offset + frame.count))
+            }
+            offset += frame.count
+        }
+        return splits
+    }
+
+    @Test(arguments: [Role.client, .server])
+    func headersAloneAndPayloadsInOddPieces(role: Role) {
+        let frames = Self.frames(key: role == .server ? [0x37, 0xFA, 0x21, 0x3D] : nil)
+        let stream = frames.flatMap { $0 }
+        var generator = SplitMix(seed: 0x5EED)
+        for round in 0..<8 {
+            let splits = Self.headerAloneSplits(frames, using: &generator)
+            let result = receive(stream, role: role, splits: splits)
+            #expect(result.error == nil, "round \(round): \(String(describing: result.error))")
+            #expect(result.events == Self.expected, "round \(round): \(result.events)")
+        }
+    }
+
+    /// The length bytes of a header cut from its first two, and from each other.
+    @Test(arguments: [Role.client, .server])
+    func extendedLengthsSplitInsideTheHeader(role: Role) {
+        let key: [UInt8]? = role == .server ? [0x37, 0xFA, 0x21, 0x3D] : nil
+        for frame in [frameBytes(0x1, Self.text65535.bytes, key: key), frameBytes(0x2, Self.binary65536, key: key)] {
+            let headerLength = frame[1] & 0x7F == 126 ? 4 : 10
+            for split in 1..<headerLength + (key == nil ? 0 : 4) {
+                let result = receive(frame, role: role, splits: [split, split + 1, headerLength + 4, headerLength + 4093])
+                #expect(result.error == nil && result.events.count == 1, "split at \(split): \(result)")
+            }
+        }
+    }
+}

@@ -103,6 +103,19 @@ private final class PlainHTTPHandler: ChannelInboundHandler {
         }
     }
 
+    @Test func shutdownClosesAttachedClientsWith1001() async throws {
+        let server = WebSocketServer { ws in ws.onMessage { _ in } }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/ws")
+            let closed = Waiter<CloseInfo>("client onClose")
+            ws.onClose { closed.fulfill($0) }
+            ws.onMessage { _ in }
+            try await withTimeout("shutdown") { await server.shutdown() }
+            #expect(try await closed.value() == CloseInfo(code: .goingAway, reason: "server shutting down", wasClean: true))
+            #expect(server.clients.isEmpty)
+        }
+    }
+
     @Test func malformedRequestGetsOneAnswer() async throws {
         let server = WebSocketServer { ws in ws.onMessage { _ in } }
         try await withAppServer(routes: ["/ws": server]) { port in
@@ -132,6 +145,113 @@ private final class PlainHTTPHandler: ChannelInboundHandler {
             let close = try await peer.readFrame()
             #expect(close.opcode == 0x8 && close.closeCode == 1000)
             try await peer.expectClosed()
+        }
+    }
+
+    // MARK: The servers' limits on an application's connections
+
+    /// A server for `/ws` with `configure`d options, which keeps its connections open.
+    private func limitedServer(_ configure: (inout WebSocketServer.Options) -> Void) -> WebSocketServer {
+        var options = WebSocketServer.Options()
+        configure(&options)
+        return WebSocketServer(options: options) { ws in ws.onMessage { _ in } }
+    }
+
+    @Test func firstRequestHeadTrickledIsClosedAfterTheHandshakeTimeout() async throws {
+        let server = limitedServer { $0.handshakeTimeout = .milliseconds(300) }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let start = ContinuousClock.now
+            let peer = try await RawPeer.connect(port: port)
+            // The whole head would take about 5 s at this pace.
+            let trickle = Task { try await peer.trickle(RawPeer.upgradeRequest(path: "/ws"), every: .milliseconds(25)) }
+            defer { trickle.cancel() }
+            // No request was read whole, so there is none to answer.
+            try await peer.expectClosed()
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed >= .milliseconds(290))
+            #expect(elapsed < .seconds(3))
+        }
+    }
+
+    @Test func routedUpgradeWhoseDecisionIsSlowGets408() async throws {
+        let release = Waiter<Void>("release")
+        let server = limitedServer {
+            $0.handshakeTimeout = .milliseconds(300)
+            $0.verifyClient = { _ in
+                _ = try? await release.value()
+                return .accept()
+            }
+        }
+        defer { release.fulfill(()) }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let peer = try await RawPeer.connect(port: port)
+            // A plain request first: the application's, untimed by us.
+            try await peer.send(string: "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await peer.readHead().hasPrefix("HTTP/1.1 200"))
+            _ = try await peer.take("the plain body") { bytes, _ -> Void? in
+                guard bytes.starts(with: Array("plain".utf8)) else { return nil }
+                bytes.removeFirst(5)
+                return ()
+            }
+            let start = ContinuousClock.now
+            try await peer.send(string: RawPeer.upgradeRequest(path: "/ws"))
+            let response = try await peer.readResponse()
+            #expect(response.status == 408, "\(response.head)")
+            #expect(ContinuousClock.now - start >= .milliseconds(290))
+        }
+    }
+
+    @Test func oversizedRoutedUpgradeHeadIs431() async throws {
+        let server = limitedServer { $0.maxHandshakeSize = 1024 }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let peer = try await RawPeer.connect(port: port)
+            let padding = "X-Padding: \(String(repeating: "p", count: 2000))\r\n"
+            try await peer.send(string: RawPeer.upgradeRequest(path: "/ws", extraHeaders: padding))
+            let response = try await peer.readResponse()
+            #expect(response.status == 431)
+            #expect(response.body == "request head exceeds 1024 bytes\n")
+        }
+    }
+
+    @Test func routedUpgradesPastMaxConnectionsGet503AndPlainRequestsStillPass() async throws {
+        let server = limitedServer { $0.maxConnections = 1 }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let first = try await RawPeer.upgraded(port: port, path: "/ws")
+            #expect(server.connectionCount == 1)
+            let second = try await RawPeer.connect(port: port)
+            try await second.send(string: RawPeer.upgradeRequest(path: "/ws"))
+            #expect(try await second.readResponse().status == 503)
+            let plain = try await RawPeer.connect(port: port)
+            try await plain.send(string: "GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            #expect(try await plain.readHead().hasPrefix("HTTP/1.1 200"))
+            first.close()
+        }
+    }
+
+    @Test func routedUpgradesPastThePerAddressLimitGet429() async throws {
+        let server = limitedServer { $0.maxConnectionsPerAddress = 1 }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let first = try await RawPeer.upgraded(port: port, path: "/ws")
+            let second = try await RawPeer.connect(port: port)
+            try await second.send(string: RawPeer.upgradeRequest(path: "/ws"))
+            let response = try await second.readResponse()
+            #expect(response.status == 429)
+            #expect(response.body == "too many connections from 127.0.0.1 (limit 1)\n")
+            first.close()
+        }
+    }
+
+    @Test func routedUpgradesPastTheRateGet503WithRetryAfter() async throws {
+        let server = limitedServer { $0.handshakeRate = HandshakeRateLimit(perSecond: 1, burst: 1) }
+        try await withAppServer(routes: ["/ws": server]) { port in
+            let first = try await RawPeer.upgraded(port: port, path: "/ws")
+            let second = try await RawPeer.connect(port: port)
+            try await second.send(string: RawPeer.upgradeRequest(path: "/ws"))
+            let response = try await second.readResponse()
+            #expect(response.status == 503)
+            #expect(response.head.contains("Retry-After: 1\r\n"), "\(response.head)")
+            #expect(response.body == "too many handshakes (limit 1 per second)\n")
+            first.close()
         }
     }
 }

@@ -123,6 +123,27 @@ import WebSockets
         }
     }
 
+    @Test func cancelledCloseStopsWaitingAndTheCloseGoesOn() async throws {
+        let serverSide = Waiter<WebSocket>("server side")
+        // No message sink on the server side: it reads nothing, so our close is not answered.
+        try await withServer(onConnection: { serverSide.fulfill($0) }) { _, port in
+            var options = ClientOptions()
+            options.connection.closeTimeout = .seconds(30)
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", options: options)
+            let server = try await serverSide.value()
+            let closed = Waiter<CloseInfo>("client onClose")
+            ws.onClose { closed.fulfill($0) }
+            let closing = Task { try await ws.close(code: .normalClosure, reason: "bye") }
+            closing.cancel()
+            let result = try await withTimeout("cancelled close() to return", .seconds(10)) { await closing.result }
+            #expect(throws: CancellationError.self) { try result.get() }
+            // The close goes on: once the server reads, it answers and the connection ends cleanly.
+            server.onMessage { _ in }
+            #expect(try await closed.value() == CloseInfo(code: .normalClosure, reason: "", wasClean: true))
+            #expect(try await ws.waitUntilClosed() == CloseInfo(code: .normalClosure, reason: "", wasClean: true))
+        }
+    }
+
     @Test func clientCloseTimeoutWhenServerNeverAnswers() async throws {
         // A fake server that upgrades and then ignores everything.
         try await withFakeServer(respond: { head in

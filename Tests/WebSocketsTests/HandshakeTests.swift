@@ -56,6 +56,36 @@ import WebSockets
         }
     }
 
+    enum UserKey: ConnectionUserInfoKey { typealias Value = String }
+    enum LevelKey: ConnectionUserInfoKey { typealias Value = Int }
+    enum UnsetKey: ConnectionUserInfoKey { typealias Value = String }
+
+    @Test func verifyClientAttachesTypedUserInfo() async throws {
+        let seen = Waiter<(String?, Int?, String?)>("the connection's user info")
+        try await withServer({
+            $0.verifyClient = { request in
+                var userInfo = ConnectionUserInfo(UserKey.self, request.path)
+                if request.path == "/two" { userInfo[LevelKey.self] = 2 }
+                return .accept(userInfo: userInfo)
+            }
+        }, onConnection: { ws in
+            seen.fulfill((ws.userInfo[UserKey.self], ws.userInfo[LevelKey.self], ws.userInfo[UnsetKey.self]))
+            ws.onMessage { _ in }
+        }) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/two")
+            let (user, level, unset) = try await seen.value()
+            #expect(user == "/two" && level == 2 && unset == nil)
+            try await withTimeout("close") { try await ws.close() }
+        }
+        var userInfo = ConnectionUserInfo(UserKey.self, "alice")
+        #expect(userInfo[LevelKey.self] == nil)
+        userInfo[LevelKey.self] = 3
+        userInfo[UserKey.self] = nil
+        #expect(userInfo[UserKey.self] == nil && userInfo[LevelKey.self] == 3)
+        userInfo[LevelKey.self] = nil
+        #expect(userInfo[LevelKey.self] == nil)
+    }
+
     @Test func missingKeyIs400WithOneLineReason() async throws {
         try await withServer { _, port in
             let peer = try await RawPeer.connect(port: port)
@@ -138,22 +168,22 @@ import WebSockets
         }
     }
 
-    @Test func slowVerifyClientLosesToHandshakeTimeout() async throws {
-        let release = Waiter<Void>("release")
+    @Test func slowVerifyClientLosesToHandshakeTimeoutAndIsCancelled() async throws {
+        let ended = Waiter<Bool>("verifyClient to end")
         try await withServer({
             $0.handshakeTimeout = .milliseconds(200)
             $0.verifyClient = { _ in
-                .later {
-                    _ = try? await release.value()
-                    return .accept()
-                }
+                // Sleeps until cancelled, then accepts: too late.
+                try? await Task.sleep(for: testTimeout)
+                ended.fulfill(Task.isCancelled)
+                return .accept()
             }
         }) { _, port in
             let peer = try await RawPeer.connect(port: port)
             try await peer.send(string: RawPeer.upgradeRequest())
             let head = try await peer.readHead()
             #expect(head.hasPrefix("HTTP/1.1 408"), "\(head)")
-            release.fulfill(())
+            #expect(try await ended.value(), "the hook is cancelled when the handshake times out")
             // Nothing after the 408 (no late 101), then the connection closes.
             let rest = try await peer.readToEnd()
             #expect(!String(decoding: rest, as: UTF8.self).contains("HTTP/1.1"))
@@ -204,7 +234,7 @@ import WebSockets
     }
 
     @Test func subprotocolSelection() async throws {
-        try await withServer({ $0.setProtocols(["chat.v2", "chat.v1"]) }) { _, port in
+        try await withServer({ $0.protocols = ["chat.v2", "chat.v1"] }) { _, port in
             var options = ClientOptions()
             options.protocols = ["chat.v1", "chat.v2"]
             let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", options: options)
@@ -221,7 +251,7 @@ import WebSockets
 
     @Test func serverSeesSelectedSubprotocol() async throws {
         let serverHandshake = Waiter<HandshakeInfo>("server handshake")
-        try await withServer({ $0.setProtocols(["a", "b"]) }, onConnection: { ws in
+        try await withServer({ $0.protocols = ["a", "b"] }, onConnection: { ws in
             serverHandshake.fulfill(ws.handshake)
             ws.onMessage { _ in }
         }) { _, port in

@@ -375,7 +375,7 @@ import WebSockets
                 + (serverDeflate ? variant.map { "on (\($0))" } ?? "on" : "off"))
         var options = WebSocketServer.Options()
         if serverDeflate { options.perMessageDeflate = variant?.options ?? PerMessageDeflateOptions() }
-        options.setProtocols(["chat"])
+        options.protocols = ["chat"]
         if variant == .fragmentSize { options.connection.fragmentSize = 1000 }
         let server = WebSocketServer(options: options) { ws in
             ws.onMessage { message in ws.send(message, promise: nil) }

@@ -29,14 +29,21 @@ import WebSockets
             ("perMessageDeflate.memLevel", "1...9", { $0.perMessageDeflate = PerMessageDeflateOptions(memLevel: 0) }),
             ("perMessageDeflate.serverMaxWindowBits", "8...15", { $0.perMessageDeflate = PerMessageDeflateOptions(serverMaxWindowBits: 16) }),
             ("port", "0...65535", { $0.port = 70_000 }),
-            ("handshakeTimeout", ">= \(TimeAmount.nanoseconds(1))", { $0.handshakeTimeout = .zero }),
+            ("handshakeTimeout", "> 0", { $0.handshakeTimeout = .zero }),
             ("maxConnections", ">= 1", { $0.maxConnections = 0 }),
             ("connection.fragmentSize", ">= 1", { $0.connection.fragmentSize = 0 }),
             ("connection.maxPayload", "0...\(ConnectionOptions.maxPayloadLimit)", { $0.connection.maxPayload = -1 }),
             ("connection.maxBufferedAmount", ">= 0", { $0.connection.maxBufferedAmount = .min }),
-            ("connection.heartbeat.interval", ">= \(TimeAmount.nanoseconds(1))", {
+            ("connection.heartbeat.interval", "> 0", {
                 $0.connection.heartbeat = .init(interval: .zero, timeout: .seconds(1))
             }),
+            ("connection.partialFrameTimeout", "> 0", {
+                $0.connection.partialFrameTimeout = .seconds(-1)
+            }),
+            ("handshakeRate.perSecond", ">= 1", { $0.handshakeRate = HandshakeRateLimit(perSecond: 0, burst: 10) }),
+            ("handshakeRate.burst", ">= 1", { $0.handshakeRate = HandshakeRateLimit(perSecond: 10, burst: 0) }),
+            ("maxConcurrentHandshakes", ">= 1", { $0.maxConcurrentHandshakes = 0 }),
+            ("maxConnectionsPerAddress", ">= 1", { $0.maxConnectionsPerAddress = -3 }),
         ]
         for (option, allowed, configure) in cases {
             var options = WebSocketServer.Options()

@@ -39,19 +39,6 @@ import WebSockets
         }
     }
 
-    @Test func clientTrackingOff() async throws {
-        let connected = Waiter<Void>("connection")
-        try await withServer({ $0.clientTracking = false }, onConnection: { ws in
-            ws.onMessage { _ in }
-            connected.fulfill(())
-        }) { server, port in
-            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
-            try await connected.value()
-            #expect(server.clients.isEmpty)
-            try await withTimeout("close") { try await ws.close() }
-        }
-    }
-
     @Test func shutdownDropsPeersThatDoNotAnswerAfterCloseTimeout() async throws {
         let server = WebSocketServer(options: {
             var options = WebSocketServer.Options()

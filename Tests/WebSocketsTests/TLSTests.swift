@@ -1,6 +1,7 @@
 import AsyncTestSupport
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Testing
 import WebSocketCore
@@ -270,5 +271,33 @@ struct TLSTests {
             let message = await failure(connecting: "ws://127.0.0.1:\(port)/", options)
             #expect(message != "connected")
         }
+    }
+
+    /// wss:// on an application's own NIO bootstrap: our handler from
+    /// `TLSContext.makeHandler()` in front of the HTTP pipeline and the attached endpoint.
+    @Test func attachedEndpointBehindMakeHandler() async throws {
+        let context = try TLSContext(
+            configuration: TLSConfiguration(
+                certificateFile: TestCertificates.pem("server"), privateKeyFile: TestCertificates.key("server")),
+            isServer: true)
+        let echo = WebSocketServer { ws in ws.onMessage { ws.send($0, promise: nil) } }
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(context.makeHandler())
+                    try pipeline.configureHTTPServerPipeline()
+                    try pipeline.addHandler(WebSocketServer.upgradeHandler(routes: ["/tls": echo]))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { listener.close(promise: nil) }
+        let ws = try await WebSocket.connect(
+            to: "wss://localhost:\(listener.localAddress!.port!)/tls", options: trustingTestCA(deflate: false))
+        try await ws.send(text: "behind our TLS")
+        var iterator = ws.messages.makeAsyncIterator()
+        #expect(try await iterator.next() == .text("behind our TLS"))
+        try await ws.close()
+        #expect(ws.readyState == .closed)
     }
 }

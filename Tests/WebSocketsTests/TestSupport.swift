@@ -12,7 +12,7 @@ import WebSockets
 /// Starts a server on an ephemeral port for one test and shuts it down afterwards.
 func withServer<T>(
     _ configure: (inout WebSocketServer.Options) -> Void = { _ in },
-    group: any EventLoopGroup = EventLoopThreads.shared,
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onConnection: @escaping @Sendable (WebSocket) -> Void = { ws in ws.onMessage { ws.send($0, promise: nil) } },
     _ body: (WebSocketServer, Int) async throws -> T
 ) async throws -> T {
@@ -113,14 +113,6 @@ private final class FakeServerHandler: ChannelInboundHandler {
             context.close(promise: nil)
         }
     }
-}
-
-/// The `Sec-WebSocket-Key` of a request head.
-func requestKey(_ head: String) -> String {
-    for line in head.split(separator: "\r\n") where line.lowercased().hasPrefix("sec-websocket-key:") {
-        return line.dropFirst("sec-websocket-key:".count).trimmingCharacters(in: .whitespaces)
-    }
-    return ""
 }
 
 extension Substring {

@@ -61,14 +61,14 @@ struct Setup {
 func check(_ event: ReceivedEvent, _ setup: Setup) {
     switch event {
     case .text(let buffer):
-        precondition(buffer.readableBytes <= setup.maxPayload, "text event of \(buffer.readableBytes) bytes > maxPayload \(setup.maxPayload)")
-        precondition(String(validating: buffer.readableBytesView, as: UTF8.self) != nil, "text event is not valid UTF-8: \(Array(buffer.readableBytesView.prefix(64)))")
+        require(buffer.readableBytes <= setup.maxPayload, "text event of \(buffer.readableBytes) bytes > maxPayload \(setup.maxPayload)")
+        require(String(validating: buffer.readableBytesView, as: UTF8.self) != nil, "text event is not valid UTF-8: \(Array(buffer.readableBytesView.prefix(64)))")
     case .binary(let buffer):
-        precondition(buffer.readableBytes <= setup.maxPayload, "binary event of \(buffer.readableBytes) bytes > maxPayload \(setup.maxPayload)")
+        require(buffer.readableBytes <= setup.maxPayload, "binary event of \(buffer.readableBytes) bytes > maxPayload \(setup.maxPayload)")
     case .ping(let buffer), .pong(let buffer):
-        precondition(buffer.readableBytes <= 125, "control event of \(buffer.readableBytes) bytes")
+        require(buffer.readableBytes <= 125, "control event of \(buffer.readableBytes) bytes")
     case .close(_, let reason):
-        precondition(reason.utf8.count <= 123, "close reason of \(reason.utf8.count) bytes")
+        require(reason.utf8.count <= 123, "close reason of \(reason.utf8.count) bytes")
     }
 }
 
@@ -93,8 +93,8 @@ func run(_ stream: ArraySlice<UInt8>, _ ends: [Int], _ setup: Setup) -> Outcome 
             }
         } catch {
             let code = error.closeCode.rawValue
-            precondition([1002, 1007, 1009].contains(code), "unexpected close code \(code): \(error.reason)")
-            precondition(!error.reason.contains("\n") && error.reason.utf8.count <= 123, "bad reason: \(error.reason)")
+            require([1002, 1007, 1009].contains(code), "unexpected close code \(code): \(error.reason)")
+            require(!error.reason.contains("\n") && error.reason.utf8.count <= 123, "bad reason: \(error.reason)")
             outcome.closeCode = code
             outcome.reason = error.reason
             stopped = true
@@ -102,10 +102,10 @@ func run(_ stream: ArraySlice<UInt8>, _ ends: [Int], _ setup: Setup) -> Outcome 
         if stopped { break }
     }
     if stopped {
-        precondition(receiver.isFinished, "stopped but not finished")
-        precondition((try? receiver.next()) == .some(nil), "next() after a throw/close did not return nil")
+        require(receiver.isFinished, "stopped but not finished")
+        require((try? receiver.next()) == .some(nil), "next() after a throw/close did not return nil")
         receiver.append(ByteBuffer(bytes: [0x81, 0x00, 0x89, 0x80, 0, 0, 0, 0]))
-        precondition((try? receiver.next()) == .some(nil), "next() after a throw/close + more bytes did not return nil")
+        require((try? receiver.next()) == .some(nil), "next() after a throw/close + more bytes did not return nil")
     }
     return outcome
 }
@@ -148,17 +148,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
     let whole = run(stream, [stream.count], setup)
     if let expected {
-        precondition(
+        require(
             whole.events == expected.events && whole.closeCode == expected.closeCode,
             "encoded messages did not come back:\n  sent: \(describe(expected))\n  got:  \(describe(whole))")
     }
     let split = run(stream, ends, setup)
-    precondition(
+    require(
         whole.events == split.events && whole.closeCode == split.closeCode,
         "whole and split (at \(ends)) differ:\n  whole: \(describe(whole))\n  split: \(describe(split))")
     if byteByByte, stream.count <= 2048 {
         let single = run(stream, Array(0...stream.count), setup)
-        precondition(
+        require(
             whole.events == single.events && whole.closeCode == single.closeCode,
             "whole and byte-by-byte differ:\n  whole: \(describe(whole))\n  bytes: \(describe(single))")
     }

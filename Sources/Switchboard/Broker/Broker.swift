@@ -169,10 +169,16 @@ public final class Broker: Sendable {
                 timeout: .seconds(Int64(configuration.heartbeatSeconds)))
         }
         options.maxConnections = configuration.maxConnections
+        options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
+        options.handshakeRate = configuration.handshakeRate > 0
+            ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
+        options.maxConcurrentHandshakes = configuration.maxHandshakes
+        options.connection.partialFrameTimeout = configuration.frameTimeoutSeconds > 0
+            ? .seconds(Int64(configuration.frameTimeoutSeconds)) : nil
         options.selectSubprotocol = { offered, _ in
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
         }
-        options.verifyClient = { [self] request in verify(request) }
+        options.verifyClient = { [self] request in await verify(request) }
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
         let address: SocketAddress
         do {
@@ -267,9 +273,9 @@ public final class Broker: Sendable {
 
     // MARK: Handshake
 
-    /// Runs on the connection's event loop: the token cache answers without I/O; only a
-    /// token the cache does not know is looked up in the database, on NIO's thread pool.
-    private func verify(_ request: UpgradeRequest) -> UpgradeDecision {
+    /// The token cache answers without I/O; only a token the cache does not know is looked
+    /// up in the database, on NIO's thread pool.
+    private func verify(_ request: UpgradeRequest) async -> UpgradeDecision {
         if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
@@ -280,27 +286,27 @@ public final class Broker: Sendable {
         } catch {
             return refuse(request, error)
         }
+        let unknown: String
         do throws(AuthError) {
             return admit(request, try authenticator.authenticate(presented))
         } catch {
             // An unknown token was perhaps created by another process (`switchboard token
             // create`) since the last reload: look in the database itself.
             guard error.reason == .unknown, let presented else { return refuse(request, error) }
-            return .later { [self] in
-                _ = try? await NIOThreadPool.singleton.runIfActive { try self.tokens.fetch(token: presented) }
-                do throws(AuthError) {
-                    return admit(request, try authenticator.authenticate(presented))
-                } catch {
-                    return refuse(request, error)
-                }
-            }
+            unknown = presented
+        }
+        _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: unknown) }
+        do throws(AuthError) {
+            return admit(request, try authenticator.authenticate(unknown))
+        } catch {
+            return refuse(request, error)
         }
     }
 
     /// Accepts an authenticated client unless its token already holds its share of connections.
     private func admit(_ request: UpgradeRequest, _ principal: Principal) -> UpgradeDecision {
         guard let key = principal.connectionKey, tokenConnections.isFull(key) else {
-            return .accept(userInfo: principal)
+            return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
         }
         logger.notice("connection refused", metadata: [
             "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
@@ -323,7 +329,7 @@ public final class Broker: Sendable {
     }
 
     private func open(_ socket: WebSocket) {
-        guard let principal = socket.userInfo as? Principal, let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
+        guard let principal = socket.userInfo[PrincipalKey.self], let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
             socket.terminate()
             return
         }
@@ -561,4 +567,9 @@ public struct BrokerStatistics: Sendable, Hashable {
     /// The replay log's state and counters (`status` is `degraded` while it cannot write);
     /// nil without a replay log.
     public var replay: ReplayStatistics?
+}
+
+/// The key of the `Principal` the broker's handshake attaches to a connection.
+enum PrincipalKey: ConnectionUserInfoKey {
+    typealias Value = Principal
 }

@@ -46,6 +46,21 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// Seconds after its last publish a topic the replay log does not retain is evicted from
     /// memory (its last seq is in the store; its next publish reads it back). Default 600.
     public var topicIdleSeconds = 600
+    /// Connections from one IP address, handshaking or open; more get 429. Behind a reverse
+    /// proxy every client has the proxy's address: raise it there, or 0 for no limit.
+    /// Default 10 000.
+    public var maxConnectionsPerIP = 10_000
+    /// Handshakes started per second after a burst of `handshakeBurst`; past it, and past
+    /// `maxHandshakes` in progress, a new connection is closed before anything is read.
+    /// Default 1000; 0: no limit.
+    public var handshakeRate = 1_000
+    /// Handshakes that may start at once after a quiet spell. Default 10 000.
+    public var handshakeBurst = 10_000
+    /// Connections accepted and not yet upgraded. Default 1000.
+    public var maxHandshakes = 1_000
+    /// Seconds a frame may take to arrive whole once its first byte has; past it the
+    /// connection is closed with 1008. Default 30 (a `max_payload` frame at 35 KB/s); 0: no limit.
+    public var frameTimeoutSeconds = 30
     /// Seconds between pings to each client (a client that misses a pong for as long is dropped). Default 30; 0 turns it off.
     public var heartbeatSeconds = 30
     /// swift-log level: trace, debug, info, notice, warning, error, critical. Default info.
@@ -87,7 +102,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
             self.problem = problem
         }
 
-        public var description: String { "\(source): \(key): \(problem)" }
+        /// One line: a key with a control character (an unknown key from a file) is quoted with escapes.
+        public var description: String {
+            let shownKey = key.unicodeScalars.contains { $0.properties.generalCategory == .control } ? key.debugDescription : key
+            return "\(source): \(shownKey): \(problem)"
+        }
     }
 
     /// Every key of the config file and its environment variable, for documentation and
@@ -101,6 +120,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("max_connections_per_token", "SWITCHBOARD_MAX_CONNECTIONS_PER_TOKEN"),
         ("request_rate", "SWITCHBOARD_REQUEST_RATE"), ("request_burst", "SWITCHBOARD_REQUEST_BURST"),
         ("max_topics", "SWITCHBOARD_MAX_TOPICS"), ("topic_idle_seconds", "SWITCHBOARD_TOPIC_IDLE_SECONDS"),
+        ("max_connections_per_ip", "SWITCHBOARD_MAX_CONNECTIONS_PER_IP"), ("handshake_rate", "SWITCHBOARD_HANDSHAKE_RATE"),
+        ("handshake_burst", "SWITCHBOARD_HANDSHAKE_BURST"), ("max_handshakes", "SWITCHBOARD_MAX_HANDSHAKES"),
+        ("frame_timeout_seconds", "SWITCHBOARD_FRAME_TIMEOUT_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"),
     ] + ReplayConfiguration.keys
@@ -113,6 +135,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
         } catch {
             throw Error(source: path, key: "(file)", problem: "cannot be read: \(error.localizedDescription)")
         }
+        try apply(configJSON: data, source: path)
+    }
+
+    /// Applies the contents of a JSON config file; `source` names it in errors.
+    @_spi(Fuzzing) public mutating func apply(configJSON data: Data, source path: String) throws(Error) {
         let object: [String: Any]
         do {
             guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -154,7 +181,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         func fail(_ problem: String) -> Error { Error(source: source, key: key, problem: problem) }
         func integer(in range: ClosedRange<Int>) throws(Error) -> Int {
             guard let value = Int(text.trimmingCharacters(in: .whitespaces)), range.contains(value) else {
-                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \"\(text)\"")
+                throw fail("must be an integer from \(range.lowerBound) to \(range.upperBound), not \(text.debugDescription)")
             }
             return value
         }
@@ -164,7 +191,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
                 do {
                     _ = try TopicPattern(name)
                 } catch {
-                    throw fail("\(name): \(error.message)")
+                    throw fail("\(name.debugDescription): \(error.message)")
                 }
             }
             return names
@@ -192,7 +219,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "max_queued_bytes": maxQueuedBytes = try integer(in: 1024...(1 << 34))
         case "slow_consumer":
             guard let policy = SlowConsumerPolicy(rawValue: text) else {
-                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(text)\"")
+                throw fail("must be one of \(SlowConsumerPolicy.allCases.map(\.rawValue).joined(separator: ", ")), not \(text.debugDescription)")
             }
             slowConsumer = policy
         case "max_connections": maxConnections = try integer(in: 1...10_000_000)
@@ -202,10 +229,15 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "request_burst": requestBurst = try integer(in: 1...100_000_000)
         case "max_topics": maxTopics = try integer(in: 1...100_000_000)
         case "topic_idle_seconds": topicIdleSeconds = try integer(in: 1...31_536_000)
+        case "max_connections_per_ip": maxConnectionsPerIP = try integer(in: 0...10_000_000)
+        case "handshake_rate": handshakeRate = try integer(in: 0...10_000_000)
+        case "handshake_burst": handshakeBurst = try integer(in: 1...10_000_000)
+        case "max_handshakes": maxHandshakes = try integer(in: 1...10_000_000)
+        case "frame_timeout_seconds": frameTimeoutSeconds = try integer(in: 0...86_400)
         case "heartbeat_seconds": heartbeatSeconds = try integer(in: 0...86_400)
         case "log_level":
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \"\(text)\"") }
+            guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
         case _ where key.hasPrefix("replay_"):

@@ -190,7 +190,7 @@ import NIOCore
             case Array("unsub".utf8): kind = .unsub
             default:
                 let shown = String(decoding: opName.prefix(32), as: UTF8.self)
-                throw ProtocolError(.unknownOp, "unknown op \"\(shown)\"; expected sub, unsub or pub", id: id)
+                throw ProtocolError(.unknownOp, "unknown op \(shown.debugDescription); expected sub, unsub or pub", id: id)
             }
         }
 

@@ -55,13 +55,13 @@ public struct ReplayConfiguration: Sendable, Hashable {
             self.rules = rules
         case "replay_max_bytes":
             guard let value = Int64(trimmed), value >= 0 else {
-                return "must be a number of bytes (0 = no cap), not \"\(text)\""
+                return "must be a number of bytes (0 = no cap), not \(text.debugDescription)"
             }
             guard value == 0 || value >= 1 << 20 else { return "must be 0 or at least 1048576 (1 MiB), not \(value)" }
             maxBytes = value
         case "replay_queue_limit":
             guard let value = Int(trimmed), (1...10_000_000).contains(value) else {
-                return "must be an integer from 1 to 10000000, not \"\(text)\""
+                return "must be an integer from 1 to 10000000, not \(text.debugDescription)"
             }
             queueLimit = value
         case "replay_database":
@@ -102,27 +102,27 @@ public struct ReplayRule: Sendable, Hashable, CustomStringConvertible {
         do {
             pattern = try TopicPattern(String(first))
         } catch {
-            return .failure(ParseError(message: "rule \"\(text)\": bad pattern \(first): \(error.message)"))
+            return .failure(ParseError(message: "rule \(text.debugDescription): bad pattern \(first.debugDescription): \(error.message)"))
         }
         var rule = ReplayRule(pattern: pattern)
         for word in words.dropFirst() {
             let parts = word.split(separator: "=", maxSplits: 1)
             guard parts.count == 2 else {
-                return .failure(ParseError(message: "rule \"\(text)\": expected count=N or age=DURATION, not \"\(word)\""))
+                return .failure(ParseError(message: "rule \(text.debugDescription): expected count=N or age=DURATION, not \(word.debugDescription)"))
             }
             switch parts[0] {
             case "count":
                 guard let n = UInt64(parts[1]), n > 0 else {
-                    return .failure(ParseError(message: "rule \"\(text)\": count must be a positive integer"))
+                    return .failure(ParseError(message: "rule \(text.debugDescription): count must be a positive integer"))
                 }
                 rule.maxMessages = n
             case "age":
                 guard let ms = parseDuration(parts[1]), ms > 0 else {
-                    return .failure(ParseError(message: "rule \"\(text)\": age must be like 500ms, 30s, 10m, 24h or 7d"))
+                    return .failure(ParseError(message: "rule \(text.debugDescription): age must be like 500ms, 30s, 10m, 24h or 7d"))
                 }
                 rule.maxAgeMilliseconds = ms
             default:
-                return .failure(ParseError(message: "rule \"\(text)\": unknown limit \"\(parts[0])\" (count, age)"))
+                return .failure(ParseError(message: "rule \(text.debugDescription): unknown limit \(parts[0].debugDescription) (count, age)"))
             }
         }
         return .success(rule)
