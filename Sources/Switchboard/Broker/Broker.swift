@@ -25,6 +25,8 @@ public final class Broker: Sendable {
         public static let tokenRevoked = CloseCode(4001)
         /// The connection's token expired.
         public static let tokenExpired = CloseCode(4002)
+        /// An operator closed the connection (admin API, `switchboard connections --close`).
+        public static let closedByAdmin = CloseCode(4003)
     }
 
     public let configuration: BrokerConfiguration
@@ -35,7 +37,7 @@ public final class Broker: Sendable {
     let logger: Logger
     let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
-    private let hubs: [ObjectIdentifier: Hub]
+    let hubs: [ObjectIdentifier: Hub]
     private let sequencing: NIOLockedValueBox<Sequencing>
     private let lifecycle = NIOLockedValueBox(Lifecycle.idle)
     /// Finished by `shutdown()`, a graceful shutdown or the cancellation of `run()`: `run()`
@@ -47,7 +49,13 @@ public final class Broker: Sendable {
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
     private let group: any EventLoopGroup
     /// Now, in unix milliseconds: publish times and topic idleness are measured with it.
-    private let clock: @Sendable () -> Int64
+    let clock: @Sendable () -> Int64
+    /// When the broker was made, unix milliseconds (the admin API's uptime).
+    let startedAt: Int64
+    /// The last connection id handed out (the admin API names connections by it).
+    private let lastSessionID = NIOLockedValueBox<UInt64>(0)
+    /// Admin API publishes by idempotency key.
+    let idempotency = IdempotencyCache()
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -81,6 +89,7 @@ public final class Broker: Sendable {
         var topics = TopicTable()
         var loading: [Topic: [@Sendable (Result<Void, ReplayError>) -> Void]] = [:]
         var published: UInt64 = 0
+        var publishedBytes: UInt64 = 0
     }
 
     /// - Parameters:
@@ -105,6 +114,7 @@ public final class Broker: Sendable {
         logger: Logger, clock: @escaping @Sendable () -> Int64
     ) throws(BrokerConfiguration.Error) {
         self.clock = clock
+        self.startedAt = clock()
         self.configuration = configuration
         self.tokens = tokens
         self.replayLog = replayLog
@@ -179,6 +189,8 @@ public final class Broker: Sendable {
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
         }
         options.verifyClient = { [self] request in await verify(request) }
+        options.plainHTTP = { [self] request in await AdminAPI(broker: self).handle(request) }
+        options.maxPlainHTTPBody = AdminAPI.maxBody(maxPayload: configuration.maxPayload)
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
         let address: SocketAddress
         do {
@@ -240,6 +252,14 @@ public final class Broker: Sendable {
         }
     }
 
+    /// Whether the broker is listening (started, not shutting down).
+    var isListening: Bool {
+        lifecycle.withLockedValue { state in
+            if case .listening = state { return true }
+            return false
+        }
+    }
+
     /// Whether `start()` was called.
     var isStarted: Bool {
         lifecycle.withLockedValue { state in
@@ -266,6 +286,38 @@ public final class Broker: Sendable {
             replayed: replayedCount.withLockedValue { $0 }, replay: replayLog?.statistics)
     }
 
+    /// Messages and payload bytes published since start.
+    var publishedTotals: (messages: UInt64, bytes: UInt64) {
+        sequencing.withLockedValue { ($0.published, $0.publishedBytes) }
+    }
+
+    /// The topics in memory that `pattern` matches, by name, at most `limit`: each one's last
+    /// seq and time, and its publishes per second over the last minute.
+    func topicsInMemory(matching pattern: TopicPattern, limit: Int) -> [TopicActivity] {
+        let now = clock()
+        var found: [TopicActivity] = []
+        sequencing.withLockedValue { state in
+            state.topics.forEach { topic, last in
+                if pattern.matches(topic) {
+                    found.append(TopicActivity(
+                        topic: topic, last: last, perSecond: state.topics.messagesPerSecond(topic, now: now)))
+                }
+            }
+        }
+        found.sort { $0.topic.name < $1.topic.name }
+        return Array(found.prefix(limit))
+    }
+
+    /// `topic` if it is in memory.
+    func topicInMemory(_ topic: Topic) -> TopicActivity? {
+        let now = clock()
+        return sequencing.withLockedValue { state in
+            state.topics.state(of: topic).map {
+                TopicActivity(topic: topic, last: $0, perSecond: state.topics.messagesPerSecond(topic, now: now))
+            }
+        }
+    }
+
     /// A session wrote `count` messages of a catch-up to its socket.
     func countReplayed(_ count: Int) {
         replayedCount.withLockedValue { $0 += UInt64(count) }
@@ -286,20 +338,23 @@ public final class Broker: Sendable {
         } catch {
             return refuse(request, error)
         }
-        let unknown: String
         do throws(AuthError) {
-            return admit(request, try authenticator.authenticate(presented))
-        } catch {
-            // An unknown token was perhaps created by another process (`switchboard token
-            // create`) since the last reload: look in the database itself.
-            guard error.reason == .unknown, let presented else { return refuse(request, error) }
-            unknown = presented
-        }
-        _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: unknown) }
-        do throws(AuthError) {
-            return admit(request, try authenticator.authenticate(unknown))
+            return admit(request, try await authenticate(presented))
         } catch {
             return refuse(request, error)
+        }
+    }
+
+    /// The principal of a presented token (nil: anonymous, if allowed). The token cache
+    /// answers without I/O; a token it does not know was perhaps created by another process
+    /// (`switchboard token create`) since the last reload, and is looked up in the database.
+    func authenticate(_ presented: String?) async throws(AuthError) -> Principal {
+        do throws(AuthError) {
+            return try authenticator.authenticate(presented)
+        } catch {
+            guard error.reason == .unknown, let presented else { throw error }
+            _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: presented) }
+            return try authenticator.authenticate(presented)
         }
     }
 
@@ -339,7 +394,11 @@ public final class Broker: Sendable {
             socket.close(code: .policyViolation, reason: "too many connections for this token", promise: nil)
             return
         }
-        let session = Session(socket: socket, principal: principal, broker: self, hub: hub)
+        let id = lastSessionID.withLockedValue { last in
+            last += 1
+            return last
+        }
+        let session = Session(id: id, openedAt: clock(), socket: socket, principal: principal, broker: self, hub: hub)
         hub.add(session)
         let peer = session.peer
         logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
@@ -448,8 +507,9 @@ public final class Broker: Sendable {
             note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
             for hub in hubs.values { hub.enqueue(delivery) }
         }
-        state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note)
+        state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note, published: now)
         state.published += 1
+        state.publishedBytes &+= UInt64(publish.payload.readableBytes)
         return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
     }
 

@@ -66,6 +66,10 @@ final class Hub: Sendable {
         var touched: [Session] = []
         /// The sessions by token and by expiry, for revocation and expiry.
         let access: AccessIndex
+        /// The sessions by connection id, for the admin API.
+        var sessions: [UInt64: Session] = [:]
+        /// What this loop's sessions delivered; read by the admin API and /metrics on the loop.
+        let counters = DeliveryCounters()
 
         init(access: AccessIndex) {
             self.access = access
@@ -145,12 +149,15 @@ final class Hub: Sendable {
     // MARK: Loop-only bookkeeping
 
     func add(_ session: Session) {
-        state.value.access.add(session)
+        let state = state.value
+        state.access.add(session)
+        state.sessions[session.id] = session
     }
 
     func remove(_ session: Session) {
         let state = state.value
         state.access.remove(session)
+        state.sessions[session.id] = nil
         for pattern in session.subscriptions {
             state.index.remove(pattern, session)
         }
@@ -165,6 +172,28 @@ final class Hub: Sendable {
         state.value.index.remove(pattern, session)
     }
 
+    /// The loop's delivery counters (on the loop: a session keeps them).
+    var counters: DeliveryCounters { state.value.counters }
+
+    /// Runs `body` on the loop with what the loop owns (the admin API's reads).
+    func inspect<T: Sendable>(_ body: @escaping @Sendable (State) -> T) -> EventLoopFuture<T> {
+        eventLoop.submit { [state] in body(state.value) }
+    }
+
     /// The live sessions of opaque token `id`.
     func sessions(token id: String) -> Set<Session> { state.value.access.sessions(token: id) }
+}
+
+/// What the sessions of one loop delivered since start. Loop-only: incremented without locks
+/// or atomics on the fan-out path, summed over the loops when someone asks (`Hub.inspect`).
+final class DeliveryCounters {
+    /// Messages and frame bytes queued to subscribers (live and replayed).
+    var messages: UInt64 = 0
+    var bytes: UInt64 = 0
+    /// Subscribers closed with 1013 as slow consumers.
+    var slowConsumerCloses: UInt64 = 0
+    /// Messages dropped for slow consumers (`slow_consumer=drop`).
+    var dropped: UInt64 = 0
+    /// `gap` notices sent (slow consumers, and resumes past what is retained).
+    var gaps: UInt64 = 0
 }

@@ -305,16 +305,26 @@ public final class ReplayLog: @unchecked Sendable {
         for reader in readerPool { reader.close() }
     }
 
-    /// Runs `body` on the writer thread between batches (tests: simulate a full or read-only disk).
-    func onWriter(_ body: @escaping @Sendable (OpaquePointer) -> Void) {
+    /// Runs `body` on the writer thread between batches (a purge; tests simulate a full or
+    /// read-only disk), blocking until it has run; false, without running it, once the log is
+    /// closing.
+    @discardableResult
+    func onWriter(_ body: @escaping @Sendable (OpaquePointer) -> Void) -> Bool {
         let done = DispatchSemaphore(value: 0)
-        writer.hooks.withLockedValue { $0.append { db in body(db); done.signal() } }
         condition.lock()
+        // Added under the lock that `close()` sets `stopping` with: a hook added before it is
+        // run by the writer's last pass.
+        guard !stopping else {
+            condition.unlock()
+            return false
+        }
+        writer.hooks.withLockedValue { $0.append { db in body(db); done.signal() } }
         let wake = writerWaiting
         writerWaiting = false
         condition.unlock()
         if wake { condition.signal() }
         done.wait()
+        return true
     }
 
     // MARK: The writer thread
