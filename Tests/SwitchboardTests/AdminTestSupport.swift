@@ -44,14 +44,21 @@ extension TestBroker {
     func http(_ method: String, _ path: String, token: String? = nil, body: String? = nil, headers: String = "")
         async throws -> AdminResponse
     {
-        let peer = try await RawPeer.connect(port: port, group: testGroup)
-        defer { peer.close() }
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        if let token { request += "Authorization: Bearer \(token)\r\n" }
-        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
-        request += headers + "\r\n" + (body ?? "")
-        try await peer.send(string: request)
-        let (status, head, text) = try await peer.readResponse()
-        return AdminResponse(status: status, head: head, body: text)
+        try await httpExchange(port: port, method, path, token: token, body: body, headers: headers)
     }
+}
+
+/// One request to 127.0.0.1:`port` and its whole response.
+func httpExchange(
+    port: Int, _ method: String, _ path: String, token: String? = nil, body: String? = nil, headers: String = ""
+) async throws -> AdminResponse {
+    let peer = try await RawPeer.connect(port: port, group: testGroup)
+    defer { peer.close() }
+    var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if let token { request += "Authorization: Bearer \(token)\r\n" }
+    if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+    request += headers + "\r\n" + (body ?? "")
+    try await peer.send(string: request)
+    let (status, head, text) = try await peer.readResponse()
+    return AdminResponse(status: status, head: head, body: text)
 }
