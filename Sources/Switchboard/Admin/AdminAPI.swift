@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import WebSocketCore
 import WebSockets
 
 /// The admin HTTP API and the health checks, served on the broker's WebSocket port to the
@@ -29,6 +30,9 @@ struct AdminAPI: Sendable {
         case "/readyz":
             try allow(request, "GET")
             return await readiness()
+        case "/metrics":
+            try allow(request, "GET")
+            return try await metrics(request)
         default:
             break
         }
@@ -106,6 +110,24 @@ struct AdminAPI: Sendable {
         }
         guard principal.isAdmin else { throw .forbidden("this token does not have the admin right") }
         return principal
+    }
+
+    /// `/metrics`: the Prometheus text format; with `metrics_token` set, only for a request
+    /// that presents it (compared by hash, in constant time).
+    private func metrics(_ request: PlainHTTPRequest) async throws(AdminError) -> PlainHTTPResponse {
+        if let expected = broker.configuration.metricsToken {
+            let presented = try? Authenticator.presentedToken(authorization: request.headers.first("Authorization"), query: nil)
+            guard let presented,
+                TokenCrypto.constantTimeEquals(TokenCrypto.sha256(presented.utf8), TokenCrypto.sha256(expected.utf8))
+            else {
+                throw .unauthorized("/metrics needs the metrics token (Authorization: Bearer <metrics_token>)")
+            }
+        }
+        let text = broker.metrics.render(
+            await broker.counters(), published: broker.publishedTotals, statistics: broker.statistics)
+        var headers = HTTPFields()
+        headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
+        return PlainHTTPResponse(status: 200, headers: headers, body: ByteBuffer(bytes: text))
     }
 
     /// `/readyz`: listening, the store takes writes, the replay log is not degraded.

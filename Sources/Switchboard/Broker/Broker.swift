@@ -56,6 +56,8 @@ public final class Broker: Sendable {
     private let lastSessionID = NIOLockedValueBox<UInt64>(0)
     /// Admin API publishes by idempotency key.
     let idempotency = IdempotencyCache()
+    /// What `/metrics` serves.
+    let metrics = BrokerMetrics()
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -147,11 +149,12 @@ public final class Broker: Sendable {
         self.authenticator = Authenticator(tokens: tokens, jwt: jwt, anonymous: anonymous)
         var hubs: [ObjectIdentifier: Hub] = [:]
         for loop in group.makeIterator() {
-            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop)
+            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop, deliverLatency: metrics.deliverLatency)
         }
         self.hubs = hubs
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
         tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
+        replayLog?.onCommit { [metrics] nanoseconds in metrics.commitLatency.recordNanoseconds(nanoseconds) }
     }
 
     /// Starts listening on the configured host and port; returns the bound address. Once
@@ -329,6 +332,7 @@ public final class Broker: Sendable {
     /// up in the database, on NIO's thread pool.
     private func verify(_ request: UpgradeRequest) async -> UpgradeDecision {
         if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
+            metrics.handshakeFailed("unsupported_subprotocol")
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
         let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
@@ -363,6 +367,7 @@ public final class Broker: Sendable {
         guard let key = principal.connectionKey, tokenConnections.isFull(key) else {
             return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
         }
+        metrics.handshakeFailed("too_many_for_token")
         logger.notice("connection refused", metadata: [
             "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
             "principal": "\(principal.logLabel)", "reason": "too many connections for this token",
@@ -373,6 +378,7 @@ public final class Broker: Sendable {
     }
 
     private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
+        metrics.handshakeFailed(error.reason.rawValue)
         logger.notice("authentication failed", metadata: [
             "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
             "reason": "\(error.reason.rawValue)",
@@ -400,11 +406,13 @@ public final class Broker: Sendable {
         }
         let session = Session(id: id, openedAt: clock(), socket: socket, principal: principal, broker: self, hub: hub)
         hub.add(session)
+        metrics.connected()
         let peer = session.peer
         logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
         let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }
-        socket.onClose { [logger, tokenConnections] info in
+        socket.onClose { [logger, tokenConnections, metrics] info in
+            metrics.disconnected(info.code)
             bound.value.connectionClosed()
             hub.remove(bound.value)
             if let key { tokenConnections.close(key) }

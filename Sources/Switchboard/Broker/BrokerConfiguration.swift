@@ -67,6 +67,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var logLevel = "info"
     /// Event-loop threads; nil uses one per CPU the process may run on. Default nil.
     public var threads: Int? = nil
+    /// A bearer token `/metrics` requires (at least 16 bytes); nil serves it to anyone who
+    /// can reach the port. Default nil.
+    public var metricsToken: String? = nil
     /// The replay log: retention rules (`replay_retain`), size cap, queue limit, file.
     /// Default: no rules, so no topic is retained. See `ReplayConfiguration`.
     public var replay = ReplayConfiguration()
@@ -124,7 +127,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("handshake_burst", "SWITCHBOARD_HANDSHAKE_BURST"), ("max_handshakes", "SWITCHBOARD_MAX_HANDSHAKES"),
         ("frame_timeout_seconds", "SWITCHBOARD_FRAME_TIMEOUT_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
-        ("threads", "SWITCHBOARD_THREADS"),
+        ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
     ] + ReplayConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
@@ -240,6 +243,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
             guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
+        case "metrics_token":
+            guard text.utf8.count >= 16 else { throw fail("must be at least 16 bytes") }
+            metricsToken = text
         case _ where key.hasPrefix("replay_"):
             if let problem = replay.set(key, text) { throw fail(problem) }
         default:

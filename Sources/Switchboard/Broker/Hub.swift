@@ -1,3 +1,5 @@
+import Dispatch
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -56,7 +58,15 @@ final class Hub: Sendable {
     private struct Inbox {
         var deliveries: [Delivery] = []
         var drainScheduled = false
+        /// Batches scheduled so far; every `latencySampling`th is timed from its first
+        /// message's hand-off (`sampledAt`, uptime ns) to the end of its fan-out.
+        var batches: UInt64 = 0
+        var sampledAt: UInt64?
     }
+
+    /// One batch in this many has its publish-to-deliver latency recorded.
+    static let latencySampling: UInt64 = 16
+    private let deliverLatency: Metrics.Timer?
 
     /// Everything the loop owns.
     final class State {
@@ -76,8 +86,9 @@ final class Hub: Sendable {
         }
     }
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, deliverLatency: Metrics.Timer? = nil) {
         self.eventLoop = eventLoop
+        self.deliverLatency = deliverLatency
         self.state = NIOLoopBoundBox.makeBoxSendingValue(
             State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
     }
@@ -86,8 +97,11 @@ final class Hub: Sendable {
     func enqueue(_ delivery: Delivery) {
         let schedule = inbox.withLockedValue { inbox in
             inbox.deliveries.append(delivery)
-            defer { inbox.drainScheduled = true }
-            return !inbox.drainScheduled
+            guard !inbox.drainScheduled else { return false }
+            inbox.drainScheduled = true
+            inbox.batches &+= 1
+            if inbox.batches % Self.latencySampling == 0 { inbox.sampledAt = DispatchTime.now().uptimeNanoseconds }
+            return true
         }
         if schedule {
             eventLoop.execute { [self] in drain() }
@@ -95,10 +109,13 @@ final class Hub: Sendable {
     }
 
     private func drain() {
-        let batch = inbox.withLockedValue { inbox in
+        let (batch, sampledAt) = inbox.withLockedValue { inbox in
             inbox.drainScheduled = false
-            defer { inbox.deliveries.removeAll(keepingCapacity: true) }
-            return inbox.deliveries
+            defer {
+                inbox.deliveries.removeAll(keepingCapacity: true)
+                inbox.sampledAt = nil
+            }
+            return (inbox.deliveries, inbox.sampledAt)
         }
         let state = state.value
         var start = 0
@@ -127,6 +144,9 @@ final class Hub: Sendable {
         }
         for session in state.touched { session.flush() }
         state.touched.removeAll(keepingCapacity: true)
+        if let sampledAt, let deliverLatency {
+            deliverLatency.recordNanoseconds(Int64(clamping: DispatchTime.now().uptimeNanoseconds &- sampledAt))
+        }
     }
 
     /// At most this many messages, or bytes of frames, go out as one run.

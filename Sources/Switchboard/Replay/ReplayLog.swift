@@ -88,6 +88,8 @@ public final class ReplayLog: @unchecked Sendable {
     private var settleWaiters: [(ticket: UInt64, callback: @Sendable () -> Void)] = []
     private var stats: ReplayStatistics
     private let writerDone = DispatchSemaphore(value: 0)
+    /// Told how long each group commit took, in nanoseconds (the broker's metrics).
+    private let commitObserver = NIOLockedValueBox<(@Sendable (Int64) -> Void)?>(nil)
 
     private let writer: ReplayWriter
     private let pruner: ReplayPruner
@@ -408,8 +410,18 @@ public final class ReplayLog: @unchecked Sendable {
         writerDone.signal()
     }
 
+    /// Calls `observer` on the writer thread with the duration of each group commit, in
+    /// nanoseconds (one call per batch, not per message). Replaces an earlier observer.
+    package func onCommit(_ observer: @escaping @Sendable (Int64) -> Void) {
+        commitObserver.withLockedValue { $0 = observer }
+    }
+
     private func commit(_ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64) {
+        let started = DispatchTime.now().uptimeNanoseconds
         let result = writer.write(batch, sequences: sequences)
+        if !batch.isEmpty, let observer = commitObserver.withLockedValue({ $0 }) {
+            observer(Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started))
+        }
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
         if case .failure(let error) = result {
