@@ -145,6 +145,11 @@ public final class Broker: Sendable {
                 subscribe: try patterns(access.subscribe, "anonymous_subscribe"),
                 publish: try patterns(access.publish, "anonymous_publish"))
         }
+        if (configuration.tlsCertificate == nil) != (configuration.tlsKey == nil) {
+            throw BrokerConfiguration.Error(
+                source: "configuration", key: configuration.tlsCertificate == nil ? "tls_cert" : "tls_key",
+                problem: "tls_cert and tls_key go together: set both, or neither")
+        }
         let jwt = configuration.jwtSecret.map { JWTVerifier(secret: Array($0.utf8)) }
         self.authenticator = Authenticator(tokens: tokens, jwt: jwt, anonymous: anonymous)
         var hubs: [ObjectIdentifier: Hub] = [:]
@@ -190,6 +195,9 @@ public final class Broker: Sendable {
             ? .seconds(Int64(configuration.frameTimeoutSeconds)) : nil
         options.selectSubprotocol = { offered, _ in
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
+        }
+        if let certificate = configuration.tlsCertificate, let key = configuration.tlsKey {
+            options.tls = TLSConfiguration(certificateFile: certificate, privateKeyFile: key)
         }
         options.verifyClient = { [self] request in await verify(request) }
         options.plainHTTP = { [self] request in await AdminAPI(broker: self).handle(request) }
@@ -253,6 +261,20 @@ public final class Broker: Sendable {
             logger.info("stopped")
             drained.succeed()
         }
+    }
+
+    /// Rereads the TLS certificate and key files (`tlsCertificate`, `tlsKey`): connections
+    /// accepted from now on use the new ones, open ones keep theirs. On error (a missing or
+    /// bad file) the current certificate stays in use and the error is thrown.
+    public func reloadTLS() throws {
+        guard let server else { throw TLSError(.configuration, "the broker is not listening") }
+        try server.reloadTLS()
+    }
+
+    /// Calls `reloadTLS()` on every SIGHUP until the returned source is cancelled; `onReload`
+    /// hears the outcome (nil on success). Nil when the broker is not listening.
+    public func reloadTLSOnSIGHUP(onReload: @escaping @Sendable ((any Error)?) -> Void) -> (any DispatchSourceSignal)? {
+        server?.reloadTLSOnSIGHUP(onReload: onReload)
     }
 
     /// Whether the broker is listening (started, not shutting down).

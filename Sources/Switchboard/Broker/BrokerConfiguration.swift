@@ -67,6 +67,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var logLevel = "info"
     /// Event-loop threads; nil uses one per CPU the process may run on. Default nil.
     public var threads: Int? = nil
+    /// PEM certificate (chain, leaf first) and private key files: with both set the broker
+    /// serves wss:// (and the admin API over https) on its port; `switchboard serve`
+    /// rereads them on SIGHUP. Default nil: plain ws://.
+    public var tlsCertificate: String? = nil
+    public var tlsKey: String? = nil
     /// A bearer token `/metrics` requires (at least 16 bytes); nil serves it to anyone who
     /// can reach the port. Default nil.
     public var metricsToken: String? = nil
@@ -128,6 +133,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("frame_timeout_seconds", "SWITCHBOARD_FRAME_TIMEOUT_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
+        ("tls_cert", "SWITCHBOARD_TLS_CERT"), ("tls_key", "SWITCHBOARD_TLS_KEY"),
     ] + ReplayConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
@@ -243,6 +249,12 @@ public struct BrokerConfiguration: Sendable, Hashable {
             guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
+        case "tls_cert":
+            guard !text.isEmpty else { throw fail("must not be empty") }
+            tlsCertificate = text
+        case "tls_key":
+            guard !text.isEmpty else { throw fail("must not be empty") }
+            tlsKey = text
         case "metrics_token":
             guard text.utf8.count >= 16 else { throw fail("must be at least 16 bytes") }
             metricsToken = text
