@@ -21,10 +21,6 @@ struct AdminOptions: ParsableArguments {
     var databasePath: String { database ?? environment["SWITCHBOARD_DATABASE"] ?? "switchboard.db" }
 
     func client() -> AdminClient {
-        let base = givenServer ?? "http://127.0.0.1:8080"
-        guard let url = URL(string: base), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-            Terminal.exit(withError: "--server must be an http:// or https:// URL, not \(base.debugDescription)", status: ExitStatus.usage)
-        }
         var token = token ?? environment["SWITCHBOARD_ADMIN_TOKEN"]
         if token == nil {
             let file = databasePath + ".admin-token"
@@ -35,7 +31,7 @@ struct AdminOptions: ParsableArguments {
                 withError: "no admin token: pass --token, set SWITCHBOARD_ADMIN_TOKEN, or run where "
                     + "\(databasePath).admin-token is readable", status: ExitStatus.noPermission)
         }
-        return AdminClient(base: url, token: token, json: json)
+        return AdminClient.at(givenServer ?? "http://127.0.0.1:8080", token: token, json: json)
     }
 }
 
@@ -63,13 +59,28 @@ enum ExitStatus {
 /// A request to the admin API; on any failure it prints one line and exits with its status.
 struct AdminClient {
     let base: URL
-    let token: String
+    /// Nil for what needs none (`/readyz`).
+    let token: String?
     let json: Bool
+
+    /// A client of the broker at `server`; exits 64 unless it is an http(s) URL.
+    static func at(_ server: String, token: String?, json: Bool) -> AdminClient {
+        guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil
+        else {
+            Terminal.exit(withError: "--server must be an http:// or https:// URL, not \(server.debugDescription)", status: ExitStatus.usage)
+        }
+        return AdminClient(base: url, token: token, json: json)
+    }
+
+    /// The status and JSON object of the answer to `method path`, whatever the status.
+    func fetch(_ method: String, _ path: String, body: [String: Any]? = nil) async -> (Int, [String: Any]?) {
+        let (data, status) = await send(method, path, body: body)
+        return (status, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any])
+    }
 
     /// The answer's JSON (an object) to `method path` with an optional JSON body.
     func call(_ method: String, _ path: String, body: [String: Any]? = nil) async -> [String: Any] {
-        let (data, status) = await send(method, path, body: body)
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        let (status, object) = await fetch(method, path, body: body)
         guard (200..<300).contains(status) else {
             let error = object?["error"] as? [String: Any]
             let message = error?["message"] as? String ?? "HTTP \(status)"
@@ -104,7 +115,7 @@ struct AdminClient {
         }
         var request = URLRequest(url: url, timeoutInterval: 15)
         request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.httpBody = try? JSONSerialization.data(withJSONObject: body)

@@ -106,3 +106,27 @@ struct ConnectionsCommand: AsyncParsableCommand {
         if answer["next"] != nil { print("(more: raise --limit)") }
     }
 }
+
+/// `switchboard ready`: asks `/readyz` (no token), for health checks such as Docker's.
+struct ReadyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ready", abstract: "Exit 0 when the broker is ready (GET /readyz), else print why and exit 1.",
+        discussion: """
+            Examples:
+              switchboard ready
+              switchboard ready --server http://127.0.0.1:8080   # a Docker HEALTHCHECK
+
+            Exit status: 0 ready; 1 not ready; 64 bad arguments; 69 server unreachable.
+            """)
+    @Option(help: "The broker's URL (default $SWITCHBOARD_URL, else http://127.0.0.1:8080).") var server: String?
+
+    func run() async {
+        let base = server ?? ProcessInfo.processInfo.environment["SWITCHBOARD_URL"] ?? "http://127.0.0.1:8080"
+        let client = AdminClient.at(base, token: nil, json: false)
+        let (status, object) = await client.fetch("GET", "readyz")
+        guard status == 200 else {
+            Terminal.exit(withError: "not ready: \(Table.text(object?["reason"]))", status: 1)
+        }
+        print("ready")
+    }
+}

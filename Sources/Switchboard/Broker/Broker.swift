@@ -54,6 +54,8 @@ public final class Broker: Sendable {
     let startedAt: Int64
     /// The last connection id handed out (the admin API names connections by it).
     private let lastSessionID = NIOLockedValueBox<UInt64>(0)
+    /// `configuration.trustedProxies`.
+    private let trustedProxies: Set<String>
     /// Admin API publishes by idempotency key.
     let idempotency = IdempotencyCache()
     /// What `/metrics` serves.
@@ -117,6 +119,7 @@ public final class Broker: Sendable {
     ) throws(BrokerConfiguration.Error) {
         self.clock = clock
         self.startedAt = clock()
+        self.trustedProxies = Set(configuration.trustedProxies)
         self.configuration = configuration
         self.tokens = tokens
         self.replayLog = replayLog
@@ -277,6 +280,20 @@ public final class Broker: Sendable {
         server?.reloadTLSOnSIGHUP(onReload: onReload)
     }
 
+    /// The client's address for logs and the admin API: from `X-Forwarded-For` only when the
+    /// connection comes from a trusted proxy (`trustedProxies`), else the socket's peer.
+    func clientAddress(_ request: UpgradeRequest?, remote: SocketAddress? = nil) -> String {
+        let socket = request?.remoteAddress ?? remote
+        guard let direct = socket?.ipAddress else { return "?" }
+        guard trustedProxies.contains(direct), let request else { return direct }
+        let hops = request.headers.values(for: "X-Forwarded-For")
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        // Each proxy appends the address it saw: the nearest untrusted one is the client.
+        return hops.last { !trustedProxies.contains($0) } ?? hops.first ?? direct
+    }
+
     /// Whether the broker is listening (started, not shutting down).
     var isListening: Bool {
         lifecycle.withLockedValue { state in
@@ -391,7 +408,7 @@ public final class Broker: Sendable {
         }
         metrics.handshakeFailed("too_many_for_token")
         logger.notice("connection refused", metadata: [
-            "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+            "peer": "\(clientAddress(request))",
             "principal": "\(principal.logLabel)", "reason": "too many connections for this token",
         ])
         return .reject(
@@ -402,7 +419,7 @@ public final class Broker: Sendable {
     private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
         metrics.handshakeFailed(error.reason.rawValue)
         logger.notice("authentication failed", metadata: [
-            "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+            "peer": "\(clientAddress(request))",
             "reason": "\(error.reason.rawValue)",
         ])
         // The body names the reason code (docs/protocol.md: missing, malformed, …) first.

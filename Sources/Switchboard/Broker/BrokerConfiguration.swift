@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// Everything the broker can be told, with the embedded defaults `switchboard serve` runs
 /// on when given nothing. Sources, later ones winning: defaults, the config file (JSON),
@@ -72,6 +73,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// rereads them on SIGHUP. Default nil: plain ws://.
     public var tlsCertificate: String? = nil
     public var tlsKey: String? = nil
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed: for a connection
+    /// from one of them, the client is the last address in the header that is not a trusted
+    /// proxy; from anywhere else the header is ignored (a client can send it itself).
+    /// Exact IPv4 or IPv6 addresses. Default none.
+    public var trustedProxies: [String] = []
     /// A bearer token `/metrics` requires (at least 16 bytes); nil serves it to anyone who
     /// can reach the port. Default nil.
     public var metricsToken: String? = nil
@@ -134,6 +140,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
         ("tls_cert", "SWITCHBOARD_TLS_CERT"), ("tls_key", "SWITCHBOARD_TLS_KEY"),
+        ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"),
     ] + ReplayConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
@@ -249,6 +256,12 @@ public struct BrokerConfiguration: Sendable, Hashable {
             guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
+        case "trusted_proxies":
+            let addresses = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for address in addresses where (try? SocketAddress(ipAddress: address, port: 0)) == nil {
+                throw fail("\(address.debugDescription) is not an IP address")
+            }
+            trustedProxies = addresses
         case "tls_cert":
             guard !text.isEmpty else { throw fail("must not be empty") }
             tlsCertificate = text

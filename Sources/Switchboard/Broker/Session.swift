@@ -73,9 +73,9 @@ final class Session: Hashable {
             rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
 
-    /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
+    /// The client's address for logs and the admin API (see `Broker.clientAddress`).
     var peer: String {
-        socket.request?.forwardedFor ?? socket.remoteAddress?.description ?? "?"
+        broker.clientAddress(socket.request, remote: socket.remoteAddress)
     }
 
     static func == (a: Session, b: Session) -> Bool { a === b }
