@@ -103,10 +103,14 @@ struct AdminClient {
     /// Prints the answer as it came when `--json` was given; returns whether it did.
     func printJSON(_ object: [String: Any]) -> Bool {
         guard json else { return false }
+        Self.printJSON(object)
+        return true
+    }
+
+    static func printJSON(_ object: [String: Any]) {
         if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]) {
             print(String(decoding: data, as: UTF8.self))
         }
-        return true
     }
 
     private func send(_ method: String, _ path: String, body: [String: Any]?) async -> (Data, Int) {

@@ -82,7 +82,7 @@ struct TokenCommand: AsyncParsableCommand {
             do {
                 let (token, record) = try tokens.create(name: name, permissions: permissions)
                 if admin.json {
-                    TokenCommand.printJSON(TokenCommand.describe(record).merging(["token": token]) { $1 })
+                    AdminClient.printJSON(record.adminDescription.merging(["token": token]) { $1 })
                     return
                 }
                 FileHandle.standardError.write(Data("switchboard: created token \(record.id) (\(name))\n".utf8))
@@ -111,8 +111,8 @@ struct TokenCommand: AsyncParsableCommand {
                 guard !client.printJSON(answer) else { return }
                 tokens = answer["tokens"] as? [[String: Any]] ?? []
             } else {
-                tokens = TokenCommand.openStore(admin).list().map(TokenCommand.describe)
-                if admin.json { return TokenCommand.printJSON(["tokens": tokens]) }
+                tokens = TokenCommand.openStore(admin).list().map(\.adminDescription)
+                if admin.json { return AdminClient.printJSON(["tokens": tokens]) }
             }
             Table.print(["ID", "NAME", "STATE", "SUBSCRIBE", "PUBLISH", "ADMIN"], tokens.map(TokenCommand.row))
         }
@@ -138,8 +138,8 @@ struct TokenCommand: AsyncParsableCommand {
                 guard let record = TokenCommand.openStore(admin).record(id: id) else {
                     Terminal.exit(withError: "no token with id \(id)", status: ExitStatus.dataError)
                 }
-                token = TokenCommand.describe(record)
-                if admin.json { return TokenCommand.printJSON(token) }
+                token = record.adminDescription
+                if admin.json { return AdminClient.printJSON(token) }
             }
             Table.print(["ID", "NAME", "STATE", "SUBSCRIBE", "PUBLISH", "ADMIN"], [TokenCommand.row(token)])
         }
@@ -167,24 +167,12 @@ struct TokenCommand: AsyncParsableCommand {
                 guard let record = try TokenCommand.openStore(admin).revoke(id: id) else {
                     Terminal.exit(withError: "no token with id \(id)", status: ExitStatus.dataError)
                 }
-                if admin.json { return TokenCommand.printJSON(TokenCommand.describe(record)) }
+                if admin.json { return AdminClient.printJSON(record.adminDescription) }
                 print("revoked \(id)")
             } catch {
                 Terminal.exit(withError: "cannot revoke \(id): \(error)", status: 73)
             }
         }
-    }
-
-    /// A token as the admin API describes it.
-    static func describe(_ record: TokenRecord) -> [String: Any] {
-        let state = record.isRevoked ? "revoked" : (record.permissions.isExpired(at: Date()) ? "expired" : "active")
-        func milliseconds(_ date: Date?) -> Any { date.map { Int64($0.timeIntervalSince1970 * 1000) } ?? NSNull() }
-        return [
-            "id": record.id, "name": record.name, "state": state,
-            "subscribe": record.permissions.subscribe.map(\.name), "publish": record.permissions.publish.map(\.name),
-            "admin": record.permissions.admin, "created_at": milliseconds(record.createdAt),
-            "expires_at": milliseconds(record.permissions.expiresAt), "revoked_at": milliseconds(record.revokedAt),
-        ]
     }
 
     static func row(_ token: [String: Any]) -> [String] {
@@ -194,11 +182,5 @@ struct TokenCommand: AsyncParsableCommand {
             ((token["publish"] as? [String]) ?? []).joined(separator: ","),
             (token["admin"] as? Bool) == true ? "yes" : "no",
         ]
-    }
-
-    static func printJSON(_ object: [String: Any]) {
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]) {
-            print(String(decoding: data, as: UTF8.self))
-        }
     }
 }

@@ -37,20 +37,20 @@ extension AdminAPI {
             try tokens.create(name: name, permissions: permissions)
         }
         guard let (token, record) = created else { throw .unavailable("the token could not be stored") }
-        var body = Self.describe(record)
+        var body = record.adminDescription
         body["token"] = token
         return AdminJSON.response(201, body)
     }
 
     /// `GET /admin/v1/tokens`: every token, oldest first, never a secret.
     func listTokens() -> PlainHTTPResponse {
-        AdminJSON.response(200, ["tokens": broker.tokens.list().map(Self.describe)])
+        AdminJSON.response(200, ["tokens": broker.tokens.list().map(\.adminDescription)])
     }
 
     /// `GET /admin/v1/tokens/{id}`.
     func showToken(_ id: String) throws(AdminError) -> PlainHTTPResponse {
         guard let record = broker.tokens.record(id: id) else { throw .notFound("no token with id \(id)") }
-        return AdminJSON.response(200, Self.describe(record))
+        return AdminJSON.response(200, record.adminDescription)
     }
 
     /// `DELETE /admin/v1/tokens/{id}`: revokes it; its live connections close with 4001 at once.
@@ -63,18 +63,21 @@ extension AdminAPI {
             throw .unavailable("the revocation could not be stored")
         }
         guard let record = revoked ?? nil else { throw .notFound("no token with id \(id)") }
-        return AdminJSON.response(200, Self.describe(record))
+        return AdminJSON.response(200, record.adminDescription)
     }
+}
 
-    static func describe(_ record: TokenRecord) -> [String: Any] {
-        let now = Date()
-        let state = record.isRevoked ? "revoked" : (record.permissions.isExpired(at: now) ? "expired" : "active")
+extension TokenRecord {
+    /// The token as the admin API shows it (never its secret): id, name, state (`active`,
+    /// `expired`, `revoked`), patterns, admin right, times in unix milliseconds.
+    public var adminDescription: [String: Any] {
+        let state = isRevoked ? "revoked" : (permissions.isExpired(at: Date()) ? "expired" : "active")
         func milliseconds(_ date: Date?) -> Any { date.map { TokenStore.milliseconds($0) } ?? NSNull() }
         return [
-            "id": record.id, "name": record.name, "state": state,
-            "subscribe": record.permissions.subscribe.map(\.name), "publish": record.permissions.publish.map(\.name),
-            "admin": record.permissions.admin, "created_at": milliseconds(record.createdAt),
-            "expires_at": milliseconds(record.permissions.expiresAt), "revoked_at": milliseconds(record.revokedAt),
+            "id": id, "name": name, "state": state,
+            "subscribe": permissions.subscribe.map(\.name), "publish": permissions.publish.map(\.name),
+            "admin": permissions.admin, "created_at": milliseconds(createdAt),
+            "expires_at": milliseconds(permissions.expiresAt), "revoked_at": milliseconds(revokedAt),
         ]
     }
 }
