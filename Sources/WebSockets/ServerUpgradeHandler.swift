@@ -239,6 +239,12 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         let sizeLimit = try? pipeline.handler(type: HandshakeSizeLimit.self)
         guard !head.headers.contains(name: "Upgrade"), refusal == nil else {
             sizeLimit?.limit = server.options.maxHandshakeSize
+            // The size limit let this head through with the body allowance; it is judged here.
+            if refusal == nil, head.approximateSize > server.options.maxHandshakeSize {
+                refusal = Refusal(
+                    status: .requestHeaderFieldsTooLarge,
+                    reason: "request head exceeds \(server.options.maxHandshakeSize) bytes")
+            }
             state = .awaitingEnd(head, server)
             return
         }
