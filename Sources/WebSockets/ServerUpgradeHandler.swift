@@ -39,6 +39,10 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case awaitingEnd(HTTPRequestHead, WebSocketServer)
         case passingThrough
         case deciding
+        /// A request that is not an upgrade, for the server's `plainHTTP`: its body so far.
+        case readingPlain(HTTPRequestHead, WebSocketServer, ByteBuffer)
+        /// `plainHTTP` is answering it.
+        case answeringPlain
         case done
     }
 
@@ -56,7 +60,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     private var refusal: Refusal?
     /// The admission whose handshake count this connection is in, until this handler goes.
     private var handshake: Admission?
-    /// The server's `verifyClient` running for this request, cancelled if the handshake ends first.
+    /// The server's `verifyClient` (or `plainHTTP`) running for this request, cancelled if the
+    /// handshake ends first.
     private var verification: Task<Void, Never>?
     /// The server's logger, once it is known which server takes the request.
     private var logger = Logger.silent
@@ -192,6 +197,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             }
             if case .attached = mode {
                 arrive(context: context, head: head, server: server)
+            } else if server.options.plainHTTP != nil {
+                return plainHead(context: context, head: head, server: server)
             }
             state = .awaitingEnd(head, server)
         case (.passingThrough, .end):
@@ -205,9 +212,85 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         case (.awaitingEnd, .body):
             // An upgrade request has no body worth reading; it is dropped.
             break
+        case (.readingPlain(let head, let server, var body), .body(var chunk)):
+            guard body.readableBytes + chunk.readableBytes <= server.options.maxPlainHTTPBody else {
+                return reject(
+                    context: context, status: .payloadTooLarge,
+                    body: "request body exceeds \(server.options.maxPlainHTTPBody) bytes")
+            }
+            state = .answeringPlain  // `body` is uniquely referenced while it grows
+            body.writeBuffer(&chunk)
+            state = .readingPlain(head, server, body)
+        case (.readingPlain(let head, let server, let body), .end):
+            answerPlain(context: context, head: head, server: server, body: body)
         default:
             // Anything after the upgrade request is WebSocket data the decoder keeps for us.
             break
+        }
+    }
+
+    // MARK: Plain HTTP
+
+    /// A request head on a server with `plainHTTP`. An upgrade goes on as without it, its
+    /// bytes bounded by `maxHandshakeSize` again; any other request is read whole for
+    /// `plainHTTP`, its body bounded here instead of by the size limit, which leaves.
+    private func plainHead(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer) {
+        let pipeline = context.pipeline.syncOperations
+        let sizeLimit = try? pipeline.handler(type: HandshakeSizeLimit.self)
+        guard !head.headers.contains(name: "Upgrade"), refusal == nil else {
+            sizeLimit?.limit = server.options.maxHandshakeSize
+            // The size limit let this head through with the body allowance; it is judged here.
+            if refusal == nil, head.approximateSize > server.options.maxHandshakeSize {
+                refusal = Refusal(
+                    status: .requestHeaderFieldsTooLarge,
+                    reason: "request head exceeds \(server.options.maxHandshakeSize) bytes")
+            }
+            state = .awaitingEnd(head, server)
+            return
+        }
+        if let sizeLimit { pipeline.removeHandler(sizeLimit, promise: nil) }
+        state = .readingPlain(head, server, context.channel.allocator.buffer(capacity: 0))
+        if head.approximateSize > server.options.maxHandshakeSize {
+            reject(
+                context: context, status: .requestHeaderFieldsTooLarge,
+                body: "request head exceeds \(server.options.maxHandshakeSize) bytes")
+        } else if let length = head.headers.first(name: "Content-Length").flatMap(Int.init),
+            length > server.options.maxPlainHTTPBody
+        {
+            reject(
+                context: context, status: .payloadTooLarge,
+                body: "request body exceeds \(server.options.maxPlainHTTPBody) bytes")
+        }
+    }
+
+    /// Runs `plainHTTP` in a task (cancelled if the handshake timer answers 408 first), then
+    /// writes its answer and closes.
+    private func answerPlain(context: ChannelHandlerContext, head: HTTPRequestHead, server: WebSocketServer, body: ByteBuffer) {
+        state = .answeringPlain
+        guard let plainHTTP = server.options.plainHTTP else { return }
+        let request = PlainHTTPRequest(
+            method: head.method.rawValue, target: head.uri, headers: HTTPFields(head.headers.map { HTTPFields.Field(name: $0.name, value: $0.value) }), body: body,
+            remoteAddress: context.channel.remoteAddress)
+        let answered = context.eventLoop.makePromise(of: PlainHTTPResponse.self)
+        verification = Task { answered.succeed(await plainHTTP(request)) }
+        answered.futureResult.assumeIsolated().whenSuccess { [self] response in
+            verification = nil
+            guard case .answeringPlain = state, context.channel.isActive else { return }
+            state = .done
+            handshakeTimer?.cancel()
+            handshakeTimer = nil
+            var headers = HTTPHeaders(response.headers)
+            headers.replaceOrAdd(name: "Content-Length", value: String(response.body.readableBytes))
+            headers.replaceOrAdd(name: "Connection", value: "close")
+            let status = HTTPResponseStatus(statusCode: response.status)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+                          promise: nil)
+            if head.method != .HEAD {
+                context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+            }
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
         }
     }
 
@@ -407,7 +490,8 @@ final class HandshakeSizeLimit: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private let limit: Int
+    /// The server lowers it once a request head says it is an upgrade (see `plainHTTP`).
+    var limit: Int
     private let logger: Logger
     private var seen = 0
 

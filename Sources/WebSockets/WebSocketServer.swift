@@ -91,6 +91,16 @@ public final class WebSocketServer: Sendable {
         /// every connection comes from the proxy's address: raise it, or set nil, there.
         /// Default 10 000; nil: no limit.
         public var maxConnectionsPerAddress: Int? = 10_000
+        /// Answers the requests on the server's port that are not upgrades (no `Upgrade`
+        /// header): a health check, an admin API. The request is read whole (its head within
+        /// `maxHandshakeSize`, its body within `maxPlainHTTPBody`, else 431 or 413), the answer
+        /// is written and the connection closed; the whole exchange is bounded by
+        /// `handshakeTimeout` (408) and counts as a handshake for the admission limits.
+        /// Upgrade requests are served as without it. Standalone servers only. Default nil:
+        /// such a request is refused as a bad handshake.
+        public var plainHTTP: (@Sendable (PlainHTTPRequest) async -> PlainHTTPResponse)? = nil
+        /// Bytes of a `plainHTTP` request's body (at least 0); a larger one gets 413. Default 1 MiB.
+        public var maxPlainHTTPBody: Int = 1 << 20
         /// Serve wss:// with this certificate and key (see `reloadTLS()`). Default nil: plain.
         public var tls: TLSConfiguration? = nil
         /// Listen on this unix socket instead of `host`/`port` (an existing socket file is
@@ -120,6 +130,7 @@ public final class WebSocketServer: Sendable {
             try InvalidOption.check("backlog", backlog, atLeast: 0)
             try InvalidOption.checkPositive("handshakeTimeout", handshakeTimeout)
             try InvalidOption.check("maxHandshakeSize", maxHandshakeSize, atLeast: 1)
+            try InvalidOption.check("maxPlainHTTPBody", maxPlainHTTPBody, atLeast: 0)
             try InvalidOption.check("maxConnections", maxConnections, atLeast: 1)
             if let handshakeRate {
                 try InvalidOption.check("handshakeRate.perSecond", handshakeRate.perSecond, atLeast: 1)
@@ -319,7 +330,10 @@ public final class WebSocketServer: Sendable {
             if let tls = tlsContext.withLockedValue({ $0 }) {
                 try pipeline.addHandler(makeTLSHandler(tls))
             }
-            try pipeline.addHandler(HandshakeSizeLimit(limit: options.maxHandshakeSize, logger: options.logger))
+            // With `plainHTTP`, a request's body may follow its head before the head is parsed;
+            // the upgrade handler lowers the limit again once the head says it is an upgrade.
+            let sizeLimit = options.maxHandshakeSize + (options.plainHTTP == nil ? 0 : options.maxPlainHTTPBody)
+            try pipeline.addHandler(HandshakeSizeLimit(limit: sizeLimit, logger: options.logger))
             try pipeline.addHandler(HTTPResponseEncoder())
             try pipeline.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
             try pipeline.addHandler(ServerUpgradeHandler(mode: .standalone(self, verdict)))

@@ -38,6 +38,8 @@ struct Serve: AsyncParsableCommand {
     var topicIdleSeconds: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
     @Option(help: "Event-loop threads (default: one per CPU this process may use).") var threads: String?
+    @Option(help: "PEM certificate chain: serve wss:// and https:// (with --tls-key); reread on SIGHUP.") var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
 
     func run() async throws {
         let configuration: BrokerConfiguration
@@ -98,11 +100,32 @@ struct Serve: AsyncParsableCommand {
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? EventLoopThreads.available)
-        let broker = try Broker(
-            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
+        let broker: Broker
+        do {
+            broker = try Broker(
+                configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
+        } catch {
+            Terminal.exit(withError: "\(error)", status: 64)
+        }
         do {
             let address = try await broker.start()
-            Terminal.printUnbuffered("switchboard listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+            let host = address.ipAddress ?? "?"
+            let port = address.port ?? 0
+            Terminal.printUnbuffered("switchboard listening on \(host):\(port)")
+            let secure = configuration.tlsCertificate != nil
+            Terminal.printUnbuffered(
+                "switchboard: clients connect to \(secure ? "wss" : "ws")://\(host):\(port)/; admin API, /metrics and "
+                    + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/")
+            Terminal.printUnbuffered("switchboard: database \(configuration.database)")
+            Terminal.printUnbuffered(
+                configuration.replay.isEnabled
+                    ? "switchboard: replay log on (\(path)), retaining \(configuration.replay.rules.map(\.description).joined(separator: "; "))"
+                    : "switchboard: replay log off (no replay_retain rules; topic seqs are still kept in \(path))")
+            Terminal.printUnbuffered(
+                "switchboard: the admin token is in \(configuration.database).admin-token; "
+                    + "`switchboard token create --admin --name NAME` makes another")
+            let sighup = secure ? reloadTLSOnSIGHUP(broker, logger: logger) : nil
+            defer { sighup?.cancel() }
             // Runs the started broker until SIGTERM or SIGINT, then drains it.
             try await ServiceGroup(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
         } catch {
@@ -110,6 +133,18 @@ struct Serve: AsyncParsableCommand {
             Terminal.exit(withError: "\(error)", status: 70)
         }
         try? await group.shutdownGracefully()
+    }
+
+    /// Rereads the certificate and key on every SIGHUP (certificate renewal), logging the
+    /// outcome; a failed reload keeps the current certificate.
+    private func reloadTLSOnSIGHUP(_ broker: Broker, logger: Logger) -> (any DispatchSourceSignal)? {
+        broker.reloadTLSOnSIGHUP { error in
+            if let error {
+                logger.error("TLS certificate not reloaded; the current one stays in use", metadata: ["error": "\(error)"])
+            } else {
+                logger.notice("TLS certificate reloaded")
+            }
+        }
     }
 
     private func makeConfiguration() throws -> BrokerConfiguration {
@@ -129,7 +164,7 @@ struct Serve: AsyncParsableCommand {
             ("request_rate", requestRate, "--request-rate"), ("request_burst", requestBurst, "--request-burst"),
             ("max_topics", maxTopics, "--max-topics"), ("topic_idle_seconds", topicIdleSeconds, "--topic-idle-seconds"),
             ("log_level", logLevel, "--log-level"),
-            ("threads", threads, "--threads"),
+            ("threads", threads, "--threads"), ("tls_cert", tlsCert, "--tls-cert"), ("tls_key", tlsKey, "--tls-key"),
         ]
         for (key, value, flag) in flags {
             if let value { try configuration.set(key, value, source: flag) }

@@ -2,33 +2,42 @@ import ArgumentParser
 import Foundation
 import Switchboard
 
-/// `switchboard token …`: manages opaque tokens directly in the store. A running broker
-/// picks up revocations within a second.
-struct TokenCommand: ParsableCommand {
+/// `switchboard token …`: opaque client tokens, through a running broker's admin API when
+/// a server is given (`--server` or `SWITCHBOARD_URL`), else directly in the store file (a
+/// running broker picks up those changes within a second).
+struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Create, list and revoke client tokens.",
-        subcommands: [Create.self, List.self, Revoke.self])
+        commandName: "token", abstract: "Create, list, show and revoke client tokens.",
+        discussion: """
+            With --server (or SWITCHBOARD_URL) the commands go through the broker's admin API; \
+            without, they open the store file (--database).
 
-    struct StoreOptions: ParsableArguments {
-        @Option(help: "SQLite store (default ./switchboard.db, or SWITCHBOARD_DATABASE).") var database: String?
+            \(ExitStatus.help)
+            """,
+        subcommands: [Create.self, List.self, Show.self, Revoke.self])
 
-        func open() -> TokenStore {
-            let path = database ?? ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE"] ?? "switchboard.db"
-            do {
-                return try TokenStore(store: Store(path: path))
-            } catch {
-                Terminal.exit(withError: "cannot open the store \(path): \(error.message)", status: 69)
-            }
+    static func openStore(_ admin: AdminOptions) -> TokenStore {
+        let path = admin.databasePath
+        do {
+            return try TokenStore(store: Store(path: path))
+        } catch {
+            Terminal.exit(withError: "cannot open the store \(path): \(error.message)", status: ExitStatus.unavailable)
         }
     }
 
-    struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a token and print it (shown once).")
-        @OptionGroup var store: StoreOptions
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a token and print it (shown once).",
+            discussion: """
+                Examples:
+                  switchboard token create --name dashboard --subscribe 'metrics.>' --publish 'metrics.in.*'
+                  switchboard token create --name ops --admin --expires-in 86400 --server http://broker:8080
+                """)
+        @OptionGroup var admin: AdminOptions
         @Option(help: "A name for the token (shown in lists and logs).") var name: String
         @Option(help: "Patterns it may subscribe to, comma-separated.") var subscribe: String = ""
         @Option(help: "Patterns it may publish to, comma-separated.") var publish: String = ""
-        @Flag(help: "Grant the admin right.") var admin = false
+        @Flag(name: .customLong("admin"), help: "Grant the admin right.") var grantAdmin = false
         @Option(help: "Lifetime in seconds (default: no expiry).") var expiresIn: Int?
 
         func validate() throws {
@@ -51,15 +60,31 @@ struct TokenCommand: ParsableCommand {
             list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
 
-        func run() throws {
-            let tokens = store.open()
+        func run() async {
+            if admin.givenServer != nil {
+                let client = admin.client()
+                var body: [String: Any] = [
+                    "name": name, "subscribe": Self.split(subscribe), "publish": Self.split(publish), "admin": grantAdmin,
+                ]
+                if let expiresIn { body["ttl_seconds"] = expiresIn }
+                let answer = await client.call("POST", "admin/v1/tokens", body: body)
+                guard !client.printJSON(answer) else { return }
+                FileHandle.standardError.write(Data("switchboard: created token \(Table.text(answer["id"])) (\(name))\n".utf8))
+                print(Table.text(answer["token"]))
+                return
+            }
+            let tokens = TokenCommand.openStore(admin)
             let permissions = Permissions(
                 subscribe: Self.split(subscribe).compactMap { try? TopicPattern($0) },
                 publish: Self.split(publish).compactMap { try? TopicPattern($0) },
-                admin: admin,
+                admin: grantAdmin,
                 expiresAt: expiresIn.map { Date().addingTimeInterval(TimeInterval($0)) })
             do {
                 let (token, record) = try tokens.create(name: name, permissions: permissions)
+                if admin.json {
+                    AdminClient.printJSON(record.adminDescription.merging(["token": token]) { $1 })
+                    return
+                }
                 FileHandle.standardError.write(Data("switchboard: created token \(record.id) (\(name))\n".utf8))
                 print(token)
             } catch {
@@ -68,32 +93,94 @@ struct TokenCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List tokens (never their secrets).")
-        @OptionGroup var store: StoreOptions
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List tokens (never their secrets).",
+            discussion: """
+                Examples:
+                  switchboard token list
+                  switchboard token list --server http://broker:8080 --json
+                """)
+        @OptionGroup var admin: AdminOptions
 
-        func run() {
-            for record in store.open().list() {
-                let state = record.isRevoked ? "revoked" : (record.permissions.isExpired(at: Date()) ? "expired" : "active")
-                let subscribe = record.permissions.subscribe.map(\.name).joined(separator: ",")
-                let publish = record.permissions.publish.map(\.name).joined(separator: ",")
-                print("\(record.id)\t\(record.name)\t\(state)\tsub=\(subscribe)\tpub=\(publish)\(record.permissions.admin ? "\tadmin" : "")")
+        func run() async {
+            let tokens: [[String: Any]]
+            if admin.givenServer != nil {
+                let client = admin.client()
+                let answer = await client.call("GET", "admin/v1/tokens")
+                guard !client.printJSON(answer) else { return }
+                tokens = answer["tokens"] as? [[String: Any]] ?? []
+            } else {
+                tokens = TokenCommand.openStore(admin).list().map(\.adminDescription)
+                if admin.json { return AdminClient.printJSON(["tokens": tokens]) }
             }
+            Table.print(["ID", "NAME", "STATE", "SUBSCRIBE", "PUBLISH", "ADMIN"], tokens.map(TokenCommand.row))
         }
     }
 
-    struct Revoke: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a token by id; its connections close with 4001.")
-        @OptionGroup var store: StoreOptions
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show one token (never its secret).",
+            discussion: """
+                Examples:
+                  switchboard token show tok_3kTz9aQ1bC2d
+                """)
+        @OptionGroup var admin: AdminOptions
         @Argument(help: "The token id (tok_…).") var id: String
 
-        func run() {
+        func run() async {
+            let token: [String: Any]
+            if admin.givenServer != nil {
+                let client = admin.client()
+                token = await client.call("GET", "admin/v1/tokens/\(AdminClient.segment(id))")
+                guard !client.printJSON(token) else { return }
+            } else {
+                guard let record = TokenCommand.openStore(admin).record(id: id) else {
+                    Terminal.exit(withError: "no token with id \(id)", status: ExitStatus.dataError)
+                }
+                token = record.adminDescription
+                if admin.json { return AdminClient.printJSON(token) }
+            }
+            Table.print(["ID", "NAME", "STATE", "SUBSCRIBE", "PUBLISH", "ADMIN"], [TokenCommand.row(token)])
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a token by id; its connections close with 4001.",
+            discussion: """
+                Examples:
+                  switchboard token revoke tok_3kTz9aQ1bC2d
+                  SWITCHBOARD_URL=http://broker:8080 switchboard token revoke tok_3kTz9aQ1bC2d
+                """)
+        @OptionGroup var admin: AdminOptions
+        @Argument(help: "The token id (tok_…).") var id: String
+
+        func run() async {
+            if admin.givenServer != nil {
+                let client = admin.client()
+                let answer = await client.call("DELETE", "admin/v1/tokens/\(AdminClient.segment(id))")
+                if !client.printJSON(answer) { print("revoked \(id)") }
+                return
+            }
             do {
-                guard try store.open().revoke(id: id) != nil else { Terminal.exit(withError: "no token with id \(id)", status: 65) }
+                guard let record = try TokenCommand.openStore(admin).revoke(id: id) else {
+                    Terminal.exit(withError: "no token with id \(id)", status: ExitStatus.dataError)
+                }
+                if admin.json { return AdminClient.printJSON(record.adminDescription) }
                 print("revoked \(id)")
             } catch {
                 Terminal.exit(withError: "cannot revoke \(id): \(error)", status: 73)
             }
         }
+    }
+
+    static func row(_ token: [String: Any]) -> [String] {
+        [
+            Table.text(token["id"]), Table.text(token["name"]), Table.text(token["state"]),
+            ((token["subscribe"] as? [String]) ?? []).joined(separator: ","),
+            ((token["publish"] as? [String]) ?? []).joined(separator: ","),
+            (token["admin"] as? Bool) == true ? "yes" : "no",
+        ]
     }
 }

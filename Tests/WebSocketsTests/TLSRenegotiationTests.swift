@@ -1,3 +1,4 @@
+import AsyncTestSupport
 import COpenSSL
 import NIOCore
 import NIOEmbedded

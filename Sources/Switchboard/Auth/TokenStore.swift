@@ -32,7 +32,7 @@ public struct TokenRecord: Sendable, Hashable {
 ///   database lacks, nor misses a revocation the database has.
 /// - Revocation observers are called after the revocation is durable, outside the lock.
 public final class TokenStore: Sendable {
-    private let store: Store
+    package let store: Store
     private let cache: NIOLockedValueBox<[[UInt8]: TokenRecord]>
     private let observers = NIOLockedValueBox<[@Sendable (TokenRecord) -> Void]>([])
     /// The last `token_changes.seq` the cache reflects.

@@ -25,6 +25,8 @@ public final class Broker: Sendable {
         public static let tokenRevoked = CloseCode(4001)
         /// The connection's token expired.
         public static let tokenExpired = CloseCode(4002)
+        /// An operator closed the connection (admin API, `switchboard connections --close`).
+        public static let closedByAdmin = CloseCode(4003)
     }
 
     public let configuration: BrokerConfiguration
@@ -35,7 +37,7 @@ public final class Broker: Sendable {
     let logger: Logger
     let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
-    private let hubs: [ObjectIdentifier: Hub]
+    let hubs: [ObjectIdentifier: Hub]
     private let sequencing: NIOLockedValueBox<Sequencing>
     private let lifecycle = NIOLockedValueBox(Lifecycle.idle)
     /// Finished by `shutdown()`, a graceful shutdown or the cancellation of `run()`: `run()`
@@ -47,7 +49,17 @@ public final class Broker: Sendable {
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
     private let group: any EventLoopGroup
     /// Now, in unix milliseconds: publish times and topic idleness are measured with it.
-    private let clock: @Sendable () -> Int64
+    let clock: @Sendable () -> Int64
+    /// When the broker was made, unix milliseconds (the admin API's uptime).
+    let startedAt: Int64
+    /// The last connection id handed out (the admin API names connections by it).
+    private let lastSessionID = NIOLockedValueBox<UInt64>(0)
+    /// `configuration.trustedProxies`.
+    private let trustedProxies: Set<String>
+    /// Admin API publishes by idempotency key.
+    let idempotency = IdempotencyCache()
+    /// What `/metrics` serves.
+    let metrics = BrokerMetrics()
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -81,6 +93,7 @@ public final class Broker: Sendable {
         var topics = TopicTable()
         var loading: [Topic: [@Sendable (Result<Void, ReplayError>) -> Void]] = [:]
         var published: UInt64 = 0
+        var publishedBytes: UInt64 = 0
     }
 
     /// - Parameters:
@@ -105,6 +118,8 @@ public final class Broker: Sendable {
         logger: Logger, clock: @escaping @Sendable () -> Int64
     ) throws(BrokerConfiguration.Error) {
         self.clock = clock
+        self.startedAt = clock()
+        self.trustedProxies = Set(configuration.trustedProxies)
         self.configuration = configuration
         self.tokens = tokens
         self.replayLog = replayLog
@@ -133,15 +148,21 @@ public final class Broker: Sendable {
                 subscribe: try patterns(access.subscribe, "anonymous_subscribe"),
                 publish: try patterns(access.publish, "anonymous_publish"))
         }
+        if (configuration.tlsCertificate == nil) != (configuration.tlsKey == nil) {
+            throw BrokerConfiguration.Error(
+                source: "configuration", key: configuration.tlsCertificate == nil ? "tls_cert" : "tls_key",
+                problem: "tls_cert and tls_key go together: set both, or neither")
+        }
         let jwt = configuration.jwtSecret.map { JWTVerifier(secret: Array($0.utf8)) }
         self.authenticator = Authenticator(tokens: tokens, jwt: jwt, anonymous: anonymous)
         var hubs: [ObjectIdentifier: Hub] = [:]
         for loop in group.makeIterator() {
-            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop)
+            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop, deliverLatency: metrics.deliverLatency)
         }
         self.hubs = hubs
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
         tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
+        replayLog?.onCommit { [metrics] nanoseconds in metrics.commitLatency.recordNanoseconds(nanoseconds) }
     }
 
     /// Starts listening on the configured host and port; returns the bound address. Once
@@ -178,7 +199,12 @@ public final class Broker: Sendable {
         options.selectSubprotocol = { offered, _ in
             offered.contains(WireProtocol.subprotocol) ? WireProtocol.subprotocol : nil
         }
+        if let certificate = configuration.tlsCertificate, let key = configuration.tlsKey {
+            options.tls = TLSConfiguration(certificateFile: certificate, privateKeyFile: key)
+        }
         options.verifyClient = { [self] request in await verify(request) }
+        options.plainHTTP = { [self] request in await AdminAPI(broker: self).handle(request) }
+        options.maxPlainHTTPBody = AdminAPI.maxBody(maxPayload: configuration.maxPayload)
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
         let address: SocketAddress
         do {
@@ -240,6 +266,42 @@ public final class Broker: Sendable {
         }
     }
 
+    /// Rereads the TLS certificate and key files (`tlsCertificate`, `tlsKey`): connections
+    /// accepted from now on use the new ones, open ones keep theirs. On error (a missing or
+    /// bad file) the current certificate stays in use and the error is thrown.
+    public func reloadTLS() throws {
+        guard let server else { throw TLSError(.configuration, "the broker is not listening") }
+        try server.reloadTLS()
+    }
+
+    /// Calls `reloadTLS()` on every SIGHUP until the returned source is cancelled; `onReload`
+    /// hears the outcome (nil on success). Nil when the broker is not listening.
+    public func reloadTLSOnSIGHUP(onReload: @escaping @Sendable ((any Error)?) -> Void) -> (any DispatchSourceSignal)? {
+        server?.reloadTLSOnSIGHUP(onReload: onReload)
+    }
+
+    /// The client's address for logs and the admin API: from `X-Forwarded-For` only when the
+    /// connection comes from a trusted proxy (`trustedProxies`), else the socket's peer.
+    func clientAddress(_ request: UpgradeRequest?, remote: SocketAddress? = nil) -> String {
+        let socket = request?.remoteAddress ?? remote
+        guard let direct = socket?.ipAddress else { return "?" }
+        guard trustedProxies.contains(direct), let request else { return direct }
+        let hops = request.headers.values(for: "X-Forwarded-For")
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        // Each proxy appends the address it saw: the nearest untrusted one is the client.
+        return hops.last { !trustedProxies.contains($0) } ?? hops.first ?? direct
+    }
+
+    /// Whether the broker is listening (started, not shutting down).
+    var isListening: Bool {
+        lifecycle.withLockedValue { state in
+            if case .listening = state { return true }
+            return false
+        }
+    }
+
     /// Whether `start()` was called.
     var isStarted: Bool {
         lifecycle.withLockedValue { state in
@@ -266,6 +328,38 @@ public final class Broker: Sendable {
             replayed: replayedCount.withLockedValue { $0 }, replay: replayLog?.statistics)
     }
 
+    /// Messages and payload bytes published since start.
+    var publishedTotals: (messages: UInt64, bytes: UInt64) {
+        sequencing.withLockedValue { ($0.published, $0.publishedBytes) }
+    }
+
+    /// The topics in memory that `pattern` matches, by name, at most `limit`: each one's last
+    /// seq and time, and its publishes per second over the last minute.
+    func topicsInMemory(matching pattern: TopicPattern, limit: Int) -> [TopicActivity] {
+        let now = clock()
+        var found: [TopicActivity] = []
+        sequencing.withLockedValue { state in
+            state.topics.forEach { topic, last in
+                if pattern.matches(topic) {
+                    found.append(TopicActivity(
+                        topic: topic, last: last, perSecond: state.topics.messagesPerSecond(topic, now: now)))
+                }
+            }
+        }
+        found.sort { $0.topic.name < $1.topic.name }
+        return Array(found.prefix(limit))
+    }
+
+    /// `topic` if it is in memory.
+    func topicInMemory(_ topic: Topic) -> TopicActivity? {
+        let now = clock()
+        return sequencing.withLockedValue { state in
+            state.topics.state(of: topic).map {
+                TopicActivity(topic: topic, last: $0, perSecond: state.topics.messagesPerSecond(topic, now: now))
+            }
+        }
+    }
+
     /// A session wrote `count` messages of a catch-up to its socket.
     func countReplayed(_ count: Int) {
         replayedCount.withLockedValue { $0 += UInt64(count) }
@@ -277,6 +371,7 @@ public final class Broker: Sendable {
     /// up in the database, on NIO's thread pool.
     private func verify(_ request: UpgradeRequest) async -> UpgradeDecision {
         if case .unsupported = WireProtocol.chooseSubprotocol(offered: request.protocols) {
+            metrics.handshakeFailed("unsupported_subprotocol")
             return .reject(status: 400, body: "unsupported subprotocol: this broker speaks \(WireProtocol.subprotocol)")
         }
         let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
@@ -286,20 +381,23 @@ public final class Broker: Sendable {
         } catch {
             return refuse(request, error)
         }
-        let unknown: String
         do throws(AuthError) {
-            return admit(request, try authenticator.authenticate(presented))
-        } catch {
-            // An unknown token was perhaps created by another process (`switchboard token
-            // create`) since the last reload: look in the database itself.
-            guard error.reason == .unknown, let presented else { return refuse(request, error) }
-            unknown = presented
-        }
-        _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: unknown) }
-        do throws(AuthError) {
-            return admit(request, try authenticator.authenticate(unknown))
+            return admit(request, try await authenticate(presented))
         } catch {
             return refuse(request, error)
+        }
+    }
+
+    /// The principal of a presented token (nil: anonymous, if allowed). The token cache
+    /// answers without I/O; a token it does not know was perhaps created by another process
+    /// (`switchboard token create`) since the last reload, and is looked up in the database.
+    func authenticate(_ presented: String?) async throws(AuthError) -> Principal {
+        do throws(AuthError) {
+            return try authenticator.authenticate(presented)
+        } catch {
+            guard error.reason == .unknown, let presented else { throw error }
+            _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: presented) }
+            return try authenticator.authenticate(presented)
         }
     }
 
@@ -308,8 +406,9 @@ public final class Broker: Sendable {
         guard let key = principal.connectionKey, tokenConnections.isFull(key) else {
             return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
         }
+        metrics.handshakeFailed("too_many_for_token")
         logger.notice("connection refused", metadata: [
-            "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+            "peer": "\(clientAddress(request))",
             "principal": "\(principal.logLabel)", "reason": "too many connections for this token",
         ])
         return .reject(
@@ -318,8 +417,9 @@ public final class Broker: Sendable {
     }
 
     private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
+        metrics.handshakeFailed(error.reason.rawValue)
         logger.notice("authentication failed", metadata: [
-            "peer": "\(request.forwardedFor ?? request.remoteAddress?.description ?? "?")",
+            "peer": "\(clientAddress(request))",
             "reason": "\(error.reason.rawValue)",
         ])
         // The body names the reason code (docs/protocol.md: missing, malformed, …) first.
@@ -339,13 +439,19 @@ public final class Broker: Sendable {
             socket.close(code: .policyViolation, reason: "too many connections for this token", promise: nil)
             return
         }
-        let session = Session(socket: socket, principal: principal, broker: self, hub: hub)
+        let id = lastSessionID.withLockedValue { last in
+            last += 1
+            return last
+        }
+        let session = Session(id: id, openedAt: clock(), socket: socket, principal: principal, broker: self, hub: hub)
         hub.add(session)
+        metrics.connected()
         let peer = session.peer
         logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
         let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }
-        socket.onClose { [logger, tokenConnections] info in
+        socket.onClose { [logger, tokenConnections, metrics] info in
+            metrics.disconnected(info.code)
             bound.value.connectionClosed()
             hub.remove(bound.value)
             if let key { tokenConnections.close(key) }
@@ -448,8 +554,9 @@ public final class Broker: Sendable {
             note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
             for hub in hubs.values { hub.enqueue(delivery) }
         }
-        state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note)
+        state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note, published: now)
         state.published += 1
+        state.publishedBytes &+= UInt64(publish.payload.readableBytes)
         return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// Everything the broker can be told, with the embedded defaults `switchboard serve` runs
 /// on when given nothing. Sources, later ones winning: defaults, the config file (JSON),
@@ -67,6 +68,19 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var logLevel = "info"
     /// Event-loop threads; nil uses one per CPU the process may run on. Default nil.
     public var threads: Int? = nil
+    /// PEM certificate (chain, leaf first) and private key files: with both set the broker
+    /// serves wss:// (and the admin API over https) on its port; `switchboard serve`
+    /// rereads them on SIGHUP. Default nil: plain ws://.
+    public var tlsCertificate: String? = nil
+    public var tlsKey: String? = nil
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed: for a connection
+    /// from one of them, the client is the last address in the header that is not a trusted
+    /// proxy; from anywhere else the header is ignored (a client can send it itself).
+    /// Exact IPv4 or IPv6 addresses. Default none.
+    public var trustedProxies: [String] = []
+    /// A bearer token `/metrics` requires (at least 16 bytes); nil serves it to anyone who
+    /// can reach the port. Default nil.
+    public var metricsToken: String? = nil
     /// The replay log: retention rules (`replay_retain`), size cap, queue limit, file.
     /// Default: no rules, so no topic is retained. See `ReplayConfiguration`.
     public var replay = ReplayConfiguration()
@@ -124,7 +138,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("handshake_burst", "SWITCHBOARD_HANDSHAKE_BURST"), ("max_handshakes", "SWITCHBOARD_MAX_HANDSHAKES"),
         ("frame_timeout_seconds", "SWITCHBOARD_FRAME_TIMEOUT_SECONDS"),
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
-        ("threads", "SWITCHBOARD_THREADS"),
+        ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
+        ("tls_cert", "SWITCHBOARD_TLS_CERT"), ("tls_key", "SWITCHBOARD_TLS_KEY"),
+        ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"),
     ] + ReplayConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
@@ -240,6 +256,21 @@ public struct BrokerConfiguration: Sendable, Hashable {
             guard levels.contains(text) else { throw fail("must be one of \(levels.joined(separator: ", ")), not \(text.debugDescription)") }
             logLevel = text
         case "threads": threads = try integer(in: 1...1024)
+        case "trusted_proxies":
+            let addresses = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for address in addresses where (try? SocketAddress(ipAddress: address, port: 0)) == nil {
+                throw fail("\(address.debugDescription) is not an IP address")
+            }
+            trustedProxies = addresses
+        case "tls_cert":
+            guard !text.isEmpty else { throw fail("must not be empty") }
+            tlsCertificate = text
+        case "tls_key":
+            guard !text.isEmpty else { throw fail("must not be empty") }
+            tlsKey = text
+        case "metrics_token":
+            guard text.utf8.count >= 16 else { throw fail("must be at least 16 bytes") }
+            metricsToken = text
         case _ where key.hasPrefix("replay_"):
             if let problem = replay.set(key, text) { throw fail(problem) }
         default:

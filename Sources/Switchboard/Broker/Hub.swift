@@ -1,3 +1,5 @@
+import Dispatch
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -56,7 +58,15 @@ final class Hub: Sendable {
     private struct Inbox {
         var deliveries: [Delivery] = []
         var drainScheduled = false
+        /// Batches scheduled so far; every `latencySampling`th is timed from its first
+        /// message's hand-off (`sampledAt`, uptime ns) to the end of its fan-out.
+        var batches: UInt64 = 0
+        var sampledAt: UInt64?
     }
+
+    /// One batch in this many has its publish-to-deliver latency recorded.
+    static let latencySampling: UInt64 = 16
+    private let deliverLatency: Metrics.Timer?
 
     /// Everything the loop owns.
     final class State {
@@ -66,14 +76,19 @@ final class Hub: Sendable {
         var touched: [Session] = []
         /// The sessions by token and by expiry, for revocation and expiry.
         let access: AccessIndex
+        /// The sessions by connection id, for the admin API.
+        var sessions: [UInt64: Session] = [:]
+        /// What this loop's sessions delivered; read by the admin API and /metrics on the loop.
+        let counters = DeliveryCounters()
 
         init(access: AccessIndex) {
             self.access = access
         }
     }
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, deliverLatency: Metrics.Timer? = nil) {
         self.eventLoop = eventLoop
+        self.deliverLatency = deliverLatency
         self.state = NIOLoopBoundBox.makeBoxSendingValue(
             State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
     }
@@ -82,8 +97,11 @@ final class Hub: Sendable {
     func enqueue(_ delivery: Delivery) {
         let schedule = inbox.withLockedValue { inbox in
             inbox.deliveries.append(delivery)
-            defer { inbox.drainScheduled = true }
-            return !inbox.drainScheduled
+            guard !inbox.drainScheduled else { return false }
+            inbox.drainScheduled = true
+            inbox.batches &+= 1
+            if inbox.batches % Self.latencySampling == 0 { inbox.sampledAt = DispatchTime.now().uptimeNanoseconds }
+            return true
         }
         if schedule {
             eventLoop.execute { [self] in drain() }
@@ -91,10 +109,13 @@ final class Hub: Sendable {
     }
 
     private func drain() {
-        let batch = inbox.withLockedValue { inbox in
+        let (batch, sampledAt) = inbox.withLockedValue { inbox in
             inbox.drainScheduled = false
-            defer { inbox.deliveries.removeAll(keepingCapacity: true) }
-            return inbox.deliveries
+            defer {
+                inbox.deliveries.removeAll(keepingCapacity: true)
+                inbox.sampledAt = nil
+            }
+            return (inbox.deliveries, inbox.sampledAt)
         }
         let state = state.value
         var start = 0
@@ -123,6 +144,9 @@ final class Hub: Sendable {
         }
         for session in state.touched { session.flush() }
         state.touched.removeAll(keepingCapacity: true)
+        if let sampledAt, let deliverLatency {
+            deliverLatency.recordNanoseconds(Int64(clamping: DispatchTime.now().uptimeNanoseconds &- sampledAt))
+        }
     }
 
     /// At most this many messages, or bytes of frames, go out as one run.
@@ -145,12 +169,15 @@ final class Hub: Sendable {
     // MARK: Loop-only bookkeeping
 
     func add(_ session: Session) {
-        state.value.access.add(session)
+        let state = state.value
+        state.access.add(session)
+        state.sessions[session.id] = session
     }
 
     func remove(_ session: Session) {
         let state = state.value
         state.access.remove(session)
+        state.sessions[session.id] = nil
         for pattern in session.subscriptions {
             state.index.remove(pattern, session)
         }
@@ -165,6 +192,28 @@ final class Hub: Sendable {
         state.value.index.remove(pattern, session)
     }
 
+    /// The loop's delivery counters (on the loop: a session keeps them).
+    var counters: DeliveryCounters { state.value.counters }
+
+    /// Runs `body` on the loop with what the loop owns (the admin API's reads).
+    func inspect<T: Sendable>(_ body: @escaping @Sendable (State) -> T) -> EventLoopFuture<T> {
+        eventLoop.submit { [state] in body(state.value) }
+    }
+
     /// The live sessions of opaque token `id`.
     func sessions(token id: String) -> Set<Session> { state.value.access.sessions(token: id) }
+}
+
+/// What the sessions of one loop delivered since start. Loop-only: incremented without locks
+/// or atomics on the fan-out path, summed over the loops when someone asks (`Hub.inspect`).
+final class DeliveryCounters {
+    /// Messages and frame bytes queued to subscribers (live and replayed).
+    var messages: UInt64 = 0
+    var bytes: UInt64 = 0
+    /// Subscribers closed with 1013 as slow consumers.
+    var slowConsumerCloses: UInt64 = 0
+    /// Messages dropped for slow consumers (`slow_consumer=drop`).
+    var dropped: UInt64 = 0
+    /// `gap` notices sent (slow consumers, and resumes past what is retained).
+    var gaps: UInt64 = 0
 }

@@ -7,10 +7,15 @@ import WebSockets
 /// One client connection of the broker: who it is, what it subscribed to, and how far
 /// behind it is. Lives on its connection's event loop; every method runs there.
 final class Session: Hashable {
+    /// The connection's id in the admin API, unique in this process.
+    let id: UInt64
+    /// When the connection opened, unix milliseconds.
+    let openedAt: Int64
     let socket: WebSocket
     let principal: Principal
     private unowned let broker: Broker
     private let hub: Hub
+    private let counters: DeliveryCounters
     private(set) var subscriptions: Set<TopicPattern> = []
     /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
     private var needsFlush = false
@@ -47,7 +52,10 @@ final class Session: Hashable {
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
 
-    init(socket: WebSocket, principal: Principal, broker: Broker, hub: Hub) {
+    init(id: UInt64, openedAt: Int64, socket: WebSocket, principal: Principal, broker: Broker, hub: Hub) {
+        self.id = id
+        self.openedAt = openedAt
+        self.counters = hub.counters
         self.socket = socket
         self.principal = principal
         self.broker = broker
@@ -65,9 +73,9 @@ final class Session: Hashable {
             rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
 
-    /// The client's address for logs: `X-Forwarded-For` when a proxy set it, else the socket's.
+    /// The client's address for logs and the admin API (see `Broker.clientAddress`).
     var peer: String {
-        socket.request?.forwardedFor ?? socket.remoteAddress?.description ?? "?"
+        broker.clientAddress(socket.request, remote: socket.remoteAddress)
     }
 
     static func == (a: Session, b: Session) -> Bool { a === b }
@@ -298,12 +306,14 @@ final class Session: Hashable {
             if !missed.isEmpty {
                 if backlog > limit / 2 {
                     missed[topic] = (missed[topic]?.lowerBound ?? first)...last
+                    counters.dropped &+= last - first + 1
                     return false
                 }
                 reportGaps()
             } else if backlog > limit {
                 switch broker.configuration.slowConsumer {
                 case .close:
+                    counters.slowConsumerCloses += 1
                     close(.tryAgainLater, "slow consumer: \(backlog) bytes queued")
                     return false
                 case .drop:
@@ -311,6 +321,7 @@ final class Session: Hashable {
                         "peer": "\(peer)", "principal": "\(principal.logLabel)", "queued": "\(backlog)",
                     ])
                     missed[topic] = first...last
+                    counters.dropped &+= last - first + 1
                     watchWritability()
                     return false
                 }
@@ -318,6 +329,8 @@ final class Session: Hashable {
         }
         socket.queueEncoded(frame)
         unflushedBytes += frame.readableBytes
+        counters.messages &+= last - first + 1
+        counters.bytes &+= UInt64(frame.readableBytes)
         defer { needsFlush = true }
         return !needsFlush
     }
@@ -346,6 +359,7 @@ final class Session: Hashable {
             unflushedBytes += frame.readableBytes
             count += range.upperBound - range.lowerBound + 1
         }
+        counters.gaps &+= UInt64(missed.count)
         broker.logger.info("slow consumer caught up", metadata: [
             "peer": "\(peer)", "principal": "\(principal.logLabel)", "topics": "\(missed.count)", "missed": "\(count)",
         ])
@@ -414,12 +428,18 @@ final class Session: Hashable {
         for item in output {
             switch item {
             case .replayed(let message):
-                socket.queueEncoded(message.frame ?? message.encodeFrame())
+                let frame = message.frame ?? message.encodeFrame()
+                socket.queueEncoded(frame)
                 replayed += 1
+                counters.messages &+= 1
+                counters.bytes &+= UInt64(frame.readableBytes)
             case .live(let delivery):
                 socket.queueEncoded(delivery.frame)
+                counters.messages &+= 1
+                counters.bytes &+= UInt64(delivery.frame.readableBytes)
             case .gap(let topic, let missing):
                 socket.queueEncoded(Self.gapFrame(topic, missing))
+                counters.gaps &+= 1
             }
         }
         // Counted before the flush: once a client has the messages, the count includes them.
@@ -432,6 +452,8 @@ final class Session: Hashable {
         guard !closing else { return }
         // Counted before the flush, as in `emit`.
         broker.countReplayed(count)
+        counters.messages &+= UInt64(count)
+        counters.bytes &+= UInt64(frames.readableBytes)
         socket.queueEncoded(frames)
         flush()
     }

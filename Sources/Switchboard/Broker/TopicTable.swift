@@ -37,6 +37,21 @@ struct TopicTable {
         var note: UInt64?
         var older = -1
         var newer = -1
+        /// Publishes in the minute `minute` (unix ms / 60 000) and in the one before, for
+        /// `messagesPerSecond`: two counters per topic instead of a series.
+        var minute: Int64 = 0
+        var thisMinute: UInt32 = 0
+        var lastMinute: UInt32 = 0
+
+        mutating func countPublish(at time: Int64) {
+            let now = time / 60_000
+            if now != minute {
+                lastMinute = now == minute + 1 ? thisMinute : 0
+                thisMinute = 0
+                minute = now
+            }
+            thisMinute &+= 1
+        }
     }
 
     private var slots: [Topic: Int] = [:]
@@ -53,10 +68,12 @@ struct TopicTable {
     }
 
     /// Sets `topic`'s state (adding it if new) and makes it the most recently published.
-    /// `note`: its `recordSequence` ticket; nil pins it.
-    mutating func update(_ topic: Topic, _ state: LastPublish, note: UInt64?) {
+    /// `note`: its `recordSequence` ticket; nil pins it. `published`: a publish at this
+    /// time (unix ms) is counted for `messagesPerSecond`; nil for a state read back.
+    mutating func update(_ topic: Topic, _ state: LastPublish, note: UInt64?, published: Int64? = nil) {
         if let slot = slots[topic] {
             entries[slot]?.state = state
+            if let published { entries[slot]?.countPublish(at: published) }
             guard entries[slot]?.note != nil, let note else { return }
             entries[slot]?.note = note
             if slot != newest {
@@ -65,7 +82,8 @@ struct TopicTable {
             }
             return
         }
-        let entry = Entry(topic: topic, state: state, note: note)
+        var entry = Entry(topic: topic, state: state, note: note)
+        if let published { entry.countPublish(at: published) }
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = free
@@ -93,6 +111,19 @@ struct TopicTable {
             evicted += 1
         }
         return evicted
+    }
+
+    /// Publishes per second of `topic` over the minute before `now` (unix ms): the current
+    /// minute's count plus the share of the previous minute's that the window still covers.
+    func messagesPerSecond(_ topic: Topic, now: Int64) -> Double {
+        guard let slot = slots[topic], let entry = entries[slot] else { return 0 }
+        let minute = now / 60_000
+        let elapsed = Double(now % 60_000) / 60_000
+        switch minute - entry.minute {
+        case 0: return (Double(entry.lastMinute) * (1 - elapsed) + Double(entry.thisMinute)) / 60
+        case 1: return Double(entry.thisMinute) * (1 - elapsed) / 60
+        default: return 0
+        }
     }
 
     /// Calls `body` with every topic and its state.

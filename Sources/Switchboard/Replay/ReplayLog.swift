@@ -88,6 +88,8 @@ public final class ReplayLog: @unchecked Sendable {
     private var settleWaiters: [(ticket: UInt64, callback: @Sendable () -> Void)] = []
     private var stats: ReplayStatistics
     private let writerDone = DispatchSemaphore(value: 0)
+    /// Told how long each group commit took, in nanoseconds (the broker's metrics).
+    private let commitObserver = NIOLockedValueBox<(@Sendable (Int64) -> Void)?>(nil)
 
     private let writer: ReplayWriter
     private let pruner: ReplayPruner
@@ -305,16 +307,26 @@ public final class ReplayLog: @unchecked Sendable {
         for reader in readerPool { reader.close() }
     }
 
-    /// Runs `body` on the writer thread between batches (tests: simulate a full or read-only disk).
-    func onWriter(_ body: @escaping @Sendable (OpaquePointer) -> Void) {
+    /// Runs `body` on the writer thread between batches (a purge; tests simulate a full or
+    /// read-only disk), blocking until it has run; false, without running it, once the log is
+    /// closing.
+    @discardableResult
+    func onWriter(_ body: @escaping @Sendable (OpaquePointer) -> Void) -> Bool {
         let done = DispatchSemaphore(value: 0)
-        writer.hooks.withLockedValue { $0.append { db in body(db); done.signal() } }
         condition.lock()
+        // Added under the lock that `close()` sets `stopping` with: a hook added before it is
+        // run by the writer's last pass.
+        guard !stopping else {
+            condition.unlock()
+            return false
+        }
+        writer.hooks.withLockedValue { $0.append { db in body(db); done.signal() } }
         let wake = writerWaiting
         writerWaiting = false
         condition.unlock()
         if wake { condition.signal() }
         done.wait()
+        return true
     }
 
     // MARK: The writer thread
@@ -398,8 +410,18 @@ public final class ReplayLog: @unchecked Sendable {
         writerDone.signal()
     }
 
+    /// Calls `observer` on the writer thread with the duration of each group commit, in
+    /// nanoseconds (one call per batch, not per message). Replaces an earlier observer.
+    package func onCommit(_ observer: @escaping @Sendable (Int64) -> Void) {
+        commitObserver.withLockedValue { $0 = observer }
+    }
+
     private func commit(_ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64) {
+        let started = DispatchTime.now().uptimeNanoseconds
         let result = writer.write(batch, sequences: sequences)
+        if !batch.isEmpty, let observer = commitObserver.withLockedValue({ $0 }) {
+            observer(Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started))
+        }
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
         if case .failure(let error) = result {

@@ -56,6 +56,15 @@ public final class Store: @unchecked Sendable {
         return try body(SQLiteConnection(db: db))
     }
 
+    /// Throws unless the database takes writes: takes the write lock and lets it go
+    /// (a read-only file or directory, or a writer holding the lock past the busy timeout).
+    package func checkWritable() throws(StoreError) {
+        try withConnection { (c) throws(StoreError) in
+            try c.execute("BEGIN IMMEDIATE")
+            try c.execute("ROLLBACK")
+        }
+    }
+
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
     package func transaction<R>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         try withConnection { (c) throws(StoreError) in try c.transaction { (c) throws(StoreError) in try body(c) } }

@@ -1,4 +1,3 @@
-import AsyncTestSupport
 import Foundation
 
 /// Certificates made once per test run with the `openssl` CLI (EC P-256 keys, < 1 s) in a
@@ -13,8 +12,8 @@ import Foundation
 /// | `wronghost` | example.com only, by `ca` |
 /// | `expired` | localhost + 127.0.0.1, by `ca`, expired yesterday (`-days -1`) |
 /// | `client`, `otherclient` | client certificates by `ca` and by `otherca` |
-enum TestCertificates {
-    static let directory: URL = {
+public enum TestCertificates {
+    public static let directory: URL = {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("switchboard-tls-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -48,12 +47,12 @@ enum TestCertificates {
         return directory
     }()
 
-    static func path(_ name: String) -> String {
+    public static func path(_ name: String) -> String {
         directory.appendingPathComponent(name).path
     }
 
-    static func pem(_ name: String) -> String { path("\(name).pem") }
-    static func key(_ name: String) -> String { path("\(name).key") }
+    public static func pem(_ name: String) -> String { path("\(name).pem") }
+    public static func key(_ name: String) -> String { path("\(name).key") }
 
-    static let available: Bool = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
+    public static let available: Bool = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
 }

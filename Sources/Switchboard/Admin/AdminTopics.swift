@@ -1,0 +1,152 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import WebSockets
+
+/// `/admin/v1/topics…`: what topics there are, what they hold, and purging what is retained.
+extension AdminAPI {
+    /// Topics listed at most, and by default.
+    static let maxTopicsListed = 10_000
+    static let defaultTopicsListed = 1000
+    /// History messages per request at most, and by default.
+    static let maxHistory = 1000
+    static let defaultHistory = 100
+
+    /// `GET /admin/v1/topics?pattern=P&limit=N`: the topics in memory (published since
+    /// start and not idle since, or retained) that P matches (default `>`), by name.
+    func topics(_ request: PlainHTTPRequest) async throws(AdminError) -> PlainHTTPResponse {
+        let query = request.query
+        let pattern: TopicPattern
+        do {
+            pattern = try TopicPattern(query["pattern"] ?? ">")
+        } catch {
+            throw .badRequest("bad pattern \((query["pattern"] ?? "").debugDescription): \(error.message)")
+        }
+        let limit = Int(try AdminJSON.query(query, "limit", maximum: UInt64(Self.maxTopicsListed)) ?? UInt64(Self.defaultTopicsListed))
+        let found = broker.topicsInMemory(matching: pattern, limit: limit)
+        return AdminJSON.response(200, ["topics": try await describe(found)])
+    }
+
+    /// `GET /admin/v1/topics/{topic}`: one topic, in memory or known to the replay log.
+    func topic(_ name: String) async throws(AdminError) -> PlainHTTPResponse {
+        let activity = try await known(try Self.topic(name))
+        return AdminJSON.response(200, try await describe([activity])[0])
+    }
+
+    /// `GET /admin/v1/topics/{topic}/history?since=N|last=N&limit=M`: retained messages after
+    /// seq N (default 0), or the last N, oldest first, at most M.
+    func history(_ name: String, _ request: PlainHTTPRequest) async throws(AdminError) -> PlainHTTPResponse {
+        let activity = try await known(try Self.topic(name))
+        let query = request.query
+        let since = try AdminJSON.query(query, "since", maximum: UInt64(Int64.max))
+        let last = try AdminJSON.query(query, "last", maximum: UInt64(Self.maxHistory))
+        if since != nil, last != nil { throw .badRequest("give since or last, not both") }
+        var limit = Int(try AdminJSON.query(query, "limit", maximum: UInt64(Self.maxHistory)) ?? UInt64(Self.defaultHistory))
+        var after = since ?? 0
+        if let last {
+            after = activity.last.sequence > last ? activity.last.sequence - last : 0
+            limit = Int(last)
+        }
+        let log = try replayLog()
+        let topic = activity.topic
+        let (from, count) = (after, limit)
+        let page = try await blocking { () throws(ReplayError) in
+            (try log.read(topic: topic, after: from, limit: count), try log.firstRetained(topic: topic))
+        }
+        var body = ByteBuffer()
+        body.writeString("{\"topic\":")
+        JSONWriter.writeString(topic.name, to: &body)
+        body.writeString(",\"last_seq\":\(activity.last.sequence),\"first_retained_seq\":")
+        body.writeString(page.1.map(String.init) ?? "null")
+        body.writeString(",\"messages\":[")
+        for (index, message) in page.0.enumerated() {
+            if index > 0 { body.writeString(",") }
+            body.writeString("{\"seq\":\(message.sequence),\"time\":\(message.time),")
+            switch message.format {
+            case .json:
+                body.writeString("\"data\":")
+                body.writeImmutableBuffer(message.payload)
+            case .binary:
+                body.writeString("\"data_base64\":\"\(Data(message.payload.readableBytesView).base64EncodedString())\"")
+            }
+            body.writeString("}")
+        }
+        body.writeString("]}\n")
+        return AdminJSON.response(200, body: body)
+    }
+
+    /// `DELETE /admin/v1/topics/{topic}/history`: removes what the topic retains. Its seqs
+    /// continue; a subscriber resuming from before is told of a gap.
+    func purge(_ name: String) async throws(AdminError) -> PlainHTTPResponse {
+        let activity = try await known(try Self.topic(name))
+        let log = try replayLog()
+        let topic = activity.topic
+        let purged = try await blocking { () throws(ReplayError) in try log.purge(topic) }
+        return AdminJSON.response(200, ["topic": topic.name, "purged": purged, "last_seq": activity.last.sequence])
+    }
+
+    /// `GET /admin/v1/retention`: the rules in force (`replay_retain`).
+    func retention() -> PlainHTTPResponse {
+        let replay = broker.replayLog?.configuration ?? broker.configuration.replay
+        return AdminJSON.response(200, [
+            "rules": replay.rules.map(\.description), "max_bytes": replay.maxBytes, "queue_limit": replay.queueLimit,
+        ])
+    }
+
+    /// The topic as it stands: in memory, else as the replay log last stored it; 404 when
+    /// it was never published.
+    private func known(_ topic: Topic) async throws(AdminError) -> TopicActivity {
+        if let activity = broker.topicInMemory(topic) { return activity }
+        if let log = broker.replayLog,
+            let state = try await blocking({ () throws(ReplayError) in try log.topicState(topic) })
+        {
+            return TopicActivity(topic: topic, last: LastPublish(sequence: state.lastSequence, time: state.lastTime), perSecond: 0)
+        }
+        throw .notFound("no topic \(topic.name) (never published)")
+    }
+
+    private func replayLog() throws(AdminError) -> ReplayLog {
+        guard let log = broker.replayLog else { throw .notFound("this broker has no replay log") }
+        return log
+    }
+
+    /// The JSON of each topic: in memory, subscribers on this node, rate, what is retained.
+    private func describe(_ topics: [TopicActivity]) async throws(AdminError) -> [[String: Any]] {
+        let subscribers = await broker.subscriberCounts(topics.map(\.topic))
+        var described: [[String: Any]] = []
+        for (activity, subscribers) in zip(topics, subscribers) {
+            var entry: [String: Any] = [
+                "name": activity.topic.name, "last_seq": activity.last.sequence, "last_time": activity.last.time,
+                "subscribers": subscribers, "messages_per_second": (activity.perSecond * 100).rounded() / 100,
+                "retained": NSNull(),
+            ]
+            if let log = broker.replayLog, log.retains(activity.topic) {
+                let topic = activity.topic
+                let size = try await blocking { () throws(ReplayError) in try log.retainedSize(of: topic) }
+                entry["retained"] = ["count": size.count, "bytes": size.bytes]
+            }
+            described.append(entry)
+        }
+        return described
+    }
+
+    /// Runs a blocking read or write of the replay log on NIO's thread pool.
+    private func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(ReplayError) -> T) async throws(AdminError) -> T {
+        let result: Result<T, ReplayError>
+        do {
+            result = try await NIOThreadPool.singleton.runIfActive { () -> Result<T, ReplayError> in
+                do throws(ReplayError) {
+                    return .success(try body())
+                } catch {
+                    return .failure(error)
+                }
+            }
+        } catch {
+            throw .unavailable("the broker is shutting down")
+        }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error): throw .unavailable("the replay log cannot be read: \(error)")
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import AsyncTestSupport
+import Foundation
+import Testing
+import WebSockets
+
+@_spi(Fuzzing) @testable import Switchboard
+
+/// The admin commands as subprocesses against `switchboard serve` running as a process, as
+/// an operator uses them: through the admin API, with the token file beside the store.
+@Suite struct AdminCLITests {
+    /// A running `serve` in a temporary directory, its port and admin token.
+    struct Server {
+        let process: SwitchboardProcess
+        let directory: URL
+        let port: Int
+        let token: String
+        var url: String { "http://127.0.0.1:\(port)" }
+
+        static func start(environment: [String: String] = [:]) async throws -> Server {
+            let directory = try makeTemporaryDirectory()
+            let process = try SwitchboardProcess.start(
+                ["serve", "--port", "0", "--host", "127.0.0.1"], in: directory, environment: environment)
+            let port = try await process.listeningPort()
+            let token = try String(contentsOf: directory.appendingPathComponent("switchboard.db.admin-token"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            return Server(process: process, directory: directory, port: port, token: token)
+        }
+
+        /// Runs `switchboard ARGS` in the server's directory (so the token file is found),
+        /// with SWITCHBOARD_URL set; returns its exit status, stdout and stderr.
+        func run(_ arguments: [String], environment: [String: String] = [:]) async throws -> (Int32, String, String) {
+            var env = ["SWITCHBOARD_URL": url]
+            env.merge(environment) { _, new in new }
+            let child = try SwitchboardProcess.start(arguments, in: directory, environment: env)
+            let status = try await child.exitStatus()
+            return (status, child.stdout.text, child.stderr.text)
+        }
+
+        func stop() {
+            process.kill()
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    @Test func tokenCreatedThroughTheCLIWorksAndItsRevocationCloses4001() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let (status, stdout, stderr) = try await server.run(["token", "create", "--name", "app", "--subscribe", "app.>"])
+        #expect(status == 0, "\(stderr)")
+        let token = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.hasPrefix("sb_"))
+        let id = try #require(stderr.split(separator: " ").first { $0.hasPrefix("tok_") }.map(String.init))
+
+        let client = try await Client.connect(port: server.port, token: token)
+        try await client.subscribe("app.x")
+        let (listed, table, _) = try await server.run(["token", "list"])
+        #expect(listed == 0 && table.contains(id) && !table.contains(token), "\(table)")
+        let (shown, json, _) = try await server.run(["token", "show", id, "--json"])
+        let record = try JSON(json)
+        #expect(shown == 0 && record["state"] == "active", "\(json)")
+
+        let (revoked, _, revokeErr) = try await server.run(["token", "revoke", id])
+        #expect(revoked == 0, "\(revokeErr)")
+        #expect(try await client.waitForClose(timeout: .seconds(1)).code.rawValue == 4001)
+        let (missing, _, missingErr) = try await server.run(["token", "revoke", "tok_nope"])
+        #expect(missing == 65 && missingErr.hasPrefix("switchboard: ") && missingErr.split(separator: "\n").count == 1, "\(missingErr)")
+    }
+
+    @Test func publishThroughTheAPIIsReceivedOnceWithAnIdempotencyKey() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let client = try await Client.connect(port: server.port, token: server.token)
+        try await client.subscribe("orders.*")
+        let body = #"{"topic":"orders.1","data":{"id":1},"idempotency_key":"order-1"}"#
+        let first = try await httpExchange(port: server.port, "POST", "/admin/v1/publish", token: server.token, body: body)
+        let second = try await httpExchange(port: server.port, "POST", "/admin/v1/publish", token: server.token, body: body)
+        #expect(first.status == 200 && first.json.int("seq") == 1 && second.json.int("seq") == 1, "\(first) \(second)")
+        let message = try await client.nextJSON()
+        #expect(message["topic"] == "orders.1" && message.int("seq") == 1)
+        try await client.expectNothingPending()
+
+        let (status, stats, _) = try await server.run(["stats", "--json"])
+        let info = try JSON(stats)
+        #expect(status == 0 && info.int("messages_in") == 1 && info.int("messages_out") == 1, "\(stats)")
+        let (listed, topics, _) = try await server.run(["topic", "list", "orders.>"])
+        #expect(listed == 0 && topics.contains("orders.1"), "\(topics)")
+        let (connections, table, _) = try await server.run(["connections"])
+        #expect(connections == 0 && table.contains("orders.*"), "\(table)")
+    }
+
+    @Test func purgeThroughTheCLIThenAResumeShowsTheGap() async throws {
+        let server = try await Server.start(environment: ["SWITCHBOARD_REPLAY_RETAIN": "chat.> count=100"])
+        defer { server.stop() }
+        let publisher = try await Client.connect(port: server.port, token: server.token)
+        for n in 1...3 { try await publisher.publish("chat.a", "\(n)") }
+        let (history, lines, _) = try await server.run(["topic", "history", "chat.a", "--last", "2"])
+        #expect(history == 0 && lines.split(separator: "\n").map { $0.prefix(1) } == ["2", "3"], "\(lines)")
+        let (purged, out, err) = try await server.run(["topic", "purge", "chat.a"])
+        #expect(purged == 0 && out.contains("purged 3"), "\(out) \(err)")
+        try await publisher.publish("chat.a", "4")
+        let resumer = try await Client.connect(port: server.port, token: server.token)
+        _ = try await resumer.request(#"{"op":"sub","topic":"chat.a","since":1}"#)
+        let gap = try await resumer.nextJSON()
+        #expect(gap["op"] == "gap" && gap.int("from") == 2 && gap.int("to") == 3, "\(gap)")
+        #expect(try await resumer.nextJSON().int("seq") == 4)
+        let (rules, text, _) = try await server.run(["retention", "show"])
+        #expect(rules == 0 && text.contains("chat.> count=100"), "\(text)")
+    }
+
+    @Test func failuresPrintOneLineAndADocumentedExitStatus() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let cases: [([String], [String: String], Int32)] = [
+            (["topic", "show", "never.published"], [:], 65),
+            (["stats", "--server", "http://127.0.0.1:1"], [:], 69),
+            (["stats", "--token", "sb_" + String(repeating: "A", count: 43)], [:], 77),
+            (["stats"], ["SWITCHBOARD_ADMIN_TOKEN": "nonsense"], 77),
+            (["topic", "list", "a..b"], [:], 64),
+            (["topic", "history", "x", "--last", "0"], [:], 64),
+            (["connections", "--close", "999999"], [:], 65),
+            (["stats", "--server", "ftp://x"], [:], 64),
+        ]
+        for (arguments, environment, expected) in cases {
+            let (status, _, stderr) = try await server.run(arguments, environment: environment)
+            #expect(status == expected, "\(arguments): \(status) \(stderr)")
+            #expect(!stderr.contains("Fatal") && !stderr.contains("Stack"), "\(arguments): \(stderr)")
+        }
+        let (status, _, stderr) = try await server.run(["topic", "show", "never.published"])
+        #expect(status == 65 && stderr.split(separator: "\n").count == 1, "\(stderr)")
+    }
+}
