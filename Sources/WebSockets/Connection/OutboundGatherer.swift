@@ -17,7 +17,9 @@ import NIOCore
 ///   needs no question to the channel.
 ///
 /// The fields are read on every send: they stay small and together, with `gathered` right
-/// after `gatherLimit` so that the handler's send-path fields share a cache line.
+/// after `gatherLimit` so that the handler's send-path fields share a cache line. The
+/// methods the send path calls are inlined, so that it makes no call it did not make with
+/// the fields in the handler.
 struct OutboundGatherer {
     /// Frames no larger than this are copied into the gathered buffer; larger ones are
     /// written as their own buffer, without a copy.
@@ -42,20 +44,24 @@ struct OutboundGatherer {
         gatherLimit = maxBufferedAmount - high
     }
 
+    @inline(__always)
     var gatheredBytes: Int { gathered?.readableBytes ?? 0 }
 
     /// True when a send certainly fits under `maxBufferedAmount` without asking the channel
     /// how much it holds.
+    @inline(__always)
     var hasRoom: Bool { channelIsWritable && gatheredBytes <= gatherLimit }
 
     /// Gathered bytes plus `channelBytes`, what the channel has not written yet.
     func bufferedAmount(channelBytes: Int) -> Int { gatheredBytes + channelBytes }
 
     /// Whether a frame of `count` bytes encoded elsewhere is copied into the gathered buffer.
+    @inline(__always)
     static func gathers(byteCount count: Int) -> Bool { count <= copyThreshold }
 
     /// Gathers a frame encoded elsewhere. Into an empty gatherer the frame itself is kept (a
     /// retain, no allocation and no copy); copy-on-write copies it should more follow.
+    @inline(__always)
     mutating func gather(_ frame: ByteBuffer) {
         if gathered == nil {
             gathered = frame
@@ -67,6 +73,7 @@ struct OutboundGatherer {
     /// Encodes into the gathered buffer, allocating one of at least `capacity` bytes if
     /// none is gathered (only then is `allocator` evaluated: reaching the channel's costs
     /// an existential call).
+    @inline(__always)
     mutating func gather(
         capacity: Int, allocator: @autoclosure () -> ByteBufferAllocator, _ encode: (inout ByteBuffer) -> Void
     ) {
@@ -78,6 +85,7 @@ struct OutboundGatherer {
 
     /// Takes the gathered bytes to write now, before a buffer written on its own. The
     /// caller writes what this returns (if anything) and then that buffer.
+    @inline(__always)
     mutating func takeBeforeOwnWrite() -> ByteBuffer? {
         needsFlush = true
         return gathered.take()
@@ -86,6 +94,7 @@ struct OutboundGatherer {
     /// Takes the gathered bytes to write, unflushed. With `forPromise`, an empty buffer
     /// when nothing is gathered: its write completes after every earlier one, as writes
     /// complete in order.
+    @inline(__always)
     mutating func takeForWrite(forPromise: Bool) -> ByteBuffer? {
         if let buffer = gathered.take() {
             needsFlush = true
@@ -109,6 +118,7 @@ struct OutboundGatherer {
 
     /// Takes everything due for the socket. With `forPromise`, something is always written
     /// to carry the promise.
+    @inline(__always)
     mutating func takeForFlush(forPromise: Bool) -> Flush {
         if !needsFlush, let buffer = gathered.take() {
             return .writeAndFlush(buffer)

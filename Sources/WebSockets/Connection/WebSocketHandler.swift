@@ -51,6 +51,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var stateMachine: ConnectionStateMachine
     private var isReading = false
 
+    /// Also in `stateMachine`; kept here as a constant because `writeFrame` reads it on
+    /// every send, and a read of a `let` needs no runtime exclusivity check.
+    private let role: Role
     let options: ConnectionOptions
     let status: ConnectionStatus
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
@@ -170,6 +173,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         self.outbound = OutboundGatherer(maxBufferedAmount: options.maxBufferedAmount)
         self.stateMachine = ConnectionStateMachine(role: role)
+        self.role = role
         self.options = options
         self.status = status
         self.compression = compression
@@ -633,12 +637,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ? .bufferFull(buffered: buffered, limit: options.maxBufferedAmount) : nil
     }
 
+    // Inlined: left to itself the compiler calls it from `send`, one call more per message.
+    @inline(__always)
     private func writeFrame(
         _ opcode: Opcode, fin: Bool = true, reservedBits: ReservedBits = [], payload: ByteBuffer,
         promise: EventLoopPromise<Void>? = nil
     ) {
         let count = payload.readableBytes
-        if stateMachine.role == .server, !OutboundGatherer.gathers(byteCount: count) {
+        if role == .server, !OutboundGatherer.gathers(byteCount: count) {
             let header = FrameHeader(
                 fin: fin, reservedBits: reservedBits, opcode: opcode, maskingKey: nil, payloadLength: count)
             outbound.gather(capacity: header.encodedLength, allocator: context.channel.allocator) {
@@ -647,7 +653,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             writeOwnBuffer(payload, promise: promise)
             return
         }
-        let capacity = FrameHeader.encodedLength(payloadLength: count, masked: stateMachine.role == .client) + count
+        let capacity = FrameHeader.encodedLength(payloadLength: count, masked: role == .client) + count
         outbound.gather(capacity: capacity, allocator: context.channel.allocator) {
             sender.writeFrame(opcode: opcode, fin: fin, reservedBits: reservedBits, payload: payload, into: &$0)
         }
