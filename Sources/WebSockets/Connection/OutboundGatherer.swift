@@ -18,8 +18,7 @@ import NIOCore
 ///
 /// The fields are read on every send: they stay small and together, with `gathered` right
 /// after `gatherLimit` so that the handler's send-path fields share a cache line. The
-/// methods the send path calls are inlined, so that it makes no call it did not make with
-/// the fields in the handler.
+/// methods the send path calls are inlined: a send makes no call into this type.
 struct OutboundGatherer {
     /// Frames no larger than this are copied into the gathered buffer; larger ones are
     /// written as their own buffer, without a copy.
@@ -36,8 +35,8 @@ struct OutboundGatherer {
     /// not ask the channel (an existential call and an atomic load) while it is writable.
     var channelIsWritable = true
 
-    init(maxBufferedAmount: Int, writeHighWatermark: Int = Self.defaultWriteHighWatermark) {
-        gatherLimit = maxBufferedAmount - writeHighWatermark
+    init(maxBufferedAmount: Int) {
+        gatherLimit = maxBufferedAmount - Self.defaultWriteHighWatermark
     }
 
     mutating func setWriteHighWatermark(_ high: Int, maxBufferedAmount: Int) {
