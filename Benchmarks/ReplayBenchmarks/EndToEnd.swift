@@ -386,7 +386,7 @@ func prefill(path: String, topic: Topic, count: Int) {
     let start = now()
     let done = DispatchSemaphore(value: 0)
     let credits = DispatchSemaphore(value: 8192)
-    let first = (log.retainedSequences()[topic] ?? 0) + 1
+    let first = (log.retainedTopics()[topic]?.sequence ?? 0) + 1
     let data = ByteBuffer(string: "\"" + String(repeating: "x", count: 62) + "\"")
     for seq in first..<(first + UInt64(count)) {
         credits.wait()

@@ -168,7 +168,7 @@ func read(count: Int) {
 func crashWriter(path: String) {
     let log = openLog(path)
     let topic = try! Topic("bench.crash")
-    var seq = log.retainedSequences()[topic] ?? 0
+    var seq = log.retainedTopics()[topic]?.sequence ?? 0
     let lock = NIOLock()
     let credits = DispatchSemaphore(value: 4096)
     while now() > 0 {  // not `while true`: Swift 6.3 -O hangs in LICM on a loop with no exit
@@ -191,7 +191,7 @@ func crashWriter(path: String) {
 func verify(path: String, lastAcked: UInt64) {
     let log = openLog(path)
     let topic = try! Topic("bench.crash")
-    let last = log.retainedSequences()[topic] ?? 0
+    let last = log.retainedTopics()[topic]?.sequence ?? 0
     var expected: UInt64 = 1
     var after: UInt64 = 0
     while true {
@@ -213,7 +213,7 @@ func verify(path: String, lastAcked: UInt64) {
         exit(1)
     }
     guard last == stored else {
-        print("FAIL: retainedSequences says \(last), stored up to \(stored)")
+        print("FAIL: retainedTopics says \(last), stored up to \(stored)")
         exit(1)
     }
     print("OK: acked up to \(lastAcked), stored 1...\(stored) contiguous, next seq \(last + 1)")

@@ -100,12 +100,13 @@ struct Serve: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? EventLoopThreads.available)
         let broker = try Broker(
             configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
-        let service = BrokerService(broker: broker)
-        let services = ServiceGroup(
-            services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
-            try await services.run()
+            let address = try await broker.start()
+            Terminal.printUnbuffered("switchboard listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+            // Runs the started broker until SIGTERM or SIGINT, then drains it.
+            try await ServiceGroup(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
         } catch {
+            await broker.shutdown()
             Terminal.exit(withError: "\(error)", status: 70)
         }
         try? await group.shutdownGracefully()
@@ -157,17 +158,5 @@ struct Serve: AsyncParsableCommand {
         }
         Terminal.printUnbuffered("switchboard: created admin token \(record.id); it is shown once and saved to \(path) (mode 0600):")
         Terminal.printUnbuffered(token)
-    }
-}
-
-/// Runs the broker until a graceful shutdown is requested (SIGTERM, SIGINT).
-struct BrokerService: Service {
-    let broker: Broker
-
-    func run() async throws {
-        let address = try await broker.start()
-        Terminal.printUnbuffered("switchboard listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
-        try? await gracefulShutdown()
-        await broker.shutdown()
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Tokens at the handshake (opaque, JWT, anonymous), and revocation and expiry closing
 /// live connections.
@@ -103,7 +103,7 @@ import WebSockets
             let other = Self.jwt(sub: "someone-else").split(separator: ".")
             try await expectRefused(broker, token: "\(good[0]).\(good[1]).\(other[2])", reason: "bad_signature")
             // alg none, with and without a signature.
-            let none = Secrets.base64URLEncode(Array(#"{"alg":"none","typ":"JWT"}"#.utf8))
+            let none = Base64URL.encode(Array(#"{"alg":"none","typ":"JWT"}"#.utf8))
             try await expectRefused(broker, token: "\(none).\(good[1]).", reason: "bad_signature")
             try await expectRefused(broker, token: "\(none).\(good[1]).\(good[2])", reason: "bad_signature")
             // No exp.

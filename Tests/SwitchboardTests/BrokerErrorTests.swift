@@ -3,7 +3,7 @@ import Foundation
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Every refused request gets its error and the connection stays open; bad frames close
 /// that one connection with the right code.

@@ -3,13 +3,14 @@ import Foundation
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Requests that once trapped the broker, over real sockets: each gets its error reply and
 /// the broker goes on serving.
 @Suite struct BrokerHostileInputTests {
-    /// A `since` past Int64.max used to be read as "everything" by the log (its seqs are
-    /// SQLite integers) and then overflow `baseline + 1` while resuming.
+    /// A `since` past Int64.max is refused before it reaches the log: its seqs are SQLite
+    /// integers, and such a value would read as "everything" and overflow `baseline + 1`
+    /// while resuming.
     @Test func sinceBeyondInt64IsABadRequest() async throws {
         try await TestBroker.with(BrokerReplayTests.retaining("chat.>")) { broker in
             let publisher = try await broker.client()

@@ -6,7 +6,7 @@ import NIOPosix
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Subscribe, publish and fan-out through a real broker over real sockets.
 @Suite struct BrokerMessagingTests {
@@ -167,6 +167,21 @@ import WebSockets
                 try await subscriber.expectNothingPending()
             }
             for client in subscribers + clients { await client.close() }
+        }
+    }
+
+    /// Any `EventLoopGroup` will do: here one event loop is the whole group, so the broker
+    /// has one hub and every connection is on that loop.
+    @Test func brokerOnASingleEventLoopAsItsGroup() async throws {
+        let loop = testGroup.next()
+        try await TestBroker.with(group: loop) { broker in
+            let subscriber = try await broker.client()
+            try await subscriber.subscribe("chat.*")
+            let publisher = try await broker.client()
+            #expect(try await publisher.publish("chat.a", "1") == 1)
+            let message = try await subscriber.nextJSON()
+            #expect(message["op"] == "msg" && message.int("seq") == 1, "\(message)")
+            #expect(broker.broker.statistics.connections == 2)
         }
     }
 

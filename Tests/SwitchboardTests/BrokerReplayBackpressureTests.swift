@@ -8,7 +8,7 @@ import Testing
 import WebSocketCore
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// A `since` far in the past streams in bounded memory and cannot starve other clients: the
 /// broker reads the next page of a replay only when the subscriber's socket takes more, so a

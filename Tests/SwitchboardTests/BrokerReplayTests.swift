@@ -7,7 +7,7 @@ import Testing
 import WebSocketCore
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The replay log wired into the broker, end to end over real sockets: acks after commit,
 /// `since` / `since_time` resumes that continue live with no gap and no duplicate, gap
@@ -159,6 +159,34 @@ import WebSockets
             _ = try await subscriber.request(#"{"op":"sub","topic":"chat.a","since":0}"#)
             for n in 1...11 {
                 #expect(try await subscriber.nextJSON().int("seq") == n)
+            }
+        }
+    }
+
+    /// A clock that steps back across a restart (the first life's an hour ahead, as before an
+    /// NTP correction): publish times still never decrease, for a retained topic (in memory
+    /// from the start) and for one that is not (its last seq read back on its first publish).
+    @Test func publishTimesNeverDecreaseAcrossARestartWhoseClockStepsBack() async throws {
+        let ahead = Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000
+        let first = try await TestBroker.start(Self.retaining("chat.>"), clock: { ahead })
+        let directory = first.directory
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let publisher = try await first.client()
+        try await publisher.publish("chat.a", "1")
+        try await publisher.publish("news.x", "1")
+        await publisher.close()
+        try await first.shutdown()
+
+        try await TestBroker.with(Self.retaining("chat.>"), directory: directory) { second in
+            let subscriber = try await second.client()
+            try await subscriber.subscribe(">")
+            let publisher = try await second.client()
+            #expect(try await publisher.publish("chat.a", "2") == 2)
+            #expect(try await publisher.publish("news.x", "2") == 2)
+            for topic in ["chat.a", "news.x"] {
+                let message = try await subscriber.nextJSON()
+                #expect(message["topic"] == topic && message.int("seq") == 2, "\(message)")
+                #expect(Int64(message.int("time") ?? 0) >= ahead, "\(message) is earlier than \(ahead)")
             }
         }
     }

@@ -7,7 +7,7 @@ import TestPeers
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// A subscriber that stops reading never slows the others down nor grows the broker's
 /// memory: past `maxQueuedBytes` it is closed with 1013, or (with `slow_consumer=drop`)

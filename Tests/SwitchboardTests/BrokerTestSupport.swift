@@ -9,7 +9,7 @@ import Testing
 import WebSocketCore
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 // Helpers for the broker's integration tests: a real broker on 127.0.0.1 with an
 // ephemeral port and a real SQLite store in a temporary directory, real WebSocket clients,
@@ -46,14 +46,15 @@ final class TestBroker: Sendable {
         self.logs = logs
     }
 
-    /// Starts a broker; `configure` adjusts the configuration (host and port are set here).
-    /// As `switchboard serve` does, it opens the replay log (in the store's file) even when
-    /// no topic is retained: it keeps the topics' seqs. `directory` reuses the store of an
-    /// earlier broker (a restart).
-    static func start(
-        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
-        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options()
-    ) async throws -> TestBroker {
+    /// A broker not started yet, with its own store (and replay log) in `directory`, or in a
+    /// new temporary directory; `configure` adjusts the configuration (host and port are set
+    /// here). As `switchboard serve` does, it opens the replay log (in the store's file) even
+    /// when no topic is retained: it keeps the topics' seqs.
+    static func prepare(
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) throws -> (broker: Broker, tokens: TokenStore, directory: URL, logs: LogCapture) {
         let directory = try directory ?? makeTemporaryDirectory()
         var configuration = BrokerConfiguration()
         configuration.host = "127.0.0.1"
@@ -68,14 +69,28 @@ final class TestBroker: Sendable {
         let replayLog = try ReplayLog(
             path: configuration.database, configuration: configuration.replay, options: replayOptions, logger: logger)
         let broker = try Broker(
-            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
-        let address = try await broker.start()
-        return TestBroker(broker: broker, tokens: tokens, port: address.port!, directory: directory, logs: logs)
+            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger,
+            clock: clock)
+        return (broker, tokens, directory, logs)
+    }
+
+    /// Starts a broker (see `prepare`); `directory` reuses the store of an earlier broker (a restart).
+    static func start(
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
+        directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+    ) async throws -> TestBroker {
+        let prepared = try prepare(
+            configure, group: group, directory: directory, replayOptions: replayOptions, clock: clock)
+        let address = try await prepared.broker.start()
+        return TestBroker(
+            broker: prepared.broker, tokens: prepared.tokens, port: address.port!, directory: prepared.directory,
+            logs: prepared.logs)
     }
 
     /// Starts a broker, runs `body`, shuts the broker down (also when `body` throws).
     static func with<T>(
-        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: MultiThreadedEventLoopGroup = testGroup,
+        _ configure: (inout BrokerConfiguration) -> Void = { _ in }, group: any EventLoopGroup = testGroup,
         directory: URL? = nil, replayOptions: ReplayLog.Options = ReplayLog.Options(), _ body: (TestBroker) async throws -> T
     ) async throws -> T {
         let broker = try await start(configure, group: group, directory: directory, replayOptions: replayOptions)

@@ -2,7 +2,7 @@ import AsyncTestSupport
 import Foundation
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// deploy/switchboard.json is the documented example config: it loads, sets every key,
 /// and matches the built-in defaults.

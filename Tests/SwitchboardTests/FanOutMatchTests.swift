@@ -1,7 +1,7 @@
 import AsyncTestSupport
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// `forEachMatch(_:scratch:_:)`, the hub's fan-out iteration: one set iterated in place,
 /// several deduplicated, each subscriber exactly once either way.

@@ -2,7 +2,7 @@ import AsyncTestSupport
 import Foundation
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct JSONScannerTests {
     static let valid: [String] = [

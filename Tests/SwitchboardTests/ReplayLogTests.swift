@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// Collects log messages, to check that a state change is logged once.
 final class CollectingLogHandler: LogHandler, @unchecked Sendable {
@@ -122,23 +122,25 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         #expect(visible.withLockedValue { $0 } == Array(repeating: true, count: 50))
     }
 
-    @Test func sequencesContinueAfterARestartForRetainedAndOtherTopics() throws {
+    @Test func sequencesAndTheirTimesContinueAfterARestartForRetainedAndOtherTopics() throws {
         let dir = TempDirectory()
         let path = dir.path("r.db")
         let other = try Topic("metrics.cpu")
         do {
             let log = try ReplayLog(path: path, configuration: Self.configuration(), options: Self.options())
-            try Self.appendAll(log, (UInt64(1)...10).map { Self.message($0) })
-            log.recordSequence(topic: other, sequence: 41)
-            log.recordSequence(topic: other, sequence: 42)
-            log.recordSequence(topic: other, sequence: 40)
+            try Self.appendAll(log, (UInt64(1)...10).map { Self.message($0, time: 1000 + Int64($0)) })
+            log.recordSequence(topic: other, LastPublish(sequence: 41, time: 2041))
+            log.recordSequence(topic: other, LastPublish(sequence: 42, time: 2042))
+            log.recordSequence(topic: other, LastPublish(sequence: 40, time: 2040))
             log.close()
         }
         let log = try ReplayLog(path: path, configuration: Self.configuration(), options: Self.options())
         defer { log.close() }
         #expect(try log.lastSequences() == [Self.topic: 10, other: 42])
+        #expect(try log.topicState(other)?.lastTime == 2042)
+        #expect(try log.topicState(Self.topic)?.lastTime == 1010)
         // Only the retained topic is held in memory from the start; the other is read back.
-        #expect(log.retainedSequences() == [Self.topic: 10])
+        #expect(log.retainedTopics() == [Self.topic: LastPublish(sequence: 10, time: 1010)])
         #expect(log.retains(Self.topic) && !log.retains(other))
         #expect(try log.read(topic: other, after: 0, limit: 10).isEmpty)
     }
@@ -269,7 +271,8 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         #expect(try log.firstRetained(topic: Self.topic) == 201)
         #expect(try log.topicState(Self.topic)?.prunedSequence == 200)
         #expect(try log.read(topic: old, after: 0, limit: 100).isEmpty)
-        #expect(try log.topicState(old) == TopicLogState(lastSequence: 50, prunedSequence: 50, prunedTime: now - 60_000 + 50))
+        #expect(try log.topicState(old) == TopicLogState(
+            lastSequence: 50, lastTime: now - 60_000 + 50, prunedSequence: 50, prunedTime: now - 60_000 + 50))
         #expect(log.statistics.pruned == 250)
         #expect(try log.lastSequences() == [Self.topic: 300, old: 50])
     }

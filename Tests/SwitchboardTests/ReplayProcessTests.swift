@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The replay log's faults with the real `switchboard serve` process: kill -9 in the middle
 /// of a publish burst, a damaged database at start, a replay database that cannot be

@@ -2,7 +2,7 @@ import CSQLite
 import Foundation
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// `since_time` resolution when retention prunes a topic in the middle of the look-up.
 @Suite struct ReplayTimeLookupTests {

@@ -2,7 +2,7 @@ import AsyncTestSupport
 import NIOCore
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The replay/live merge: no gap, no duplicate, whatever the interleaving.
 @Suite struct ResumeTests {

@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 import Testing
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// `switchboard serve` and `switchboard token` as real processes, in a temporary working
 /// directory, as an operator runs them.

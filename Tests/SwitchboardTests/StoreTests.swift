@@ -3,7 +3,7 @@ import CSQLite
 import Foundation
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// A fresh temporary directory, removed when the test is done with it.
 final class TempDirectory {

@@ -1,7 +1,7 @@
 import AsyncTestSupport
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct SubscriptionIndexTests {
     func p(_ s: String) -> TopicPattern { try! TopicPattern(s) }

@@ -1,5 +1,5 @@
 import AsyncTestSupport
-import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 import Testing
 
 @Suite struct TokenCryptoTests {

@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct TokenTests {
     let secret = Array("a-shared-secret-of-some-length!!".utf8)
@@ -27,25 +27,25 @@ import WebSocketCore
         #expect(Permissions(expiresAt: now).isExpired(at: now))
     }
 
-    // MARK: Secrets
+    // MARK: Base64URL and constant-time comparison
 
     @Test func base64URL() {
         for n in 0..<40 {
             let bytes = Crypto.randomBytes(count: n)
-            let text = Secrets.base64URLEncode(bytes)
+            let text = Base64URL.encode(bytes)
             #expect(!text.contains("=") && !text.contains("+") && !text.contains("/"))
-            #expect(Secrets.base64URLDecode(Substring(text)) == bytes)
+            #expect(Base64URL.decode(Substring(text)) == bytes)
         }
-        #expect(Secrets.base64URLDecode("a") == nil)
-        #expect(Secrets.base64URLDecode("ab+/") == nil)
-        #expect(Secrets.base64URLDecode("YQ==") == nil, "no padding in base64url")
+        #expect(Base64URL.decode("a") == nil)
+        #expect(Base64URL.decode("ab+/") == nil)
+        #expect(Base64URL.decode("YQ==") == nil, "no padding in base64url")
     }
 
     @Test func constantTimeEquals() {
-        #expect(Secrets.constantTimeEquals([1, 2, 3], [1, 2, 3]))
-        #expect(!Secrets.constantTimeEquals([1, 2, 3], [1, 2, 4]))
-        #expect(!Secrets.constantTimeEquals([1, 2], [1, 2, 3]))
-        #expect(Secrets.constantTimeEquals([UInt8](), []))
+        #expect(TokenCrypto.constantTimeEquals([1, 2, 3], [1, 2, 3]))
+        #expect(!TokenCrypto.constantTimeEquals([1, 2, 3], [1, 2, 4]))
+        #expect(!TokenCrypto.constantTimeEquals([1, 2], [1, 2, 3]))
+        #expect(TokenCrypto.constantTimeEquals([UInt8](), []))
     }
 
     @Test func opaqueTokenShape() {
@@ -95,10 +95,10 @@ import WebSocketCore
     /// standard example with an exp claim added, computed independently of `mint`.
     @Test func jwtKnownVector() throws {
         let key = Array("your-256-bit-secret".utf8)
-        let header = Secrets.base64URLEncode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
+        let header = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
         #expect(header == "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9")
-        let payload = Secrets.base64URLEncode(Array(#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#.utf8))
-        let signature = Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: key, data: Array((header + "." + payload).utf8)))
+        let payload = Base64URL.encode(Array(#"{"sub":"1234567890","name":"John Doe","iat":1516239022}"#.utf8))
+        let signature = Base64URL.encode(TokenCrypto.hmacSHA256(key: key, data: Array((header + "." + payload).utf8)))
         #expect(signature == "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
         let verifier = JWTVerifier(secret: key, requireExpiry: false)
         #expect(try verifier.verify(header + "." + payload + "." + signature, now: now).subject == "1234567890")
@@ -118,12 +118,12 @@ import WebSocketCore
         #expect(reason { _ = try verify(parts[0] + "." + parts[1] + ".") } == .badSignature)
         #expect(reason { _ = try verify("a.b.c") } == .malformed)
         // Tampered claims.
-        let tampered = Secrets.base64URLEncode(Array(#"{"sub":"admin","exp":9999999999,"admin":true}"#.utf8))
+        let tampered = Base64URL.encode(Array(#"{"sub":"admin","exp":9999999999,"admin":true}"#.utf8))
         #expect(reason { _ = try verify(parts[0] + "." + tampered + "." + parts[2]) } == .badSignature)
         // alg none (unsigned) and other algorithms are refused even with a "valid" signature.
         for alg in ["none", "HS512", "RS256", "hs256"] {
-            let header = Secrets.base64URLEncode(Array(#"{"alg":"\#(alg)","typ":"JWT"}"#.utf8))
-            let signature = Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: secret, data: Array((header + "." + parts[1]).utf8)))
+            let header = Base64URL.encode(Array(#"{"alg":"\#(alg)","typ":"JWT"}"#.utf8))
+            let signature = Base64URL.encode(TokenCrypto.hmacSHA256(key: secret, data: Array((header + "." + parts[1]).utf8)))
             #expect(reason { _ = try verify(header + "." + parts[1] + "." + signature) } == .badSignature, "\(alg)")
             #expect(reason { _ = try verify(header + "." + parts[1] + ".") } == .badSignature, "\(alg) unsigned")
         }

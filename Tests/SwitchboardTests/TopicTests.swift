@@ -1,7 +1,7 @@
 import AsyncTestSupport
 import Testing
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 @Suite struct TopicTests {
     @Test(arguments: ["chat", "chat.room1", "a.b.c", "A-Z_09:x", "x:y.z-w", String(repeating: "a", count: 255)])

@@ -1,7 +1,7 @@
 // libFuzzer entry point for the tokens a client presents: where the broker's handshake
 // finds them (`Authenticator.presentedToken`: the `Authorization` header, the `token`
 // query parameter), what it makes of them (`Authenticator.authenticate`: opaque `sb_…`
-// tokens, HS256 JWTs), and base64url (`Secrets`).
+// tokens, HS256 JWTs), and base64url (`Base64URL`).
 //
 // Input: byte 0 bit 0 clear: the rest is one string, used as an Authorization value, as a
 // query, as a presented token and as base64url. Bit 0 set: the rest is cut at its first
@@ -16,7 +16,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Switchboard
+@_spi(Fuzzing) import Switchboard
 
 runFuzzer(fuzz)
 
@@ -60,8 +60,8 @@ func checkPresented(_ text: String) {
         }
     }
     authenticate(text)
-    if let decoded = Secrets.base64URLDecode(Substring(text)) {
-        require(Secrets.base64URLEncode(decoded) == text, "base64url accepted a non-canonical text")
+    if let decoded = Base64URL.decode(Substring(text)) {
+        require(Base64URL.encode(decoded) == text, "base64url accepted a non-canonical text")
     }
     if OpaqueToken.isWellFormed(text) {
         require(text.hasPrefix(OpaqueToken.prefix) && text.utf8.count == 46, "a well-formed token of another shape")
@@ -81,8 +81,8 @@ func authenticate(_ token: String) {
 }
 
 func checkSigned(header: [UInt8], claims: [UInt8]) {
-    let signingInput = Secrets.base64URLEncode(header) + "." + Secrets.base64URLEncode(claims)
-    let token = signingInput + "." + Secrets.base64URLEncode(TokenCrypto.hmacSHA256(key: Fixture.secret, data: Array(signingInput.utf8)))
+    let signingInput = Base64URL.encode(header) + "." + Base64URL.encode(claims)
+    let token = signingInput + "." + Base64URL.encode(TokenCrypto.hmacSHA256(key: Fixture.secret, data: Array(signingInput.utf8)))
     for verifier in Fixture.verifiers {
         do {
             let (_, permissions) = try verifier.verify(token, now: Fixture.now)

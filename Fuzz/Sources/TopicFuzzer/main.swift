@@ -9,7 +9,7 @@
 // imply P matches T; for a concrete Q, P covers Q exactly when P matches Q's topic; every
 // error message is one line.
 import FuzzerSupport
-import Switchboard
+@_spi(Fuzzing) import Switchboard
 
 runFuzzer(fuzz)
 

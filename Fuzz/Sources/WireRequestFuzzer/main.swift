@@ -1,5 +1,5 @@
 // libFuzzer entry point for the broker's requests: the input as a text frame
-// (`WireProtocol.parse(text:)`, when it is UTF-8 as the receiver guarantees), as a binary
+// (`RequestDecoder.parse(text:)`, when it is UTF-8 as the receiver guarantees), as a binary
 // frame (`parse(binary:)`, the binary publish header) and as a JSON document
 // (`JSONScanner`), each with the default limits and with small ones.
 //
@@ -12,7 +12,7 @@
 // header's topic and id and exactly the bytes after it; every error message is one line.
 import FuzzerSupport
 import NIOCore
-import Switchboard
+@_spi(Fuzzing) import Switchboard
 
 runFuzzer(fuzz)
 
@@ -20,7 +20,7 @@ runFuzzer(fuzz)
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = inputBytes(data, size)
     checkScanner(bytes)
-    for limits in [WireProtocol.Limits(), WireProtocol.Limits(maxPayloadBytes: 16, maxIDBytes: 8)] {
+    for limits in [RequestDecoder.Limits(), RequestDecoder.Limits(maxPayloadBytes: 16, maxIDBytes: 8)] {
         if String(validating: bytes, as: UTF8.self) != nil { checkText(bytes, limits) }
         checkBinary(bytes, limits)
     }
@@ -73,10 +73,10 @@ func referenceDecode(_ contents: [UInt8]) -> [UInt8] {
     return bytes
 }
 
-func checkText(_ bytes: [UInt8], _ limits: WireProtocol.Limits) {
+func checkText(_ bytes: [UInt8], _ limits: RequestDecoder.Limits) {
     let request: ClientRequest
     do {
-        request = try WireProtocol.parse(text: ByteBuffer(bytes: bytes), limits: limits)
+        request = try RequestDecoder.parse(text: ByteBuffer(bytes: bytes), limits: limits)
     } catch {
         checkOneLine(error.message, "text request error")
         if error.code == .badJSON {
@@ -116,10 +116,10 @@ func isWhitespace(_ byte: UInt8) -> Bool {
     byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
 }
 
-func checkBinary(_ bytes: [UInt8], _ limits: WireProtocol.Limits) {
+func checkBinary(_ bytes: [UInt8], _ limits: RequestDecoder.Limits) {
     let request: ClientRequest
     do {
-        request = try WireProtocol.parse(binary: ByteBuffer(bytes: bytes), limits: limits)
+        request = try RequestDecoder.parse(binary: ByteBuffer(bytes: bytes), limits: limits)
     } catch {
         checkOneLine(error.message, "binary request error")
         return

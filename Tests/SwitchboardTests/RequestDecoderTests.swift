@@ -4,14 +4,14 @@ import NIOCore
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
-@Suite struct WireProtocolTests {
-    func parse(_ text: String, limits: WireProtocol.Limits = .init()) throws(ProtocolError) -> ClientRequest {
-        try WireProtocol.parse(text: ByteBuffer(string: text), limits: limits)
+@Suite struct RequestDecoderTests {
+    func parse(_ text: String, limits: RequestDecoder.Limits = .init()) throws(ProtocolError) -> ClientRequest {
+        try RequestDecoder.parse(text: ByteBuffer(string: text), limits: limits)
     }
 
-    func error(_ text: String, limits: WireProtocol.Limits = .init()) -> ProtocolError? {
+    func error(_ text: String, limits: RequestDecoder.Limits = .init()) -> ProtocolError? {
         do {
             _ = try parse(text, limits: limits)
             return nil
@@ -134,7 +134,7 @@ import WebSocketCore
     }
 
     @Test func limits() {
-        let limits = WireProtocol.Limits(maxPayloadBytes: 10, maxIDBytes: 6)
+        let limits = RequestDecoder.Limits(maxPayloadBytes: 10, maxIDBytes: 6)
         #expect(error(#"{"op":"pub","topic":"a","data":"0123456789"}"#, limits: limits)?.code == .tooLarge)
         #expect(error(#"{"op":"pub","topic":"a","data":"01234567"}"#, limits: limits) == nil)
         #expect(error(#"{"op":"pub","topic":"a","data":1,"id":"123456"}"#, limits: limits)?.code == .badRequest)
@@ -144,7 +144,7 @@ import WebSocketCore
         var buffer = ByteBuffer(string: "xxxx")
         buffer.writeString(#"{"op":"pub","topic":"a","data":[1,2]}"#)
         buffer.moveReaderIndex(forwardBy: 4)
-        guard case .publish(let publish) = try WireProtocol.parse(text: buffer) else {
+        guard case .publish(let publish) = try RequestDecoder.parse(text: buffer) else {
             Issue.record("not a publish")
             return
         }
@@ -166,7 +166,7 @@ import WebSocketCore
 
     @Test func binaryPublishParses() throws {
         let payload: [UInt8] = [0, 1, 2, 0xFF, 0x7B]
-        guard case .publish(let publish) = try WireProtocol.parse(binary: binaryPublish(topic: "img.cam1", id: "a\"b", payload: payload)) else {
+        guard case .publish(let publish) = try RequestDecoder.parse(binary: binaryPublish(topic: "img.cam1", id: "a\"b", payload: payload)) else {
             Issue.record("not a publish")
             return
         }
@@ -174,7 +174,7 @@ import WebSocketCore
         #expect(publish.id?.description == #""a\"b""#)
         #expect(publish.format == .binary)
         #expect(Array(publish.payload.readableBytesView) == payload)
-        guard case .publish(let noID) = try WireProtocol.parse(binary: binaryPublish(topic: "t", id: "", payload: [])) else {
+        guard case .publish(let noID) = try RequestDecoder.parse(binary: binaryPublish(topic: "t", id: "", payload: [])) else {
             Issue.record("not a publish")
             return
         }
@@ -184,7 +184,7 @@ import WebSocketCore
 
     @Test func documentedBinaryExample() throws {
         let bytes: [UInt8] = [0x11, 0x03, 0x61, 0x2E, 0x62, 0x01, 0x39, 0x01, 0x02]
-        guard case .publish(let publish) = try WireProtocol.parse(binary: ByteBuffer(bytes: bytes)) else {
+        guard case .publish(let publish) = try RequestDecoder.parse(binary: ByteBuffer(bytes: bytes)) else {
             Issue.record("not a publish")
             return
         }
@@ -206,7 +206,7 @@ import WebSocketCore
     @Test func binaryErrors() {
         func code(_ bytes: [UInt8]) -> ErrorCode? {
             do {
-                _ = try WireProtocol.parse(binary: ByteBuffer(bytes: bytes))
+                _ = try RequestDecoder.parse(binary: ByteBuffer(bytes: bytes))
                 return nil
             } catch { return error.code }
         }

@@ -46,14 +46,14 @@ public final class TokenStore: Sendable {
     }
 
     /// Rereads the table (e.g. after another process changed it).
-    public func reload() throws(StoreError) {
+    package func reload() throws(StoreError) {
         try store.withConnection { (c) throws(StoreError) in try reloadLocked(c) }
     }
 
     /// `reload` with the connection already held. The new cache is swapped in while the
     /// connection is held, so a create or revoke made through this store cannot land
     /// between the read and the swap and be lost.
-    private func reloadLocked(_ c: Connection) throws(StoreError) {
+    private func reloadLocked(_ c: SQLiteConnection) throws(StoreError) {
         // Read first: a change landing after it is applied again by `applyChanges`, harmlessly.
         let seen = try c.scalarInt("SELECT max(seq) FROM token_changes") ?? 0
         let statement = try c.prepare(
@@ -74,7 +74,7 @@ public final class TokenStore: Sendable {
     /// changed tokens that are now revoked or deleted: their connections must close. When
     /// nothing changed, one indexed read (max of `token_changes`).
     /// Blocks on SQLite: call it off the event loops.
-    public func applyChanges() throws(StoreError) -> [String] {
+    package func applyChanges() throws(StoreError) -> [String] {
         try store.withConnection { (c) throws(StoreError) -> [String] in
             let seen = changesSeen.withLockedValue { $0 }
             guard let latest = try c.scalarInt("SELECT max(seq) FROM token_changes"), latest > seen else { return [] }
@@ -172,17 +172,17 @@ public final class TokenStore: Sendable {
 
     /// The record for a presented token string, revoked or expired ones included (the
     /// caller tells those apart); nil when unknown. Memory only.
-    public func lookup(token: String) -> TokenRecord? {
+    package func lookup(token: String) -> TokenRecord? {
         let hash = OpaqueToken.hash(token)
         guard let record = cache.withLockedValue({ $0[hash] }) else { return nil }
-        return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+        return TokenCrypto.constantTimeEquals(record.hash, hash) ? record : nil
     }
 
     /// Looks a presented token up in the database (not the cache) and caches what it finds:
     /// for a token another process (`switchboard token create`) made since the last
     /// `reload`. Blocks on SQLite: call it off the event loops.
     @discardableResult
-    public func fetch(token: String) throws(StoreError) -> TokenRecord? {
+    package func fetch(token: String) throws(StoreError) -> TokenRecord? {
         let hash = OpaqueToken.hash(token)
         return try store.withConnection { (c) throws(StoreError) -> TokenRecord? in
             let statement = try c.prepare(
@@ -192,13 +192,13 @@ public final class TokenStore: Sendable {
             guard try statement.step() else { return nil }
             let record = try Self.record(statement)
             cache.withLockedValue { $0[record.hash] = record }
-            return Secrets.constantTimeEquals(record.hash, hash) ? record : nil
+            return TokenCrypto.constantTimeEquals(record.hash, hash) ? record : nil
         }
     }
 
     /// The record in the current row of a `SELECT id, name, hash, permissions, created_at,
     /// expires_at, revoked_at`.
-    private static func record(_ statement: Statement) throws(StoreError) -> TokenRecord {
+    private static func record(_ statement: SQLiteStatement) throws(StoreError) -> TokenRecord {
         var permissions = try decodePermissions(statement.text(3), id: statement.text(0))
         permissions.expiresAt = statement.optionalInt(5).map(date)
         return TokenRecord(

@@ -86,8 +86,8 @@ final class Session: Hashable {
         let request: ClientRequest
         do {
             request = try message.kind == .text
-                ? WireProtocol.parse(text: message.data, limits: broker.limits)
-                : WireProtocol.parse(binary: message.data, limits: broker.limits)
+                ? RequestDecoder.parse(text: message.data, limits: broker.limits)
+                : RequestDecoder.parse(binary: message.data, limits: broker.limits)
             malformedInARow = 0
         } catch {
             guard admit(id: error.id) else { return }

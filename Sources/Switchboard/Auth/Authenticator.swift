@@ -40,8 +40,8 @@ public struct AuthError: Error, Sendable, Hashable, CustomStringConvertible {
 
 /// Who is on a connection, and what they may do. Carried by the connection; checked on
 /// each subscribe/publish with `canSubscribe`/`canPublish` and `isExpired(at:)`.
-public struct Principal: Sendable, Hashable {
-    public enum Kind: Sendable, Hashable {
+@_spi(Fuzzing) public struct Principal: Sendable, Hashable {
+    @_spi(Fuzzing) public enum Kind: Sendable, Hashable {
         /// An opaque token from the store; revoking `tokenID` must close the connection.
         case token(id: String)
         /// A verified JWT; `subject` is its `sub` claim.
@@ -49,16 +49,16 @@ public struct Principal: Sendable, Hashable {
         case anonymous
     }
 
-    public let kind: Kind
-    public let permissions: Permissions
+    @_spi(Fuzzing) public let kind: Kind
+    package let permissions: Permissions
 
-    public init(kind: Kind, permissions: Permissions) {
+    package init(kind: Kind, permissions: Permissions) {
         self.kind = kind
         self.permissions = permissions
     }
 
     /// A short label safe for logs: `token:tok_…`, `jwt:<sub>`, `anonymous`.
-    public var logLabel: String {
+    package var logLabel: String {
         switch kind {
         case .token(let id): "token:\(id)"
         case .jwt(let subject): "jwt:\(subject.map { String($0.prefix(64)) } ?? "-")"
@@ -67,14 +67,14 @@ public struct Principal: Sendable, Hashable {
     }
 
     /// The opaque token id, for revocation.
-    public var tokenID: String? {
+    package var tokenID: String? {
         if case .token(let id) = kind { id } else { nil }
     }
 
-    public func canSubscribe(_ pattern: TopicPattern) -> Bool { permissions.canSubscribe(pattern) }
-    public func canPublish(_ topic: Topic) -> Bool { permissions.canPublish(topic) }
-    public var isAdmin: Bool { permissions.admin }
-    public func isExpired(at now: Date) -> Bool { permissions.isExpired(at: now) }
+    package func canSubscribe(_ pattern: TopicPattern) -> Bool { permissions.canSubscribe(pattern) }
+    package func canPublish(_ topic: Topic) -> Bool { permissions.canPublish(topic) }
+    package var isAdmin: Bool { permissions.admin }
+    package func isExpired(at now: Date) -> Bool { permissions.isExpired(at: now) }
 }
 
 /// Turns a presented token (or its absence) into a `Principal`, or an `AuthError` for a 401.
@@ -84,19 +84,19 @@ public struct Principal: Sendable, Hashable {
 /// - No token: the configured anonymous permissions, or `missing`.
 /// Nothing here logs; callers must log `AuthError.reason` or `Principal.logLabel`, never
 /// the token.
-public struct Authenticator: Sendable {
-    public let tokens: TokenStore?
-    public let jwt: JWTVerifier?
+@_spi(Fuzzing) public struct Authenticator: Sendable {
+    package let tokens: TokenStore?
+    package let jwt: JWTVerifier?
     /// Permissions of clients that present no token; nil refuses them.
-    public let anonymous: Permissions?
+    package let anonymous: Permissions?
 
-    public init(tokens: TokenStore?, jwt: JWTVerifier? = nil, anonymous: Permissions? = nil) {
+    @_spi(Fuzzing) public init(tokens: TokenStore?, jwt: JWTVerifier? = nil, anonymous: Permissions? = nil) {
         self.tokens = tokens
         self.jwt = jwt
         self.anonymous = anonymous
     }
 
-    public func authenticate(_ presented: String?, now: Date = Date()) throws(AuthError) -> Principal {
+    @_spi(Fuzzing) public func authenticate(_ presented: String?, now: Date = Date()) throws(AuthError) -> Principal {
         guard let presented, !presented.isEmpty else {
             guard let anonymous else {
                 throw AuthError(.missing, "a token is required (Authorization: Bearer or ?token=)")
@@ -126,7 +126,7 @@ public struct Authenticator: Sendable {
     /// `token` parameter of the raw `query`, decoded by the rules of `URLQuery` (a `%` that
     /// starts no escape stays, and the token is then refused as `malformed` by
     /// `authenticate`); nil when neither is there. A non-Bearer Authorization header is `malformed`.
-    public static func presentedToken(authorization: String?, query: String?) throws(AuthError) -> String? {
+    @_spi(Fuzzing) public static func presentedToken(authorization: String?, query: String?) throws(AuthError) -> String? {
         if let authorization {
             let trimmed = authorization.drop { $0 == " " || $0 == "\t" }
             let parts = trimmed.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })

@@ -15,7 +15,7 @@
 ///   pattern set.
 /// - A value type with no shared mutable storage (the nodes live in an array), so a hub
 ///   owns one per event loop with no locks; it is `Sendable` when `Subscriber` is.
-public struct SubscriptionIndex<Subscriber: Hashable> {
+package struct SubscriptionIndex<Subscriber: Hashable> {
     struct Node {
         var literals: [Substring: Int32] = [:]
         var single: Int32 = -1
@@ -28,20 +28,20 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
     private var nodes: [Node] = [Node()]
     private var freeSlots: [Int32] = []
     /// Number of (pattern, subscriber) pairs.
-    public private(set) var count = 0
+    package private(set) var count = 0
 
-    public init() {}
+    package init() {}
 
-    public var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
 
     /// Nodes currently in the trie, the root included (for tests and metrics).
-    public var nodeCount: Int { nodes.count - freeSlots.count }
+    package var nodeCount: Int { nodes.count - freeSlots.count }
 
     // MARK: Insert
 
     /// Adds `subscriber` under `pattern`. Returns false when it was already there.
     @discardableResult
-    public mutating func insert(_ pattern: TopicPattern, _ subscriber: Subscriber) -> Bool {
+    package mutating func insert(_ pattern: TopicPattern, _ subscriber: Subscriber) -> Bool {
         var node: Int32 = 0
         for token in pattern.tokens {
             switch token {
@@ -84,7 +84,7 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
 
     /// Removes `subscriber` from `pattern`. Returns false when it was not there.
     @discardableResult
-    public mutating func remove(_ pattern: TopicPattern, _ subscriber: Subscriber) -> Bool {
+    package mutating func remove(_ pattern: TopicPattern, _ subscriber: Subscriber) -> Bool {
         // The path of (node, token taken from it) to prune on the way back.
         var path: [(node: Int32, token: TopicPattern.Token)] = []
         path.reserveCapacity(pattern.tokens.count)
@@ -127,7 +127,7 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
     // MARK: Match
 
     /// Every subscriber with at least one pattern matching `topic`, each once.
-    public func match(_ topic: Topic) -> Set<Subscriber> {
+    package func match(_ topic: Topic) -> Set<Subscriber> {
         var result = Set<Subscriber>()
         collectMatches(topic, into: &result)
         return result
@@ -137,7 +137,7 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
     /// the set). Reuse one set across calls (`removeAll(keepingCapacity: true)`) to avoid
     /// allocating per message. Returns how many trie nodes were visited.
     @discardableResult
-    public func collectMatches(_ topic: Topic, into result: inout Set<Subscriber>) -> Int {
+    package func collectMatches(_ topic: Topic, into result: inout Set<Subscriber>) -> Int {
         var visited = 0
         nodes.withUnsafeBufferPointer { nodes in
             Self.visit(nodes, 0, topic.segments, 0, &result, &visited)
@@ -146,14 +146,14 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
     }
 
     /// Calls `body` once per matching subscriber.
-    public func forEachMatch(_ topic: Topic, _ body: (Subscriber) throws -> Void) rethrows {
+    package func forEachMatch(_ topic: Topic, _ body: (Subscriber) throws -> Void) rethrows {
         for subscriber in match(topic) { try body(subscriber) }
     }
 
     /// Calls `body` once per matching subscriber. When a single set of subscribers matches
     /// (one pattern node, the usual case), it is iterated in place: no hashing per subscriber.
     /// Otherwise the matches are deduplicated in `scratch` (reused, emptied before use).
-    public func forEachMatch(_ topic: Topic, scratch: inout Set<Subscriber>, _ body: (Subscriber) -> Void) {
+    package func forEachMatch(_ topic: Topic, scratch: inout Set<Subscriber>, _ body: (Subscriber) -> Void) {
         var count = 0
         var only: (node: Int32, rest: Bool) = (-1, false)
         nodes.withUnsafeBufferPointer { nodes in
@@ -225,7 +225,7 @@ public struct SubscriptionIndex<Subscriber: Hashable> {
     }
 
     /// Whether any subscriber has a pattern matching `topic` (stops at the first).
-    public func hasMatch(_ topic: Topic) -> Bool {
+    package func hasMatch(_ topic: Topic) -> Bool {
         nodes.withUnsafeBufferPointer { Self.hasMatch($0, 0, topic.segments, 0) }
     }
 

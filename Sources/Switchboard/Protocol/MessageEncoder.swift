@@ -15,7 +15,7 @@ import WebSocketCore
 /// - Topic names need no JSON escaping (see `Topic`), so they are copied as they are.
 /// - Frames carry RSV1 = 0: they are valid on a connection that negotiated
 ///   permessage-deflate too (compression is per message and optional, RFC 7692 §6).
-public enum OutgoingMessage {
+package enum MessageEncoder {
     private static let msgPrefix: StaticString = #"{"op":"msg","topic":""#
     private static let seqPart: StaticString = #"","seq":"#
     private static let timePart: StaticString = #","time":"#
@@ -23,7 +23,7 @@ public enum OutgoingMessage {
 
     /// The frame every subscriber of `publish.topic` receives: a text frame with the JSON
     /// envelope for `.json` payloads, a binary frame with the v1 binary header otherwise.
-    public static func encodeFrame(
+    package static func encodeFrame(
         _ publish: Publish, sequence: UInt64, time unixMilliseconds: Int64,
         allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) -> ByteBuffer {
@@ -33,9 +33,9 @@ public enum OutgoingMessage {
         )
     }
 
-    public static func encodeFrame(
+    package static func encodeFrame(
         topic: Topic, sequence: UInt64, time unixMilliseconds: Int64,
-        payload: ByteBuffer, format: Publish.Format,
+        payload: ByteBuffer, format: PayloadFormat,
         allocator: ByteBufferAllocator = ByteBufferAllocator()
     ) -> ByteBuffer {
         let length = bodyLength(
@@ -58,7 +58,7 @@ public enum OutgoingMessage {
     /// no buffer per message. Returns the index in `frames` where the payload's copy starts.
     static func writeFrame(
         topic: Topic, sequence: UInt64, time unixMilliseconds: Int64,
-        payload: UnsafeRawBufferPointer, format: Publish.Format, into frames: inout ByteBuffer
+        payload: UnsafeRawBufferPointer, format: PayloadFormat, into frames: inout ByteBuffer
     ) -> Int {
         let length = bodyLength(
             topic: topic, sequence: sequence, time: unixMilliseconds, payloadLength: payload.count, format: format)
@@ -78,9 +78,9 @@ public enum OutgoingMessage {
 
     /// The frame's payload alone, without the WebSocket header: the JSON envelope for
     /// `.json`, the binary message for `.binary` (for tests and the client SDK).
-    public static func body(
+    package static func body(
         topic: Topic, sequence: UInt64, time unixMilliseconds: Int64,
-        payload: ByteBuffer, format: Publish.Format
+        payload: ByteBuffer, format: PayloadFormat
     ) -> ByteBuffer {
         var out = ByteBuffer()
         writeBody(topic: topic, sequence: sequence, time: unixMilliseconds, format: format, into: &out) {
@@ -90,7 +90,7 @@ public enum OutgoingMessage {
     }
 
     static func bodyLength(
-        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, payloadLength: Int, format: Publish.Format
+        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, payloadLength: Int, format: PayloadFormat
     ) -> Int {
         let topicLength = topic.name.utf8.count
         switch format {
@@ -107,7 +107,7 @@ public enum OutgoingMessage {
     /// Writes the body around the payload, which `writePayload` writes in its place.
     @inline(__always)
     static func writeBody(
-        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, format: Publish.Format,
+        topic: Topic, sequence: UInt64, time unixMilliseconds: Int64, format: PayloadFormat,
         into frame: inout ByteBuffer, payload writePayload: (inout ByteBuffer) -> Void
     ) {
         switch format {
@@ -131,7 +131,7 @@ public enum OutgoingMessage {
 }
 
 /// A control message from the broker; `frame()` encodes it as one text frame.
-public enum ServerMessage: Sendable, Hashable {
+package enum ServerMessage: Sendable, Hashable {
     /// `{"op":"subscribed","id":…,"topic":"chat.*"}`
     case subscribed(id: RequestID?, pattern: TopicPattern)
     /// `{"op":"unsubscribed","id":…,"topic":"chat.*"}`
@@ -141,10 +141,10 @@ public enum ServerMessage: Sendable, Hashable {
     /// `{"op":"error","id":…,"code":"forbidden","message":"…"}` (id omitted when unknown)
     case error(ProtocolError)
 
-    public init(_ error: ProtocolError) { self = .error(error) }
+    package init(_ error: ProtocolError) { self = .error(error) }
 
     /// The JSON text of the message.
-    public func json(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    package func json(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var out = allocator.buffer(capacity: 96)
         func writeID(_ id: RequestID?) {
             guard let id else { return }
@@ -182,7 +182,7 @@ public enum ServerMessage: Sendable, Hashable {
     }
 
     /// Appends the message as one unmasked text frame to `output`.
-    public func writeFrame(into output: inout ByteBuffer) {
+    package func writeFrame(into output: inout ByteBuffer) {
         if case .ack(let id, let sequence) = self {
             // One per acked publish: its length is known up front, so it is written in place
             // rather than built in a buffer of its own and copied.
@@ -206,7 +206,7 @@ public enum ServerMessage: Sendable, Hashable {
     }
 
     /// The message as one unmasked text frame.
-    public func frame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    package func frame(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var output = allocator.buffer(capacity: 128)
         writeFrame(into: &output)
         return output

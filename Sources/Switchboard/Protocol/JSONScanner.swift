@@ -1,10 +1,10 @@
 /// A JSON syntax error: where, and what was expected.
-public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertible {
+@_spi(Fuzzing) public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Byte offset into the scanned text.
-    public let offset: Int
-    public let message: String
+    package let offset: Int
+    package let message: String
 
-    public var description: String { "invalid JSON at byte \(offset): \(message)" }
+    @_spi(Fuzzing) public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }
 
 /// A validating JSON scanner over raw bytes that finds where values are without building
@@ -20,13 +20,13 @@ public struct JSONSyntaxError: Error, Sendable, Hashable, CustomStringConvertibl
 /// - Never reads outside `bytes`; every `scan…` leaves `position` just past what it scanned.
 /// - Nesting deeper than `maxDepth` is rejected (a bound, not a recursion: the value
 ///   skipper is iterative, with the array/object kind of each level kept in a bit stack).
-public struct JSONScanner {
-    public static let maxDepth = 128
+@_spi(Fuzzing) public struct JSONScanner {
+    @_spi(Fuzzing) public static let maxDepth = 128
 
-    public let bytes: UnsafeRawBufferPointer
-    public var position: Int
+    package let bytes: UnsafeRawBufferPointer
+    package var position: Int
 
-    public init(_ bytes: UnsafeRawBufferPointer) {
+    @_spi(Fuzzing) public init(_ bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
         self.position = 0
     }
@@ -34,7 +34,7 @@ public struct JSONScanner {
     // MARK: Whole documents
 
     /// Whether `bytes` is exactly one JSON value (any type) with optional whitespace around.
-    public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    @_spi(Fuzzing) public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var scanner = JSONScanner(bytes)
         do {
             scanner.skipWhitespace()
@@ -54,13 +54,13 @@ public struct JSONScanner {
     }
 
     @inline(__always)
-    public var isAtEnd: Bool { position >= bytes.count }
+    package var isAtEnd: Bool { position >= bytes.count }
 
     @inline(__always)
-    public func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
+    @_spi(Fuzzing) public func peek() -> UInt8? { position < bytes.count ? bytes[position] : nil }
 
     @inline(__always)
-    public mutating func skipWhitespace() {
+    @_spi(Fuzzing) public mutating func skipWhitespace() {
         while position < bytes.count {
             switch bytes[position] {
             case 0x20, 0x09, 0x0A, 0x0D: position += 1
@@ -70,7 +70,7 @@ public struct JSONScanner {
     }
 
     /// Consumes `byte` (after whitespace) or throws naming what was expected.
-    public mutating func expect(_ byte: UInt8, _ what: String) throws(JSONSyntaxError) {
+    package mutating func expect(_ byte: UInt8, _ what: String) throws(JSONSyntaxError) {
         skipWhitespace()
         guard position < bytes.count else { throw error("unexpected end, expected \(what)") }
         guard bytes[position] == byte else { throw error("expected \(what)") }
@@ -78,7 +78,7 @@ public struct JSONScanner {
     }
 
     /// Only whitespace may remain.
-    public mutating func expectEnd() throws(JSONSyntaxError) {
+    package mutating func expectEnd() throws(JSONSyntaxError) {
         skipWhitespace()
         if position < bytes.count { throw error("unexpected data after the JSON value") }
     }
@@ -86,7 +86,7 @@ public struct JSONScanner {
     /// Scans a string starting at `position` (which must be `"`). Returns the range of
     /// its contents (between the quotes, escapes left as they are) and whether it has any
     /// escape sequence.
-    public mutating func scanString() throws(JSONSyntaxError) -> (contents: Range<Int>, hasEscapes: Bool) {
+    @_spi(Fuzzing) public mutating func scanString() throws(JSONSyntaxError) -> (contents: Range<Int>, hasEscapes: Bool) {
         guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else {
             throw error("expected a string")
         }
@@ -155,7 +155,7 @@ public struct JSONScanner {
     }
 
     /// Scans a number starting at `position`; returns its range.
-    public mutating func scanNumber() throws(JSONSyntaxError) -> Range<Int> {
+    package mutating func scanNumber() throws(JSONSyntaxError) -> Range<Int> {
         let start = position
         var i = position
         let count = bytes.count
@@ -199,7 +199,7 @@ public struct JSONScanner {
 
     /// Skips one complete value starting at `position` (whitespace before it is skipped);
     /// returns its range, from its first to its last byte.
-    public mutating func skipValue() throws(JSONSyntaxError) -> Range<Int> {
+    package mutating func skipValue() throws(JSONSyntaxError) -> Range<Int> {
         skipWhitespace()
         let start = position
         // Bit k set = level k+1 is an array; clear = object. Two words: up to 128 levels.
@@ -287,7 +287,7 @@ public struct JSONScanner {
     /// The contents of a string token (range from `scanString`) with escapes decoded, as
     /// UTF-8 bytes. Meant for ranges `scanString` validated; on any other range it reads
     /// nothing outside it and turns what is not a valid escape into U+FFFD.
-    public func decodeString(_ contents: Range<Int>) -> [UInt8] {
+    @_spi(Fuzzing) public func decodeString(_ contents: Range<Int>) -> [UInt8] {
         let contents = contents.clamped(to: 0..<bytes.count)
         let end = contents.upperBound
         var out: [UInt8] = []
@@ -331,7 +331,7 @@ public struct JSONScanner {
     }
 
     /// Parses a number token as a non-negative integer that fits `UInt64`; nil otherwise.
-    public func unsignedInteger(_ range: Range<Int>) -> UInt64? {
+    package func unsignedInteger(_ range: Range<Int>) -> UInt64? {
         guard !range.isEmpty else { return nil }
         var value: UInt64 = 0
         for i in range {
@@ -347,7 +347,7 @@ public struct JSONScanner {
 
     /// Whether the string contents in `range` equal `literal` byte for byte (no escapes).
     @inline(__always)
-    public func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
+    package func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
         let n = literal.utf8CodeUnitCount
         guard range.count == n else { return false }
         let p = literal.utf8Start

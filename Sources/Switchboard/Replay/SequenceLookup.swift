@@ -5,9 +5,9 @@ extension ReplayLog {
     public func lastSequences() throws(ReplayError) -> [Topic: UInt64] {
         try withReader { (c) throws(ReplayError) in
             do throws(StoreError) {
-                let all = try RawStatement(c.db, "SELECT topic, last_seq FROM topic_sequences")
+                let all = try SQLiteStatement(c.db, "SELECT topic, last_seq FROM topic_sequences", persistent: false)
                 defer { all.finalize() }
-                var sequences = retainedSequences()
+                var sequences = retainedTopics().mapValues(\.sequence)
                 while try all.step() {
                     guard let topic = try? Topic(all.text(0)) else { continue }
                     sequences[topic] = max(sequences[topic] ?? 0, UInt64(clamping: all.int(1)))
@@ -19,13 +19,14 @@ extension ReplayLog {
         }
     }
 
-    /// Reads `topic`'s last committed seq (0 when it has none) on a reader's queue, where
-    /// `completion` runs.
-    func lookUpSequence(_ topic: Topic, completion: @escaping @Sendable (Result<UInt64, ReplayError>) -> Void) {
+    /// Reads `topic`'s last committed seq and its time (zeros when it has none) on a reader's
+    /// queue, where `completion` runs.
+    func lookUpSequence(_ topic: Topic, completion: @escaping @Sendable (Result<LastPublish, ReplayError>) -> Void) {
         let reader = reader()
         reader.queue.async {
             do throws(ReplayError) {
-                completion(.success(try reader.connection().topicState(topic)?.lastSequence ?? 0))
+                let state = try reader.connection().topicState(topic)
+                completion(.success(LastPublish(sequence: state?.lastSequence ?? 0, time: state?.lastTime ?? 0)))
             } catch {
                 completion(.failure(error))
             }

@@ -33,22 +33,46 @@ public final class Broker: Sendable {
     /// closes it in `shutdown()`.
     public let replayLog: ReplayLog?
     let logger: Logger
-    let limits: WireProtocol.Limits
+    let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
     private let hubs: [ObjectIdentifier: Hub]
     private let sequencing: NIOLockedValueBox<Sequencing>
-    private let server = NIOLockedValueBox<WebSocketServer?>(nil)
+    private let lifecycle = NIOLockedValueBox(Lifecycle.idle)
+    /// Finished by `shutdown()`, a graceful shutdown or the cancellation of `run()`: `run()`
+    /// waits on it.
+    let stopRequests = AsyncStream.makeStream(of: Never.self)
     private let tokenWatch = NIOLockedValueBox<RepeatedTask?>(nil)
     private let tokenConnections: TokenConnections
     /// Messages sent from the replay log to resuming subscribers (counted per page).
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
-    private let group: MultiThreadedEventLoopGroup
+    private let group: any EventLoopGroup
+    /// Now, in unix milliseconds: publish times and topic idleness are measured with it.
+    private let clock: @Sendable () -> Int64
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
     static let tokenWatchInterval: TimeAmount = .milliseconds(250)
 
     private let topicEviction = NIOLockedValueBox<RepeatedTask?>(nil)
+
+    /// Where the broker is in its life: `start()` moves it from `idle` to `listening`,
+    /// `shutdown()` from anywhere to `stopping`, for good.
+    private enum Lifecycle {
+        case idle
+        /// `start()` is binding the listener.
+        case starting
+        case listening(WebSocketServer)
+        /// `shutdown()` is draining, or has drained when `drained` is complete.
+        case stopping(WebSocketServer?, drained: EventLoopFuture<Void>)
+    }
+
+    /// Why `start()` refused.
+    public enum LifecycleError: Error, Sendable, Hashable {
+        /// `start()` was already called (or `run()` started the broker).
+        case alreadyStarted
+        /// `shutdown()` was called: a broker is not started again (make a new one).
+        case stopped
+    }
 
     /// The topics in memory (last seq and publish time), the topics whose last seq is being
     /// read back from the replay log with whom to tell when it is, and how many messages
@@ -59,25 +83,39 @@ public final class Broker: Sendable {
         var published: UInt64 = 0
     }
 
-    /// - Parameter replayLog: the log retaining the configured topics (open it with
-    ///   `configuration.replay`); each topic's seqs continue after the last one it stored.
-    ///   Without one, seqs start at 1 in each process and no topic leaves memory: past
-    ///   `maxTopics` topics, publishes to new ones are refused.
-    public init(
+    /// - Parameters:
+    ///   - replayLog: the log retaining the configured topics (open it with
+    ///     `configuration.replay`); each topic's seqs continue after the last one it stored.
+    ///     Without one, seqs start at 1 in each process and no topic leaves memory: past
+    ///     `maxTopics` topics, publishes to new ones are refused.
+    ///   - group: the event loops for the listener and the connections, any kind of
+    ///     `EventLoopGroup`; the broker keeps one hub per loop of it.
+    public convenience init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
-        group: MultiThreadedEventLoopGroup, logger: Logger = Logger(label: "switchboard")
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "switchboard")
     ) throws(BrokerConfiguration.Error) {
+        try self.init(
+            configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger,
+            clock: { Int64(Date().timeIntervalSince1970 * 1000) })
+    }
+
+    /// `clock`: now, in unix milliseconds (tests set a clock that is ahead or behind).
+    init(
+        configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog?, group: any EventLoopGroup,
+        logger: Logger, clock: @escaping @Sendable () -> Int64
+    ) throws(BrokerConfiguration.Error) {
+        self.clock = clock
         self.configuration = configuration
         self.tokens = tokens
         self.replayLog = replayLog
         var sequencing = Sequencing()
-        for (topic, sequence) in replayLog?.retainedSequences() ?? [:] {
-            sequencing.topics.update(topic, .init(sequence: sequence, time: 0), note: nil)
+        for (topic, last) in replayLog?.retainedTopics() ?? [:] {
+            sequencing.topics.update(topic, last, note: nil)
         }
         self.sequencing = NIOLockedValueBox(sequencing)
         self.group = group
         self.logger = logger
-        self.limits = WireProtocol.Limits(maxPayloadBytes: configuration.maxPayload)
+        self.limits = RequestDecoder.Limits(maxPayloadBytes: configuration.maxPayload)
         var anonymous: Permissions?
         if let access = configuration.anonymous {
             func patterns(_ names: [String], _ key: String) throws(BrokerConfiguration.Error) -> [TopicPattern] {
@@ -106,9 +144,21 @@ public final class Broker: Sendable {
         tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
     }
 
-    /// Starts listening on the configured host and port; returns the bound address.
+    /// Starts listening on the configured host and port; returns the bound address. Once
+    /// only: throws `LifecycleError` when already started or shut down. `run()` calls it
+    /// when it was not called before.
     @discardableResult
     public func start() async throws -> SocketAddress {
+        let refusal = lifecycle.withLockedValue { state -> LifecycleError? in
+            switch state {
+            case .idle:
+                state = .starting
+                return nil
+            case .starting, .listening: return .alreadyStarted
+            case .stopping: return .stopped
+            }
+        }
+        if let refusal { throw refusal }
         var options = WebSocketServer.Options(host: configuration.host, port: configuration.port)
         options.connection.maxPayload = configuration.maxPayload + WireProtocol.requestOverhead
         options.connection.maxBufferedAmount = configuration.maxQueuedBytes * 2
@@ -130,37 +180,89 @@ public final class Broker: Sendable {
         }
         options.verifyClient = { [self] request in await verify(request) }
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
-        let address = try await server.listen()
-        self.server.withLockedValue { $0 = server }
+        let address: SocketAddress
+        do {
+            address = try await server.listen()
+        } catch {
+            lifecycle.withLockedValue { state in
+                if case .starting = state { state = .idle }
+            }
+            throw error
+        }
+        let stoppedMeanwhile = lifecycle.withLockedValue { state in
+            guard case .starting = state else { return true }
+            state = .listening(server)
+            return false
+        }
+        if stoppedMeanwhile {
+            await server.shutdown()
+            throw LifecycleError.stopped
+        }
         watchTokens()
         evictIdleTopics()
         logger.info("listening", metadata: ["address": "\(address)"])
         return address
     }
 
-    /// Returns when the listener has closed.
-    public func waitUntilStopped() async throws {
-        try await server.withLockedValue { $0 }?.waitUntilStopped()
+    /// Stops accepting, closes every client with 1001 after what was already accepted for
+    /// it, waits for the close handshakes (bounded by the close timeout), then commits what
+    /// the replay log holds and closes it. Calls after the first wait for the first to finish.
+    public func shutdown() async {
+        stopRequests.continuation.finish()
+        enum Step {
+            case drain(WebSocketServer?, EventLoopPromise<Void>)
+            case wait(EventLoopFuture<Void>)
+        }
+        let step = lifecycle.withLockedValue { state -> Step in
+            var server: WebSocketServer?
+            switch state {
+            case .idle, .starting: break
+            case .listening(let listening): server = listening
+            case .stopping(_, let drained): return .wait(drained)
+            }
+            let drained = group.next().makePromise(of: Void.self)
+            state = .stopping(server, drained: drained.futureResult)
+            return .drain(server, drained)
+        }
+        switch step {
+        case .wait(let drained):
+            try? await drained.get()
+        case .drain(let server, let drained):
+            tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
+            topicEviction.withLockedValue { $0?.cancel(promise: nil) }
+            await server?.shutdown()
+            if let replayLog {
+                // Commits what is queued; blocking, so off the event loops and the cooperative pool.
+                try? await NIOThreadPool.singleton.runIfActive { replayLog.close() }
+            }
+            logger.info("stopped")
+            drained.succeed()
+        }
     }
 
-    /// Stops accepting, closes every client with 1001 after what was already accepted for
-    /// it, and waits for the close handshakes (bounded by the close timeout).
-    public func shutdown() async {
-        tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
-        topicEviction.withLockedValue { $0?.cancel(promise: nil) }
-        await server.withLockedValue { $0 }?.shutdown()
-        if let replayLog {
-            // Commits what is queued; blocking, so off the event loops and the cooperative pool.
-            try? await NIOThreadPool.singleton.runIfActive { replayLog.close() }
+    /// Whether `start()` was called.
+    var isStarted: Bool {
+        lifecycle.withLockedValue { state in
+            if case .idle = state { return false }
+            return true
         }
-        logger.info("stopped")
+    }
+
+    private var server: WebSocketServer? {
+        lifecycle.withLockedValue { state in
+            switch state {
+            case .idle, .starting: nil
+            case .listening(let server): server
+            case .stopping(let server, _): server
+            }
+        }
     }
 
     /// Counters for operators (the admin API and tests).
     public var statistics: BrokerStatistics {
         let (topics, published) = sequencing.withLockedValue { ($0.topics.count, $0.published) }
         return BrokerStatistics(
-            connections: server.withLockedValue { $0 }?.connectionCount ?? 0, topics: topics, published: published,
+            connections: server?.connectionCount ?? 0, topics: topics, published: published,
             replayed: replayedCount.withLockedValue { $0 }, replay: replayLog?.statistics)
     }
 
@@ -288,7 +390,7 @@ public final class Broker: Sendable {
         committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil,
         loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
-        let now = Self.milliseconds()
+        let now = clock()
         let retained = replayLog?.retains(publish.topic) ?? false
         // Made only for what is stored (one string per stored message), outside the lock.
         let publisherLabel = retained ? publisher.logLabel : nil
@@ -323,7 +425,7 @@ public final class Broker: Sendable {
         let last = state.topics.state(of: publish.topic) ?? .init(sequence: 0, time: 0)
         let sequence = last.sequence + 1
         let time = max(now, last.time)
-        let frame = OutgoingMessage.encodeFrame(publish, sequence: sequence, time: time)
+        let frame = MessageEncoder.encodeFrame(publish, sequence: sequence, time: time)
         let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
         var note: UInt64?
         if let replayLog, retained {
@@ -343,7 +445,7 @@ public final class Broker: Sendable {
                 return .rejected(error)
             }
         } else {
-            note = replayLog?.recordSequence(topic: publish.topic, sequence: sequence)
+            note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
             for hub in hubs.values { hub.enqueue(delivery) }
         }
         state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note)
@@ -353,13 +455,13 @@ public final class Broker: Sendable {
 
     /// A topic's last seq was read back: the topic is in memory, and the publishers that
     /// waited for it are told.
-    private func read(_ topic: Topic, _ result: Result<UInt64, ReplayError>) {
+    private func read(_ topic: Topic, _ result: Result<LastPublish, ReplayError>) {
         let waiting = sequencing.withLockedValue {
             (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
             guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
-            if case .success(let sequence) = result {
+            if case .success(let last) = result {
                 // Read from the store, so already durable: note 0.
-                state.topics.update(topic, .init(sequence: sequence, time: 0), note: 0)
+                state.topics.update(topic, last, note: 0)
             }
             return waiting
         }
@@ -386,7 +488,7 @@ public final class Broker: Sendable {
         let idle = Int64(configuration.topicIdleSeconds) * 1000
         let interval = TimeAmount.milliseconds(min(max(idle / 4, 250), 30_000))
         let task = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            let before = Self.milliseconds() - idle
+            let before = clock() - idle
             let durable = replayLog.durableSequenceNotes
             let chunk = 4096
             while sequencing.withLockedValue({ $0.topics.evict(publishedBefore: before, durable: durable, limit: chunk) })
@@ -411,11 +513,6 @@ public final class Broker: Sendable {
             }
             return matching
         }
-    }
-
-    /// Now, in unix milliseconds.
-    private static func milliseconds() -> Int64 {
-        Int64(Date().timeIntervalSince1970 * 1000)
     }
 
     // MARK: Revocation and expiry

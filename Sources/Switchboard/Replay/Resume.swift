@@ -25,8 +25,8 @@ import NIOCore
 /// A topic the broker did not hold in memory has no current seq in `highWater`: with
 /// `resolving`, its live messages are held until `resolve` gives the seqs read from the log
 /// (its gap comes first, then what was held).
-public struct ResumeMerger<Live> {
-    public enum Output {
+package struct ResumeMerger<Live> {
+    package enum Output {
         case replayed(StoredMessage)
         case live(Live)
         /// Messages of `topic` the subscriber will never get (pruned, not retained, or lost
@@ -34,12 +34,12 @@ public struct ResumeMerger<Live> {
         case gap(topic: Topic, missing: ClosedRange<UInt64>)
     }
 
-    public enum Phase: Sendable, Hashable {
+    package enum Phase: Sendable, Hashable {
         case catchingUp
         case live
     }
 
-    public enum LiveDecision: Sendable, Hashable {
+    package enum LiveDecision: Sendable, Hashable {
         /// Send it now.
         case deliver
         /// Held until the replay finishes.
@@ -51,12 +51,12 @@ public struct ResumeMerger<Live> {
         case overflowed
     }
 
-    public private(set) var phase = Phase.catchingUp
-    public let position: ReplayPosition
-    public let bufferLimit: Int
-    public let bufferByteLimit: Int
+    package private(set) var phase = Phase.catchingUp
+    package let position: ReplayPosition
+    package let bufferLimit: Int
+    package let bufferByteLimit: Int
     /// Times the buffer overflowed.
-    public private(set) var overflows = 0
+    package private(set) var overflows = 0
     private let isReplayed: (Topic) -> Bool
     private let highWater: [Topic: UInt64]
     /// Non-replayed topics missing from `highWater` wait for `resolve`.
@@ -64,7 +64,7 @@ public struct ResumeMerger<Live> {
     /// Last seq delivered (or skipped as a gap) per topic.
     private var delivered: [Topic: UInt64] = [:]
     /// Seqs the replay must reach per topic: the seq at registration, and dropped live seqs.
-    public private(set) var required: [Topic: UInt64] = [:]
+    package private(set) var required: [Topic: UInt64] = [:]
     private var buffer: [(topic: Topic, sequence: UInt64, item: Live, size: Int)] = []
     private var bufferBytes = 0
 
@@ -75,7 +75,7 @@ public struct ResumeMerger<Live> {
     ///     every replayed topic has reached it (or reported a gap up to it).
     ///   - isReplayed: whether a topic is retained by the log.
     ///   - resolving: the current seqs of topics missing from `highWater` come later (`resolve`).
-    public init(
+    package init(
         position: ReplayPosition, highWater: [Topic: UInt64], isReplayed: @escaping (Topic) -> Bool,
         resolving: Bool = false, bufferLimit: Int = 16_384, bufferByteLimit: Int = 8 << 20
     ) {
@@ -103,7 +103,7 @@ public struct ResumeMerger<Live> {
 
     /// Gaps known before anything is replayed: non-retained topics whose explicit position
     /// is behind their current seq. Call once, first.
-    public mutating func begin(into out: inout [Output]) {
+    package mutating func begin(into out: inout [Output]) {
         guard case .time = position else {
             for (topic, current) in highWater.sorted(by: { $0.key.name < $1.key.name }) where !isReplayed(topic) {
                 let start: UInt64
@@ -136,7 +136,7 @@ public struct ResumeMerger<Live> {
     }
 
     /// A live message for this subscription.
-    public mutating func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> LiveDecision {
+    package mutating func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> LiveDecision {
         if phase == .live || (!isReplayed(topic) && !awaitsResolution(topic)) {
             if sequence <= baseline(topic) { return .duplicate }
             delivered[topic] = sequence
@@ -158,7 +158,7 @@ public struct ResumeMerger<Live> {
 
     /// The current seqs of topics that were missing from `highWater`, as the log has them
     /// committed: their gaps (like `begin`'s), then their live messages held meanwhile.
-    public mutating func resolve(_ found: [Topic: UInt64], into out: inout [Output]) {
+    package mutating func resolve(_ found: [Topic: UInt64], into out: inout [Output]) {
         guard resolving else { return }
         var topics = Set(found.keys.filter(awaitsResolution))
         for entry in buffer where awaitsResolution(entry.topic) { topics.insert(entry.topic) }
@@ -198,7 +198,7 @@ public struct ResumeMerger<Live> {
     }
 
     /// A page read from the log.
-    public mutating func replayed(_ page: ReplayPage, into out: inout [Output]) {
+    package mutating func replayed(_ page: ReplayPage, into out: inout [Output]) {
         for (topic, start) in page.starts where delivered[topic] == nil {
             delivered[topic] = start
         }
@@ -218,7 +218,7 @@ public struct ResumeMerger<Live> {
     /// them delivered and returns true, so the caller sends the page's frames as they are,
     /// without an output per message. Otherwise returns false having delivered nothing:
     /// call `replayed(_:into:)`.
-    public mutating func replayedWhole(_ page: ReplayPage) -> Bool {
+    package mutating func replayedWhole(_ page: ReplayPage) -> Bool {
         for (topic, start) in page.starts where delivered[topic] == nil {
             delivered[topic] = start
         }
@@ -235,13 +235,13 @@ public struct ResumeMerger<Live> {
 
     /// Whether every replayed topic has reached the seq it must reach; when false after the
     /// log is exhausted, the missing messages are still being written (or failed to be).
-    public var reachedRequired: Bool {
+    package var reachedRequired: Bool {
         required.allSatisfy { topic, seq in baseline(topic) >= seq }
     }
 
     /// The replay is over: drains the buffer past what was replayed, reports what is missing,
     /// and turns live.
-    public mutating func finish(into out: inout [Output]) {
+    package mutating func finish(into out: inout [Output]) {
         guard phase == .catchingUp else { return }
         resolving = false
         for entry in buffer { release(entry, into: &out) }
@@ -258,7 +258,7 @@ public struct ResumeMerger<Live> {
     }
 
     /// Messages held right now.
-    public var bufferedCount: Int { buffer.count }
+    package var bufferedCount: Int { buffer.count }
 }
 
 /// Drives one subscription's catch-up on its connection's event loop: pages the log on the
@@ -283,22 +283,22 @@ public struct ResumeMerger<Live> {
 ///
 /// Every method runs on `eventLoop`; `preconditionInEventLoop` checks the callers (the
 /// session, on its own loop), and no input decides where a call runs.
-public final class ReplayCatchUp<Live>: @unchecked Sendable {
-    public typealias Output = ResumeMerger<Live>.Output
+package final class ReplayCatchUp<Live>: @unchecked Sendable {
+    package typealias Output = ResumeMerger<Live>.Output
 
-    public struct Limits: Sendable {
-        public var pageMessages = 2048
-        public var pageBytes = 1 << 20
-        public var bufferMessages = 16_384
-        public var bufferBytes = 8 << 20
-        public init() {}
+    package struct Limits: Sendable {
+        package var pageMessages = 2048
+        package var pageBytes = 1 << 20
+        package var bufferMessages = 16_384
+        package var bufferBytes = 8 << 20
+        package init() {}
     }
 
     private enum State {
         case idle, resolving, reading, paused, waitingForWriter, finished, cancelled
     }
 
-    public let eventLoop: any EventLoop
+    package let eventLoop: any EventLoop
     private let log: ReplayLog
     private let cursor: ReplayCursor
     private let limits: Limits
@@ -315,9 +315,9 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
     private let canContinue: () -> Bool
     private let finished: (Result<Void, ReplayError>) -> Void
     /// Messages replayed so far (for stats and tests).
-    public private(set) var replayedCount = 0
+    package private(set) var replayedCount = 0
 
-    public init(
+    package init(
         log: ReplayLog, pattern: TopicPattern, position: ReplayPosition, highWater: [Topic: UInt64],
         eventLoop: any EventLoop, limits: Limits = Limits(),
         emit: @escaping ([Output]) -> Void, emitFrames: ((ByteBuffer, Int) -> Void)? = nil,
@@ -349,9 +349,9 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
         self.finished = finished
     }
 
-    public var isCatchingUp: Bool { merger.phase == .catchingUp && state != .cancelled }
+    package var isCatchingUp: Bool { merger.phase == .catchingUp && state != .cancelled }
 
-    public func start() {
+    package func start() {
         eventLoop.preconditionInEventLoop()
         guard state == .idle else { return }
         ticket = log.enqueuedCount
@@ -380,7 +380,7 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
 
     /// A live message for the subscription. Returns true when the catch-up took it (the
     /// session must not deliver it), false when the session delivers it now.
-    public func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> Bool {
+    package func live(_ item: Live, topic: Topic, sequence: UInt64, size: Int = 0) -> Bool {
         eventLoop.preconditionInEventLoop()
         guard state != .cancelled else { return false }
         switch merger.live(item, topic: topic, sequence: sequence, size: size) {
@@ -403,14 +403,14 @@ public final class ReplayCatchUp<Live>: @unchecked Sendable {
     }
 
     /// The connection can take more: continue a paused replay.
-    public func resume() {
+    package func resume() {
         eventLoop.preconditionInEventLoop()
         guard state == .paused else { return }
         read()
     }
 
     /// Stops (unsubscribe, connection closed). No callback is called afterwards.
-    public func cancel() {
+    package func cancel() {
         state = .cancelled
     }
 

@@ -1,7 +1,7 @@
 import NIOCore
 
-/// The client → broker half of wire protocol v1 (docs/protocol.md): subprotocol choice,
-/// request types, error codes and the request parsers for text (JSON) and binary frames.
+/// The client → broker half of wire protocol v1 (docs/protocol.md): the request parsers for
+/// text (JSON) and binary frames. `MessageEncoder` writes the other half.
 ///
 /// Invariants:
 /// - Parsing never decodes the publish payload: `Publish.payload` is a slice of the
@@ -12,56 +12,24 @@ import NIOCore
 /// - A request that is valid JSON but wrong in shape, topic or size throws a
 ///   `ProtocolError` carrying the request's `id` when one was read, so the error reply can
 ///   name it; broken JSON throws `bad_json` with no id.
-public enum WireProtocol {
-    /// The `Sec-WebSocket-Protocol` token of this version.
-    public static let subprotocol = "switchboard.v1"
-
-    public enum SubprotocolChoice: Sendable, Hashable {
-        /// Speak v1; answer with `Sec-WebSocket-Protocol: header` when non-nil.
-        case v1(header: String?)
-        /// The client offered subprotocols, none of them ours: refuse the handshake.
-        case unsupported(reason: String)
-    }
-
-    /// A client that offers no subprotocol gets v1 (and no header in the answer); one that
-    /// offers `switchboard.v1` gets it echoed; one that offers only others is refused.
-    public static func chooseSubprotocol(offered: [String]) -> SubprotocolChoice {
-        if offered.isEmpty { return .v1(header: nil) }
-        if offered.contains(subprotocol) { return .v1(header: subprotocol) }
-        return .unsupported(reason: "unsupported subprotocol; this broker speaks \(subprotocol)")
-    }
-
+@_spi(Fuzzing) public enum RequestDecoder {
     /// Limits applied while parsing a request.
-    /// Room in a frame for a publish's envelope around its payload (op, topic, id, JSON
-    /// punctuation and some whitespace): frames up to `maxPayloadBytes` + this are read, so an
-    /// oversized payload is answered `too_large` rather than closing the connection.
-    public static let requestOverhead = 4096
-
-    public struct Limits: Sendable, Hashable {
+    @_spi(Fuzzing) public struct Limits: Sendable, Hashable {
         /// Largest publish payload (`data` bytes or binary payload); past it, `too_large`.
-        public var maxPayloadBytes: Int
+        @_spi(Fuzzing) public var maxPayloadBytes: Int
         /// Largest request id (its raw JSON token, or its bytes in a binary frame).
-        public var maxIDBytes: Int
+        @_spi(Fuzzing) public var maxIDBytes: Int
 
-        public init(maxPayloadBytes: Int = 1 << 20, maxIDBytes: Int = 128) {
+        @_spi(Fuzzing) public init(maxPayloadBytes: Int = 1 << 20, maxIDBytes: Int = 128) {
             self.maxPayloadBytes = maxPayloadBytes
             self.maxIDBytes = maxIDBytes
         }
     }
 
-    // MARK: Binary frame layout
-
-    /// Version in the high nibble of a binary frame's first byte.
-    public static let binaryVersion: UInt8 = 1
-    /// Client → broker publish: `0x11, topicLength:u8, topic, idLength:u8, id, payload…`.
-    public static let binaryPublish: UInt8 = 0x11
-    /// Broker → client message: `0x12, topicLength:u8, topic, seq:u64be, time:i64be, payload…`.
-    public static let binaryMessage: UInt8 = 0x12
-
     // MARK: Parsing
 
     /// Parses one text frame (already UTF-8 validated by the receiver).
-    public static func parse(text frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
+    @_spi(Fuzzing) public static func parse(text frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
         let result: Result<ClientRequest, ProtocolError> = frame.withUnsafeReadableBytes { bytes in
             do throws(ProtocolError) {
                 return .success(try parseText(bytes, frame: frame, limits: limits))
@@ -73,15 +41,15 @@ public enum WireProtocol {
     }
 
     /// Parses one binary frame (a binary publish).
-    public static func parse(binary frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
+    @_spi(Fuzzing) public static func parse(binary frame: ByteBuffer, limits: Limits = Limits()) throws(ProtocolError) -> ClientRequest {
         var buffer = frame
         guard let first = buffer.readInteger(as: UInt8.self) else {
             throw ProtocolError(.badRequest, "empty binary frame")
         }
-        guard first >> 4 == binaryVersion else {
+        guard first >> 4 == WireProtocol.binaryVersion else {
             throw ProtocolError(.badRequest, "binary frame version \(first >> 4); this broker speaks 1")
         }
-        guard first == binaryPublish else {
+        guard first == WireProtocol.binaryPublish else {
             throw ProtocolError(.unknownOp, "unknown binary op 0x\(String(first, radix: 16)); only 0x11 (publish) is sent by clients")
         }
         guard let topicLength = buffer.readInteger(as: UInt8.self),
@@ -374,116 +342,4 @@ public enum WireProtocol {
             else { self = .other }
         }
     }
-}
-
-// MARK: - Requests
-
-/// One parsed client request.
-public enum ClientRequest: Sendable {
-    case subscribe(id: RequestID?, pattern: TopicPattern, since: ReplayPosition?)
-    case unsubscribe(id: RequestID?, pattern: TopicPattern)
-    case publish(Publish)
-
-    public var id: RequestID? {
-        switch self {
-        case .subscribe(let id, _, _), .unsubscribe(let id, _): id
-        case .publish(let publish): publish.id
-        }
-    }
-}
-
-/// A publish request. `payload` is a slice of the incoming frame, never decoded.
-public struct Publish: Sendable {
-    public enum Format: Sendable, Hashable {
-        /// `payload` is one complete JSON value (the `data` member of a text frame);
-        /// subscribers receive it in a text `msg` envelope.
-        case json
-        /// `payload` is opaque bytes from a binary frame; subscribers receive a binary message.
-        case binary
-    }
-
-    /// Present when the publisher wants an `ack`.
-    public var id: RequestID?
-    public var topic: Topic
-    public var payload: ByteBuffer
-    public var format: Format
-
-    public init(id: RequestID?, topic: Topic, payload: ByteBuffer, format: Format) {
-        self.id = id
-        self.topic = topic
-        self.payload = payload
-        self.format = format
-    }
-}
-
-/// Where a subscription asks replay to start. Parsed and carried; the replay log decides.
-public enum ReplayPosition: Sendable, Hashable {
-    /// `"since": 42`: messages with sequence > 42.
-    case sequence(UInt64)
-    /// `"since": {"chat.a": 3, "chat.b": 7}`: per concrete topic (for patterns).
-    case perTopic([Topic: UInt64])
-    /// `"since_time": 1700000000000`: messages published at or after this time.
-    case time(unixMilliseconds: Int64)
-}
-
-/// A request id as the client wrote it: the raw JSON token (a string with its quotes, or
-/// a number), echoed byte for byte in the answer.
-public struct RequestID: Sendable, Hashable, CustomStringConvertible {
-    /// The JSON token, e.g. `"7"` (with quotes) or `7`.
-    public let json: ByteBuffer
-
-    public init(json: ByteBuffer) { self.json = json }
-
-    /// An id given as a plain string (binary frames, tests): stored JSON-encoded.
-    public init(string: String) {
-        var buffer = ByteBuffer()
-        JSONWriter.writeString(string, to: &buffer)
-        self.json = buffer
-    }
-
-    public var description: String { String(buffer: json) }
-}
-
-// MARK: - Errors
-
-/// The stable error codes of `{"op":"error"}` (docs/protocol.md has the table).
-public enum ErrorCode: String, Sendable, Hashable, CaseIterable {
-    /// The frame is not valid JSON.
-    case badJSON = "bad_json"
-    /// Valid JSON, but not a valid request (missing or mistyped member, bad binary header…).
-    case badRequest = "bad_request"
-    /// The topic or pattern is not a valid name (or is a pattern where a topic is needed).
-    case badTopic = "bad_topic"
-    /// `op` is not one this version knows.
-    case unknownOp = "unknown_op"
-    /// The principal may not subscribe to / publish on this topic.
-    case forbidden = "forbidden"
-    /// The payload is larger than the broker accepts.
-    case tooLarge = "too_large"
-    /// Unsubscribe from a pattern that is not subscribed.
-    case notFound = "not_found"
-    /// Too many subscriptions for this connection, or too many topics for the broker.
-    case limitExceeded = "limit_exceeded"
-    /// The connection sends requests faster than the broker's `request_rate`.
-    case rateLimited = "rate_limited"
-    /// The replay log could not take or write the message (no ack), or a replay failed.
-    case unavailable = "unavailable"
-    /// A bug or an unexpected failure in the broker.
-    case `internal` = "internal"
-}
-
-/// A request the broker answers with an `error` message; the connection stays open.
-public struct ProtocolError: Error, Sendable, Hashable, CustomStringConvertible {
-    public let code: ErrorCode
-    public let message: String
-    /// The request's id, when it had one and it could be read.
-    public let id: RequestID?
-
-    public init(_ code: ErrorCode, _ message: String, id: RequestID? = nil) {
-        self.code = code
-        self.message = message
-        self.id = id
-    }
-
-    public var description: String { "\(code.rawValue): \(message)" }
 }

@@ -4,9 +4,9 @@ import NIOCore
 import Testing
 import WebSocketCore
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
-@Suite struct OutgoingMessageTests {
+@Suite struct MessageEncoderTests {
     /// Decodes `frame` as a client would and returns the single event in it.
     func decode(_ frame: ByteBuffer) throws -> ReceivedEvent? {
         var receiver = Receiver(configuration: .init(role: .client))
@@ -18,7 +18,7 @@ import WebSocketCore
 
     @Test func msgEnvelopeBytesAreExact() throws {
         let data = #"{"text":"hi","n":[1,2.5]}"#
-        let body = OutgoingMessage.body(
+        let body = MessageEncoder.body(
             topic: try Topic("chat.room1"), sequence: 17, time: 1_700_000_000_123,
             payload: ByteBuffer(string: data), format: .json
         )
@@ -28,9 +28,9 @@ import WebSocketCore
     @Test(arguments: [0, 1, 100, 125, 126, 200, 65_535, 65_536, 200_000])
     func msgFrameDecodesAsText(_ size: Int) throws {
         let data = "\"" + String(repeating: "x", count: size) + "\""
-        let publish = try WireProtocol.parse(text: ByteBuffer(string: #"{"op":"pub","topic":"a.b","data":"# + data + "}"))
+        let publish = try RequestDecoder.parse(text: ByteBuffer(string: #"{"op":"pub","topic":"a.b","data":"# + data + "}"))
         guard case .publish(let p) = publish else { Issue.record("not a publish"); return }
-        let frame = OutgoingMessage.encodeFrame(p, sequence: UInt64.max, time: 0)
+        let frame = MessageEncoder.encodeFrame(p, sequence: UInt64.max, time: 0)
         guard case .text(let text) = try decode(frame) else { Issue.record("not text"); return }
         let expected = #"{"op":"msg","topic":"a.b","seq":18446744073709551615,"time":0,"data":"# + data + "}"
         #expect(String(buffer: text) == expected)
@@ -41,7 +41,7 @@ import WebSocketCore
 
     @Test func binaryMsgFrame() throws {
         let payload: [UInt8] = [0, 0xFF, 1, 2]
-        let frame = OutgoingMessage.encodeFrame(
+        let frame = MessageEncoder.encodeFrame(
             topic: try Topic("img.cam1"), sequence: 0x0102_0304_0506_0708, time: 1_700_000_000_000,
             payload: ByteBuffer(bytes: payload), format: .binary
         )
@@ -55,7 +55,7 @@ import WebSocketCore
     }
 
     @Test func sameFrameForEverySubscriber() throws {
-        let frame = OutgoingMessage.encodeFrame(
+        let frame = MessageEncoder.encodeFrame(
             topic: try Topic("t"), sequence: 1, time: 2, payload: ByteBuffer(string: "3"), format: .json
         )
         // Writing the frame to N channels hands out the same storage: decoding copies never change it.
@@ -95,11 +95,11 @@ import WebSocketCore
     @Test func roundTripThroughParser() throws {
         // A client publish → broker msg: the data bytes survive untouched, whitespace included.
         let data = "  {\"a\" :\t[ 1 ,2 ] }"
-        guard case .publish(let p) = try WireProtocol.parse(text: ByteBuffer(string: #"{"op":"pub","topic":"x","data":"# + data + "}")) else {
+        guard case .publish(let p) = try RequestDecoder.parse(text: ByteBuffer(string: #"{"op":"pub","topic":"x","data":"# + data + "}")) else {
             Issue.record("not a publish")
             return
         }
-        let frame = OutgoingMessage.encodeFrame(p, sequence: 5, time: 6)
+        let frame = MessageEncoder.encodeFrame(p, sequence: 5, time: 6)
         guard case .text(let body) = try decode(frame) else { Issue.record("not text"); return }
         #expect(String(buffer: body) == #"{"op":"msg","topic":"x","seq":5,"time":6,"data":"# + "{\"a\" :\t[ 1 ,2 ] }" + "}")
     }

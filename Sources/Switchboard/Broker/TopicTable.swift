@@ -1,3 +1,20 @@
+/// A topic's last seq and the publish time given to it (unix milliseconds): where the
+/// topic's next message continues from, in memory and in `topic_sequences`.
+package struct LastPublish: Sendable, Hashable {
+    package var sequence: UInt64
+    package var time: Int64
+
+    package init(sequence: UInt64, time: Int64) {
+        self.sequence = sequence
+        self.time = time
+    }
+
+    /// The later of two (times never decrease along seqs).
+    static func latest(_ a: LastPublish, _ b: LastPublish) -> LastPublish {
+        a.sequence >= b.sequence ? LastPublish(sequence: a.sequence, time: max(a.time, b.time)) : latest(b, a)
+    }
+}
+
 /// The topics the broker holds in memory: each one's last seq and publish time, with the
 /// topics that may leave memory kept in least-recently-published order, so that finding
 /// what to evict costs nothing more than the topics evicted.
@@ -13,15 +30,9 @@
 /// - The unpinned entries form one list from `oldest` to `newest` through `newer`/`older`,
 ///   in order of their last publish; pinned entries are in no list.
 struct TopicTable {
-    struct State {
-        var sequence: UInt64
-        /// Publish time of the last message, unix milliseconds.
-        var time: Int64
-    }
-
     private struct Entry {
         var topic: Topic
-        var state: State
+        var state: LastPublish
         /// A `ReplayLog.recordSequence` ticket; nil for a pinned entry.
         var note: UInt64?
         var older = -1
@@ -36,14 +47,14 @@ struct TopicTable {
 
     var count: Int { slots.count }
 
-    func state(of topic: Topic) -> State? {
+    func state(of topic: Topic) -> LastPublish? {
         guard let slot = slots[topic] else { return nil }
         return entries[slot]?.state
     }
 
     /// Sets `topic`'s state (adding it if new) and makes it the most recently published.
     /// `note`: its `recordSequence` ticket; nil pins it.
-    mutating func update(_ topic: Topic, _ state: State, note: UInt64?) {
+    mutating func update(_ topic: Topic, _ state: LastPublish, note: UInt64?) {
         if let slot = slots[topic] {
             entries[slot]?.state = state
             guard entries[slot]?.note != nil, let note else { return }
@@ -85,7 +96,7 @@ struct TopicTable {
     }
 
     /// Calls `body` with every topic and its state.
-    func forEach(_ body: (Topic, State) -> Void) {
+    func forEach(_ body: (Topic, LastPublish) -> Void) {
         for entry in entries {
             if let entry { body(entry.topic, entry.state) }
         }

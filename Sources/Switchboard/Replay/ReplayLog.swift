@@ -1,0 +1,456 @@
+import CSQLite
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The replay log: retained messages of the topics matched by `ReplayConfiguration.rules`,
+/// in SQLite (WAL mode) through the C API, written by one writer thread of its own with
+/// group commit, read through a small pool of read connections.
+///
+/// ## Writing
+/// `append` only enqueues (a lock and an array append: it may be called under the broker's
+/// sequencing lock). The writer thread takes everything queued, writes it in one
+/// `BEGIN IMMEDIATE … COMMIT` transaction with reused prepared statements (group commit),
+/// then calls the completions, so an ack sent from a completion means "committed".
+/// Completions run on the writer thread: hop to an event loop and return.
+///
+/// Durability: `PRAGMA synchronous=NORMAL` in WAL mode. A commit is in the WAL file (in the
+/// OS page cache) when `COMMIT` returns, so it survives the broker process being killed
+/// (kill -9, crash, OOM); only an OS crash or power loss can lose the last transactions
+/// (FULL would fsync every commit, at a large cost in ingest). Acked means "survives a
+/// process crash".
+///
+/// Backpressure: at most `queueLimit` appends wait for the writer; beyond, `append` throws
+/// `unavailable` at once instead of growing memory.
+///
+/// ## Sequences
+/// The last committed seq of *every* topic (retained or not), with its publish time, is kept
+/// in `topic_sequences`, updated once per topic per batch. `recordSequence` notes a non-retained topic's seq
+/// (coalesced in memory: one entry per topic, written within `sequenceFlushInterval`) and
+/// returns a ticket; once `durableSequenceNotes` reaches it the seq is committed, and the
+/// broker may drop the topic from memory and read it back (`lookUpSequence`) when it is
+/// published again. After a restart the broker starts from `retainedTopics()` and reads
+/// every other topic's seq on its first publish: a committed seq is never handed out again. Seqs that were live-delivered
+/// but not yet committed when the process died (never acked) can be handed out again; after
+/// a clean `close()` nothing is lost.
+///
+/// ## Faults
+/// A batch that fails (SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR, …) is rolled back, its
+/// completions get `unavailable`, `status` becomes `degraded` (logged once on the change,
+/// and once when writing works again); the next batch tries the disk again. Live fan-out
+/// never depends on the log. A message lost that way leaves a hole in the topic's stored
+/// seqs, which a replay reports as a gap.
+///
+/// ## Retention
+/// At open, every topic is pruned to its rule's count and age before anything is read or
+/// appended. Then, between batches, the writer prunes in chunks of `pruneChunk` rows, one
+/// short transaction each, going back to appends between chunks (a pass starts every
+/// `pruneInterval`): per topic by its rule's count and age, then the oldest messages of any
+/// topic while the database's used size is over `maxBytes`. Topics no rule matches are not
+/// stored.
+public final class ReplayLog: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Seconds between pruning passes. Default 1.
+        public var pruneInterval: Double = 1
+        /// Rows deleted per pruning transaction. Default 2000.
+        public var pruneChunk: Int = 2000
+        /// How long a non-retained topic's seq may wait before it is written (when no appends
+        /// carry it along sooner). Default 0.05 s.
+        public var sequenceFlushInterval: Double = 0.05
+        /// Read connections (and reader threads). Default 2.
+        public var readers: Int = 2
+        /// Run `PRAGMA quick_check` at open (reads the whole file: slow on a big log). Default false:
+        /// a file that is not a database or has a damaged header or schema is still detected.
+        public var verifyOnOpen = false
+        public var busyTimeoutMilliseconds: Int32 = 5000
+
+        public init() {}
+    }
+
+    public let path: String
+    public let configuration: ReplayConfiguration
+    let options: Options
+    let logger: Logger
+
+    private let condition = NSCondition()
+    /// Everything below is protected by `condition`.
+    private var queue: [PendingAppend] = []
+    private var pendingSequences: [Topic: LastPublish] = [:]
+    /// Tickets of `recordSequence`: notes made, and notes committed.
+    private var sequenceNotes: UInt64 = 0
+    private var durableNotes: UInt64 = 0
+    private var stopping = false
+    private var stopped = false
+    private var writerWaiting = false
+    private var enqueued: UInt64 = 0
+    private var settled: UInt64 = 0
+    private var settleWaiters: [(ticket: UInt64, callback: @Sendable () -> Void)] = []
+    private var stats: ReplayStatistics
+    private let writerDone = DispatchSemaphore(value: 0)
+
+    private let writer: ReplayWriter
+    private let pruner: ReplayPruner
+    let readerPool: [ReplayReader]
+    let nextReader = NIOLockedValueBox(0)
+    private let initialTopics: [Topic: LastPublish]
+
+    struct PendingAppend {
+        var message: StoredMessage
+        var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
+    }
+
+    /// Opens (creating if needed) the log at `path`, applying schema migrations, and starts
+    /// the writer. Throws `.corrupt` when the file is not a usable database.
+    public init(
+        path: String, configuration: ReplayConfiguration, options: Options = Options(),
+        logger: Logger = Logger(label: "switchboard.replay")
+    ) throws(ReplayError) {
+        self.path = path
+        self.configuration = configuration
+        self.options = options
+        self.logger = logger
+        self.stats = ReplayStatistics(
+            status: .healthy, appended: 0, committed: 0, failed: 0, rejected: 0, batches: 0, pruned: 0, queued: 0,
+            usedBytes: 0)
+        let db = try Self.open(path: path, readOnly: false, busyTimeout: options.busyTimeoutMilliseconds)
+        do throws(StoreError) {
+            let connection = SQLiteConnection(db: db)
+            try connection.setUp(path: path, migrations: Migration.bundled)
+            if options.verifyOnOpen {
+                let result = try connection.scalarText("PRAGMA quick_check")
+                guard result == "ok" else { throw StoreError(code: SQLITE_CORRUPT, message: result ?? "quick_check failed") }
+            }
+        } catch {
+            sqlite3_close_v2(db)
+            throw Self.classify(error, path: path)
+        }
+        let writer: ReplayWriter
+        do throws(StoreError) {
+            writer = try ReplayWriter(db: db, configuration: configuration)
+        } catch {
+            sqlite3_close_v2(db)
+            throw Self.classify(error, path: path)
+        }
+        let pruner: ReplayPruner
+        do throws(StoreError) {
+            pruner = try ReplayPruner(writer: writer, pruneChunk: options.pruneChunk)
+        } catch {
+            writer.close()
+            throw Self.classify(error, path: path)
+        }
+        do throws(StoreError) {
+            // The rules hold from the first read: what a restart finds past them (rules tightened
+            // while the broker was down, messages aged out meanwhile) goes before the log opens,
+            // not some passes later.
+            stats.pruned = UInt64(try pruner.applyRules(now: Date()))
+        } catch {
+            pruner.close()
+            writer.close()
+            throw Self.classify(error, path: path)
+        }
+        self.writer = writer
+        self.pruner = pruner
+        self.initialTopics = writer.openedTopics
+        self.readerPool = (0..<max(1, options.readers)).map { ReplayReader(index: $0, path: path, options: options) }
+        let thread = Thread { [self] in runWriter() }
+        thread.name = "switchboard-replay-writer"
+        thread.start()
+    }
+
+    static func open(path: String, readOnly: Bool, busyTimeout: Int32) throws(ReplayError) -> OpaquePointer {
+        let handle: OpaquePointer
+        do throws(StoreError) {
+            handle = try SQLiteConnection.open(path: path, busyTimeout: busyTimeout)
+        } catch {
+            throw classify(error, path: path)
+        }
+        if readOnly { sqlite3_exec(handle, "PRAGMA query_only=1", nil, nil, nil) }
+        return handle
+    }
+
+    static func classify(_ error: StoreError, path: String) -> ReplayError {
+        error.isCorruption ? .corrupt(path: path, detail: error.message) : .storage(error)
+    }
+
+    /// The last committed seq and its time of every topic that is retained or has stored
+    /// messages, read at open: the broker holds these topics in memory from the start.
+    package func retainedTopics() -> [Topic: LastPublish] { initialTopics }
+
+    /// The rule retaining `topic`, nil when it is not retained.
+    public func rule(for topic: Topic) -> ReplayRule? { configuration.rule(for: topic) }
+
+    /// Whether `topic`'s messages are stored (and their acks wait for the commit).
+    public func retains(_ topic: Topic) -> Bool { configuration.rule(for: topic) != nil }
+
+    // MARK: Appending
+
+    /// Queues `message` for the next group commit; never blocks on I/O. `completion` (if any)
+    /// runs on the writer thread once the batch is committed (`.success`: the message is
+    /// durable, ack it) or has failed (`.unavailable`). Throws `.unavailable` at once, without
+    /// calling `completion`, when the queue is full or the log is closed.
+    ///
+    /// Call in seq order per topic (the broker calls it under its sequencing lock). The caller
+    /// decides retention (`retains`); every appended message is stored.
+    ///
+    /// `accepted` runs under the log's lock once the message is accepted, before the writer
+    /// can take it, so before it can be committed and read back: the broker hands the message
+    /// to the hubs there, so that a replay reading it always finds its live copy already
+    /// queued on the subscriber's loop (else the live copy could arrive after the catch-up
+    /// finished, a duplicate).
+    package func append(
+        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil,
+        accepted: () -> Void = {}
+    ) throws(ReplayError) {
+        condition.lock()
+        guard !stopping else {
+            stats.rejected += 1
+            condition.unlock()
+            throw .unavailable("the replay log is closed")
+        }
+        guard queue.count < configuration.queueLimit else {
+            stats.rejected += 1
+            condition.unlock()
+            throw .unavailable("the replay log's write queue is full (\(configuration.queueLimit) messages)")
+        }
+        accepted()
+        queue.append(PendingAppend(message: message, completion: completion))
+        enqueued += 1
+        stats.appended += 1
+        let wake = writerWaiting
+        if wake { writerWaiting = false }
+        condition.unlock()
+        if wake { condition.signal() }
+    }
+
+    /// Notes the seq (and publish time) just given to a message of a non-retained topic, so
+    /// that the topic continues after it after a restart. Coalesced: cheap to call on every
+    /// publish. Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
+    @discardableResult
+    package func recordSequence(topic: Topic, _ last: LastPublish) -> UInt64 {
+        condition.lock()
+        // The first note since the last write starts the flush interval: a waiting writer
+        // must learn its deadline (it may be asleep until the next pruning pass).
+        let wake = pendingSequences.isEmpty && writerWaiting
+        // `>=`: a first note at seq 0 is kept too, so that it is written (and its ticket settles).
+        if last.sequence >= pendingSequences[topic]?.sequence ?? 0 { pendingSequences[topic] = last }
+        sequenceNotes += 1
+        let ticket = sequenceNotes
+        if wake { writerWaiting = false }
+        condition.unlock()
+        if wake { condition.signal() }
+        return ticket
+    }
+
+    /// Every `recordSequence` whose ticket is at most this is committed to `topic_sequences`.
+    package var durableSequenceNotes: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return durableNotes
+    }
+
+    /// Appends accepted so far: a ticket for `whenSettled`. Every message appended before this
+    /// call has a ticket ≤ the value returned.
+    package var enqueuedCount: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return enqueued
+    }
+
+    /// Appends whose batch has finished (committed or failed).
+    package var settledCount: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return settled
+    }
+
+    /// Calls `callback` (on the writer thread, or at once) when every append up to `ticket`
+    /// has been committed or has failed.
+    package func whenSettled(_ ticket: UInt64, _ callback: @escaping @Sendable () -> Void) {
+        condition.lock()
+        if settled >= ticket || stopped {
+            condition.unlock()
+            callback()
+            return
+        }
+        settleWaiters.append((ticket, callback))
+        condition.unlock()
+    }
+
+    public var status: ReplayStatus {
+        condition.lock()
+        defer { condition.unlock() }
+        return stats.status
+    }
+
+    public var statistics: ReplayStatistics {
+        condition.lock()
+        defer { condition.unlock() }
+        var copy = stats
+        copy.queued = queue.count
+        return copy
+    }
+
+    /// Commits everything queued, stops the writer and closes the connections. Appends after
+    /// this throw `unavailable`. Blocks until the writer is done: not on an event loop.
+    public func close() {
+        condition.lock()
+        let first = !stopping
+        stopping = true
+        writerWaiting = false
+        condition.unlock()
+        condition.signal()
+        guard first else { return }
+        writerDone.wait()
+        for reader in readerPool { reader.close() }
+    }
+
+    /// Runs `body` on the writer thread between batches (tests: simulate a full or read-only disk).
+    func onWriter(_ body: @escaping @Sendable (OpaquePointer) -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        writer.hooks.withLockedValue { $0.append { db in body(db); done.signal() } }
+        condition.lock()
+        let wake = writerWaiting
+        writerWaiting = false
+        condition.unlock()
+        if wake { condition.signal() }
+        done.wait()
+    }
+
+    // MARK: The writer thread
+
+    private func runWriter() {
+        var batch: [PendingAppend] = []
+        var nextPrune = Date().addingTimeInterval(options.pruneInterval)
+        var pruning = false
+        var seqsSince = Date.distantFuture
+        while true {
+            condition.lock()
+            var sequences: [Topic: LastPublish] = [:]
+            var notes: UInt64 = 0
+            var woken = false
+            while true {
+                if !queue.isEmpty || stopping || pruning || !writer.hooks.withLockedValue({ $0.isEmpty }) { break }
+                let now = Date()
+                if now >= nextPrune { break }
+                if !pendingSequences.isEmpty {
+                    if seqsSince == .distantFuture { seqsSince = now }
+                    if now.timeIntervalSince(seqsSince) >= options.sequenceFlushInterval { break }
+                }
+                var deadline = nextPrune
+                if !pendingSequences.isEmpty {
+                    deadline = min(deadline, seqsSince.addingTimeInterval(options.sequenceFlushInterval))
+                }
+                writerWaiting = true
+                _ = condition.wait(until: deadline)
+                writerWaiting = false
+                woken = true
+            }
+            if woken, !stopping, queue.count < 256 {
+                // Woken by the first appends of a burst: let the appending thread run on first
+                // (sched_yield returns at once when no other thread wants this CPU). On a busy
+                // or single CPU the writer would otherwise preempt it and commit every few
+                // messages, paying a transaction for each; now the batch holds what it appends
+                // until it yields the CPU.
+                condition.unlock()
+                sched_yield()
+                condition.lock()
+            }
+            swap(&batch, &queue)
+            // Every note made so far is in `sequences`, or was committed before.
+            notes = sequenceNotes
+            if !pendingSequences.isEmpty {
+                swap(&sequences, &pendingSequences)
+                seqsSince = .distantFuture
+            }
+            let exiting = stopping && batch.isEmpty
+            condition.unlock()
+
+            for hook in writer.hooks.withLockedValue({ hooks in defer { hooks.removeAll() }; return hooks }) {
+                hook(writer.db)
+            }
+            if !batch.isEmpty || !sequences.isEmpty {
+                commit(&batch, sequences, notes: notes)
+            }
+            if exiting { break }
+            let now = Date()
+            if !pruning && now >= nextPrune {
+                pruning = pruner.startPass(now: now)
+                nextPrune = now.addingTimeInterval(options.pruneInterval)
+            }
+            if pruning {
+                let result = pruner.step(now: now)
+                pruning = result.more
+                condition.lock()
+                stats.pruned += UInt64(result.deleted)
+                stats.usedBytes = pruner.usedBytes
+                condition.unlock()
+            }
+        }
+        pruner.close()
+        writer.close()
+        condition.lock()
+        stopped = true
+        let waiters = settleWaiters
+        settleWaiters.removeAll()
+        condition.unlock()
+        for waiter in waiters { waiter.callback() }
+        writerDone.signal()
+    }
+
+    private func commit(_ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64) {
+        let result = writer.write(batch, sequences: sequences)
+        var change: (from: ReplayStatus, to: ReplayStatus)?
+        condition.lock()
+        if case .failure(let error) = result {
+            // Keep the seqs for the next batch; a new status is logged once.
+            for (topic, last) in sequences where last.sequence > pendingSequences[topic]?.sequence ?? 0 {
+                pendingSequences[topic] = last
+            }
+            for pending in batch where pending.message.sequence > pendingSequences[pending.message.topic]?.sequence ?? 0 {
+                pendingSequences[pending.message.topic] = LastPublish(
+                    sequence: pending.message.sequence, time: pending.message.time)
+            }
+            stats.failed += UInt64(batch.count)
+            let reason = error.message
+            if stats.status == .healthy { change = (stats.status, .degraded(reason: reason)) }
+            stats.status = .degraded(reason: reason)
+        } else {
+            if !batch.isEmpty { stats.batches += 1 }
+            stats.committed += UInt64(batch.count)
+            durableNotes = max(durableNotes, notes)
+            if stats.status != .healthy { change = (stats.status, .healthy) }
+            stats.status = .healthy
+        }
+        settled += UInt64(batch.count)
+        var ready: [@Sendable () -> Void] = []
+        if !settleWaiters.isEmpty {
+            settleWaiters.removeAll { waiter in
+                guard waiter.ticket <= settled else { return false }
+                ready.append(waiter.callback)
+                return true
+            }
+        }
+        condition.unlock()
+
+        if let change {
+            switch change.to {
+            case .degraded(let reason):
+                logger.error("replay log cannot write; publishes that need an ack get `unavailable` until it can", metadata: [
+                    "database": "\(path)", "error": "\(reason)",
+                ])
+            case .healthy:
+                logger.notice("replay log is writing again", metadata: ["database": "\(path)"])
+            }
+        }
+        switch result {
+        case .success:
+            for index in batch.indices { batch[index].completion?(.success(())) }
+        case .failure(let error):
+            let failure = ReplayError.unavailable("cannot write the replay log: \(error.message)")
+            for index in batch.indices { batch[index].completion?(.failure(failure)) }
+        }
+        batch.removeAll(keepingCapacity: true)
+        for callback in ready { callback() }
+    }
+}
