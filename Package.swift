@@ -110,6 +110,7 @@ let package = Package(
             name: "SwitchboardTests",
             dependencies: [
                 "AsyncTestSupport",
+                "BrokerProcess",
                 "TestPeers",
                 "Switchboard",
                 "WebSockets",
