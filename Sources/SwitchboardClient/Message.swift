@@ -110,9 +110,6 @@ public enum SubscriptionEvent: Sendable, Hashable {
 public enum StartPosition: Sendable, Hashable {
     /// Live messages from now on.
     case latest
-    /// The last N retained messages of each matching topic, then live (needs a broker that
-    /// knows `last`; see docs/protocol.md).
-    case last(Int)
     /// Every message after seq N of the (concrete) topic.
     case seq(UInt64)
     /// Every message published at or after this time.

@@ -9,7 +9,6 @@ enum Request {
         case since(UInt64)
         case sinceMap([String: UInt64])
         case sinceTime(Int64)
-        case last(Int)
     }
 
     static func subscribe(_ topic: String, id: String, replay: Replay, epoch: String?) -> WebSocketMessage {
@@ -26,7 +25,6 @@ enum Request {
             }
             bytes.append(UInt8(ascii: "}"))
         case .sinceTime(let milliseconds): bytes.append(contentsOf: #","since_time":\#(milliseconds)"#.utf8)
-        case .last(let count): bytes.append(contentsOf: #","last":\#(count)"#.utf8)
         }
         if let epoch {
             bytes.append(contentsOf: #","epoch":"#.utf8)

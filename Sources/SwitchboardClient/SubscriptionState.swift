@@ -58,7 +58,6 @@ final class SubscriptionState {
         if let seq = positions[pattern.text] { return .since(seq) }
         switch start {
         case .latest: return confirmed ? .sinceTime(startedAt) : .none
-        case .last(let count): return .last(count)
         case .seq(let seq): return .since(seq)
         case .time(let date): return .sinceTime(Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))
         case .beginning, .positions: return pattern.isPattern ? .sinceMap(positions) : .since(0)
