@@ -55,6 +55,30 @@ import Testing
         }
     }
 
+    /// `.beginning` on a pattern replays every retained topic it matches (topic by topic);
+    /// `.positions` continues after saved positions; `.seq` after N of one topic.
+    @Test func startPositions() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            let client = try SwitchboardClient(url: broker.url, options: testOptions())
+            try await withTimeout("the replays") {
+                for topic in ["t.x", "t.y", "t.x"] { try await client.publish(topic, text: topic) }
+                var all = try await client.subscribe("t.*", from: .beginning).makeAsyncIterator()
+                var seen: [String] = []
+                for _ in 0..<3 {
+                    let message = try await all.nextMessage()
+                    seen.append("\(message.topic)#\(message.seq)")
+                }
+                #expect(seen.sorted() == ["t.x#1", "t.x#2", "t.y#1"])
+                var after = try await client.subscribe("t.*", from: .positions(["t.x": 1, "t.y": 1])).makeAsyncIterator()
+                var one = try await client.subscribe("t.x", from: .seq(1)).makeAsyncIterator()
+                let next = try await after.nextMessage()
+                #expect(next.topic == "t.x" && next.seq == 2)
+                #expect(try await one.nextMessage().seq == 2)
+            }
+            await client.close()
+        }
+    }
+
     @Test func everyRefusalIsATypedError() async throws {
         try await withBroker(arguments: ["--max-payload", "64"]) { broker in
             let limited = try await broker.createToken(subscribe: ["a.>"], publish: ["a.x"])
