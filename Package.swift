@@ -186,6 +186,11 @@ let package = Package(
             path: "Examples/chat-server"
         ),
         .executableTarget(
+            name: "chat-client",
+            dependencies: ["SwitchboardClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/chat-client"
+        ),
+        .executableTarget(
             name: "TLSEcho",
             dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/TLSEcho"
