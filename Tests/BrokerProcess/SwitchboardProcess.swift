@@ -112,7 +112,8 @@ public final class SwitchboardProcess: @unchecked Sendable {
     /// Waits for `switchboard listening on HOST:PORT` and returns the port.
     public func listeningPort() async throws -> Int {
         try await stdout.wait(for: "the listening line") { text in
-            text.split(separator: "\n").lazy.compactMap { line -> Int? in
+            // Whole lines only: a line read in two parts would give a port cut short.
+            text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().lazy.compactMap { line -> Int? in
                 guard line.hasPrefix("switchboard listening on 127.0.0.1:") else { return nil }
                 return Int(line.split(separator: ":").last ?? "")
             }.first

@@ -101,28 +101,14 @@ import Testing
                 #expect(gaps.isEmpty, "\(gaps)")
                 let misplaced = seen.enumerated().first { $0.element.seq != UInt64($0.offset + 1) }
                 #expect(misplaced == nil, "every seq once, in order: event \(misplaced?.offset ?? 0) has seq \(misplaced?.element.seq ?? 0)")
-                func checkPayloads() {
-                    var payloads = Set<Int>()
-                    for (seq, payload) in seen {
-                        #expect(payloads.insert(payload).inserted || payload == 0, "payload \(payload) twice")
-                        if let acked = published.acked[seq] {
-                            #expect(acked == payload, "seq \(seq): acked with \(acked), delivered \(payload)")
-                        } else {
-                            #expect(published.uncertain.contains(payload), "seq \(seq) (\(payload)) was never published")
-                        }
+                var payloads = Set<Int>()
+                for (seq, payload) in seen {
+                    #expect(payloads.insert(payload).inserted || payload == 0, "payload \(payload) twice")
+                    if let acked = published.acked[seq] {
+                        #expect(acked == payload, "seq \(seq): acked with \(acked), delivered \(payload)")
+                    } else {
+                        #expect(published.uncertain.contains(payload), "seq \(seq) (\(payload)) was never published")
                     }
-                }
-                if disruption == .sigkill {
-                    // The broker sends a retained topic's message live before it is committed;
-                    // killed in between, it loses the message and gives its seq to the next
-                    // publish after the restart, so a subscriber that saw the lost one skips the
-                    // acked one. A broker fix (no seq reuse after an unclean stop, or the topic
-                    // epoch) is pending; until then this case is a known, timing-dependent issue.
-                    withKnownIssue("seq reused after kill -9 (live delivery precedes the commit)", isIntermittent: true) {
-                        checkPayloads()
-                    }
-                } else {
-                    checkPayloads()
                 }
                 let lastAcked = published.acked.keys.max() ?? 0
                 #expect(seen.last?.seq == lastAcked)

@@ -11,9 +11,11 @@ import WebSockets
 /// sequence number per topic and fan-out encoded once per message.
 ///
 /// Invariants:
-/// - A topic's sequence numbers are assigned, and its message handed to every hub, under
-///   one lock, so every subscriber sees a topic's messages in sequence order whatever
-///   event loops the publishers are on.
+/// - A topic's sequence numbers are assigned under one lock. A topic that is not retained
+///   has its message handed to every hub under that lock; a retained one is appended to the
+///   replay log under it and handed to every hub by the log's writer once committed, in
+///   commit order. Either way every subscriber sees a topic's messages in sequence order
+///   whatever event loops the publishers are on.
 /// - Each event loop has one `Hub`; a connection's `Session` lives on its loop's hub.
 /// - With a replay log, a retained topic's message is appended to the log under the same
 ///   lock, so the log receives each topic in seq order; a topic's publish times never
@@ -140,6 +142,18 @@ public final class Broker: Sendable {
             hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop)
         }
         self.hubs = hubs
+        // A retained message reaches subscribers only once committed, so a seq a subscriber
+        // saw is never handed out again after a crash. The writer commits in seq order per
+        // topic, so each hub still gets every topic in seq order.
+        let everyHub = Array(hubs.values)
+        replayLog?.deliverCommitted { batch in
+            let deliveries = batch.map { pending in
+                Delivery(
+                    topic: pending.message.topic, sequence: pending.message.sequence,
+                    frame: pending.message.frame ?? pending.message.encodeFrame())
+            }
+            for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
+        }
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
         tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
     }
@@ -426,26 +440,25 @@ public final class Broker: Sendable {
         let sequence = last.sequence + 1
         let time = max(now, last.time)
         let frame = MessageEncoder.encodeFrame(publish, sequence: sequence, time: time)
-        let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
         var note: UInt64?
         if let replayLog, retained {
-            let message = StoredMessage(
+            var message = StoredMessage(
                 topic: publish.topic, sequence: sequence, time: time, format: publish.format,
                 payload: publish.payload, publisher: publisher)
             var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
             if let committed {
                 completion = { result in committed(sequence, result) }
             }
+            message.frame = frame
             do throws(ReplayError) {
-                // Fanned out once the log has taken it and before its writer can commit it.
-                try replayLog.append(message, completion: completion) {
-                    for hub in hubs.values { hub.enqueue(delivery) }
-                }
+                // Fanned out once committed (see `init`).
+                try replayLog.append(message, completion: completion)
             } catch {
                 return .rejected(error)
             }
         } else {
             note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
+            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
             for hub in hubs.values { hub.enqueue(delivery) }
         }
         state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note)

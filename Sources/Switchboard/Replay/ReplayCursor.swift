@@ -139,8 +139,10 @@ package final class ReplayCursor: @unchecked Sendable {
                 page.starts[topic] = start
             }
             let wanted = limit - page.messages.count
+            // Only what the hubs already have: a message read here has its live copy queued
+            // on the loop before this page gets there (see `ReplayLog.delivered(through:)`).
             let (count, read) = try c.read(
-                topic: topic, after: start, limit: wanted, maxBytes: maxBytes - bytes, frames: &frames,
+                topic: topic, after: start, through: log.delivered(through: topic), limit: wanted, maxBytes: maxBytes - bytes, frames: &frames,
                 into: &page.messages)
             bytes += read
             if count > 0 { after[topic] = page.messages[page.messages.count - 1].sequence }

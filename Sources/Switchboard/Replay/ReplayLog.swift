@@ -87,6 +87,10 @@ public final class ReplayLog: @unchecked Sendable {
     private var settled: UInt64 = 0
     private var settleWaiters: [(ticket: UInt64, callback: @Sendable () -> Void)] = []
     private var stats: ReplayStatistics
+    /// Per topic, the last seq handed to `committedSink`: a read goes no further (see
+    /// `delivered(through:)`). Topics absent have nothing committed in this process.
+    private var handedOver: [Topic: UInt64] = [:]
+    private var committedSink: (@Sendable ([PendingAppend]) -> Void)?
     private let writerDone = DispatchSemaphore(value: 0)
 
     private let writer: ReplayWriter
@@ -193,14 +197,10 @@ public final class ReplayLog: @unchecked Sendable {
     /// Call in seq order per topic (the broker calls it under its sequencing lock). The caller
     /// decides retention (`retains`); every appended message is stored.
     ///
-    /// `accepted` runs under the log's lock once the message is accepted, before the writer
-    /// can take it, so before it can be committed and read back: the broker hands the message
-    /// to the hubs there, so that a replay reading it always finds its live copy already
-    /// queued on the subscriber's loop (else the live copy could arrive after the catch-up
-    /// finished, a duplicate).
+    /// Once committed, the message goes to the sink set by `deliverCommitted` (with its
+    /// `frame`, as the caller set it), before its completion runs.
     package func append(
-        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil,
-        accepted: () -> Void = {}
+        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil
     ) throws(ReplayError) {
         condition.lock()
         guard !stopping else {
@@ -213,7 +213,6 @@ public final class ReplayLog: @unchecked Sendable {
             condition.unlock()
             throw .unavailable("the replay log's write queue is full (\(configuration.queueLimit) messages)")
         }
-        accepted()
         queue.append(PendingAppend(message: message, completion: completion))
         enqueued += 1
         stats.appended += 1
@@ -221,6 +220,25 @@ public final class ReplayLog: @unchecked Sendable {
         if wake { writerWaiting = false }
         condition.unlock()
         if wake { condition.signal() }
+    }
+
+    /// Sets where committed messages go (the broker: to its hubs). Called by the writer thread
+    /// with each committed batch, in commit order (so in seq order per topic), before the
+    /// batch's completions; a failed batch is not handed over. Set it before the first append.
+    func deliverCommitted(to sink: @escaping @Sendable ([PendingAppend]) -> Void) {
+        condition.lock()
+        committedSink = sink
+        condition.unlock()
+    }
+
+    /// The last seq of `topic` that a replay may read: committed *and* handed to the sink.
+    /// A message read within it has its live copy already queued on every hub's loop, so a
+    /// catch-up that reads it meets the live copy while still catching up (a duplicate it
+    /// drops), never after it finished.
+    func delivered(through topic: Topic) -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return handedOver[topic] ?? .max
     }
 
     /// Notes the seq (and publish time) just given to a message of a non-retained topic, so
@@ -357,6 +375,13 @@ public final class ReplayLog: @unchecked Sendable {
                 condition.lock()
             }
             swap(&batch, &queue)
+            // Until handed over, these messages stay out of reads even once committed; a topic
+            // first written now has everything before them committed already.
+            for index in batch.indices
+            where index == batch.startIndex || batch[index - 1].message.topic != batch[index].message.topic {
+                let topic = batch[index].message.topic
+                if handedOver[topic] == nil { handedOver[topic] = batch[index].message.sequence - 1 }
+            }
             // Every note made so far is in `sequences`, or was committed before.
             notes = sequenceNotes
             if !pendingSequences.isEmpty {
@@ -364,13 +389,14 @@ public final class ReplayLog: @unchecked Sendable {
                 seqsSince = .distantFuture
             }
             let exiting = stopping && batch.isEmpty
+            let sink = committedSink
             condition.unlock()
 
             for hook in writer.hooks.withLockedValue({ hooks in defer { hooks.removeAll() }; return hooks }) {
                 hook(writer.db)
             }
             if !batch.isEmpty || !sequences.isEmpty {
-                commit(&batch, sequences, notes: notes)
+                commit(&batch, sequences, notes: notes, sink: sink)
             }
             if exiting { break }
             let now = Date()
@@ -398,8 +424,14 @@ public final class ReplayLog: @unchecked Sendable {
         writerDone.signal()
     }
 
-    private func commit(_ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64) {
+    private func commit(
+        _ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64,
+        sink: (@Sendable ([PendingAppend]) -> Void)?
+    ) {
         let result = writer.write(batch, sequences: sequences)
+        // Handed over before `settled` and `handedOver` move: a replay that sees either
+        // already finds these messages' live copies queued.
+        if case .success = result, !batch.isEmpty, let sink { sink(batch) }
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
         if case .failure(let error) = result {
@@ -417,6 +449,11 @@ public final class ReplayLog: @unchecked Sendable {
             stats.status = .degraded(reason: reason)
         } else {
             if !batch.isEmpty { stats.batches += 1 }
+            // A topic's messages come in seq order: its last of a run is its highest.
+            for index in batch.indices
+            where index + 1 == batch.endIndex || batch[index + 1].message.topic != batch[index].message.topic {
+                handedOver[batch[index].message.topic] = batch[index].message.sequence
+            }
             stats.committed += UInt64(batch.count)
             durableNotes = max(durableNotes, notes)
             if stats.status != .healthy { change = (stats.status, .healthy) }
