@@ -212,11 +212,16 @@ final class Core {
     // MARK: Publishing
 
     func publish(_ topic: String, _ payload: Payload, promise: EventLoopPromise<UInt64>?) {
-        let publish = QueuedPublish(topic: topic, payload: payload, promise: promise)
+        publish(QueuedPublish(topic: topic, payload: payload, promise: promise))
+    }
+
+    private func publish(_ publish: QueuedPublish) {
         switch phase {
-        case .connected(let ws): send(publish, on: ws)
+        // A connection the broker has begun to close (a close frame came: it is shutting
+        // down) takes no more frames, though it ends only once the close handshake is done.
+        case .connected(let ws) where ws.readyState == .open: send(publish, on: ws)
         case .closed(let reason): refuse(publish, SwitchboardClientError.closed(reason))
-        case .idle:
+        case .connected, .idle:
             switch options.publishQueue {
             case .failFast: refuse(publish, SwitchboardClientError.notConnected)
             case .wait(let limit) where queued.count >= limit: refuse(publish, SwitchboardClientError.queueFull(limit: limit))
@@ -242,7 +247,13 @@ final class Core {
         let engine = engine
         ws.sendWithoutWaiting(Request.publish(publish.topic, publish.payload, id: id)) { result in
             guard case .failure(let error) = result else { return }
-            engine.onLoop { $0.acks.removeValue(forKey: id)?.fail(error) }
+            engine.onLoop { core in
+                guard core.acks.removeValue(forKey: id) != nil else { return }
+                // Not written at all (the connection began to close first): the broker never
+                // saw it, so it waits for the next connection like any publish made now.
+                if case SendError.notOpen = error { return core.publish(publish) }
+                promise.fail(error)
+            }
         }
     }
 

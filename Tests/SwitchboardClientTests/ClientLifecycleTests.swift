@@ -118,4 +118,32 @@ import Testing
             await relay.close()
         }
     }
+
+    /// A publish made while the connection is closing (here the client's own `reconnectNow()`;
+    /// a broker shutting down sends its close frame the same way) is not written to it: it
+    /// waits for the next connection and is acked there (with fail fast: `.notConnected`), not
+    /// failed with the socket's own error.
+    @Test func aPublishWhileTheConnectionClosesWaitsForTheNextOne() async throws {
+        try await withBroker { broker in
+            var failFast = testOptions()
+            failFast.publishQueue = .failFast
+            let waiting = try SwitchboardClient(url: broker.url, options: testOptions())
+            let impatient = try SwitchboardClient(url: broker.url, options: failFast)
+            try await withTimeout("the publishes") {
+                for client in [waiting, impatient] {
+                    _ = try await waitForState(client, "connected") { $0 == .connected }
+                }
+                // Each pair runs on the client's loop in this order: the publish meets a
+                // connection whose close handshake has just begun.
+                waiting.reconnectNow()
+                #expect(try await waiting.publish("t.q", text: "across the reconnect") == 1)
+                impatient.reconnectNow()
+                await #expect(throws: SwitchboardClientError.notConnected) {
+                    try await impatient.publish("t.q", text: "now or never")
+                }
+            }
+            await waiting.close()
+            await impatient.close()
+        }
+    }
 }

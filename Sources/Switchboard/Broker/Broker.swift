@@ -376,7 +376,8 @@ public final class Broker: Sendable {
     enum Sequenced {
         /// Sequenced and fanned out; ack it now.
         case published(UInt64)
-        /// Sequenced, fanned out and queued for the replay log; `committed` will be called.
+        /// Sequenced and queued for the replay log (fanned out once committed); `committed`
+        /// will be called.
         case awaitingCommit(UInt64)
         /// Not published: the replay log cannot take it (its queue is full or it is closed),
         /// or its topic's last seq could not be read.
@@ -388,10 +389,10 @@ public final class Broker: Sendable {
         case deferred
     }
 
-    /// Sequences a message, appends it to the replay log when its topic is retained, and
-    /// hands it to every hub. `committed` (when given) is called on the log's writer thread
-    /// once the message is durable, or its batch failed; only for `.awaitingCommit`.
-    /// Live fan-out never waits for the disk.
+    /// Sequences a message and hands it to every hub, or when its topic is retained appends it
+    /// to the replay log, whose writer hands it to the hubs once committed. `committed` (when
+    /// given) is called on the log's writer thread once the message is durable, or its batch
+    /// failed; only for `.awaitingCommit`.
     ///
     /// A topic the broker does not hold in memory (not published since start, or evicted
     /// while idle) that the log does not retain has its last seq read from the log first,
@@ -457,7 +458,11 @@ public final class Broker: Sendable {
                 return .rejected(error)
             }
         } else {
-            note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
+            do throws(ReplayError) {
+                note = try replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
+            } catch {
+                return .rejected(error)
+            }
             let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
             for hub in hubs.values { hub.enqueue(delivery) }
         }

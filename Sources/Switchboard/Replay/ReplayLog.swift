@@ -31,16 +31,17 @@ import NIOCore
 /// returns a ticket; once `durableSequenceNotes` reaches it the seq is committed, and the
 /// broker may drop the topic from memory and read it back (`lookUpSequence`) when it is
 /// published again. After a restart the broker starts from `retainedTopics()` and reads
-/// every other topic's seq on its first publish: a committed seq is never handed out again. Seqs that were live-delivered
-/// but not yet committed when the process died (never acked) can be handed out again; after
-/// a clean `close()` nothing is lost.
+/// every other topic's seq on its first publish: a committed seq is never handed out again.
+/// Nor is one anybody saw after a crash: committed messages go to the sink of
+/// `deliverCommitted` (the broker's hubs) only once committed, and a topic that is not
+/// retained moves past every seq it could have handed out unnoted (`markRunning`).
 ///
 /// ## Faults
 /// A batch that fails (SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR, …) is rolled back, its
 /// completions get `unavailable`, `status` becomes `degraded` (logged once on the change,
-/// and once when writing works again); the next batch tries the disk again. Live fan-out
-/// never depends on the log. A message lost that way leaves a hole in the topic's stored
-/// seqs, which a replay reports as a gap.
+/// and once when writing works again); the next batch tries the disk again. Its messages
+/// are not handed over. A message lost that way leaves a hole in the topic's stored seqs,
+/// which a replay reports as a gap.
 ///
 /// ## Retention
 /// At open, every topic is pruned to its rule's count and age before anything is read or
@@ -98,6 +99,8 @@ public final class ReplayLog: @unchecked Sendable {
     let readerPool: [ReplayReader]
     let nextReader = NIOLockedValueBox(0)
     private let initialTopics: [Topic: LastPublish]
+    /// The seq after which a topic the log has no seq for starts (see `markRunning`).
+    let newTopicFloor: UInt64
 
     struct PendingAppend {
         var message: StoredMessage
@@ -118,12 +121,20 @@ public final class ReplayLog: @unchecked Sendable {
             status: .healthy, appended: 0, committed: 0, failed: 0, rejected: 0, batches: 0, pruned: 0, queued: 0,
             usedBytes: 0)
         let db = try Self.open(path: path, readOnly: false, busyTimeout: options.busyTimeoutMilliseconds)
+        var floor: Int64 = 0
         do throws(StoreError) {
             let connection = SQLiteConnection(db: db)
             try connection.setUp(path: path, migrations: Migration.bundled)
             if options.verifyOnOpen {
                 let result = try connection.scalarText("PRAGMA quick_check")
                 guard result == "ok" else { throw StoreError(code: SQLITE_CORRUPT, message: result ?? "quick_check failed") }
+            }
+            let marked = try Self.markRunning(connection, configuration: configuration)
+            floor = marked.floor
+            if marked.jump > 0 {
+                logger.notice("the last process stopped uncleanly: topics that are not retained continue further on", metadata: [
+                    "database": "\(path)", "seqs": "\(marked.jump)",
+                ])
             }
         } catch {
             sqlite3_close_v2(db)
@@ -155,11 +166,50 @@ public final class ReplayLog: @unchecked Sendable {
         }
         self.writer = writer
         self.pruner = pruner
+        self.newTopicFloor = UInt64(clamping: floor)
         self.initialTopics = writer.openedTopics
         self.readerPool = (0..<max(1, options.readers)).map { ReplayReader(index: $0, path: path, options: options) }
         let thread = Thread { [self] in runWriter() }
         thread.name = "switchboard-replay-writer"
         thread.start()
+    }
+
+    /// Marks the log as open by a running process that may hand out up to `queueLimit` seqs of
+    /// topics that are not retained before they are noted (see `recordSequence`). When the
+    /// mark is found from a process that did not close the log (kill -9, crash), every such
+    /// topic first moves that process's limit further on, so none of the seqs it handed out
+    /// is given again; so does `floor`, after which every topic the log has no seq for starts
+    /// (the process may have handed out seqs of topics it never noted). Returns that jump
+    /// (0 after a clean close) and the floor.
+    private static func markRunning(
+        _ c: SQLiteConnection, configuration: ReplayConfiguration
+    ) throws(StoreError) -> (jump: Int64, floor: Int64) {
+        try c.transaction { (c) throws(StoreError) -> (jump: Int64, floor: Int64) in
+            let jump = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'running'") ?? 0
+            var floor = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'floor'") ?? 0
+            if jump > 0 {
+                floor += jump
+                try c.execute(
+                    "INSERT INTO replay_state (key, value) VALUES ('floor', \(floor)) "
+                        + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                // Retained topics need none: their messages reach nobody before they are committed.
+                let all = try c.prepare("SELECT topic FROM topic_sequences")
+                var moving: [String] = []
+                while try all.step() {
+                    let name = all.text(0)
+                    if let topic = try? Topic(name), configuration.rule(for: topic) != nil { continue }
+                    moving.append(name)
+                }
+                let update = try c.prepare("UPDATE topic_sequences SET last_seq = last_seq + ?1 WHERE topic = ?2")
+                for name in moving {
+                    try update.bind(jump, at: 1).bind(name, at: 2).run()
+                }
+            }
+            try c.execute(
+                "INSERT INTO replay_state (key, value) VALUES ('running', \(configuration.queueLimit)) "
+                    + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            return (jump, floor)
+        }
     }
 
     static func open(path: String, readOnly: Bool, busyTimeout: Int32) throws(ReplayError) -> OpaquePointer {
@@ -244,9 +294,24 @@ public final class ReplayLog: @unchecked Sendable {
     /// Notes the seq (and publish time) just given to a message of a non-retained topic, so
     /// that the topic continues after it after a restart. Coalesced: cheap to call on every
     /// publish. Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
+    ///
+    /// Throws `unavailable` (the seq must not be handed out) while `queueLimit` notes already
+    /// wait to be committed: after a crash the next process moves these topics on by that
+    /// limit (`markRunning`), which is safe only while no topic runs further ahead of what
+    /// is committed.
     @discardableResult
-    package func recordSequence(topic: Topic, _ last: LastPublish) -> UInt64 {
+    package func recordSequence(topic: Topic, _ last: LastPublish) throws(ReplayError) -> UInt64 {
         condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            throw .unavailable("the replay log is closed")
+        }
+        guard sequenceNotes - durableNotes < UInt64(configuration.queueLimit) else {
+            stats.rejected += 1
+            condition.unlock()
+            throw .unavailable(
+                "\(configuration.queueLimit) seqs of topics that are not retained wait to be written (replay_queue_limit)")
+        }
         // The first note since the last write starts the flush interval: a waiting writer
         // must learn its deadline (it may be asleep until the next pruning pass).
         let wake = pendingSequences.isEmpty && writerWaiting
@@ -413,6 +478,11 @@ public final class ReplayLog: @unchecked Sendable {
                 condition.unlock()
             }
         }
+        condition.lock()
+        let clean = pendingSequences.isEmpty && stats.status == .healthy
+        condition.unlock()
+        // Everything noted is committed: the next open needs no jump.
+        if clean { sqlite3_exec(writer.db, "UPDATE replay_state SET value = 0 WHERE key = 'running'", nil, nil, nil) }
         pruner.close()
         writer.close()
         condition.lock()
