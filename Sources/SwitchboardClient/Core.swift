@@ -280,7 +280,14 @@ final class Core {
         case .subscribed(let id, _, let epoch):
             guard let id, let subscription = subscribeRequests[id].flatMap({ subscriptions[$0] }) else { return }
             subscription.confirmed = true
-            if let epoch { subscription.epoch = epoch }
+            if let epoch {
+                if let known = subscription.epoch, known != epoch {
+                    // The broker's history is another one now (database replaced or recreated):
+                    // it replays from its seq 1, which must not be taken for duplicates.
+                    for gap in subscription.historyLost() { yield(.gap(gap), to: subscription) }
+                }
+                subscription.epoch = epoch
+            }
             subscription.opened?.succeed()
             subscription.opened = nil
         case .unsubscribed: break

@@ -65,7 +65,9 @@ public struct Gap: Sendable, Hashable {
         /// policy; the broker reported it).
         case dropped
         /// The topic's history was lost on the broker (database replaced or recreated: its
-        /// epoch changed); the topic starts over.
+        /// epoch changed): `from`…`to` is what this subscription had delivered of the old
+        /// one, and the topic starts over, from the broker's seq 1 (the next message may have
+        /// any seq; `positions` go back to 0).
         case historyLost
         /// The broker delivered a later seq without announcing the missing ones; reported so
         /// that nothing goes missing silently.
@@ -101,7 +103,7 @@ public enum SubscriptionEvent: Sendable, Hashable {
     var lastSeq: UInt64 {
         switch self {
         case .message(let message): return message.seq
-        case .gap(let gap): return gap.to
+        case .gap(let gap): return gap.reason == .historyLost ? 0 : gap.to
         }
     }
 }

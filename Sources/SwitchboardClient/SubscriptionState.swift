@@ -84,6 +84,16 @@ final class SubscriptionState {
         return (gap, true)
     }
 
+    /// The broker lost the history the positions count in: a `.historyLost` gap per topic
+    /// over what was delivered of it, and every topic starts over.
+    func historyLost() -> [Gap] {
+        let gaps = positions.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { topic, seq in
+            Gap(topic: topic, from: 1, to: seq, reason: .historyLost)
+        }
+        positions = [:]
+        return gaps
+    }
+
     /// The gap to deliver for a broker's `gap`, trimmed to what was not delivered yet.
     func accept(gapOf topic: String, from: UInt64, to: UInt64) -> Gap? {
         let last = positions[topic] ?? baseline

@@ -158,4 +158,41 @@ import Testing
             await relay.close()
         }
     }
+
+    /// The broker's database is replaced while the subscriber is away: its seqs restart at 1
+    /// in another epoch. The resuming subscriber gets a `.historyLost` gap over what it had,
+    /// then the new history from seq 1, not silence until the new seqs pass its old position.
+    @Test func aReplacedDatabaseGivesAResumingSubscriberAGapNotSilence() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            let relay = try await CuttingRelay(target: broker.port)
+            let subscriber = try SwitchboardClient(url: "ws://127.0.0.1:\(relay.port)/", options: testOptions())
+            let publisher = try SwitchboardClient(url: broker.url, options: testOptions())
+            try await withTimeout("the resume") {
+                let subscription = try await subscriber.subscribe("t.r", from: .beginning)
+                var events = subscription.makeAsyncIterator()
+                for n in 1...5 { #expect(try await publisher.publish("t.r", rawJSON: "\(n)") == UInt64(n)) }
+                for n in 1...5 { #expect(try await events.nextMessage().seq == UInt64(n)) }
+                await publisher.close()
+
+                relay.setRefusing(true)
+                try await broker.restart(kill: false, replacingDatabase: true)
+                relay.retarget(broker.port)
+                let fresh = try SwitchboardClient(url: broker.url, options: testOptions())
+                #expect(try await fresh.publish("t.r", rawJSON: "101") == 1)
+                #expect(try await fresh.publish("t.r", rawJSON: "102") == 2)
+                relay.setRefusing(false)
+                subscriber.reconnectNow()
+
+                #expect(try await events.nextEvent() == .gap(Gap(topic: "t.r", from: 1, to: 5, reason: .historyLost)))
+                let first = try await events.nextMessage()
+                #expect(first.seq == 1 && first.json == "101", "\(first)")
+                let second = try await events.nextMessage()
+                #expect(second.seq == 2 && second.json == "102", "\(second)")
+                #expect(subscription.positions == ["t.r": 2])
+                await fresh.close()
+            }
+            await subscriber.close()
+            await relay.close()
+        }
+    }
 }

@@ -28,11 +28,17 @@ final class ServedBroker: @unchecked Sendable {
 
     var url: String { "ws://127.0.0.1:\(port)/" }
 
-    /// Stops the process (SIGTERM, or SIGKILL with `kill`), waits for its end, starts a new one.
-    func restart(kill: Bool) async throws {
+    /// Stops the process (SIGTERM, or SIGKILL with `kill`), waits for its end, starts a new
+    /// one; with `replacingDatabase`, on a new database (its files deleted in between).
+    func restart(kill: Bool, replacingDatabase: Bool = false) async throws {
         if kill { process.kill() } else { process.terminate() }
         let status = try await process.exitStatus()
         if !kill { #expect(status == 0, "SIGTERM exit: \(process.stderr.text)") }
+        if replacingDatabase {
+            for suffix in ["", "-wal", "-shm", ".admin-token"] {
+                try? FileManager.default.removeItem(at: directory.appendingPathComponent("switchboard.db" + suffix))
+            }
+        }
         process = try SwitchboardProcess.start(arguments, in: directory, environment: environment)
         port = try await process.listeningPort()
     }

@@ -20,6 +20,32 @@ import WebSockets
         }
     }
 
+    /// `subscribed` names the database's epoch; a `since` given with another epoch counts in
+    /// another history, so the topic replays from its start instead of after that seq.
+    @Test func aSinceFromAnotherEpochReplaysFromTheStart() async throws {
+        try await TestBroker.with(Self.retaining("chat.>")) { broker in
+            let publisher = try await broker.client()
+            for n in 1...3 { try await publisher.publish("chat.a", "\(n)") }
+            let client = try await broker.client()
+            let answer = try await client.request(#"{"op":"sub","topic":"chat.a","id":"1"}"#)
+            let epoch = try #require(answer["epoch"])
+            #expect(epoch == broker.broker.replayLog?.epoch && !epoch.isEmpty, "\(answer)")
+
+            let same = try await broker.client()
+            _ = try await same.request(#"{"op":"sub","topic":"chat.a","since":2,"epoch":"\#(epoch)"}"#)
+            #expect(try await same.nextJSON().int("seq") == 3)
+            try await same.expectNothingPending()
+
+            let other = try await broker.client()
+            let answered = try await other.request(#"{"op":"sub","topic":"chat.a","since":2,"epoch":"0"}"#)
+            #expect(answered["epoch"] == epoch)
+            for n in 1...3 { #expect(try await other.nextJSON().int("seq") == n) }
+
+            let refused = try await other.request(#"{"op":"pub","topic":"chat.a","data":1,"epoch":"0","id":"p"}"#)
+            #expect(refused["code"] == "bad_request", "\(refused)")
+        }
+    }
+
     @Test func ackComesOnlyAfterCommitAndSinceReplaysThenGoesLive() async throws {
         try await TestBroker.with(Self.retaining("chat.>")) { broker in
             let publisher = try await broker.client()

@@ -2,13 +2,14 @@ import NIOCore
 
 /// One parsed client request.
 @_spi(Fuzzing) public enum ClientRequest: Sendable {
-    case subscribe(id: RequestID?, pattern: TopicPattern, since: ReplayPosition?)
+    /// `epoch`: the history `since` counts in (the broker's `subscribed` told it), when given.
+    case subscribe(id: RequestID?, pattern: TopicPattern, since: ReplayPosition?, epoch: String? = nil)
     case unsubscribe(id: RequestID?, pattern: TopicPattern)
     case publish(Publish)
 
     @_spi(Fuzzing) public var id: RequestID? {
         switch self {
-        case .subscribe(let id, _, _), .unsubscribe(let id, _): id
+        case .subscribe(let id, _, _, _), .unsubscribe(let id, _): id
         case .publish(let publish): publish.id
         }
     }

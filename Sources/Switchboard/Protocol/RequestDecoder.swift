@@ -91,6 +91,7 @@ import NIOCore
         var idRange: Range<Int>?
         var since: Range<Int>?
         var sinceTime: Range<Int>?
+        var epoch: Range<Int>?
         var data: Range<Int>?
         var topicNotString = false
         var opNotString = false
@@ -137,6 +138,7 @@ import NIOCore
                         case .id: set(&idRange, "id")
                         case .since: set(&since, "since")
                         case .sinceTime: set(&sinceTime, "since_time")
+                        case .epoch: set(&epoch, "epoch")
                         case .data: set(&data, "data")
                         case .other: break
                         }
@@ -218,7 +220,7 @@ import NIOCore
             if data != nil { throw ProtocolError(.badRequest, "\"data\" is only for pub", id: id) }
             let pattern = try withTopicBytes { (raw) throws(TopicError) in try TopicPattern(bytes: raw) }
             if kind == .unsub {
-                if since != nil || sinceTime != nil {
+                if since != nil || sinceTime != nil || epoch != nil {
                     throw ProtocolError(.badRequest, "\"since\" is only for sub", id: id)
                 }
                 return .unsubscribe(id: id, pattern: pattern)
@@ -235,9 +237,16 @@ import NIOCore
                 }
                 position = .time(unixMilliseconds: Int64(ms))
             }
-            return .subscribe(id: id, pattern: pattern, since: position)
+            var epochText: String?
+            if let epoch {
+                guard scanner.bytes[epoch.lowerBound] == UInt8(ascii: "\""), epoch.count <= 66 else {
+                    throw ProtocolError(.badRequest, "\"epoch\" must be a string of at most 64 characters", id: id)
+                }
+                epochText = String(decoding: scanner.decodeString(epoch.lowerBound + 1..<epoch.upperBound - 1), as: UTF8.self)
+            }
+            return .subscribe(id: id, pattern: pattern, since: position, epoch: epochText)
         case .pub:
-            if since != nil || sinceTime != nil {
+            if since != nil || sinceTime != nil || epoch != nil {
                 throw ProtocolError(.badRequest, "\"since\" is only for sub", id: id)
             }
             let concrete = try withTopicBytes { (raw) throws(TopicError) in try Topic(bytes: raw) }
@@ -318,7 +327,7 @@ import NIOCore
 
     /// The envelope members the broker reads; everything else is skipped (and validated).
     private enum Key {
-        case op, topic, id, since, sinceTime, data, other
+        case op, topic, id, since, sinceTime, epoch, data, other
 
         init(scanner: borrowing JSONScanner, range: Range<Int>, escaped: Bool) {
             if escaped {
@@ -328,6 +337,7 @@ import NIOCore
                 case Array("id".utf8): self = .id
                 case Array("since".utf8): self = .since
                 case Array("since_time".utf8): self = .sinceTime
+                case Array("epoch".utf8): self = .epoch
                 case Array("data".utf8): self = .data
                 default: self = .other
                 }
@@ -339,6 +349,7 @@ import NIOCore
             else if scanner.equals(range, "data") { self = .data }
             else if scanner.equals(range, "since") { self = .since }
             else if scanner.equals(range, "since_time") { self = .sinceTime }
+            else if scanner.equals(range, "epoch") { self = .epoch }
             else { self = .other }
         }
     }

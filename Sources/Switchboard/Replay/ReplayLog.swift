@@ -101,6 +101,9 @@ public final class ReplayLog: @unchecked Sendable {
     private let initialTopics: [Topic: LastPublish]
     /// The seq after which a topic the log has no seq for starts (see `markRunning`).
     let newTopicFloor: UInt64
+    /// Names the history the seqs of this database count in: made when its replay state is
+    /// first written, so a database replaced or recreated has another. Hex digits.
+    public let epoch: String
 
     struct PendingAppend {
         var message: StoredMessage
@@ -122,6 +125,7 @@ public final class ReplayLog: @unchecked Sendable {
             usedBytes: 0)
         let db = try Self.open(path: path, readOnly: false, busyTimeout: options.busyTimeoutMilliseconds)
         var floor: Int64 = 0
+        var epoch = ""
         do throws(StoreError) {
             let connection = SQLiteConnection(db: db)
             try connection.setUp(path: path, migrations: Migration.bundled)
@@ -131,6 +135,7 @@ public final class ReplayLog: @unchecked Sendable {
             }
             let marked = try Self.markRunning(connection, configuration: configuration)
             floor = marked.floor
+            epoch = String(UInt64(marked.epoch), radix: 16)
             if marked.jump > 0 {
                 logger.notice("the last process stopped uncleanly: topics that are not retained continue further on", metadata: [
                     "database": "\(path)", "seqs": "\(marked.jump)",
@@ -167,6 +172,7 @@ public final class ReplayLog: @unchecked Sendable {
         self.writer = writer
         self.pruner = pruner
         self.newTopicFloor = UInt64(clamping: floor)
+        self.epoch = epoch
         self.initialTopics = writer.openedTopics
         self.readerPool = (0..<max(1, options.readers)).map { ReplayReader(index: $0, path: path, options: options) }
         let thread = Thread { [self] in runWriter() }
@@ -180,11 +186,16 @@ public final class ReplayLog: @unchecked Sendable {
     /// topic first moves that process's limit further on, so none of the seqs it handed out
     /// is given again; so does `floor`, after which every topic the log has no seq for starts
     /// (the process may have handed out seqs of topics it never noted). Returns that jump
-    /// (0 after a clean close) and the floor.
+    /// (0 after a clean close), the floor, and the database's epoch (made on its first open).
     private static func markRunning(
         _ c: SQLiteConnection, configuration: ReplayConfiguration
-    ) throws(StoreError) -> (jump: Int64, floor: Int64) {
-        try c.transaction { (c) throws(StoreError) -> (jump: Int64, floor: Int64) in
+    ) throws(StoreError) -> (jump: Int64, floor: Int64, epoch: Int64) {
+        try c.transaction { (c) throws(StoreError) -> (jump: Int64, floor: Int64, epoch: Int64) in
+            var epoch = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'epoch'") ?? 0
+            if epoch == 0 {
+                epoch = Int64.random(in: 1...Int64.max)
+                try c.execute("INSERT INTO replay_state (key, value) VALUES ('epoch', \(epoch))")
+            }
             let jump = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'running'") ?? 0
             var floor = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'floor'") ?? 0
             if jump > 0 {
@@ -208,7 +219,7 @@ public final class ReplayLog: @unchecked Sendable {
             try c.execute(
                 "INSERT INTO replay_state (key, value) VALUES ('running', \(configuration.queueLimit)) "
                     + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            return (jump, floor)
+            return (jump, floor, epoch)
         }
     }
 
