@@ -118,6 +118,9 @@ public enum StartPosition: Sendable, Hashable {
     case time(Date)
     /// Every retained message, then live; what is no longer retained arrives as a gap.
     case beginning
+    /// The last N retained messages of each topic (fewer when fewer are retained; no gap
+    /// for older ones), then live.
+    case last(UInt64)
     /// Per topic, every message after its seq (what `Subscription.positions` returned);
     /// topics absent from the map start from their first retained message.
     case positions([String: UInt64])

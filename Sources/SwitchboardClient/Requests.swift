@@ -9,6 +9,7 @@ enum Request {
         case since(UInt64)
         case sinceMap([String: UInt64])
         case sinceTime(Int64)
+        case last(UInt64)
     }
 
     static func subscribe(_ topic: String, id: String, replay: Replay, epoch: String?) -> WebSocketMessage {
@@ -25,6 +26,7 @@ enum Request {
             }
             bytes.append(UInt8(ascii: "}"))
         case .sinceTime(let milliseconds): bytes.append(contentsOf: #","since_time":\#(milliseconds)"#.utf8)
+        case .last(let count): bytes.append(contentsOf: #","last":\#(count)"#.utf8)
         }
         if let epoch {
             bytes.append(contentsOf: #","epoch":"#.utf8)

@@ -61,6 +61,7 @@ final class SubscriptionState {
         case .seq(let seq): return .since(seq)
         case .time(let date): return .sinceTime(Int64((date.timeIntervalSince1970 * 1000).rounded(.down)))
         case .beginning, .positions: return pattern.isPattern ? .sinceMap(positions) : .since(0)
+        case .last(let count): return .last(count)
         }
     }
 

@@ -20,9 +20,12 @@ struct Sub: AsyncParsableCommand {
     @OptionGroup var connection: ClientConnection
     @Option(help: "Replay every retained message after this seq first (0: all retained; a pattern takes 0 only).")
     var since: UInt64?
+    @Option(help: "Replay the last N retained messages of each matching topic first.")
+    var last: UInt64?
     @Flag(help: "One JSON object per line.") var json = false
 
     func validate() throws {
+        if since != nil, last != nil { throw ValidationError("give --since or --last, not both") }
         if let since, since > 0, pattern.contains("*") || pattern.contains(">") {
             throw ValidationError("--since \(since): a pattern has a position per topic; use --since 0 (all retained)")
         }
@@ -30,10 +33,11 @@ struct Sub: AsyncParsableCommand {
 
     func run() async throws {
         let start: StartPosition =
-            switch since {
-            case nil: .latest
-            case 0: .beginning
-            case let seq?: .seq(seq)
+            switch (since, last) {
+            case (_, let count?): .last(count)
+            case (nil, nil): .latest
+            case (0, _): .beginning
+            case (let seq?, _): .seq(seq)
             }
         let client = await connection.connect()
         do {

@@ -52,6 +52,27 @@ import Testing
         }
     }
 
+    /// `sub --last N`: the last N retained messages of each matching topic first; with
+    /// `--since` too it is a bad argument (64).
+    @Test func subLastPrintsTheLastMessagesOfEachTopic() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            for (topic, count) in [("t.a", "3"), ("t.b", "1")] {
+                let pub = try SwitchboardProcess.start(["pub", topic, "7", "--count", count, "--url", broker.url], in: broker.directory)
+                #expect(try await pub.exitStatus() == 0, "\(pub.stderr.text)")
+            }
+            let sub = try SwitchboardProcess.start(["sub", "t.*", "--last", "2", "--url", broker.url], in: broker.directory)
+            defer { sub.kill() }
+            let lines = try await sub.stdout.wait(for: "3 lines") { text -> [Substring]? in
+                let lines = text.split(separator: "\n")
+                return lines.count >= 3 ? lines : nil
+            }
+            #expect(lines == ["t.a 2 7", "t.a 3 7", "t.b 1 7"])
+            let both = try SwitchboardProcess.start(["sub", "t.a", "--last", "1", "--since", "1"], in: broker.directory)
+            #expect(try await both.exitStatus() == 64)
+            #expect(both.stderr.text.contains("give --since or --last, not both"), "\(both.stderr.text)")
+        }
+    }
+
     @Test func exitStatusesAndOneLineForEachFailure() async throws {
         try await withBroker(open: "open.>") { broker in
             let limited = try await broker.createToken(subscribe: ["a.>"], publish: ["a.x"])

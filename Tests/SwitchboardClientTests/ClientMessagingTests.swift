@@ -118,4 +118,26 @@ import Testing
             await unknown.close()
         }
     }
+
+    /// `.last(N)` on a pattern: the last N retained messages of each topic, then live.
+    @Test func lastNOnAPatternThenLive() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            let client = try SwitchboardClient(url: broker.url, options: testOptions())
+            try await withTimeout("the replay") {
+                for n in 1...5 { _ = try await client.publish("t.a", rawJSON: "\(n)") }
+                for n in 1...2 { _ = try await client.publish("t.b", rawJSON: "\(n)") }
+                let subscription = try await client.subscribe("t.*", from: .last(2))
+                var events = subscription.makeAsyncIterator()
+                var got: [String] = []
+                for _ in 0..<4 {
+                    let message = try await events.nextMessage()
+                    got.append("\(message.topic) \(message.seq)")
+                }
+                #expect(got == ["t.a 4", "t.a 5", "t.b 1", "t.b 2"])
+                _ = try await client.publish("t.a", rawJSON: "6")
+                #expect(try await events.nextMessage().seq == 6)
+            }
+            await client.close()
+        }
+    }
 }

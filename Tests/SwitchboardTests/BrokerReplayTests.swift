@@ -46,6 +46,31 @@ import WebSockets
         }
     }
 
+    /// `last: N` over a pattern: each matching topic's last N retained messages (all of them
+    /// when it has fewer, with no gap for older ones), topic by topic, then live.
+    @Test func lastNReplaysTheLastMessagesOfEachTopicThenGoesLive() async throws {
+        try await TestBroker.with(Self.retaining("chat.>")) { broker in
+            let publisher = try await broker.client()
+            for n in 1...5 { try await publisher.publish("chat.a", "\(n)") }
+            for n in 1...2 { try await publisher.publish("chat.b", "\(n)") }
+            try await publisher.publish("other", "0")
+            let client = try await broker.client()
+            _ = try await client.request(#"{"op":"sub","topic":"chat.*","last":3}"#)
+            var got: [String] = []
+            for _ in 0..<5 {
+                let message = try await client.nextJSON()
+                got.append("\(message["topic"] ?? "?") \(message.int("seq") ?? -1)")
+            }
+            #expect(got == ["chat.a 3", "chat.a 4", "chat.a 5", "chat.b 1", "chat.b 2"])
+            try await publisher.publish("chat.b", "3")
+            #expect(try await client.nextJSON().int("seq") == 3)
+            try await client.expectNothingPending()
+
+            let both = try await client.request(#"{"op":"sub","topic":"chat.a","last":1,"since":2,"id":"x"}"#)
+            #expect(both["code"] == "bad_request", "\(both)")
+        }
+    }
+
     @Test func ackComesOnlyAfterCommitAndSinceReplaysThenGoesLive() async throws {
         try await TestBroker.with(Self.retaining("chat.>")) { broker in
             let publisher = try await broker.client()

@@ -146,7 +146,8 @@ final class Session: Hashable {
         if let epoch, let current, epoch != current {
             // Seqs of another history (the database was replaced or recreated): they mean
             // nothing here, so the topic starts over, with a gap for what is not retained.
-            if case .time = since {} else { since = .sequence(0) }
+            if case .sequence = since { since = .sequence(0) }
+            if case .perTopic = since { since = .sequence(0) }
         }
         catchUp(pattern, from: since, id: id)
     }

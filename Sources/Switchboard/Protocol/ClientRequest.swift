@@ -48,6 +48,8 @@ public enum ReplayPosition: Sendable, Hashable {
     case perTopic([Topic: UInt64])
     /// `"since_time": 1700000000000`: messages published at or after this time.
     case time(unixMilliseconds: Int64)
+    /// `"last": 50`: the last 50 retained messages of each topic (fewer when fewer are retained).
+    case last(UInt64)
 }
 
 /// A request id as the client wrote it: the raw JSON token (a string with its quotes, or

@@ -168,6 +168,15 @@ package final class ReplayCursor: @unchecked Sendable {
             return n
         case .perTopic(let map):
             return map[topic] ?? 0
+        case .last(let count):
+            // The last `count` stored, or all of them: older ones are not asked for, so no gap.
+            return try c.snapshot { () throws(ReplayError) in
+                guard let last = try c.lastRetained(topic: topic)?.sequence else {
+                    return try c.topicState(topic).map { max($0.lastSequence, $0.prunedSequence) } ?? 0
+                }
+                let first = try c.firstRetained(topic: topic)?.sequence ?? last
+                return max(last - min(count, last), first - 1)
+            }
         case .time(let time):
             // One snapshot: retention pruning between these reads would otherwise make the
             // pruned state, the bisection and the newest message disagree.
