@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "WebSocketCore", targets: ["WebSocketCore"]),
         .library(name: "WebSockets", targets: ["WebSockets"]),
         .library(name: "Switchboard", targets: ["Switchboard"]),
+        .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .executable(name: "switchboard", targets: ["switchboard"]),
     ],
     dependencies: [
@@ -69,10 +70,22 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(
+            name: "SwitchboardClient",
+            dependencies: [
+                "WebSockets",
+                "WebSocketCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "switchboard",
             dependencies: [
                 "Switchboard",
+                "SwitchboardClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,6 +115,7 @@ let package = Package(
             name: "SwitchboardTests",
             dependencies: [
                 "AsyncTestSupport",
+                "BrokerProcess",
                 "TestPeers",
                 "Switchboard",
                 "WebSockets",
@@ -112,6 +126,28 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "BrokerProcess",
+            dependencies: [
+                "AsyncTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/BrokerProcess"
+        ),
+        .testTarget(
+            name: "SwitchboardClientTests",
+            dependencies: [
+                "AsyncTestSupport",
+                "BrokerProcess",
+                "SwitchboardClient",
+                "WebSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
@@ -152,6 +188,11 @@ let package = Package(
             name: "chat-server",
             dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/chat-server"
+        ),
+        .executableTarget(
+            name: "chat-client",
+            dependencies: ["SwitchboardClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/chat-client"
         ),
         .executableTarget(
             name: "TLSEcho",

@@ -11,6 +11,9 @@
 # Runs alternate between the two servers; each cell is the median of REPEAT runs.
 #
 # Environment: DURATION (s, default 10), REPEAT (default 3), SUBS (1000), SCENARIOS ("max r50"),
+# SERVERS ("ours ws"), RETAIN (replay_retain rules for switchboard, e.g. "t": the topic is
+# retained, so every message is committed before it is delivered), SWITCHBOARD_BIN (a
+# switchboard binary to run instead of this build's, e.g. an older build to compare),
 # SWIFT_BUILD_FLAGS (extra `swift build` flags, e.g. "-Xswiftc -g" for a profiling build),
 # NO_BUILD=1 (use the binary already built), KEEP_RAW=1 (print every RESULT line).
 # Every run is bounded (wsload's own limits plus `timeout`); servers are killed on exit.
@@ -26,6 +29,7 @@ DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
 SUBS=${SUBS:-1000}
 SCENARIOS=${SCENARIOS:-"max r50"}
+SERVERS=${SERVERS:-"ours ws"}
 
 cd "$ROOT"
 if [ "${NO_BUILD:-0}" != 1 ]; then
@@ -33,7 +37,7 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
     swift build -c release --product switchboard ${SWIFT_BUILD_FLAGS:-} >&2
 fi
 # shellcheck disable=SC2086
-BIN=$(swift build -c release --show-bin-path ${SWIFT_BUILD_FLAGS:-})/switchboard
+BIN=${SWITCHBOARD_BIN:-$(swift build -c release --show-bin-path ${SWIFT_BUILD_FLAGS:-})/switchboard}
 [ -x "$BIN" ] || { echo "fanout.sh: $BIN not built" >&2; exit 1; }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
@@ -65,17 +69,22 @@ wait_for() {
 
 OURS_PORT=$(free_port)
 # No request rate limit: the publisher runs at full speed, as it does against ws.
-taskset -c 0 "$BIN" serve --host 127.0.0.1 --port "$OURS_PORT" --anonymous-subscribe '>' --anonymous-publish '>' \
+RETAIN_ENV=()
+[ -n "${RETAIN:-}" ] && RETAIN_ENV=("SWITCHBOARD_REPLAY_RETAIN=$RETAIN")
+env "${RETAIN_ENV[@]}" taskset -c 0 "$BIN" serve --host 127.0.0.1 --port "$OURS_PORT" --anonymous-subscribe '>' --anonymous-publish '>' \
     --database "$WORK/fanout.db" --threads 1 --log-level warning --request-rate 0 >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 wait_for "$WORK/ours.log" "listening"
 
-WS_PORT=$(free_port)
-NODE_PATH=/usr/share/nodejs taskset -c 0 node "$PEER" --port "$WS_PORT" >"$WORK/ws.log" 2>&1 &
-WS_PID=$!
-PIDS+=("$WS_PID")
-wait_for "$WORK/ws.log" "listening"
+WS_PORT= WS_PID=
+if [[ " $SERVERS " == *" ws "* ]]; then
+    WS_PORT=$(free_port)
+    NODE_PATH=/usr/share/nodejs taskset -c 0 node "$PEER" --port "$WS_PORT" >"$WORK/ws.log" 2>&1 &
+    WS_PID=$!
+    PIDS+=("$WS_PID")
+    wait_for "$WORK/ws.log" "listening"
+fi
 
 PAYLOAD='{ts}'$(printf 'x%.0s' $(seq 44))  # 20-byte marker + 44 = 64 bytes of data
 SUB_MSG='{"op":"sub","topic":"t"}'
@@ -101,7 +110,7 @@ echo "load before: $(uptime)" >&2
 declare -A RAW
 for scenario in $SCENARIOS; do
     for i in $(seq "$REPEAT"); do
-        for server in ours ws; do
+        for server in $SERVERS; do
             result=$(run "$server" "$scenario")
             [ -n "$result" ] || { echo "no RESULT from $server $scenario" >&2; exit 1; }
             [ "${KEEP_RAW:-0}" = 1 ] && echo "$server $scenario $result" >&2
@@ -115,13 +124,13 @@ median() { jq -s "map($1) | sort | .[length/2|floor]"; }
 fmt() { printf "%.${2:-0}f" "$1"; }
 
 echo
-echo "Fan-out: $SUBS subscribers on one topic, 1 publisher, 64-byte payloads, ${DURATION}s windows, median of $REPEAT;"
+echo "Fan-out: $SUBS subscribers on one topic${RETAIN:+ (retained: $RETAIN)}, 1 publisher, 64-byte payloads, ${DURATION}s windows, median of $REPEAT;"
 echo "servers on CPU 0 (switchboard --threads 1), wsload on CPU 1. Latencies in µs."
 echo
 echo "| scenario | server | deliveries/s | lat p50 | lat p99 | lat_rx p50 | lat_rx p99 | missing | server CPU % | server CPU µs/delivery | server RSS MB |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for scenario in $SCENARIOS; do
-    for server in ours ws; do
+    for server in $SERVERS; do
         r=${RAW[$server.$scenario]}
         d=$(median .deliveries_per_s <<<"$r")
         declare "D_${server}_$scenario=$d"
@@ -135,6 +144,7 @@ for scenario in $SCENARIOS; do
     done
 done
 echo
+[[ " $SERVERS " == *" ours "* && " $SERVERS " == *" ws "* ]] || exit 0
 for scenario in $SCENARIOS; do
     ours=D_ours_$scenario ws=D_ws_$scenario p_ours=P99_ours_$scenario p_ws=P99_ws_$scenario
     printf '%s: deliveries/s ours/ws = %s×; lat p99 ours/ws = %s×\n' "$scenario" \

@@ -65,9 +65,9 @@ struct AdminClient {
 
     /// A client of the broker at `server`; exits 64 unless it is an http(s) URL.
     static func at(_ server: String, token: String?, json: Bool) -> AdminClient {
-        guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil
+        guard let url = URL(string: BrokerURL.converting(server, to: "http")), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil
         else {
-            Terminal.exit(withError: "--server must be an http:// or https:// URL, not \(server.debugDescription)", status: ExitStatus.usage)
+            Terminal.exit(withError: "--server must be an http(s):// or ws(s):// URL, not \(server.debugDescription)", status: ExitStatus.usage)
         }
         return AdminClient(base: url, token: token, json: json)
     }

@@ -16,7 +16,7 @@ struct SwitchboardCommand: AsyncParsableCommand {
         version: SwitchboardVersion.current,
         subcommands: [
             Serve.self, TokenCommand.self, TopicCommand.self, RetentionCommand.self, StatsCommand.self,
-            ConnectionsCommand.self, ReadyCommand.self, BackupCommand.self,
+            ConnectionsCommand.self, ReadyCommand.self, BackupCommand.self, Sub.self, Pub.self,
         ],
         defaultSubcommand: Serve.self
     )

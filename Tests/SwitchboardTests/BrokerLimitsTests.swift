@@ -134,7 +134,7 @@ import WebSockets
         let log = try ReplayLog(path: directory.path("r.db"), configuration: ReplayConfiguration(), options: options)
         defer { log.close() }
         for round in 1...3 {
-            let ticket = log.recordSequence(topic: try Topic("t.\(round)"), LastPublish(sequence: 1, time: 0))
+            let ticket = try log.recordSequence(topic: try Topic("t.\(round)"), LastPublish(sequence: 1, time: 0))
             try await eventually("note \(round) to be committed") { log.durableSequenceNotes >= ticket }
         }
         #expect(try log.lastSequences().count == 3)
@@ -272,7 +272,7 @@ import WebSockets
     /// Every seq noted so far is committed to the store: the topics may leave memory.
     func waitUntilSeqsAreStored(_ broker: TestBroker) async throws {
         let log = try #require(broker.broker.replayLog)
-        let notes = log.recordSequence(topic: try Topic("probe.notes"), LastPublish(sequence: 0, time: 0))
+        let notes = try log.recordSequence(topic: try Topic("probe.notes"), LastPublish(sequence: 0, time: 0))
         try await eventually("the seqs to be committed") { log.durableSequenceNotes >= notes }
     }
 }

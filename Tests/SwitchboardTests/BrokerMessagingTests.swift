@@ -31,11 +31,12 @@ import WebSockets
     @Test func repliesEchoIDsByteForByte() async throws {
         try await TestBroker.with { broker in
             let client = try await broker.client()
+            let epoch = try #require(broker.broker.replayLog?.epoch)
             // A string id with escapes, and numbers written unusually: echoed as written.
             let stringID = #""a\"\u00e9\/b""#
             #expect(
                 try await client.request(#"{"id":\#(stringID),"op":"sub","topic":"t.*"}"#).text
-                    == #"{"op":"subscribed","id":\#(stringID),"topic":"t.*"}"#)
+                    == #"{"op":"subscribed","id":\#(stringID),"topic":"t.*","epoch":"\#(epoch)"}"#)
             #expect(
                 try await client.request(#"{"op":"pub","topic":"t.x","data":1,"id":1.50e2}"#).text
                     == #"{"op":"ack","id":1.50e2,"seq":1}"#)
@@ -48,7 +49,7 @@ import WebSockets
                 try await client.request(#"{"op":"unsub","topic":"t.*","id":"\ud83d\ude00"}"#).text
                     == #"{"op":"unsubscribed","id":"\ud83d\ude00","topic":"t.*"}"#)
             // Without an id: subscribed without id, publish without answer.
-            #expect(try await client.request(#"{"op":"sub","topic":"u"}"#).text == #"{"op":"subscribed","topic":"u"}"#)
+            #expect(try await client.request(#"{"op":"sub","topic":"u"}"#).text == #"{"op":"subscribed","topic":"u","epoch":"\#(epoch)"}"#)
             try await client.send(#"{"op":"pub","topic":"u","data":"x"}"#)
             let message = try await client.nextJSON()
             #expect(message["op"] == "msg" && message["seq"] == "1", "a publish without id is not acked: \(message)")

@@ -29,7 +29,8 @@ import WebSockets
         let peer = try await RawPeer.upgraded(port: broker.port, token: try broker.token().token, receiveBuffer: 4096)
         try await peer.send(text: #"{"op":"sub","topic":"\#(topic)","id":"slow"}"#)
         let answer = try await peer.readFrame()
-        #expect(answer.text == #"{"op":"subscribed","id":"slow","topic":"\#(topic)"}"#)
+        let epoch = broker.broker.replayLog?.epoch ?? ""
+        #expect(answer.text == #"{"op":"subscribed","id":"slow","topic":"\#(topic)","epoch":"\#(epoch)"}"#)
         try await peer.stopReading()
         return peer
     }

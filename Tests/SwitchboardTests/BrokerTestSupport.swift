@@ -1,4 +1,5 @@
 import AsyncTestSupport
+import BrokerProcess
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -19,11 +20,6 @@ import WebSockets
 /// Event loops for brokers and clients in these tests: two threads, so that connections
 /// (and publishers) really are spread over several loops.
 let testGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
 
 // MARK: Broker
 
@@ -129,12 +125,6 @@ final class TestBroker: Sendable {
         let token = try token ?? self.token(subscribe: subscribe, publish: publish).token
         return try await Client.connect(port: port, token: token)
     }
-}
-
-func makeTemporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("switchboard-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
 }
 
 // MARK: Clients

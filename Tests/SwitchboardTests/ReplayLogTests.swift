@@ -129,9 +129,9 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         do {
             let log = try ReplayLog(path: path, configuration: Self.configuration(), options: Self.options())
             try Self.appendAll(log, (UInt64(1)...10).map { Self.message($0, time: 1000 + Int64($0)) })
-            log.recordSequence(topic: other, LastPublish(sequence: 41, time: 2041))
-            log.recordSequence(topic: other, LastPublish(sequence: 42, time: 2042))
-            log.recordSequence(topic: other, LastPublish(sequence: 40, time: 2040))
+            try log.recordSequence(topic: other, LastPublish(sequence: 41, time: 2041))
+            try log.recordSequence(topic: other, LastPublish(sequence: 42, time: 2042))
+            try log.recordSequence(topic: other, LastPublish(sequence: 40, time: 2040))
             log.close()
         }
         let log = try ReplayLog(path: path, configuration: Self.configuration(), options: Self.options())

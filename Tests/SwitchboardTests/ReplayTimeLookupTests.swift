@@ -1,3 +1,4 @@
+import BrokerProcess
 import CSQLite
 import Foundation
 import Testing

@@ -30,7 +30,7 @@ import WebSocketCore
     }
 
     @Test func subscribe() throws {
-        guard case .subscribe(let id, let pattern, let since) = try parse(#"{"op":"sub","topic":"chat.*","id":"1","since":42}"#) else {
+        guard case .subscribe(let id, let pattern, let since, _) = try parse(#"{"op":"sub","topic":"chat.*","id":"1","since":42}"#) else {
             Issue.record("not a subscribe")
             return
         }
@@ -40,17 +40,17 @@ import WebSocketCore
     }
 
     @Test func subscribeSinceVariants() throws {
-        guard case .subscribe(_, _, let since) = try parse(#"{"op":"sub","topic":"chat.>","since":{"chat.a":3, "chat.b.c" : 7}}"#) else {
+        guard case .subscribe(_, _, let since, _) = try parse(#"{"op":"sub","topic":"chat.>","since":{"chat.a":3, "chat.b.c" : 7}}"#) else {
             Issue.record("not a subscribe")
             return
         }
         #expect(since == .perTopic([try Topic("chat.a"): 3, try Topic("chat.b.c"): 7]))
-        guard case .subscribe(_, _, let time) = try parse(#"{"op":"sub","topic":"a","since_time":1700000000000}"#) else {
+        guard case .subscribe(_, _, let time, _) = try parse(#"{"op":"sub","topic":"a","since_time":1700000000000}"#) else {
             Issue.record("not a subscribe")
             return
         }
         #expect(time == .time(unixMilliseconds: 1_700_000_000_000))
-        guard case .subscribe(nil, _, nil) = try parse(#"{"topic":"a","op":"sub"}"#) else {
+        guard case .subscribe(nil, _, nil, nil) = try parse(#"{"topic":"a","op":"sub"}"#) else {
             Issue.record("id/since should be absent")
             return
         }

@@ -104,7 +104,7 @@ func checkText(_ bytes: [UInt8], _ limits: RequestDecoder.Limits) {
         require(ReferenceJSON.isValid(payload, maxDepth: JSONScanner.maxDepth), "payload is not one JSON value")
         require(!isWhitespace(payload.first!) && !isWhitespace(payload.last!), "payload keeps whitespace")
         require((try? Topic(publish.topic.name)) == publish.topic, "topic does not parse again")
-    case .subscribe(_, let pattern, let since):
+    case .subscribe(_, let pattern, let since, _):
         require((try? TopicPattern(pattern.name)) == pattern, "pattern does not parse again")
         if case .time(let ms) = since { require(ms >= 0, "negative since_time") }
     case .unsubscribe(_, let pattern):

@@ -11,9 +11,11 @@ import WebSockets
 /// sequence number per topic and fan-out encoded once per message.
 ///
 /// Invariants:
-/// - A topic's sequence numbers are assigned, and its message handed to every hub, under
-///   one lock, so every subscriber sees a topic's messages in sequence order whatever
-///   event loops the publishers are on.
+/// - A topic's sequence numbers are assigned under one lock. A topic that is not retained
+///   has its message handed to every hub under that lock; a retained one is appended to the
+///   replay log under it and handed to every hub by the log's writer once committed, in
+///   commit order. Either way every subscriber sees a topic's messages in sequence order
+///   whatever event loops the publishers are on.
 /// - Each event loop has one `Hub`; a connection's `Session` lives on its loop's hub.
 /// - With a replay log, a retained topic's message is appended to the log under the same
 ///   lock, so the log receives each topic in seq order; a topic's publish times never
@@ -160,6 +162,18 @@ public final class Broker: Sendable {
             hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop, deliverLatency: metrics.deliverLatency)
         }
         self.hubs = hubs
+        // A retained message reaches subscribers only once committed, so a seq a subscriber
+        // saw is never handed out again after a crash. The writer commits in seq order per
+        // topic, so each hub still gets every topic in seq order.
+        let everyHub = Array(hubs.values)
+        replayLog?.deliverCommitted { batch in
+            let deliveries = batch.map { pending in
+                Delivery(
+                    topic: pending.message.topic, sequence: pending.message.sequence,
+                    frame: pending.message.frame ?? pending.message.encodeFrame())
+            }
+            for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
+        }
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
         tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
         replayLog?.onCommit { [metrics] nanoseconds in metrics.commitLatency.recordNanoseconds(nanoseconds) }
@@ -468,7 +482,8 @@ public final class Broker: Sendable {
     enum Sequenced {
         /// Sequenced and fanned out; ack it now.
         case published(UInt64)
-        /// Sequenced, fanned out and queued for the replay log; `committed` will be called.
+        /// Sequenced and queued for the replay log (fanned out once committed); `committed`
+        /// will be called.
         case awaitingCommit(UInt64)
         /// Not published: the replay log cannot take it (its queue is full or it is closed),
         /// or its topic's last seq could not be read.
@@ -480,10 +495,10 @@ public final class Broker: Sendable {
         case deferred
     }
 
-    /// Sequences a message, appends it to the replay log when its topic is retained, and
-    /// hands it to every hub. `committed` (when given) is called on the log's writer thread
-    /// once the message is durable, or its batch failed; only for `.awaitingCommit`.
-    /// Live fan-out never waits for the disk.
+    /// Sequences a message and hands it to every hub, or when its topic is retained appends it
+    /// to the replay log, whose writer hands it to the hubs once committed. `committed` (when
+    /// given) is called on the log's writer thread once the message is durable, or its batch
+    /// failed; only for `.awaitingCommit`.
     ///
     /// A topic the broker does not hold in memory (not published since start, or evicted
     /// while idle) that the log does not retain has its last seq read from the log first,
@@ -532,26 +547,29 @@ public final class Broker: Sendable {
         let sequence = last.sequence + 1
         let time = max(now, last.time)
         let frame = MessageEncoder.encodeFrame(publish, sequence: sequence, time: time)
-        let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
         var note: UInt64?
         if let replayLog, retained {
-            let message = StoredMessage(
+            var message = StoredMessage(
                 topic: publish.topic, sequence: sequence, time: time, format: publish.format,
                 payload: publish.payload, publisher: publisher)
             var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
             if let committed {
                 completion = { result in committed(sequence, result) }
             }
+            message.frame = frame
             do throws(ReplayError) {
-                // Fanned out once the log has taken it and before its writer can commit it.
-                try replayLog.append(message, completion: completion) {
-                    for hub in hubs.values { hub.enqueue(delivery) }
-                }
+                // Fanned out once committed (see `init`).
+                try replayLog.append(message, completion: completion)
             } catch {
                 return .rejected(error)
             }
         } else {
-            note = replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
+            do throws(ReplayError) {
+                note = try replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
+            } catch {
+                return .rejected(error)
+            }
+            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
             for hub in hubs.values { hub.enqueue(delivery) }
         }
         state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note, published: now)

@@ -43,7 +43,8 @@ struct FanOut {
 ///
 /// Invariants:
 /// - `inbox` is the only state touched off the loop; publishers append to it while holding
-///   the broker's sequencing lock, so each hub sees every topic's messages in seq order.
+///   the broker's sequencing lock, and the replay log's writer in commit order (retained
+///   topics), so each hub sees every topic's messages in seq order.
 /// - A non-empty inbox has exactly one drain task scheduled: the loop gets one task per
 ///   batch of messages, never one per subscriber, and each touched session is flushed once
 ///   per batch (plus once per half of its queue limit, for a batch larger than that: see
@@ -95,8 +96,13 @@ final class Hub: Sendable {
 
     /// Queues a message for this loop's subscribers; any thread.
     func enqueue(_ delivery: Delivery) {
+        enqueue(contentsOf: CollectionOfOne(delivery))
+    }
+
+    /// Queues messages for this loop's subscribers, in order; any thread.
+    func enqueue(contentsOf deliveries: some Collection<Delivery>) {
         let schedule = inbox.withLockedValue { inbox in
-            inbox.deliveries.append(delivery)
+            inbox.deliveries.append(contentsOf: deliveries)
             guard !inbox.drainScheduled else { return false }
             inbox.drainScheduled = true
             inbox.batches &+= 1

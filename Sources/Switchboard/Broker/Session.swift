@@ -110,8 +110,8 @@ final class Session: Hashable {
         }
         guard admit(id: request.id) else { return }
         switch request {
-        case .subscribe(let id, let pattern, let since):
-            subscribe(id: id, pattern, since: since)
+        case .subscribe(let id, let pattern, let since, let epoch):
+            subscribe(id: id, pattern, since: since, epoch: epoch)
         case .unsubscribe(let id, let pattern):
             unsubscribe(id: id, pattern)
         case .publish(let publish):
@@ -135,7 +135,7 @@ final class Session: Hashable {
         }
     }
 
-    private func subscribe(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?) {
+    private func subscribe(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?, epoch: String?) {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
         }
@@ -148,10 +148,16 @@ final class Session: Hashable {
             subscriptions.insert(pattern)
             _ = hub.subscribe(self, to: pattern)
         }
-        reply(.subscribed(id: id, pattern: pattern))
-        if let since {
-            catchUp(pattern, from: since, id: id)
+        let current = broker.replayLog?.epoch
+        reply(.subscribed(id: id, pattern: pattern, epoch: current))
+        guard var since else { return }
+        if let epoch, let current, epoch != current {
+            // Seqs of another history (the database was replaced or recreated): they mean
+            // nothing here, so the topic starts over, with a gap for what is not retained.
+            if case .sequence = since { since = .sequence(0) }
+            if case .perTopic = since { since = .sequence(0) }
         }
+        catchUp(pattern, from: since, id: id)
     }
 
     private func unsubscribe(id: RequestID?, _ pattern: TopicPattern) {

@@ -2,13 +2,14 @@ import NIOCore
 
 /// One parsed client request.
 @_spi(Fuzzing) public enum ClientRequest: Sendable {
-    case subscribe(id: RequestID?, pattern: TopicPattern, since: ReplayPosition?)
+    /// `epoch`: the history `since` counts in (the broker's `subscribed` told it), when given.
+    case subscribe(id: RequestID?, pattern: TopicPattern, since: ReplayPosition?, epoch: String? = nil)
     case unsubscribe(id: RequestID?, pattern: TopicPattern)
     case publish(Publish)
 
     @_spi(Fuzzing) public var id: RequestID? {
         switch self {
-        case .subscribe(let id, _, _), .unsubscribe(let id, _): id
+        case .subscribe(let id, _, _, _), .unsubscribe(let id, _): id
         case .publish(let publish): publish.id
         }
     }
@@ -47,6 +48,8 @@ public enum ReplayPosition: Sendable, Hashable {
     case perTopic([Topic: UInt64])
     /// `"since_time": 1700000000000`: messages published at or after this time.
     case time(unixMilliseconds: Int64)
+    /// `"last": 50`: the last 50 retained messages of each topic (fewer when fewer are retained).
+    case last(UInt64)
 }
 
 /// A request id as the client wrote it: the raw JSON token (a string with its quotes, or

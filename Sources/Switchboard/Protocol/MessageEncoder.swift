@@ -132,8 +132,8 @@ package enum MessageEncoder {
 
 /// A control message from the broker; `frame()` encodes it as one text frame.
 package enum ServerMessage: Sendable, Hashable {
-    /// `{"op":"subscribed","id":…,"topic":"chat.*"}`
-    case subscribed(id: RequestID?, pattern: TopicPattern)
+    /// `{"op":"subscribed","id":…,"topic":"chat.*","epoch":"…"}` (epoch: with a replay log)
+    case subscribed(id: RequestID?, pattern: TopicPattern, epoch: String? = nil)
     /// `{"op":"unsubscribed","id":…,"topic":"chat.*"}`
     case unsubscribed(id: RequestID?, pattern: TopicPattern)
     /// `{"op":"ack","id":…,"seq":17}`
@@ -153,7 +153,7 @@ package enum ServerMessage: Sendable, Hashable {
             out.writeBuffer(&json)
         }
         switch self {
-        case .subscribed(let id, let pattern), .unsubscribed(let id, let pattern):
+        case .subscribed(let id, let pattern, _), .unsubscribed(let id, let pattern):
             if case .subscribed = self {
                 out.writeStaticString(#"{"op":"subscribed""#)
             } else {
@@ -162,6 +162,11 @@ package enum ServerMessage: Sendable, Hashable {
             writeID(id)
             out.writeStaticString(#","topic":""#)
             out.writeString(pattern.name)
+            if case .subscribed(_, _, let epoch?) = self {
+                // Made of hex digits by the replay log: nothing to escape.
+                out.writeStaticString(#"","epoch":""#)
+                out.writeString(epoch)
+            }
             out.writeStaticString(#""}"#)
         case .ack(let id, let sequence):
             out.writeStaticString(#"{"op":"ack""#)

@@ -91,6 +91,8 @@ import NIOCore
         var idRange: Range<Int>?
         var since: Range<Int>?
         var sinceTime: Range<Int>?
+        var epoch: Range<Int>?
+        var last: Range<Int>?
         var data: Range<Int>?
         var topicNotString = false
         var opNotString = false
@@ -137,6 +139,8 @@ import NIOCore
                         case .id: set(&idRange, "id")
                         case .since: set(&since, "since")
                         case .sinceTime: set(&sinceTime, "since_time")
+                        case .epoch: set(&epoch, "epoch")
+                        case .last: set(&last, "last")
                         case .data: set(&data, "data")
                         case .other: break
                         }
@@ -218,14 +222,14 @@ import NIOCore
             if data != nil { throw ProtocolError(.badRequest, "\"data\" is only for pub", id: id) }
             let pattern = try withTopicBytes { (raw) throws(TopicError) in try TopicPattern(bytes: raw) }
             if kind == .unsub {
-                if since != nil || sinceTime != nil {
+                if since != nil || sinceTime != nil || epoch != nil || last != nil {
                     throw ProtocolError(.badRequest, "\"since\" is only for sub", id: id)
                 }
                 return .unsubscribe(id: id, pattern: pattern)
             }
             var position: ReplayPosition?
-            if since != nil && sinceTime != nil {
-                throw ProtocolError(.badRequest, "give \"since\" or \"since_time\", not both", id: id)
+            if [since, sinceTime, last].compactMap({ $0 }).count > 1 {
+                throw ProtocolError(.badRequest, "give one of \"since\", \"since_time\" and \"last\"", id: id)
             }
             if let since {
                 position = try parseSince(scanner: scanner, range: since, id: id)
@@ -234,10 +238,22 @@ import NIOCore
                     throw ProtocolError(.badRequest, "\"since_time\" must be a non-negative integer (unix milliseconds)", id: id)
                 }
                 position = .time(unixMilliseconds: Int64(ms))
+            } else if let last {
+                guard let count = scanner.unsignedInteger(last), count <= maxSince else {
+                    throw ProtocolError(.badRequest, "\"last\" must be an integer from 0 to \(maxSince)", id: id)
+                }
+                position = .last(count)
             }
-            return .subscribe(id: id, pattern: pattern, since: position)
+            var epochText: String?
+            if let epoch {
+                guard scanner.bytes[epoch.lowerBound] == UInt8(ascii: "\""), epoch.count <= 66 else {
+                    throw ProtocolError(.badRequest, "\"epoch\" must be a string of at most 64 characters", id: id)
+                }
+                epochText = String(decoding: scanner.decodeString(epoch.lowerBound + 1..<epoch.upperBound - 1), as: UTF8.self)
+            }
+            return .subscribe(id: id, pattern: pattern, since: position, epoch: epochText)
         case .pub:
-            if since != nil || sinceTime != nil {
+            if since != nil || sinceTime != nil || epoch != nil || last != nil {
                 throw ProtocolError(.badRequest, "\"since\" is only for sub", id: id)
             }
             let concrete = try withTopicBytes { (raw) throws(TopicError) in try Topic(bytes: raw) }
@@ -318,7 +334,7 @@ import NIOCore
 
     /// The envelope members the broker reads; everything else is skipped (and validated).
     private enum Key {
-        case op, topic, id, since, sinceTime, data, other
+        case op, topic, id, since, sinceTime, epoch, last, data, other
 
         init(scanner: borrowing JSONScanner, range: Range<Int>, escaped: Bool) {
             if escaped {
@@ -328,6 +344,8 @@ import NIOCore
                 case Array("id".utf8): self = .id
                 case Array("since".utf8): self = .since
                 case Array("since_time".utf8): self = .sinceTime
+                case Array("epoch".utf8): self = .epoch
+                case Array("last".utf8): self = .last
                 case Array("data".utf8): self = .data
                 default: self = .other
                 }
@@ -339,6 +357,8 @@ import NIOCore
             else if scanner.equals(range, "data") { self = .data }
             else if scanner.equals(range, "since") { self = .since }
             else if scanner.equals(range, "since_time") { self = .sinceTime }
+            else if scanner.equals(range, "epoch") { self = .epoch }
+            else if scanner.equals(range, "last") { self = .last }
             else { self = .other }
         }
     }

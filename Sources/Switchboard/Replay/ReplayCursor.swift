@@ -139,8 +139,10 @@ package final class ReplayCursor: @unchecked Sendable {
                 page.starts[topic] = start
             }
             let wanted = limit - page.messages.count
+            // Only what the hubs already have: a message read here has its live copy queued
+            // on the loop before this page gets there (see `ReplayLog.delivered(through:)`).
             let (count, read) = try c.read(
-                topic: topic, after: start, limit: wanted, maxBytes: maxBytes - bytes, frames: &frames,
+                topic: topic, after: start, through: log.delivered(through: topic), limit: wanted, maxBytes: maxBytes - bytes, frames: &frames,
                 into: &page.messages)
             bytes += read
             if count > 0 { after[topic] = page.messages[page.messages.count - 1].sequence }
@@ -166,6 +168,15 @@ package final class ReplayCursor: @unchecked Sendable {
             return n
         case .perTopic(let map):
             return map[topic] ?? 0
+        case .last(let count):
+            // The last `count` stored, or all of them: older ones are not asked for, so no gap.
+            return try c.snapshot { () throws(ReplayError) in
+                guard let last = try c.lastRetained(topic: topic)?.sequence else {
+                    return try c.topicState(topic).map { max($0.lastSequence, $0.prunedSequence) } ?? 0
+                }
+                let first = try c.firstRetained(topic: topic)?.sequence ?? last
+                return max(last - min(count, last), first - 1)
+            }
         case .time(let time):
             // One snapshot: retention pruning between these reads would otherwise make the
             // pruned state, the bisection and the newest message disagree.

@@ -31,16 +31,17 @@ import NIOCore
 /// returns a ticket; once `durableSequenceNotes` reaches it the seq is committed, and the
 /// broker may drop the topic from memory and read it back (`lookUpSequence`) when it is
 /// published again. After a restart the broker starts from `retainedTopics()` and reads
-/// every other topic's seq on its first publish: a committed seq is never handed out again. Seqs that were live-delivered
-/// but not yet committed when the process died (never acked) can be handed out again; after
-/// a clean `close()` nothing is lost.
+/// every other topic's seq on its first publish: a committed seq is never handed out again.
+/// Nor is one anybody saw after a crash: committed messages go to the sink of
+/// `deliverCommitted` (the broker's hubs) only once committed, and a topic that is not
+/// retained moves past every seq it could have handed out unnoted (`markRunning`).
 ///
 /// ## Faults
 /// A batch that fails (SQLITE_FULL, SQLITE_READONLY, SQLITE_IOERR, …) is rolled back, its
 /// completions get `unavailable`, `status` becomes `degraded` (logged once on the change,
-/// and once when writing works again); the next batch tries the disk again. Live fan-out
-/// never depends on the log. A message lost that way leaves a hole in the topic's stored
-/// seqs, which a replay reports as a gap.
+/// and once when writing works again); the next batch tries the disk again. Its messages
+/// are not handed over. A message lost that way leaves a hole in the topic's stored seqs,
+/// which a replay reports as a gap.
 ///
 /// ## Retention
 /// At open, every topic is pruned to its rule's count and age before anything is read or
@@ -87,6 +88,10 @@ public final class ReplayLog: @unchecked Sendable {
     private var settled: UInt64 = 0
     private var settleWaiters: [(ticket: UInt64, callback: @Sendable () -> Void)] = []
     private var stats: ReplayStatistics
+    /// Per topic, the last seq handed to `committedSink`: a read goes no further (see
+    /// `delivered(through:)`). Topics absent have nothing committed in this process.
+    private var handedOver: [Topic: UInt64] = [:]
+    private var committedSink: (@Sendable ([PendingAppend]) -> Void)?
     private let writerDone = DispatchSemaphore(value: 0)
     /// Told how long each group commit took, in nanoseconds (the broker's metrics).
     private let commitObserver = NIOLockedValueBox<(@Sendable (Int64) -> Void)?>(nil)
@@ -96,6 +101,11 @@ public final class ReplayLog: @unchecked Sendable {
     let readerPool: [ReplayReader]
     let nextReader = NIOLockedValueBox(0)
     private let initialTopics: [Topic: LastPublish]
+    /// The seq after which a topic the log has no seq for starts (see `markRunning`).
+    let newTopicFloor: UInt64
+    /// Names the history the seqs of this database count in: made when its replay state is
+    /// first written, so a database replaced or recreated has another. Hex digits.
+    public let epoch: String
 
     struct PendingAppend {
         var message: StoredMessage
@@ -116,12 +126,22 @@ public final class ReplayLog: @unchecked Sendable {
             status: .healthy, appended: 0, committed: 0, failed: 0, rejected: 0, batches: 0, pruned: 0, queued: 0,
             usedBytes: 0)
         let db = try Self.open(path: path, readOnly: false, busyTimeout: options.busyTimeoutMilliseconds)
+        var floor: Int64 = 0
+        var epoch = ""
         do throws(StoreError) {
             let connection = SQLiteConnection(db: db)
             try connection.setUp(path: path, migrations: Migration.bundled)
             if options.verifyOnOpen {
                 let result = try connection.scalarText("PRAGMA quick_check")
                 guard result == "ok" else { throw StoreError(code: SQLITE_CORRUPT, message: result ?? "quick_check failed") }
+            }
+            let marked = try Self.markRunning(connection, configuration: configuration)
+            floor = marked.floor
+            epoch = String(UInt64(marked.epoch), radix: 16)
+            if marked.jump > 0 {
+                logger.notice("the last process stopped uncleanly: topics that are not retained continue further on", metadata: [
+                    "database": "\(path)", "seqs": "\(marked.jump)",
+                ])
             }
         } catch {
             sqlite3_close_v2(db)
@@ -153,11 +173,56 @@ public final class ReplayLog: @unchecked Sendable {
         }
         self.writer = writer
         self.pruner = pruner
+        self.newTopicFloor = UInt64(clamping: floor)
+        self.epoch = epoch
         self.initialTopics = writer.openedTopics
         self.readerPool = (0..<max(1, options.readers)).map { ReplayReader(index: $0, path: path, options: options) }
         let thread = Thread { [self] in runWriter() }
         thread.name = "switchboard-replay-writer"
         thread.start()
+    }
+
+    /// Marks the log as open by a running process that may hand out up to `queueLimit` seqs of
+    /// topics that are not retained before they are noted (see `recordSequence`). When the
+    /// mark is found from a process that did not close the log (kill -9, crash), every such
+    /// topic first moves that process's limit further on, so none of the seqs it handed out
+    /// is given again; so does `floor`, after which every topic the log has no seq for starts
+    /// (the process may have handed out seqs of topics it never noted). Returns that jump
+    /// (0 after a clean close), the floor, and the database's epoch (made on its first open).
+    private static func markRunning(
+        _ c: SQLiteConnection, configuration: ReplayConfiguration
+    ) throws(StoreError) -> (jump: Int64, floor: Int64, epoch: Int64) {
+        try c.transaction { (c) throws(StoreError) -> (jump: Int64, floor: Int64, epoch: Int64) in
+            var epoch = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'epoch'") ?? 0
+            if epoch == 0 {
+                epoch = Int64.random(in: 1...Int64.max)
+                try c.execute("INSERT INTO replay_state (key, value) VALUES ('epoch', \(epoch))")
+            }
+            let jump = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'running'") ?? 0
+            var floor = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'floor'") ?? 0
+            if jump > 0 {
+                floor += jump
+                try c.execute(
+                    "INSERT INTO replay_state (key, value) VALUES ('floor', \(floor)) "
+                        + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                // Retained topics need none: their messages reach nobody before they are committed.
+                let all = try c.prepare("SELECT topic FROM topic_sequences")
+                var moving: [String] = []
+                while try all.step() {
+                    let name = all.text(0)
+                    if let topic = try? Topic(name), configuration.rule(for: topic) != nil { continue }
+                    moving.append(name)
+                }
+                let update = try c.prepare("UPDATE topic_sequences SET last_seq = last_seq + ?1 WHERE topic = ?2")
+                for name in moving {
+                    try update.bind(jump, at: 1).bind(name, at: 2).run()
+                }
+            }
+            try c.execute(
+                "INSERT INTO replay_state (key, value) VALUES ('running', \(configuration.queueLimit)) "
+                    + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            return (jump, floor, epoch)
+        }
     }
 
     static func open(path: String, readOnly: Bool, busyTimeout: Int32) throws(ReplayError) -> OpaquePointer {
@@ -195,14 +260,10 @@ public final class ReplayLog: @unchecked Sendable {
     /// Call in seq order per topic (the broker calls it under its sequencing lock). The caller
     /// decides retention (`retains`); every appended message is stored.
     ///
-    /// `accepted` runs under the log's lock once the message is accepted, before the writer
-    /// can take it, so before it can be committed and read back: the broker hands the message
-    /// to the hubs there, so that a replay reading it always finds its live copy already
-    /// queued on the subscriber's loop (else the live copy could arrive after the catch-up
-    /// finished, a duplicate).
+    /// Once committed, the message goes to the sink set by `deliverCommitted` (with its
+    /// `frame`, as the caller set it), before its completion runs.
     package func append(
-        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil,
-        accepted: () -> Void = {}
+        _ message: StoredMessage, completion: (@Sendable (Result<Void, ReplayError>) -> Void)? = nil
     ) throws(ReplayError) {
         condition.lock()
         guard !stopping else {
@@ -215,7 +276,6 @@ public final class ReplayLog: @unchecked Sendable {
             condition.unlock()
             throw .unavailable("the replay log's write queue is full (\(configuration.queueLimit) messages)")
         }
-        accepted()
         queue.append(PendingAppend(message: message, completion: completion))
         enqueued += 1
         stats.appended += 1
@@ -225,12 +285,46 @@ public final class ReplayLog: @unchecked Sendable {
         if wake { condition.signal() }
     }
 
+    /// Sets where committed messages go (the broker: to its hubs). Called by the writer thread
+    /// with each committed batch, in commit order (so in seq order per topic), before the
+    /// batch's completions; a failed batch is not handed over. Set it before the first append.
+    func deliverCommitted(to sink: @escaping @Sendable ([PendingAppend]) -> Void) {
+        condition.lock()
+        committedSink = sink
+        condition.unlock()
+    }
+
+    /// The last seq of `topic` that a replay may read: committed *and* handed to the sink.
+    /// A message read within it has its live copy already queued on every hub's loop, so a
+    /// catch-up that reads it meets the live copy while still catching up (a duplicate it
+    /// drops), never after it finished.
+    func delivered(through topic: Topic) -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return handedOver[topic] ?? .max
+    }
+
     /// Notes the seq (and publish time) just given to a message of a non-retained topic, so
     /// that the topic continues after it after a restart. Coalesced: cheap to call on every
     /// publish. Returns a ticket: the seq is committed once `durableSequenceNotes` reaches it.
+    ///
+    /// Throws `unavailable` (the seq must not be handed out) while `queueLimit` notes already
+    /// wait to be committed: after a crash the next process moves these topics on by that
+    /// limit (`markRunning`), which is safe only while no topic runs further ahead of what
+    /// is committed.
     @discardableResult
-    package func recordSequence(topic: Topic, _ last: LastPublish) -> UInt64 {
+    package func recordSequence(topic: Topic, _ last: LastPublish) throws(ReplayError) -> UInt64 {
         condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            throw .unavailable("the replay log is closed")
+        }
+        guard sequenceNotes - durableNotes < UInt64(configuration.queueLimit) else {
+            stats.rejected += 1
+            condition.unlock()
+            throw .unavailable(
+                "\(configuration.queueLimit) seqs of topics that are not retained wait to be written (replay_queue_limit)")
+        }
         // The first note since the last write starts the flush interval: a waiting writer
         // must learn its deadline (it may be asleep until the next pruning pass).
         let wake = pendingSequences.isEmpty && writerWaiting
@@ -369,6 +463,13 @@ public final class ReplayLog: @unchecked Sendable {
                 condition.lock()
             }
             swap(&batch, &queue)
+            // Until handed over, these messages stay out of reads even once committed; a topic
+            // first written now has everything before them committed already.
+            for index in batch.indices
+            where index == batch.startIndex || batch[index - 1].message.topic != batch[index].message.topic {
+                let topic = batch[index].message.topic
+                if handedOver[topic] == nil { handedOver[topic] = batch[index].message.sequence - 1 }
+            }
             // Every note made so far is in `sequences`, or was committed before.
             notes = sequenceNotes
             if !pendingSequences.isEmpty {
@@ -376,13 +477,14 @@ public final class ReplayLog: @unchecked Sendable {
                 seqsSince = .distantFuture
             }
             let exiting = stopping && batch.isEmpty
+            let sink = committedSink
             condition.unlock()
 
             for hook in writer.hooks.withLockedValue({ hooks in defer { hooks.removeAll() }; return hooks }) {
                 hook(writer.db)
             }
             if !batch.isEmpty || !sequences.isEmpty {
-                commit(&batch, sequences, notes: notes)
+                commit(&batch, sequences, notes: notes, sink: sink)
             }
             if exiting { break }
             let now = Date()
@@ -399,6 +501,11 @@ public final class ReplayLog: @unchecked Sendable {
                 condition.unlock()
             }
         }
+        condition.lock()
+        let clean = pendingSequences.isEmpty && stats.status == .healthy
+        condition.unlock()
+        // Everything noted is committed: the next open needs no jump.
+        if clean { sqlite3_exec(writer.db, "UPDATE replay_state SET value = 0 WHERE key = 'running'", nil, nil, nil) }
         pruner.close()
         writer.close()
         condition.lock()
@@ -416,12 +523,18 @@ public final class ReplayLog: @unchecked Sendable {
         commitObserver.withLockedValue { $0 = observer }
     }
 
-    private func commit(_ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64) {
+    private func commit(
+        _ batch: inout [PendingAppend], _ sequences: [Topic: LastPublish], notes: UInt64,
+        sink: (@Sendable ([PendingAppend]) -> Void)?
+    ) {
         let started = DispatchTime.now().uptimeNanoseconds
         let result = writer.write(batch, sequences: sequences)
         if !batch.isEmpty, let observer = commitObserver.withLockedValue({ $0 }) {
             observer(Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started))
         }
+        // Handed over before `settled` and `handedOver` move: a replay that sees either
+        // already finds these messages' live copies queued.
+        if case .success = result, !batch.isEmpty, let sink { sink(batch) }
         var change: (from: ReplayStatus, to: ReplayStatus)?
         condition.lock()
         if case .failure(let error) = result {
@@ -439,6 +552,11 @@ public final class ReplayLog: @unchecked Sendable {
             stats.status = .degraded(reason: reason)
         } else {
             if !batch.isEmpty { stats.batches += 1 }
+            // A topic's messages come in seq order: its last of a run is its highest.
+            for index in batch.indices
+            where index + 1 == batch.endIndex || batch[index + 1].message.topic != batch[index].message.topic {
+                handedOver[batch[index].message.topic] = batch[index].message.sequence
+            }
             stats.committed += UInt64(batch.count)
             durableNotes = max(durableNotes, notes)
             if stats.status != .healthy { change = (stats.status, .healthy) }

@@ -52,7 +52,7 @@ final class ReplayReadConnection {
     init(db: OpaquePointer) throws(StoreError) {
         self.db = db
         readTopic = try SQLiteStatement(
-            db, "SELECT seq, time, format, payload, publisher FROM replay_messages WHERE topic = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+            db, "SELECT seq, time, format, payload, publisher FROM replay_messages WHERE topic = ?1 AND seq > ?2 AND seq <= ?4 ORDER BY seq LIMIT ?3")
         first = try SQLiteStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq LIMIT 1")
         last = try SQLiteStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq DESC LIMIT 1")
         state = try SQLiteStatement(
@@ -75,11 +75,12 @@ final class ReplayReadConnection {
         }
     }
 
-    /// Appends messages of `topic` with seq > `after` to `out`, up to `limit` messages or
-    /// about `maxBytes` of payload; returns how many. With `frames`, each message's frame is
+    /// Appends messages of `topic` with seq > `after` (and at most `through`) to `out`, up to
+    /// `limit` messages or about `maxBytes` of payload; returns how many. With `frames`, each message's frame is
     /// written there instead of its payload being copied to a buffer of its own (see `PageFrames`).
     func read(
-        topic: Topic, after: UInt64, limit: Int, maxBytes: Int, frames: inout PageFrames?, into out: inout [StoredMessage]
+        topic: Topic, after: UInt64, through: UInt64 = .max, limit: Int, maxBytes: Int, frames: inout PageFrames?,
+        into out: inout [StoredMessage]
     ) throws(ReplayError) -> (count: Int, bytes: Int) {
         guard limit > 0 else { return (0, 0) }
         let allocator = ByteBufferAllocator()
@@ -89,6 +90,7 @@ final class ReplayReadConnection {
                 // Clamped: a position past Int64.max means "after every stored seq", not -1.
                 readTopic.bind(2, Int64(clamping: after))
                 readTopic.bind(3, Int64(limit))
+                readTopic.bind(4, Int64(clamping: through))
                 defer { readTopic.reset() }
                 var count = 0
                 var bytes = 0

@@ -88,12 +88,12 @@ package struct ResumeMerger<Live> {
         for (topic, seq) in highWater where isReplayed(topic) { required[topic] = seq }
     }
 
-    /// The explicit position of a topic, nil for a time position.
+    /// The explicit position of a topic, nil for a time or last-N position.
     private func explicitStart(_ topic: Topic) -> UInt64? {
         switch position {
         case .sequence(let n): n
         case .perTopic(let map): map[topic] ?? 0
-        case .time: nil
+        case .time, .last: nil
         }
     }
 
@@ -104,23 +104,20 @@ package struct ResumeMerger<Live> {
     /// Gaps known before anything is replayed: non-retained topics whose explicit position
     /// is behind their current seq. Call once, first.
     package mutating func begin(into out: inout [Output]) {
-        guard case .time = position else {
-            for (topic, current) in highWater.sorted(by: { $0.key.name < $1.key.name }) where !isReplayed(topic) {
-                let start: UInt64
-                switch position {
-                case .sequence(let n): start = n
-                case .perTopic(let map):
-                    guard let n = map[topic] else { continue }
-                    start = n
-                case .time: continue
-                }
-                if current > start {
-                    out.append(.gap(topic: topic, missing: (start + 1)...current))
-                }
-                // Live messages up to here (still in the hub's inbox) were seen or reported.
-                delivered[topic] = max(start, current)
+        for (topic, current) in highWater.sorted(by: { $0.key.name < $1.key.name }) where !isReplayed(topic) {
+            let start: UInt64
+            switch position {
+            case .sequence(let n): start = n
+            case .perTopic(let map):
+                guard let n = map[topic] else { continue }
+                start = n
+            case .time, .last: return
             }
-            return
+            if current > start {
+                out.append(.gap(topic: topic, missing: (start + 1)...current))
+            }
+            // Live messages up to here (still in the hub's inbox) were seen or reported.
+            delivered[topic] = max(start, current)
         }
     }
 
@@ -131,7 +128,7 @@ package struct ResumeMerger<Live> {
         switch position {
         case .sequence: return true
         case .perTopic(let map): return map[topic] != nil
-        case .time: return false
+        case .time, .last: return false
         }
     }
 
@@ -329,7 +326,7 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
         self.cursor = ReplayCursor(log: log, pattern: pattern, position: position, encodeFrames: true)
         var unresolved: Set<Topic>?
         switch position {
-        case .time:
+        case .time, .last:
             unresolved = []
         case .sequence:
             if pattern.isConcrete { unresolved = Set((try? Topic(pattern.name)).map { [$0] } ?? []) }

@@ -19,14 +19,16 @@ extension ReplayLog {
         }
     }
 
-    /// Reads `topic`'s last committed seq and its time (zeros when it has none) on a reader's
-    /// queue, where `completion` runs.
+    /// Reads `topic`'s last committed seq and its time on a reader's queue, where `completion`
+    /// runs. A topic the log has no seq for continues after `newTopicFloor` (0 unless a
+    /// process stopped uncleanly: it may have handed out seqs of topics it never noted).
     func lookUpSequence(_ topic: Topic, completion: @escaping @Sendable (Result<LastPublish, ReplayError>) -> Void) {
         let reader = reader()
+        let floor = newTopicFloor
         reader.queue.async {
             do throws(ReplayError) {
                 let state = try reader.connection().topicState(topic)
-                completion(.success(LastPublish(sequence: state?.lastSequence ?? 0, time: state?.lastTime ?? 0)))
+                completion(.success(LastPublish(sequence: state?.lastSequence ?? floor, time: state?.lastTime ?? 0)))
             } catch {
                 completion(.failure(error))
             }

@@ -1,0 +1,330 @@
+import Logging
+import NIOCore
+import WebSockets
+
+/// The client's state and everything that changes it, on the client's one event loop:
+/// the connection, the subscriptions, the publishes waiting for an ack or a connection,
+/// the state watchers. Frames from the broker arrive on this loop too, so nothing here
+/// is locked.
+final class Core {
+    enum Phase {
+        /// Between connections: the engine's run loop is connecting or waiting to.
+        case idle
+        case connected(WebSocket)
+        case closed(CloseReason)
+    }
+
+    struct QueuedPublish {
+        var topic: String
+        var payload: Payload
+        var promise: EventLoopPromise<UInt64>?
+    }
+
+    private unowned let engine: Engine
+    private let loop: any EventLoop
+    private let options: SwitchboardClient.Options
+    private var logger: Logger { options.logger }
+
+    private(set) var phase = Phase.idle
+    private var subscriptions: [Int: SubscriptionState] = [:]
+    private var nextSubscription = 0
+    private var nextRequest: UInt64 = 0
+    /// Sub request ids of the current connection → subscription.
+    private var subscribeRequests: [String: Int] = [:]
+    /// Acked publishes sent on the current connection, by id.
+    private var acks: [String: EventLoopPromise<UInt64>] = [:]
+    private var queued: [QueuedPublish] = []
+    /// Subscriptions whose buffer is full: while any is, the socket is not read.
+    private var behind: Set<Int> = []
+    private var watchers: [Int: AsyncStream<ConnectionState>.Continuation] = [:]
+    private var nextWatcher = 0
+    private(set) var state = ConnectionState.connecting
+    private var retryWait: (continuation: CheckedContinuation<Bool, Never>, timer: Scheduled<Void>)?
+
+    init(engine: Engine, loop: any EventLoop, options: SwitchboardClient.Options) {
+        self.engine = engine
+        self.loop = loop
+        self.options = options
+    }
+
+    var isClosed: Bool {
+        if case .closed = phase { return true }
+        return false
+    }
+
+    // MARK: Connection
+
+    /// A new attempt starts; false when the client is closed.
+    func beginAttempt() -> Bool {
+        guard !isClosed else { return false }
+        publish(.connecting)
+        return true
+    }
+
+    /// The handshake succeeded: resubscribe everything, send what waited. False when the
+    /// client closed meanwhile.
+    func connected(_ ws: WebSocket) -> Bool {
+        guard !isClosed else { return false }
+        phase = .connected(ws)
+        let engine = engine
+        ws.onMessage { message in engine.onLoop { $0.received(message, on: ws) } }
+        if !behind.isEmpty { ws.pause() }
+        logger.info("connected to the broker")
+        for subscription in subscriptions.values.sorted(by: { $0.id < $1.id }) {
+            sendSubscribe(subscription, on: ws)
+        }
+        let waiting = queued
+        queued = []
+        for publish in waiting { send(publish, on: ws) }
+        publish(.connected)
+        return true
+    }
+
+    /// The connection ended; false when the client is closed (the run loop stops).
+    func disconnected(_ ws: WebSocket, _ info: CloseInfo) -> Bool {
+        if case .connected(let current) = phase, current === ws { phase = .idle }
+        subscribeRequests = [:]
+        let lost = acks
+        acks = [:]
+        for promise in lost.values { promise.fail(SwitchboardClientError.connectionLost) }
+        logger.info("disconnected from the broker", metadata: ["code": "\(info.code.rawValue)", "reason": "\(info.reason)"])
+        return !isClosed
+    }
+
+    /// Parks the run loop for `delay`, or until `reconnectNow()` or `close()`; the
+    /// continuation gets false when the client closed.
+    func waitToRetry(
+        _ delay: Duration, code: UInt16?, reason: String, _ continuation: CheckedContinuation<Bool, Never>
+    ) {
+        guard !isClosed else { return continuation.resume(returning: false) }
+        let timer = loop.scheduleTask(in: TimeAmount(delay)) { [engine] in engine.onLoop { $0.wake(true) } }
+        retryWait = (continuation, timer)
+        publish(.disconnected(code: code, reason: reason, retryIn: delay))
+    }
+
+    func wake(_ proceed: Bool) {
+        guard let wait = retryWait else { return }
+        retryWait = nil
+        wait.timer.cancel()
+        wait.continuation.resume(returning: proceed)
+    }
+
+    func reconnectNow() {
+        if case .connected(let ws) = phase {
+            ws.closeWithoutWaiting(code: .normalClosure, reason: "reconnecting")
+        } else {
+            wake(true)
+        }
+    }
+
+    /// Closes for good: the application's `close()` or a refusal a retry cannot fix.
+    func finish(_ reason: CloseReason) {
+        guard !isClosed else { return }
+        if case .connected(let ws) = phase { ws.closeWithoutWaiting(code: .normalClosure) }
+        phase = .closed(reason)
+        let error = SwitchboardClientError.closed(reason)
+        for promise in acks.values { promise.fail(error) }
+        for publish in queued { publish.promise?.fail(error) }
+        acks = [:]
+        queued = []
+        let ending = subscriptions.values
+        subscriptions = [:]
+        for subscription in ending {
+            subscription.opened?.fail(error)
+            if reason == .closedByApplication { subscription.source.finish() } else { subscription.source.finish(error) }
+        }
+        if reason != .closedByApplication { logger.warning("client closed", metadata: ["reason": "\(reason)"]) }
+        publish(.closed(reason))
+        wake(false)
+    }
+
+    // MARK: State watchers
+
+    func watch(_ continuation: AsyncStream<ConnectionState>.Continuation) {
+        continuation.yield(state)
+        if isClosed { return continuation.finish() }
+        let id = nextWatcher
+        nextWatcher += 1
+        watchers[id] = continuation
+        let engine = engine
+        continuation.onTermination = { _ in engine.onLoop { $0.watchers[id] = nil } }
+    }
+
+    private func publish(_ new: ConnectionState) {
+        guard new != state else { return }
+        state = new
+        for watcher in watchers.values { watcher.yield(new) }
+        if case .closed = new {
+            let ending = watchers.values
+            watchers = [:]
+            for watcher in ending { watcher.finish() }
+        }
+    }
+
+    // MARK: Subscriptions
+
+    func subscribe(
+        _ pattern: TopicPattern, from start: StartPosition, startedAt: Int64, opened: EventLoopPromise<Void>
+    ) -> Subscription? {
+        if case .closed(let reason) = phase {
+            opened.fail(SwitchboardClientError.closed(reason))
+            return nil
+        }
+        let id = nextSubscription
+        nextSubscription += 1
+        let buffer = options.subscriptionBuffer
+        let made = Subscription.Producer.makeSequence(
+            backPressureStrategy: .init(lowWatermark: buffer / 2, highWatermark: buffer), finishOnDeinit: true,
+            delegate: SubscriptionDelegate(engine: engine, id: id))
+        let state = SubscriptionState(
+            id: id, pattern: pattern, start: start, startedAt: startedAt, source: made.source, opened: opened)
+        subscriptions[id] = state
+        if case .connected(let ws) = phase { sendSubscribe(state, on: ws) }
+        return Subscription(
+            pattern: pattern.text, producer: made.sequence, delivered: .init(state.positions))
+    }
+
+    private func sendSubscribe(_ subscription: SubscriptionState, on ws: WebSocket) {
+        let id = "s\(nextID())"
+        subscribeRequests[id] = subscription.id
+        subscription.liveTopics = []
+        ws.sendWithoutWaiting(
+            Request.subscribe(subscription.pattern.text, id: id, replay: subscription.replay, epoch: subscription.epoch))
+    }
+
+    func consumerCaughtUp(_ id: Int) {
+        guard behind.remove(id) != nil, behind.isEmpty, case .connected(let ws) = phase else { return }
+        ws.resume()
+    }
+
+    /// The consumer stopped iterating (cancelled, or dropped the subscription): unsubscribe
+    /// on the broker unless another subscription of this client has the same pattern.
+    func consumerEnded(_ id: Int) {
+        guard let subscription = subscriptions.removeValue(forKey: id) else { return }
+        subscription.opened?.fail(CancellationError())
+        consumerCaughtUp(id)
+        guard !subscriptions.values.contains(where: { $0.pattern == subscription.pattern }),
+            case .connected(let ws) = phase
+        else { return }
+        ws.sendWithoutWaiting(Request.unsubscribe(subscription.pattern.text, id: "u\(nextID())"))
+    }
+
+    // MARK: Publishing
+
+    func publish(_ topic: String, _ payload: Payload, promise: EventLoopPromise<UInt64>?) {
+        publish(QueuedPublish(topic: topic, payload: payload, promise: promise))
+    }
+
+    private func publish(_ publish: QueuedPublish) {
+        switch phase {
+        // A connection the broker has begun to close (a close frame came: it is shutting
+        // down) takes no more frames, though it ends only once the close handshake is done.
+        case .connected(let ws) where ws.readyState == .open: send(publish, on: ws)
+        case .closed(let reason): refuse(publish, SwitchboardClientError.closed(reason))
+        case .connected, .idle:
+            switch options.publishQueue {
+            case .failFast: refuse(publish, SwitchboardClientError.notConnected)
+            case .wait(let limit) where queued.count >= limit: refuse(publish, SwitchboardClientError.queueFull(limit: limit))
+            case .wait: queued.append(publish)
+            }
+        }
+    }
+
+    private func refuse(_ publish: QueuedPublish, _ error: SwitchboardClientError) {
+        if let promise = publish.promise {
+            promise.fail(error)
+        } else {
+            logger.notice("publish dropped", metadata: ["topic": "\(publish.topic)", "error": "\(error)"])
+        }
+    }
+
+    private func send(_ publish: QueuedPublish, on ws: WebSocket) {
+        guard let promise = publish.promise else {
+            return ws.sendWithoutWaiting(Request.publish(publish.topic, publish.payload, id: nil))
+        }
+        let id = String(nextID())
+        acks[id] = promise
+        let engine = engine
+        ws.sendWithoutWaiting(Request.publish(publish.topic, publish.payload, id: id)) { result in
+            guard case .failure(let error) = result else { return }
+            engine.onLoop { core in
+                guard core.acks.removeValue(forKey: id) != nil else { return }
+                // Not written at all (the connection began to close first): the broker never
+                // saw it, so it waits for the next connection like any publish made now.
+                if case SendError.notOpen = error { return core.publish(publish) }
+                promise.fail(error)
+            }
+        }
+    }
+
+    private func nextID() -> UInt64 {
+        nextRequest += 1
+        return nextRequest
+    }
+
+    // MARK: From the broker
+
+    private func received(_ frame: WebSocketMessage, on ws: WebSocket) {
+        guard case .connected(let current) = phase, current === ws else { return }
+        let message: BrokerMessage
+        do {
+            message = try BrokerMessage.decode(frame)
+        } catch {
+            logger.error("\(error)")
+            return
+        }
+        switch message {
+        case .message(let message): deliver(message)
+        case .gap(let topic, let from, let to): deliverGap(topic, from: from, to: to)
+        case .ack(let id, let seq): acks.removeValue(forKey: id)?.succeed(seq)
+        case .subscribed(let id, _, let epoch):
+            guard let id, let subscription = subscribeRequests[id].flatMap({ subscriptions[$0] }) else { return }
+            subscription.confirmed = true
+            if let epoch {
+                if let known = subscription.epoch, known != epoch {
+                    // The broker's history is another one now (database replaced or recreated):
+                    // it replays from its seq 1, which must not be taken for duplicates.
+                    for gap in subscription.historyLost() { yield(.gap(gap), to: subscription) }
+                }
+                subscription.epoch = epoch
+            }
+            subscription.opened?.succeed()
+            subscription.opened = nil
+        case .unsubscribed: break
+        case .error(let id, let code, let text):
+            let error = SwitchboardClientError.broker(code: code, message: text)
+            if let id, let promise = acks.removeValue(forKey: id) {
+                promise.fail(error)
+            } else if let id, let subscription = subscribeRequests[id].flatMap({ subscriptions[$0] }) {
+                subscriptions[subscription.id] = nil
+                subscription.opened?.fail(error)
+                subscription.source.finish(error)
+                consumerCaughtUp(subscription.id)
+            } else {
+                logger.notice("broker error", metadata: ["code": "\(code)", "message": "\(text)"])
+            }
+        case .unknown: break
+        }
+    }
+
+    private func deliver(_ message: Message) {
+        let matching = subscriptions.values.filter { $0.pattern.matches(message.topic) }
+        let shared = matching.count > 1
+        for subscription in matching {
+            let (gap, deliver) = subscription.accept(message, shared: shared)
+            if let gap { yield(.gap(gap), to: subscription) }
+            if deliver { yield(.message(message), to: subscription) }
+        }
+    }
+
+    private func deliverGap(_ topic: String, from: UInt64, to: UInt64) {
+        for subscription in subscriptions.values where subscription.pattern.matches(topic) {
+            if let gap = subscription.accept(gapOf: topic, from: from, to: to) { yield(.gap(gap), to: subscription) }
+        }
+    }
+
+    private func yield(_ event: SubscriptionEvent, to subscription: SubscriptionState) {
+        guard subscription.source.yield(event) == .stopProducing else { return }
+        if behind.insert(subscription.id).inserted, behind.count == 1, case .connected(let ws) = phase { ws.pause() }
+    }
+}

@@ -1,0 +1,127 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import NIOCore
+
+/// One message of a topic, as a subscription delivers it.
+public struct Message: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable {
+        /// Published as JSON: `payload` holds the publisher's `data` bytes, verbatim.
+        case json
+        /// Published as a binary frame: `payload` holds the bytes.
+        case binary
+    }
+
+    /// The concrete topic it was published to.
+    public var topic: String
+    /// Its sequence number in `topic`: 1, 2, 3…
+    public var seq: UInt64
+    /// Publish time, unix milliseconds on the broker's clock.
+    public var timeMilliseconds: Int64
+    public var kind: Kind
+    public var payload: ByteBuffer
+
+    public init(topic: String, seq: UInt64, timeMilliseconds: Int64, kind: Kind, payload: ByteBuffer) {
+        self.topic = topic
+        self.seq = seq
+        self.timeMilliseconds = timeMilliseconds
+        self.kind = kind
+        self.payload = payload
+    }
+
+    /// Publish time on the broker's clock.
+    public var time: Date { Date(timeIntervalSince1970: Double(timeMilliseconds) / 1000) }
+
+    /// The payload's bytes.
+    public var bytes: [UInt8] { Array(payload.readableBytesView) }
+
+    /// The text of a message whose JSON data is a string (`publish(_:text:)`); nil otherwise.
+    public var text: String? {
+        guard kind == .json else { return nil }
+        return payload.withUnsafeReadableBytes { JSONScanner.string($0, 0..<$0.count) }
+    }
+
+    /// The JSON data as text (`"hi"`, `{"a":1}`); nil for a binary message.
+    public var json: String? {
+        kind == .json ? String(buffer: payload) : nil
+    }
+
+    /// Decodes the JSON data (`publish(_:json:)`), or a binary payload holding JSON.
+    public func decode<T: Decodable>(_ type: T.Type, using decoder: JSONDecoder = JSONDecoder()) throws -> T {
+        try decoder.decode(type, from: Data(payload.readableBytesView))
+    }
+}
+
+/// Messages of a topic that this subscription will never see: `from`…`to`, inclusive. The
+/// next message of `topic` it delivers is `to + 1` or later.
+public struct Gap: Sendable, Hashable {
+    public enum Reason: Sendable, Hashable {
+        /// Not replayable on resume: older than the broker retains, never retained, or lost to
+        /// a failed write (the broker reported it).
+        case notRetained
+        /// Dropped by the broker because this connection was too slow (its `slow_consumer=drop`
+        /// policy; the broker reported it).
+        case dropped
+        /// The topic's history was lost on the broker (database replaced or recreated: its
+        /// epoch changed): `from`…`to` is what this subscription had delivered of the old
+        /// one, and the topic starts over, from the broker's seq 1 (the next message may have
+        /// any seq; `positions` go back to 0).
+        case historyLost
+        /// The broker delivered a later seq without announcing the missing ones; reported so
+        /// that nothing goes missing silently.
+        case unannounced
+    }
+
+    public var topic: String
+    public var from: UInt64
+    public var to: UInt64
+    public var reason: Reason
+
+    public init(topic: String, from: UInt64, to: UInt64, reason: Reason) {
+        self.topic = topic
+        self.from = from
+        self.to = to
+        self.reason = reason
+    }
+}
+
+/// What a subscription yields.
+public enum SubscriptionEvent: Sendable, Hashable {
+    case message(Message)
+    case gap(Gap)
+
+    public var topic: String {
+        switch self {
+        case .message(let message): return message.topic
+        case .gap(let gap): return gap.topic
+        }
+    }
+
+    /// The last seq of `topic` this event accounts for.
+    var lastSeq: UInt64 {
+        switch self {
+        case .message(let message): return message.seq
+        case .gap(let gap): return gap.reason == .historyLost ? 0 : gap.to
+        }
+    }
+}
+
+/// Where a new subscription starts.
+public enum StartPosition: Sendable, Hashable {
+    /// Live messages from now on.
+    case latest
+    /// Every message after seq N of the (concrete) topic.
+    case seq(UInt64)
+    /// Every message published at or after this time.
+    case time(Date)
+    /// Every retained message, then live; what is no longer retained arrives as a gap.
+    case beginning
+    /// The last N retained messages of each topic (fewer when fewer are retained; no gap
+    /// for older ones), then live.
+    case last(UInt64)
+    /// Per topic, every message after its seq (what `Subscription.positions` returned);
+    /// topics absent from the map start from their first retained message.
+    case positions([String: UInt64])
+}
