@@ -1,4 +1,5 @@
 import AsyncTestSupport
+import BrokerProcess
 import Foundation
 import Testing
 import WebSockets

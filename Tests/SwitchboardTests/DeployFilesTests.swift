@@ -1,4 +1,5 @@
 import AsyncTestSupport
+import BrokerProcess
 import CSQLite
 import Foundation
 import NIOConcurrencyHelpers
