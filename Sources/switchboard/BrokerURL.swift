@@ -9,7 +9,7 @@ enum BrokerURL {
         guard var components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
             ["ws", "wss", "http", "https"].contains(scheme)
         else { return text }
-        components.scheme = family + (scheme.hasSuffix("s") ? "s" : "")
+        components.scheme = family + (scheme == "wss" || scheme == "https" ? "s" : "")
         return components.string ?? text
     }
 }

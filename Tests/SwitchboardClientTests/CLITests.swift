@@ -98,6 +98,12 @@ import Testing
             let ok = try SwitchboardProcess.start(["pub", "a.x", "hello", "--url", broker.url, "--token", limited.token], in: broker.directory)
             #expect(try await ok.exitStatus() == 0)
             #expect(ok.stdout.text == "1\n")
+            // SWITCHBOARD_URL is shared with the admin commands: an http:// URL names the same broker.
+            let http = "http://" + broker.url.dropFirst("ws://".count)
+            let viaHTTP = try SwitchboardProcess.start(
+                ["pub", "a.x", "again", "--token", limited.token], in: broker.directory, environment: ["SWITCHBOARD_URL": http])
+            #expect(try await viaHTTP.exitStatus() == 0, "\(viaHTTP.stderr.text)")
+            #expect(viaHTTP.stdout.text == "2\n")
         }
     }
 }
