@@ -103,7 +103,7 @@ import Testing
             let subscriber = try await broker.client()
             try await subscriber.subscribe("sw.a")
             let publishers = 3
-            let each = 150
+            let each = 200
             let acked = NIOLockedValueBox<[Int]>([])
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for _ in 0..<publishers {
@@ -116,11 +116,11 @@ import Testing
                     }
                 }
                 group.addTask {
-                    for round in 0..<12 {
+                    for round in 0..<40 {
                         let answer = try await Self.put(broker, admin, round % 2 == 0 ? ["sw.>"] : ["other.>"])
                         #expect(answer.status == 200, "\(answer)")
                         let seen = acked.withLockedValue { $0.count }
-                        try await eventually("more publishes") { acked.withLockedValue { $0.count } > min(seen + 10, publishers * each - 1) }
+                        try await eventually("more publishes") { acked.withLockedValue { $0.count } >= min(seen + 5, publishers * each) }
                     }
                 }
                 try await group.waitForAll()
@@ -128,7 +128,8 @@ import Testing
             let total = publishers * each
             var seqs: [Int] = []
             while seqs.count < total { seqs.append(try await subscriber.nextJSON().int("seq") ?? -1) }
-            #expect(seqs == Array(1...total), "seqs out of order or repeated: \(seqs.enumerated().filter { $0.offset + 1 != $0.element }.prefix(5))")
+            let misplaced = seqs.enumerated().filter { $0.offset + 1 != $0.element }.map(\.element)
+            #expect(Set(seqs).count == total && misplaced.isEmpty, "repeated or out of order: \(misplaced.prefix(10))")
             #expect(acked.withLockedValue { $0.sorted() } == Array(1...total))
             let history = try await broker.http("GET", "/admin/v1/topics/sw.a/history?limit=1000", token: admin)
             #expect(history.status == 200 && history.body.contains(#""seq""#), "nothing was retained: \(history)")
