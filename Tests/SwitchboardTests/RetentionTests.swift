@@ -1,6 +1,7 @@
 import AsyncTestSupport
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import Testing
 
 @_spi(Fuzzing) @testable import Switchboard
@@ -133,6 +134,49 @@ import Testing
             #expect(acked.withLockedValue { $0.sorted() } == Array(1...total))
             let history = try await broker.http("GET", "/admin/v1/topics/sw.a/history?limit=1000", token: admin)
             #expect(history.status == 200 && history.body.contains(#""seq""#), "nothing was retained: \(history)")
+        }
+    }
+
+    /// A topic leaves retention while its last message waits for the commit: the next
+    /// message, now live at once, waits for it, so that it does not overtake it.
+    @Test func aTopicLeavingRetentionDeliversNothingAheadOfItsUncommittedMessages() async throws {
+        try await TestBroker.with(BrokerReplayTests.retaining("sw.>")) { broker in
+            let admin = try broker.adminToken()
+            let log = try #require(broker.broker.replayLog)
+            let subscriber = try await broker.client()
+            try await subscriber.subscribe("sw.a")
+            let publisher = try await broker.client()
+            #expect(try await publisher.publish("sw.a", "1") == 1)
+            #expect(try await subscriber.nextJSON().int("seq") == 1)
+
+            // The writer holds message 2 uncommitted while the new rules are installed.
+            let releaseFirst = try await BrokerCrashTests.holdWriter(of: log)
+            try await publisher.send(#"{"op":"pub","topic":"sw.a","data":2}"#)
+            try await eventually("message 2 to be queued") { log.statistics.appended == 2 }
+            let put = Task { try await Self.put(broker, admin, ["other.>"]) }
+            try await eventually("the rules to wait for the writer") { log.queuedWriterHooks == 1 }
+            let second = Task { try await BrokerCrashTests.holdWriter(of: log) }
+            try await eventually("the second hold to queue") { log.queuedWriterHooks == 2 }
+            releaseFirst()
+            let releaseSecond = try await second.value
+            #expect(try await put.value.status == 200)
+            #expect(!log.retains(try Topic("sw.a")))
+
+            let principal = Principal(kind: .anonymous, permissions: Permissions(publish: [try TopicPattern("sw.a")]))
+            let third = Publish(id: nil, topic: try Topic("sw.a"), payload: ByteBuffer(string: "3"), format: .json)
+            let republished = Waiter<Void>("message 3 published after waiting")
+            let outcome = broker.broker.publish(third, from: principal, loaded: { [broker] _ in
+                if case .published(3) = broker.broker.publish(third, from: principal) { republished.fulfill(()) }
+            })
+            guard case .deferred = outcome else {
+                releaseSecond()
+                Issue.record("message 3 went out ahead of message 2: \(outcome)")
+                return
+            }
+            releaseSecond()
+            try await republished.value()
+            #expect(try await subscriber.nextJSON().int("seq") == 2)
+            #expect(try await subscriber.nextJSON().int("seq") == 3)
         }
     }
 

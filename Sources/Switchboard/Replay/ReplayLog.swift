@@ -472,6 +472,9 @@ public final class ReplayLog: @unchecked Sendable {
         return true
     }
 
+    /// Closures of `onWriter` that the writer has not taken yet (tests order theirs by it).
+    var queuedWriterHooks: Int { writer.hooks.withLockedValue { $0.count } }
+
     // MARK: The writer thread
 
     private func runWriter() {
