@@ -50,7 +50,7 @@ import NIOCore
 /// short transaction each, going back to appends between chunks (a pass starts every
 /// `pruneInterval`): per topic by its rule's count and age, then the oldest messages of any
 /// topic while the database's used size is over `maxBytes`. Topics no rule matches are not
-/// stored.
+/// stored. `replaceRules` stores new rules and hands them to the pruner for its next pass.
 public final class ReplayLog: @unchecked Sendable {
     public struct Options: Sendable {
         /// Seconds between pruning passes. Default 1.
