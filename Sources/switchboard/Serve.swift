@@ -117,8 +117,8 @@ struct Serve: AsyncParsableCommand {
             Terminal.printUnbuffered("switchboard: database \(configuration.database)")
             Terminal.printUnbuffered(
                 rules.rules.isEmpty
-                    ? "switchboard: replay log retains nothing (no rules \(rulesSource); topic seqs are still kept in \(path); "
-                        + "`switchboard retention set RULE…` changes that)"
+                    ? "switchboard: replay log off (no rules \(rulesSource); topic seqs are still kept in \(path); "
+                        + "`switchboard retention set RULE…` turns it on)"
                     : "switchboard: replay log on (\(path)), retaining \(rules.texts.joined(separator: "; ")) (\(rulesSource))")
             Terminal.printUnbuffered(
                 "switchboard: the admin token is in \(configuration.database).admin-token; "
