@@ -93,11 +93,9 @@ struct Serve: AsyncParsableCommand {
                     + "writable, or set replay_database (SWITCHBOARD_REPLAY_DATABASE) to another file.",
                 status: 69)
         }
-        if configuration.replay.isEnabled {
-            logger.info("replay log open", metadata: [
-                "database": "\(path)", "rules": "\(configuration.replay.rules.map(\.description).joined(separator: ", "))",
-            ])
-        }
+        let rules = replayLog.rules
+        let rulesSource = replayLog.rulesAreStored ? "set at run time, from the store" : "from replay_retain"
+        logger.info("replay log open", metadata: ["database": "\(path)", "rules": "\(rules)", "source": "\(rulesSource)"])
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? EventLoopThreads.available)
         let broker: Broker
@@ -118,9 +116,10 @@ struct Serve: AsyncParsableCommand {
                     + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/")
             Terminal.printUnbuffered("switchboard: database \(configuration.database)")
             Terminal.printUnbuffered(
-                configuration.replay.isEnabled
-                    ? "switchboard: replay log on (\(path)), retaining \(configuration.replay.rules.map(\.description).joined(separator: "; "))"
-                    : "switchboard: replay log off (no replay_retain rules; topic seqs are still kept in \(path))")
+                rules.rules.isEmpty
+                    ? "switchboard: replay log off (no rules \(rulesSource); topic seqs are still kept in \(path); "
+                        + "`switchboard retention set RULE…` turns it on)"
+                    : "switchboard: replay log on (\(path)), retaining \(rules.texts.joined(separator: "; ")) (\(rulesSource))")
             Terminal.printUnbuffered(
                 "switchboard: the admin token is in \(configuration.database).admin-token; "
                     + "`switchboard token create --admin --name NAME` makes another")

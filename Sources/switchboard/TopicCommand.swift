@@ -128,31 +128,3 @@ struct TopicCommand: AsyncParsableCommand {
         ]
     }
 }
-
-/// `switchboard retention show`: the retention rules in force.
-struct RetentionCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "retention", abstract: "Show the replay log's retention rules (admin API).",
-        discussion: ExitStatus.help, subcommands: [Show.self])
-
-    struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Show the rules in force (replay_retain).",
-            discussion: """
-                Examples:
-                  switchboard retention show
-                  switchboard retention show --json
-                """)
-        @OptionGroup var admin: AdminOptions
-
-        func run() async {
-            let client = admin.client()
-            let answer = await client.call("GET", "admin/v1/retention")
-            guard !client.printJSON(answer) else { return }
-            let rules = answer["rules"] as? [String] ?? []
-            if rules.isEmpty { print("no topic is retained") }
-            for rule in rules { print(rule) }
-            print("max_bytes \(Table.text(answer["max_bytes"])), queue_limit \(Table.text(answer["queue_limit"]))")
-        }
-    }
-}

@@ -17,8 +17,9 @@ import WebSockets
         let token: String
         var url: String { "http://127.0.0.1:\(port)" }
 
-        static func start(environment: [String: String] = [:]) async throws -> Server {
-            let directory = try makeTemporaryDirectory()
+        /// `directory`: the files of an earlier server (a restart), else a new temporary one.
+        static func start(environment: [String: String] = [:], in directory: URL? = nil) async throws -> Server {
+            let directory = try directory ?? makeTemporaryDirectory()
             let process = try SwitchboardProcess.start(
                 ["serve", "--port", "0", "--host", "127.0.0.1"], in: directory, environment: environment)
             let port = try await process.listeningPort()
@@ -106,6 +107,37 @@ import WebSockets
         #expect(try await resumer.nextJSON().int("seq") == 4)
         let (rules, text, _) = try await server.run(["retention", "show"])
         #expect(rules == 0 && text.contains("chat.> count=100"), "\(text)")
+    }
+
+    @Test func retentionSetThroughTheCLIOutlastsARestartAndABadRuleExits64() async throws {
+        let environment = ["SWITCHBOARD_REPLAY_RETAIN": "other.>"]
+        let server = try await Server.start(environment: environment)
+        var restarted: Server?
+        defer {
+            server.stop()
+            restarted?.stop()
+        }
+        let (set, out, err) = try await server.run(["retention", "set", "chat.> count=3", "audit.>"])
+        #expect(set == 0 && out.contains("chat.> count=3\naudit.>\n") && out.contains("set at run time"), "\(out) \(err)")
+        let publisher = try await Client.connect(port: server.port, token: server.token)
+        for n in 1...4 { #expect(try await publisher.publish("chat.a", "\(n)") == n) }
+        let (bad, badOut, badErr) = try await server.run(["retention", "set", "chat.> count=3, orders* age=1h"])
+        #expect(bad == 64 && badOut.isEmpty && badErr.split(separator: "\n").count == 1 && badErr.contains("orders*"), "\(badErr)")
+        let (empty, _, emptyErr) = try await server.run(["retention", "set"])
+        #expect(empty == 64 && emptyErr.contains("--none"), "\(emptyErr)")
+
+        server.process.terminate()
+        #expect(try await server.process.exitStatus() == 0)
+        restarted = try await Server.start(environment: environment, in: server.directory)
+        let again = try #require(restarted)
+        let (shown, json, _) = try await again.run(["retention", "show", "--json"])
+        let answer = try JSON(json)
+        #expect(shown == 0 && answer["source"] == "store" && json.contains("chat.> count=3") && !json.contains("other.>"), "\(json)")
+        let (history, lines, _) = try await again.run(["topic", "history", "chat.a"])
+        #expect(history == 0 && lines.split(separator: "\n").map { $0.prefix(1) } == ["2", "3", "4"], "\(lines)")
+        let (cleared, clearedOut, _) = try await again.run(["retention", "set", "--none", "--json"])
+        let clearedAnswer = try JSON(clearedOut)
+        #expect(cleared == 0 && clearedAnswer["source"] == "store" && clearedOut.contains(#""rules" : ["#), "\(clearedOut)")
     }
 
     @Test func failuresPrintOneLineAndADocumentedExitStatus() async throws {

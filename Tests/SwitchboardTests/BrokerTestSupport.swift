@@ -277,3 +277,12 @@ extension [UInt8] {
         self[offset..<offset + count].reduce(0) { $0 << 8 | UInt64($1) }
     }
 }
+
+extension TestBroker {
+    /// Every seq noted so far is committed to the store: the topics may leave memory.
+    func waitUntilSeqsAreStored() async throws {
+        let log = try #require(broker.replayLog)
+        let notes = try log.recordSequence(topic: try Topic("probe.notes"), LastPublish(sequence: 0, time: 0))
+        try await eventually("the seqs to be committed") { log.durableSequenceNotes >= notes }
+    }
+}

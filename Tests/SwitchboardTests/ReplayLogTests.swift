@@ -71,8 +71,8 @@ final class CollectingLogHandler: LogHandler, @unchecked Sendable {
         try configuration.set("replay_queue_limit", "100", source: "test")
         let replay = configuration.replay
         #expect(replay.rules.map(\.description) == ["chat.> count=10000 age=86400000ms", "orders.* age=500ms", "audit.>"])
-        #expect(replay.rule(for: try Topic("orders.eu"))?.maxAgeMilliseconds == 500)
-        #expect(replay.rule(for: try Topic("metrics.cpu")) == nil)
+        #expect(replay.retention.rule(for: try Topic("orders.eu"))?.maxAgeMilliseconds == 500)
+        #expect(replay.retention.rule(for: try Topic("metrics.cpu")) == nil)
         #expect(replay.maxBytes == 0 && replay.queueLimit == 100)
         #expect(BrokerConfiguration.keys.contains { $0.key == "replay_retain" && $0.environment == "SWITCHBOARD_REPLAY_RETAIN" })
         for (key, value) in [("replay_retain", "chat.> count=0"), ("replay_retain", "chat* age=1h"), ("replay_retain", "a.b ttl=3"),

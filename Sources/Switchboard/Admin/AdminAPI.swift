@@ -59,8 +59,10 @@ struct AdminAPI: Sendable {
             default: return try await purge(segments[1])
             }
         case (1, "retention"):
-            try allow(request, "GET")
-            return retention()
+            switch try allow(request, "GET", "PUT") {
+            case "GET": return retention()
+            default: return try await replaceRetention(request)
+            }
         case (1, "tokens"):
             switch try allow(request, "GET", "POST") {
             case "GET": return listTokens()

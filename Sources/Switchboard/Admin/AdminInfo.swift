@@ -17,7 +17,7 @@ extension AdminAPI {
         ]
         if let replay = statistics.replay, let log = broker.replayLog {
             var entry: [String: Any] = [
-                "enabled": log.configuration.isEnabled, "status": "ok", "size_bytes": replay.usedBytes,
+                "enabled": !log.rules.rules.isEmpty, "status": "ok", "size_bytes": replay.usedBytes,
                 "queue_depth": replay.queued, "queue_limit": log.configuration.queueLimit,
                 "committed": replay.committed, "failed": replay.failed, "rejected": replay.rejected, "pruned": replay.pruned,
             ]

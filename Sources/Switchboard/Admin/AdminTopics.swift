@@ -85,14 +85,6 @@ extension AdminAPI {
         return AdminJSON.response(200, ["topic": topic.name, "purged": purged, "last_seq": activity.last.sequence])
     }
 
-    /// `GET /admin/v1/retention`: the rules in force (`replay_retain`).
-    func retention() -> PlainHTTPResponse {
-        let replay = broker.replayLog?.configuration ?? broker.configuration.replay
-        return AdminJSON.response(200, [
-            "rules": replay.rules.map(\.description), "max_bytes": replay.maxBytes, "queue_limit": replay.queueLimit,
-        ])
-    }
-
     /// The topic as it stands: in memory, else as the replay log last stored it; 404 when
     /// it was never published.
     private func known(_ topic: Topic) async throws(AdminError) -> TopicActivity {
@@ -130,8 +122,11 @@ extension AdminAPI {
         return described
     }
 
-    /// Runs a blocking read or write of the replay log on NIO's thread pool.
-    private func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(ReplayError) -> T) async throws(AdminError) -> T {
+    /// Runs a blocking read or write of the replay log on NIO's thread pool; its failure is
+    /// 503 `failing`: the error.
+    func blocking<T: Sendable>(
+        failing: String = "the replay log cannot be read", _ body: @escaping @Sendable () throws(ReplayError) -> T
+    ) async throws(AdminError) -> T {
         let result: Result<T, ReplayError>
         do {
             result = try await NIOThreadPool.singleton.runIfActive { () -> Result<T, ReplayError> in
@@ -146,7 +141,7 @@ extension AdminAPI {
         }
         switch result {
         case .success(let value): return value
-        case .failure(let error): throw .unavailable("the replay log cannot be read: \(error)")
+        case .failure(let error): throw .unavailable("\(failing): \(error)")
         }
     }
 }

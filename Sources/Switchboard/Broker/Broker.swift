@@ -88,12 +88,16 @@ public final class Broker: Sendable {
         case stopped
     }
 
-    /// The topics in memory (last seq and publish time), the topics whose last seq is being
-    /// read back from the replay log with whom to tell when it is, and how many messages
-    /// were published.
+    /// The topics in memory (last seq and publish time), the topics whose publishes wait
+    /// (their last seq is being read back from the replay log, or their retained messages
+    /// are being committed) with whom to tell when they may go on, the retention rules
+    /// publishes are decided by, and how many messages were published.
     private struct Sequencing {
         var topics = TopicTable()
         var loading: [Topic: [@Sendable (Result<Void, ReplayError>) -> Void]] = [:]
+        /// The replay log's rules (nil without one), replaced under this lock
+        /// (`replaceRetention`): each publish is decided by one set.
+        var retention: RetentionRules?
         var published: UInt64 = 0
         var publishedBytes: UInt64 = 0
     }
@@ -126,6 +130,7 @@ public final class Broker: Sendable {
         self.tokens = tokens
         self.replayLog = replayLog
         var sequencing = Sequencing()
+        sequencing.retention = replayLog?.rules
         for (topic, last) in replayLog?.retainedTopics() ?? [:] {
             sequencing.topics.update(topic, last, note: nil)
         }
@@ -501,49 +506,80 @@ public final class Broker: Sendable {
     /// failed; only for `.awaitingCommit`.
     ///
     /// A topic the broker does not hold in memory (not published since start, or evicted
-    /// while idle) that the log does not retain has its last seq read from the log first,
-    /// off the caller's thread: the publish returns `.deferred`, and `loaded` is called (on
-    /// a reader thread) once the topic is in memory or could not be read. The caller then
-    /// publishes again from its own thread, so that its answer still comes before the message
-    /// reaches its own subscriptions.
+    /// while idle) has its last seq read from the log first, off the caller's thread: the
+    /// publish returns `.deferred`, and `loaded` is called (on a reader thread) once the
+    /// topic is in memory or could not be read. The caller then publishes again from its own
+    /// thread, so that its answer still comes before the message reaches its own
+    /// subscriptions. So does a publish to a topic no longer retained whose last publish was:
+    /// it waits (`loaded` is called on the log's writer thread) until the messages appended
+    /// before it are committed and handed to the hubs, which its live copy must not overtake.
     func publish(
         _ publish: Publish, from publisher: Principal,
         committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil,
         loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
         let now = clock()
-        let retained = replayLog?.retains(publish.topic) ?? false
+        // Decided outside the lock by the rules as they were; checked under it, decided again
+        // in the rare case that they were replaced meanwhile.
+        let rules = replayLog?.rules
+        var retained = rules?.retains(publish.topic) ?? false
         // Made only for what is stored (one string per stored message), outside the lock.
-        let publisherLabel = retained ? publisher.logLabel : nil
-        var load = false
+        var publisherLabel = retained ? publisher.logLabel : nil
+        var wait: Wait?
         let outcome = sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
-            if state.topics.state(of: publish.topic) == nil {
-                if state.loading[publish.topic] != nil {
-                    state.loading[publish.topic]?.append(loaded)
-                    return .deferred
-                }
-                guard makeRoom(&state) else { return .tooManyTopics }
-                // A retained topic is in memory from the start: one that is not is new.
-                if replayLog != nil, !retained {
-                    state.loading[publish.topic] = [loaded]
-                    load = true
-                    return .deferred
-                }
+            if !state.loading.isEmpty, state.loading[publish.topic] != nil {
+                state.loading[publish.topic]?.append(loaded)
+                return .deferred
             }
-            return sequence(publish, retained: retained, publisher: publisherLabel, now: now, committed, &state)
+            if let current = state.retention, current !== rules {
+                retained = current.retains(publish.topic)
+                publisherLabel = retained ? publisher.logLabel : nil
+            }
+            guard let entry = state.topics.entry(of: publish.topic) else {
+                guard makeRoom(&state) else { return .tooManyTopics }
+                guard replayLog == nil else {
+                    // Its stored seq first, retained or not: it may have been either before.
+                    state.loading[publish.topic] = [loaded]
+                    wait = .lookUp
+                    return .deferred
+                }
+                return sequence(publish, after: nil, retained: retained, publisher: publisherLabel, now: now, committed, &state)
+            }
+            // Pinned with a log: retained at its last publish (or at start).
+            if let replayLog, entry.pinned, !retained {
+                state.loading[publish.topic] = [loaded]
+                wait = .commits(replayLog.enqueuedCount)
+                return .deferred
+            }
+            return sequence(publish, after: entry.state, retained: retained, publisher: publisherLabel, now: now, committed, &state)
         }
-        if load, let replayLog {
-            replayLog.lookUpSequence(publish.topic) { [self] result in read(publish.topic, result) }
+        if let wait, let replayLog {
+            let topic = publish.topic
+            switch wait {
+            case .lookUp:
+                replayLog.lookUpSequence(topic) { [self] result in read(topic, result) }
+            case .commits(let ticket):
+                replayLog.whenSettled(ticket) { [self] in committedBefore(topic) }
+            }
         }
         return outcome
     }
 
-    /// Gives `publish` its topic's next seq and hands it to the replay log and the hubs.
+    /// What a deferred publish waits for.
+    private enum Wait {
+        /// Its topic's last seq, read from the replay log.
+        case lookUp
+        /// The settling of every append up to this ticket (`ReplayLog.whenSettled`).
+        case commits(UInt64)
+    }
+
+    /// Gives `publish` its topic's next seq (after `last`, nil for a new topic) and hands it
+    /// to the replay log and the hubs.
     private func sequence(
-        _ publish: Publish, retained: Bool, publisher: String?, now: Int64,
+        _ publish: Publish, after last: LastPublish?, retained: Bool, publisher: String?, now: Int64,
         _ committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?, _ state: inout Sequencing
     ) -> Sequenced {
-        let last = state.topics.state(of: publish.topic) ?? .init(sequence: 0, time: 0)
+        let last = last ?? .init(sequence: 0, time: 0)
         let sequence = last.sequence + 1
         let time = max(now, last.time)
         let frame = MessageEncoder.encodeFrame(publish, sequence: sequence, time: time)
@@ -595,6 +631,32 @@ public final class Broker: Sendable {
             logger.error("cannot read a topic's last seq", metadata: ["topic": "\(topic)", "error": "\(error)"])
         }
         for loaded in waiting { loaded(outcome) }
+    }
+
+    /// The messages of a topic no longer retained that were appended before its first publish
+    /// since are committed (or failed) and handed to the hubs: it is unpinned (its last seq is
+    /// in `topic_sequences`, or was seen by nobody), and the publishers that waited are told.
+    private func committedBefore(_ topic: Topic) {
+        let waiting = sequencing.withLockedValue {
+            (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
+            guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
+            if let last = state.topics.state(of: topic) { state.topics.update(topic, last, note: 0) }
+            return waiting
+        }
+        for loaded in waiting { loaded(.success(())) }
+    }
+
+    /// Makes `rules` the replay log's retention rules, stored so that they outlast a restart
+    /// (they win over `configuration.replay.rules` from then on). Publishes sequenced after
+    /// the swap are decided by them; the pruner applies them on its next pass. Throws
+    /// `unavailable` without a replay log, or when the rules cannot be stored (the old ones
+    /// stay). Blocks on SQLite: call it off the event loops.
+    public func replaceRetention(_ rules: RetentionRules) throws(ReplayError) {
+        guard let replayLog else { throw .unavailable("the replay log is off: this broker retains nothing") }
+        try replayLog.replaceRules(rules) { [sequencing] rules in
+            sequencing.withLockedValue { $0.retention = rules }
+        }
+        logger.notice("retention rules replaced", metadata: ["rules": "\(rules)"])
     }
 
     /// Whether a topic may be added: under `maxTopics`, or once the least recently published

@@ -21,8 +21,8 @@ package struct LastPublish: Sendable, Hashable {
 ///
 /// A topic may be evicted once its last seq is committed to the store (its `note`, a
 /// `ReplayLog.recordSequence` ticket, is durable): published again, it is read back and
-/// continues after it. Pinned topics (retained by the replay log, or any topic of a broker
-/// without one) are never evicted.
+/// continues after it. Pinned topics (retained by the replay log at their last publish or
+/// at start, or any topic of a broker without one) are not evicted while pinned.
 ///
 /// Invariants:
 /// - `slots[topic]` is the index in `entries` of a non-nil entry for `topic`; a nil entry's
@@ -67,18 +67,31 @@ struct TopicTable {
         return entries[slot]?.state
     }
 
-    /// Sets `topic`'s state (adding it if new) and makes it the most recently published.
-    /// `note`: its `recordSequence` ticket; nil pins it. `published`: a publish at this
-    /// time (unix ms) is counted for `messagesPerSecond`; nil for a state read back.
+    /// `topic`'s state and whether it is pinned; nil when it is not in memory.
+    func entry(of topic: Topic) -> (state: LastPublish, pinned: Bool)? {
+        guard let slot = slots[topic], let entry = entries[slot] else { return nil }
+        return (entry.state, entry.note == nil)
+    }
+
+    /// Sets `topic`'s state (adding it if new). `note`: its `recordSequence` ticket, which
+    /// makes it the most recently published (and unpins it); nil pins it. `published`: a
+    /// publish at this time (unix ms) is counted for `messagesPerSecond`; nil for a state
+    /// read back.
     mutating func update(_ topic: Topic, _ state: LastPublish, note: UInt64?, published: Int64? = nil) {
         if let slot = slots[topic] {
             entries[slot]?.state = state
             if let published { entries[slot]?.countPublish(at: published) }
-            guard entries[slot]?.note != nil, let note else { return }
+            let pinned = entries[slot]?.note == nil
             entries[slot]?.note = note
-            if slot != newest {
-                unlink(slot)
-                link(slot)
+            switch (pinned, note) {
+            case (true, nil): break
+            case (true, .some): link(slot)
+            case (false, nil): unlink(slot)
+            case (false, .some):
+                if slot != newest {
+                    unlink(slot)
+                    link(slot)
+                }
             }
             return
         }

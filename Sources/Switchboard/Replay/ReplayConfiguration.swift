@@ -27,10 +27,8 @@ public struct ReplayConfiguration: Sendable, Hashable {
     /// True when at least one topic can be retained.
     public var isEnabled: Bool { !rules.isEmpty }
 
-    /// The rule that applies to `topic`, or nil when it is not retained.
-    public func rule(for topic: Topic) -> ReplayRule? {
-        rules.first { $0.pattern.matches(topic) }
-    }
+    /// `rules` as the rule set a replay log starts with when its store holds none.
+    public var retention: RetentionRules { RetentionRules(rules) }
 
     /// Keys of `BrokerConfiguration` handled here, with their environment variables.
     static let keys: [(key: String, environment: String)] = [
@@ -43,16 +41,11 @@ public struct ReplayConfiguration: Sendable, Hashable {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         switch key {
         case "replay_retain":
-            var rules: [ReplayRule] = []
-            for item in text.split(separator: ",") {
-                let item = item.trimmingCharacters(in: .whitespaces)
-                if item.isEmpty { continue }
-                switch ReplayRule.parse(item) {
-                case .success(let rule): rules.append(rule)
-                case .failure(let problem): return problem.message
-                }
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            switch RetentionRules.parse(items) {
+            case .success(let parsed): rules = parsed.rules
+            case .failure(let problem): return problem.message
             }
-            self.rules = rules
         case "replay_max_bytes":
             guard let value = Int64(trimmed), value >= 0 else {
                 return "must be a number of bytes (0 = no cap), not \(text.debugDescription)"

@@ -4,7 +4,8 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The replay log: retained messages of the topics matched by `ReplayConfiguration.rules`,
+/// The replay log: retained messages of the topics matched by its retention rules (`rules`:
+/// the ones stored by `replaceRules`, else `ReplayConfiguration.rules`),
 /// in SQLite (WAL mode) through the C API, written by one writer thread of its own with
 /// group commit, read through a small pool of read connections.
 ///
@@ -49,7 +50,7 @@ import NIOCore
 /// short transaction each, going back to appends between chunks (a pass starts every
 /// `pruneInterval`): per topic by its rule's count and age, then the oldest messages of any
 /// topic while the database's used size is over `maxBytes`. Topics no rule matches are not
-/// stored.
+/// stored. `replaceRules` stores new rules and hands them to the pruner for its next pass.
 public final class ReplayLog: @unchecked Sendable {
     public struct Options: Sendable {
         /// Seconds between pruning passes. Default 1.
@@ -70,6 +71,7 @@ public final class ReplayLog: @unchecked Sendable {
     }
 
     public let path: String
+    /// As given: its `rules` are the initial ones, in force while the store holds none.
     public let configuration: ReplayConfiguration
     let options: Options
     let logger: Logger
@@ -95,6 +97,8 @@ public final class ReplayLog: @unchecked Sendable {
     private let writerDone = DispatchSemaphore(value: 0)
     /// Told how long each group commit took, in nanoseconds (the broker's metrics).
     private let commitObserver = NIOLockedValueBox<(@Sendable (Int64) -> Void)?>(nil)
+    /// The rules in force, and whether they come from the store (else from `configuration`).
+    private let retention: NIOLockedValueBox<(rules: RetentionRules, stored: Bool)>
 
     private let writer: ReplayWriter
     private let pruner: ReplayPruner
@@ -128,6 +132,8 @@ public final class ReplayLog: @unchecked Sendable {
         let db = try Self.open(path: path, readOnly: false, busyTimeout: options.busyTimeoutMilliseconds)
         var floor: Int64 = 0
         var epoch = ""
+        var rules = configuration.retention
+        var stored = false
         do throws(StoreError) {
             let connection = SQLiteConnection(db: db)
             try connection.setUp(path: path, migrations: Migration.bundled)
@@ -135,11 +141,19 @@ public final class ReplayLog: @unchecked Sendable {
                 let result = try connection.scalarText("PRAGMA quick_check")
                 guard result == "ok" else { throw StoreError(code: SQLITE_CORRUPT, message: result ?? "quick_check failed") }
             }
-            let marked = try Self.markRunning(connection, configuration: configuration)
+            if let texts = try RetentionStore.load(connection) {
+                switch RetentionRules.parse(texts) {
+                case .success(let parsed): rules = parsed
+                case .failure(let problem):
+                    throw StoreError(code: SQLITE_CORRUPT, message: "stored retention rules: \(problem.message)")
+                }
+                stored = true
+            }
+            let marked = try Self.markRunning(connection, rules: rules, queueLimit: configuration.queueLimit)
             floor = marked.floor
             epoch = String(UInt64(marked.epoch), radix: 16)
             if marked.jump > 0 {
-                logger.notice("the last process stopped uncleanly: topics that are not retained continue further on", metadata: [
+                logger.notice("the last process stopped uncleanly: topics that may not have been retained continue further on", metadata: [
                     "database": "\(path)", "seqs": "\(marked.jump)",
                 ])
             }
@@ -149,14 +163,14 @@ public final class ReplayLog: @unchecked Sendable {
         }
         let writer: ReplayWriter
         do throws(StoreError) {
-            writer = try ReplayWriter(db: db, configuration: configuration)
+            writer = try ReplayWriter(db: db, rules: rules)
         } catch {
             sqlite3_close_v2(db)
             throw Self.classify(error, path: path)
         }
         let pruner: ReplayPruner
         do throws(StoreError) {
-            pruner = try ReplayPruner(writer: writer, pruneChunk: options.pruneChunk)
+            pruner = try ReplayPruner(writer: writer, rules: rules, maxBytes: configuration.maxBytes, pruneChunk: options.pruneChunk)
         } catch {
             writer.close()
             throw Self.classify(error, path: path)
@@ -173,6 +187,7 @@ public final class ReplayLog: @unchecked Sendable {
         }
         self.writer = writer
         self.pruner = pruner
+        self.retention = NIOLockedValueBox((rules, stored))
         self.newTopicFloor = UInt64(clamping: floor)
         self.epoch = epoch
         self.initialTopics = writer.openedTopics
@@ -187,10 +202,12 @@ public final class ReplayLog: @unchecked Sendable {
     /// mark is found from a process that did not close the log (kill -9, crash), every such
     /// topic first moves that process's limit further on, so none of the seqs it handed out
     /// is given again; so does `floor`, after which every topic the log has no seq for starts
-    /// (the process may have handed out seqs of topics it never noted). Returns that jump
-    /// (0 after a clean close), the floor, and the database's epoch (made on its first open).
+    /// (the process may have handed out seqs of topics it never noted). A topic `rules`
+    /// retain needs no jump, unless that process replaced the rules (`rules_changed`): the
+    /// topic may not have been retained for part of its run. Returns that jump (0 after a
+    /// clean close), the floor, and the database's epoch (made on its first open).
     private static func markRunning(
-        _ c: SQLiteConnection, configuration: ReplayConfiguration
+        _ c: SQLiteConnection, rules: RetentionRules, queueLimit: Int
     ) throws(StoreError) -> (jump: Int64, floor: Int64, epoch: Int64) {
         try c.transaction { (c) throws(StoreError) -> (jump: Int64, floor: Int64, epoch: Int64) in
             var epoch = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'epoch'") ?? 0
@@ -200,17 +217,19 @@ public final class ReplayLog: @unchecked Sendable {
             }
             let jump = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'running'") ?? 0
             var floor = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'floor'") ?? 0
+            let rulesChanged = try c.scalarInt("SELECT value FROM replay_state WHERE key = 'rules_changed'") ?? 0 != 0
             if jump > 0 {
                 floor += jump
                 try c.execute(
                     "INSERT INTO replay_state (key, value) VALUES ('floor', \(floor)) "
                         + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                // Retained topics need none: their messages reach nobody before they are committed.
+                // Topics retained all along need none: their messages reach nobody before they
+                // are committed.
                 let all = try c.prepare("SELECT topic FROM topic_sequences")
                 var moving: [String] = []
                 while try all.step() {
                     let name = all.text(0)
-                    if let topic = try? Topic(name), configuration.rule(for: topic) != nil { continue }
+                    if !rulesChanged, let topic = try? Topic(name), rules.retains(topic) { continue }
                     moving.append(name)
                 }
                 let update = try c.prepare("UPDATE topic_sequences SET last_seq = last_seq + ?1 WHERE topic = ?2")
@@ -219,7 +238,7 @@ public final class ReplayLog: @unchecked Sendable {
                 }
             }
             try c.execute(
-                "INSERT INTO replay_state (key, value) VALUES ('running', \(configuration.queueLimit)) "
+                "INSERT INTO replay_state (key, value) VALUES ('running', \(queueLimit)), ('rules_changed', 0) "
                     + "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             return (jump, floor, epoch)
         }
@@ -244,11 +263,41 @@ public final class ReplayLog: @unchecked Sendable {
     /// messages, read at open: the broker holds these topics in memory from the start.
     package func retainedTopics() -> [Topic: LastPublish] { initialTopics }
 
+    /// The retention rules in force.
+    public var rules: RetentionRules { retention.withLockedValue { $0.rules } }
+
+    /// Whether `rules` come from the store (set by `replaceRules`, in this process or an
+    /// earlier one) rather than from `configuration`.
+    public var rulesAreStored: Bool { retention.withLockedValue { $0.stored } }
+
     /// The rule retaining `topic`, nil when it is not retained.
-    public func rule(for topic: Topic) -> ReplayRule? { configuration.rule(for: topic) }
+    public func rule(for topic: Topic) -> ReplayRule? { rules.rule(for: topic) }
 
     /// Whether `topic`'s messages are stored (and their acks wait for the commit).
-    public func retains(_ topic: Topic) -> Bool { configuration.rule(for: topic) != nil }
+    public func retains(_ topic: Topic) -> Bool { rules.retains(topic) }
+
+    /// Stores `rules` as the log's rules from now on (and at every later open), then calls
+    /// `install` with them, which must make them the ones publishes are decided by; the
+    /// pruner applies them from its next pass. Runs on the writer thread between batches, so
+    /// that replacements take effect in the order they are stored. Blocks: not on an event
+    /// loop. Throws `unavailable` when the log is closing or the store cannot be written
+    /// (the rules in force stay).
+    package func replaceRules(_ rules: RetentionRules, install: @escaping @Sendable (RetentionRules) -> Void) throws(ReplayError) {
+        let outcome = NIOLockedValueBox<Result<Void, StoreError>?>(nil)
+        let ran = onWriter { [self] db in
+            let result = RetentionStore.save(rules.texts, SQLiteConnection(db: db))
+            if case .success = result {
+                install(rules)
+                retention.withLockedValue { $0 = (rules, true) }
+                pruner.replaceRules(rules)
+            }
+            outcome.withLockedValue { $0 = result }
+        }
+        guard ran else { throw .unavailable("the replay log is closed") }
+        if case .failure(let error) = outcome.withLockedValue({ $0 }) {
+            throw .unavailable("cannot store the retention rules: \(error.message)")
+        }
+    }
 
     // MARK: Appending
 
@@ -422,6 +471,9 @@ public final class ReplayLog: @unchecked Sendable {
         done.wait()
         return true
     }
+
+    /// Closures of `onWriter` that the writer has not taken yet (tests order theirs by it).
+    var queuedWriterHooks: Int { writer.hooks.withLockedValue { $0.count } }
 
     // MARK: The writer thread
 

@@ -7,7 +7,10 @@ import Foundation
 final class ReplayPruner {
     private let writer: ReplayWriter
     private let db: OpaquePointer
-    private let configuration: ReplayConfiguration
+    /// The rules in force: replaced at run time (`replaceRules`), applied from the next pass.
+    private var rules: RetentionRules
+    /// Used size past which the oldest messages go (`replay_max_bytes`); 0: no cap.
+    private let maxBytes: Int64
     private let pruneChunk: Int
     /// Used bytes of the database (pages in use × page size) at the last measure.
     private(set) var usedBytes: Int64 = 0
@@ -28,10 +31,11 @@ final class ReplayPruner {
 
     /// Prunes what `writer` wrote, on its connection; `writer.lastSeq` says which topics
     /// there are and where each ends.
-    init(writer: ReplayWriter, pruneChunk: Int) throws(StoreError) {
+    init(writer: ReplayWriter, rules: RetentionRules, maxBytes: Int64, pruneChunk: Int) throws(StoreError) {
         self.writer = writer
         self.db = writer.db
-        self.configuration = writer.configuration
+        self.rules = rules
+        self.maxBytes = maxBytes
         self.pruneChunk = pruneChunk
         transactions = try SQLiteTransactions(db)
         firstMessage = try SQLiteStatement(db, "SELECT seq, time FROM replay_messages WHERE topic = ?1 ORDER BY seq LIMIT 1")
@@ -61,10 +65,16 @@ final class ReplayPruner {
         }
     }
 
+    /// Applies `rules` from the next pass on (a pass under way goes on with its topics, each
+    /// pruned by the new rules).
+    func replaceRules(_ rules: RetentionRules) {
+        self.rules = rules
+    }
+
     /// Topics whose rule bounds their count or age.
     private var boundedTopics: [Topic] {
         writer.lastSeq.keys.filter { topic in
-            guard let rule = configuration.rule(for: topic) else { return false }
+            guard let rule = rules.rule(for: topic) else { return false }
             return rule.maxMessages != nil || rule.maxAgeMilliseconds != nil
         }
     }
@@ -89,7 +99,7 @@ final class ReplayPruner {
     func startPass(now: Date) -> Bool {
         pruneQueue = boundedTopics
         usedBytes = (try? measureUsedBytes()) ?? usedBytes
-        sizePruning = configuration.maxBytes > 0 && usedBytes > configuration.maxBytes
+        sizePruning = maxBytes > 0 && usedBytes > maxBytes
         return !pruneQueue.isEmpty || sizePruning
     }
 
@@ -105,7 +115,7 @@ final class ReplayPruner {
             }
             if sizePruning {
                 usedBytes = try measureUsedBytes()
-                guard usedBytes > configuration.maxBytes else {
+                guard usedBytes > maxBytes else {
                     sizePruning = false
                     return (0, false)
                 }
@@ -130,7 +140,7 @@ final class ReplayPruner {
     }
 
     private func pruneByRule(_ topic: Topic, now: Int64) throws(StoreError) -> (deleted: Int, more: Bool) {
-        guard let rule = configuration.rule(for: topic) else { return (0, false) }
+        guard let rule = rules.rule(for: topic) else { return (0, false) }
         let last = writer.lastSeq[topic] ?? 0
         let chunk = UInt64(max(1, pruneChunk))
         return try topic.name.cString { (name) throws(StoreError) -> (Int, Bool) in

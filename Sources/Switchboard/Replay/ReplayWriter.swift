@@ -6,9 +6,9 @@ import NIOConcurrencyHelpers
 /// writer loop); `ReplayPruner` deletes on the same connection between batches.
 final class ReplayWriter: @unchecked Sendable {
     let db: OpaquePointer
-    let configuration: ReplayConfiguration
-    /// Last committed seq of every topic that is retained or has stored messages, kept in
-    /// memory for retention (topics that are neither are only in `topic_sequences`).
+    /// Last committed seq of every topic that was retained at open, has stored messages, or
+    /// was written since, kept in memory for retention (other topics are only in
+    /// `topic_sequences`).
     var lastSeq: [Topic: UInt64] = [:]
     /// The same topics' last seq and its time as the log was opened.
     private(set) var openedTopics: [Topic: LastPublish] = [:]
@@ -19,9 +19,9 @@ final class ReplayWriter: @unchecked Sendable {
     private let insert: SQLiteStatement
     private let upsertSequence: SQLiteStatement
 
-    init(db: OpaquePointer, configuration: ReplayConfiguration) throws(StoreError) {
+    /// `rules`: the rules at open, which say which topics without stored messages are retained.
+    init(db: OpaquePointer, rules: RetentionRules) throws(StoreError) {
         self.db = db
-        self.configuration = configuration
         transactions = try SQLiteTransactions(db)
         insert = try SQLiteStatement(
             db, "INSERT OR REPLACE INTO replay_messages (topic, seq, time, format, payload, publisher) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -50,7 +50,7 @@ final class ReplayWriter: @unchecked Sendable {
                 }
                 newest.reset()
             }
-            if stored || configuration.rule(for: topic) != nil {
+            if stored || rules.retains(topic) {
                 openedTopics[topic] = last
                 lastSeq[topic] = last.sequence
             }
