@@ -211,6 +211,17 @@ let package = Package(
             path: "Benchmarks/ReplayBenchmarks"
         ),
         .executableTarget(
+            name: "SDKBenchmarks",
+            dependencies: [
+                "SwitchboardClient",
+                "WebSockets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Benchmarks/SDKBenchmarks"
+        ),
+        .executableTarget(
             name: "CoreBenchmarks",
             dependencies: [
                 "WebSocketCore",
