@@ -13,8 +13,9 @@
 #    WINDOW in flight (sdk: WINDOW tasks, each awaiting its publish); rate = acks / time to
 #    the last one. Target: sdk ≥ 100 000 msg/s.
 # Runs alternate raw, sdk; each cell is the median of REPEAT runs (all runs are printed).
-# Client CPU µs/msg is the client process's CPU time per message: what each client costs,
-# whatever share of CPU 1 it got on a machine shared with other work.
+# CPU µs/msg is a process's CPU time per message, client and server: what each costs, whatever
+# share of its CPU it got on a machine shared with other work (the server's figure includes the
+# client's connection handshake).
 #
 # Environment: REPEAT (3), SUB_COUNT (1000000), PUB_TOTAL (1000000), WINDOW (256),
 # SWIFT_BUILD_FLAGS (e.g. "-Xswiftc -g" for perf), NO_BUILD=1, PERF=subscribe|publish (record
@@ -71,14 +72,20 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 
-# client MODE KIND: one run on CPU 1, its RESULT json on stdout (its line on stderr).
+# The server's CPU time (user + system) in clock ticks.
+server_ticks() { awk '{ print $14 + $15 }' <(sed 's/.*) //; s/^/x x /' "/proc/$SERVER_PID/stat"); }
+TICKS=$(getconf CLK_TCK)
+
+# client MODE KIND: one run on CPU 1, its RESULT json (with the server's CPU seconds added)
+# on stdout, its line on stderr.
 client() {
     local args
     case $1 in
     subscribe) args=(subscribe "$PORT" bench.t "$SUB_COUNT") ;;
     publish) args=(publish "$PORT" pub.t "$PUB_TOTAL" --window "$WINDOW") ;;
     esac
-    local output
+    local output before
+    before=$(server_ticks)
     if [ "$PERF" = "$1" ] && [ "$2" = sdk ]; then
         PERF=done
         output=$(perf record -e cpu-clock -g -o "$PERF_OUT.data" -- taskset -c 1 timeout 300 "$CLIENT" "${args[@]}" --client "$2" 2>/dev/null)
@@ -87,8 +94,9 @@ client() {
     else
         output=$(taskset -c 1 timeout 300 "$CLIENT" "${args[@]}" --client "$2")
     fi
+    local used=$(( $(server_ticks) - before ))
     grep -v '^RESULT' <<<"$output" >&2
-    sed -n 's/^RESULT //p' <<<"$output"
+    sed -n 's/^RESULT //p' <<<"$output" | jq -c ". + {server_cpu_s: ($used / $TICKS)}"
 }
 
 declare -A RAW
@@ -111,8 +119,8 @@ echo
 echo "SwitchboardClient against a raw-protocol client (the WebSockets client speaking docs/protocol.md by hand):"
 echo "switchboard serve on CPU 0 (--threads 1), the client on CPU 1; 64-byte payloads; median of $REPEAT runs."
 echo
-echo "| what | client | msg/s | client CPU % | client CPU µs/msg | runs (msg/s) |"
-echo "| --- | --- | ---: | ---: | ---: | --- |"
+echo "| what | client | msg/s | client CPU % | client CPU µs/msg | server CPU % | server CPU µs/msg | runs (msg/s) |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
 for mode in subscribe publish; do
     case $mode in
     subscribe) what="1 subscriber, $SUB_COUNT retained messages from the beginning" ;;
@@ -120,8 +128,10 @@ for mode in subscribe publish; do
     esac
     for kind in raw sdk; do
         r=${RAW[$mode.$kind]}
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$what" "$kind" "$(fmt "$(median .rate <<<"$r")")" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$what" "$kind" "$(fmt "$(median .rate <<<"$r")")" \
             "$(fmt "$(median .client_cpu_pct <<<"$r")")" "$(fmt "$(median .client_cpu_us <<<"$r")" 2)" \
+            "$(fmt "$(median '.server_cpu_s / .seconds * 100' <<<"$r")")" \
+            "$(fmt "$(median '.server_cpu_s * 1e6 / .count' <<<"$r")" 2)" \
             "$(jq -s -r 'map(.rate) | join(" ")' <<<"$r")"
     done
 done
