@@ -144,6 +144,7 @@ let package = Package(
                 "AsyncTestSupport",
                 "BrokerProcess",
                 "SwitchboardClient",
+                "Switchboard",
                 "WebSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -193,6 +194,11 @@ let package = Package(
             name: "chat-client",
             dependencies: ["SwitchboardClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/chat-client"
+        ),
+        .executableTarget(
+            name: "dashboard",
+            dependencies: ["SwitchboardClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/dashboard"
         ),
         .executableTarget(
             name: "TLSEcho",
