@@ -76,7 +76,8 @@ struct Dashboard: AsyncParsableCommand {
                 screen += topic.padding(toLength: 32, withPad: " ", startingAt: 0) + fields.joined(separator: "  ") + "\n"
             }
             for note in notes { screen += note + "\n" }
-            print(screen, terminator: "")
+            // One write per frame, unbuffered, so a pipe sees it as a terminal does.
+            FileHandle.standardOutput.write(Data(screen.utf8))
         }
     }
 }
