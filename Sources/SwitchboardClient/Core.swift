@@ -325,13 +325,28 @@ final class Core {
     }
 
     private func deliver(_ message: Message) {
-        let matching = subscriptions.values.filter { $0.pattern.matches(message.topic) }
-        let shared = matching.count > 1
-        for subscription in matching {
-            let (gap, deliver) = subscription.accept(message, shared: shared)
-            if let gap { yield(.gap(gap), to: subscription) }
-            if deliver { yield(.message(message), to: subscription) }
+        // Most messages match one subscription: found without building a list.
+        var only: SubscriptionState?
+        var shared = false
+        for subscription in subscriptions.values where subscription.pattern.matches(message.topic) {
+            if only == nil {
+                only = subscription
+            } else {
+                shared = true
+                break
+            }
         }
+        guard let first = only else { return }
+        guard shared else { return deliver(message, to: first, shared: false) }
+        for subscription in subscriptions.values where subscription.pattern.matches(message.topic) {
+            deliver(message, to: subscription, shared: true)
+        }
+    }
+
+    private func deliver(_ message: Message, to subscription: SubscriptionState, shared: Bool) {
+        let (gap, deliver) = subscription.accept(message, shared: shared)
+        if let gap { yield(.gap(gap), to: subscription) }
+        if deliver { yield(.message(message), to: subscription) }
     }
 
     private func deliverGap(_ topic: String, from: UInt64, to: UInt64) {
