@@ -34,7 +34,8 @@ func subscribeRaw(url: String, topic: String, count: UInt64) async throws {
             let data = message.data
             // `{"op":"` is 7 bytes: the op's first letter follows.
             guard data.getInteger(at: data.readerIndex + 7, as: UInt8.self) == UInt8(ascii: "m") else { continue }
-            let seq = decimal(data, at: data.readerIndex + seqOffset)
+            let digits = data.readableBytesView.dropFirst(seqOffset).prefix { $0 &- UInt8(ascii: "0") < 10 }
+            let seq = digits.reduce(UInt64(0)) { $0 * 10 + UInt64($1 &- UInt8(ascii: "0")) }
             guard seq == expected else { throw BenchError("expected seq \(expected), got \(seq)") }
             if expected == count { break }
             expected += 1
@@ -42,14 +43,4 @@ func subscribeRaw(url: String, topic: String, count: UInt64) async throws {
         return Int(count)
     }
     try? await ws.close()
-}
-
-func decimal(_ buffer: ByteBuffer, at offset: Int) -> UInt64 {
-    var value: UInt64 = 0
-    var index = offset
-    while let digit = buffer.getInteger(at: index, as: UInt8.self), digit >= 48, digit <= 57 {
-        value = value * 10 + UInt64(digit - 48)
-        index += 1
-    }
-    return value
 }
