@@ -144,6 +144,7 @@ let package = Package(
                 "AsyncTestSupport",
                 "BrokerProcess",
                 "SwitchboardClient",
+                "Switchboard",
                 "WebSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -195,6 +196,11 @@ let package = Package(
             path: "Examples/chat-client"
         ),
         .executableTarget(
+            name: "dashboard",
+            dependencies: ["SwitchboardClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/dashboard"
+        ),
+        .executableTarget(
             name: "TLSEcho",
             dependencies: ["WebSockets", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/TLSEcho"
@@ -209,6 +215,17 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             path: "Benchmarks/ReplayBenchmarks"
+        ),
+        .executableTarget(
+            name: "SDKBenchmarks",
+            dependencies: [
+                "SwitchboardClient",
+                "WebSockets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Benchmarks/SDKBenchmarks"
         ),
         .executableTarget(
             name: "CoreBenchmarks",

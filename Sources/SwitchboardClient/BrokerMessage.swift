@@ -34,6 +34,13 @@ enum BrokerMessage {
 
     private static func decodeJSON(_ frame: ByteBuffer) throws(Malformed) -> BrokerMessage {
         let decoded: BrokerMessage? = frame.withUnsafeReadableBytes { bytes in
+            if let message = JSONScanner.brokerMessage(bytes) {
+                return .message(
+                    Message(
+                        topic: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[message.topic]), as: UTF8.self),
+                        seq: message.seq, timeMilliseconds: Int64(clamping: message.time), kind: .json,
+                        payload: frame.getSlice(at: frame.readerIndex + message.data.lowerBound, length: message.data.count)!))
+            }
             guard let members = try? JSONScanner.members(of: bytes) else { return nil }
             func string(_ key: String) -> String? {
                 members.first { $0.key == key }.flatMap { JSONScanner.string(bytes, $0.range) }

@@ -36,6 +36,12 @@ final class Core {
     private var queued: [QueuedPublish] = []
     /// Subscriptions whose buffer is full: while any is, the socket is not read.
     private var behind: Set<Int> = []
+    /// The connection with publishes queued but not flushed: a task flushes them once the
+    /// loop has run every publish made meanwhile, so a burst costs one write to the socket.
+    private var unflushedSocket: WebSocket?
+    /// Subscriptions with pending events, flushed by a task that runs once the loop is done
+    /// with the frames of this read.
+    private var unflushed: [SubscriptionState] = []
     private var watchers: [Int: AsyncStream<ConnectionState>.Continuation] = [:]
     private var nextWatcher = 0
     private(set) var state = ConnectionState.connecting
@@ -131,7 +137,7 @@ final class Core {
         subscriptions = [:]
         for subscription in ending {
             subscription.opened?.fail(error)
-            if reason == .closedByApplication { subscription.source.finish() } else { subscription.source.finish(error) }
+            subscription.finish(reason == .closedByApplication ? nil : error)
         }
         if reason != .closedByApplication { logger.warning("client closed", metadata: ["reason": "\(reason)"]) }
         publish(.closed(reason))
@@ -239,14 +245,20 @@ final class Core {
     }
 
     private func send(_ publish: QueuedPublish, on ws: WebSocket) {
+        if unflushedSocket !== ws {
+            if unflushedSocket == nil { loop.execute { [engine] in engine.onLoop { $0.flushPublishes() } } }
+            unflushedSocket?.flush()
+            unflushedSocket = ws
+        }
         guard let promise = publish.promise else {
-            return ws.sendWithoutWaiting(Request.publish(publish.topic, publish.payload, id: nil))
+            return ws.queue(Request.publish(publish.topic, publish.payload, id: nil), promise: nil)
         }
         let id = String(nextID())
         acks[id] = promise
         let engine = engine
-        ws.sendWithoutWaiting(Request.publish(publish.topic, publish.payload, id: id)) { result in
-            guard case .failure(let error) = result else { return }
+        let written = loop.makePromise(of: Void.self)
+        ws.queue(Request.publish(publish.topic, publish.payload, id: id), promise: written)
+        written.futureResult.whenFailure { error in
             engine.onLoop { core in
                 guard core.acks.removeValue(forKey: id) != nil else { return }
                 // Not written at all (the connection began to close first): the broker never
@@ -255,6 +267,11 @@ final class Core {
                 promise.fail(error)
             }
         }
+    }
+
+    private func flushPublishes() {
+        unflushedSocket?.flush()
+        unflushedSocket = nil
     }
 
     private func nextID() -> UInt64 {
@@ -298,7 +315,7 @@ final class Core {
             } else if let id, let subscription = subscribeRequests[id].flatMap({ subscriptions[$0] }) {
                 subscriptions[subscription.id] = nil
                 subscription.opened?.fail(error)
-                subscription.source.finish(error)
+                subscription.finish(error)
                 consumerCaughtUp(subscription.id)
             } else {
                 logger.notice("broker error", metadata: ["code": "\(code)", "message": "\(text)"])
@@ -308,13 +325,28 @@ final class Core {
     }
 
     private func deliver(_ message: Message) {
-        let matching = subscriptions.values.filter { $0.pattern.matches(message.topic) }
-        let shared = matching.count > 1
-        for subscription in matching {
-            let (gap, deliver) = subscription.accept(message, shared: shared)
-            if let gap { yield(.gap(gap), to: subscription) }
-            if deliver { yield(.message(message), to: subscription) }
+        // Most messages match one subscription: found without building a list.
+        var only: SubscriptionState?
+        var shared = false
+        for subscription in subscriptions.values where subscription.pattern.matches(message.topic) {
+            if only == nil {
+                only = subscription
+            } else {
+                shared = true
+                break
+            }
         }
+        guard let first = only else { return }
+        guard shared else { return deliver(message, to: first, shared: false) }
+        for subscription in subscriptions.values where subscription.pattern.matches(message.topic) {
+            deliver(message, to: subscription, shared: true)
+        }
+    }
+
+    private func deliver(_ message: Message, to subscription: SubscriptionState, shared: Bool) {
+        let (gap, deliver) = subscription.accept(message, shared: shared)
+        if let gap { yield(.gap(gap), to: subscription) }
+        if deliver { yield(.message(message), to: subscription) }
     }
 
     private func deliverGap(_ topic: String, from: UInt64, to: UInt64) {
@@ -324,7 +356,19 @@ final class Core {
     }
 
     private func yield(_ event: SubscriptionEvent, to subscription: SubscriptionState) {
-        guard subscription.source.yield(event) == .stopProducing else { return }
-        if behind.insert(subscription.id).inserted, behind.count == 1, case .connected(let ws) = phase { ws.pause() }
+        if subscription.pending.isEmpty {
+            if unflushed.isEmpty { loop.execute { [engine] in engine.onLoop { $0.flush() } } }
+            unflushed.append(subscription)
+        }
+        subscription.pending.append(event)
+    }
+
+    private func flush() {
+        let due = unflushed
+        unflushed = []
+        for subscription in due where subscriptions[subscription.id] === subscription {
+            guard subscription.flush() else { continue }
+            if behind.insert(subscription.id).inserted, behind.count == 1, case .connected(let ws) = phase { ws.pause() }
+        }
     }
 }

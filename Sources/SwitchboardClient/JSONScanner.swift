@@ -46,6 +46,27 @@ struct JSONScanner {
         }
     }
 
+    /// The fields of a `msg` laid out exactly as the broker writes it,
+    /// `{"op":"msg","topic":"T","seq":N,"time":T,"data":V}`, read without building the member
+    /// list (the per-message path of a subscriber); nil for any other layout, which `members`
+    /// then reads. `data` must still be exactly one JSON value.
+    static func brokerMessage(
+        _ bytes: UnsafeRawBufferPointer
+    ) -> (topic: Range<Int>, seq: UInt64, time: UInt64, data: Range<Int>)? {
+        var cursor = Cursor(bytes: bytes)
+        guard cursor.skip(#"{"op":"msg","topic":""#) else { return nil }
+        let topicStart = cursor.offset
+        while let byte = cursor.peek, byte != UInt8(ascii: "\\"), byte != UInt8(ascii: "\"") { cursor.offset += 1 }
+        let topic = topicStart..<cursor.offset
+        guard cursor.skip(#"","seq":"#), let seq = cursor.unsigned(), cursor.skip(#","time":"#),
+            let time = cursor.unsigned(), cursor.skip(#","data":"#)
+        else { return nil }
+        let dataStart = cursor.offset
+        guard (try? cursor.skipValue()) != nil, cursor.offset == bytes.count - 1, bytes[cursor.offset] == UInt8(ascii: "}")
+        else { return nil }
+        return (topic, seq, time, dataStart..<cursor.offset)
+    }
+
     /// The JSON string at `range` (quotes included), unescaped; nil when it is not a string.
     static func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String? {
         guard range.count >= 2, bytes[range.lowerBound] == UInt8(ascii: "\""),
@@ -131,6 +152,23 @@ struct JSONScanner {
 
         mutating func skipSpace() {
             while let byte = peek, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { offset += 1 }
+        }
+
+        /// Moves past `literal` when the bytes here are exactly it.
+        mutating func skip(_ literal: StaticString) -> Bool {
+            let count = literal.utf8CodeUnitCount
+            guard bytes.count - offset >= count else { return false }
+            let expected = literal.utf8Start
+            for index in 0..<count where bytes[offset + index] != expected[index] { return false }
+            offset += count
+            return true
+        }
+
+        /// Reads the digits here as a non-negative integer; nil when there are none.
+        mutating func unsigned() -> UInt64? {
+            let start = offset
+            while let byte = peek, byte &- UInt8(ascii: "0") < 10 { offset += 1 }
+            return JSONScanner.unsigned(bytes, start..<offset)
         }
 
         mutating func expect(_ byte: UInt8) throws(Malformed) {

@@ -29,6 +29,9 @@ final class SubscriptionState {
     var epoch: String?
     /// `subscribe()` waiting for the first confirmation.
     var opened: EventLoopPromise<Void>?
+    /// Events made by the frames of this read, handed to `source` together once it is done:
+    /// one wake-up of the consumer per read, not one per message.
+    var pending: [SubscriptionEvent] = []
 
     init(
         id: Int, pattern: TopicPattern, start: StartPosition, startedAt: Int64,
@@ -49,6 +52,20 @@ final class SubscriptionState {
         case .beginning, .positions: baseline = 0
         default: baseline = nil
         }
+    }
+
+    /// Hands the pending events to the consumer's buffer; true when it is full.
+    func flush() -> Bool {
+        guard !pending.isEmpty else { return false }
+        let events = pending
+        pending = []
+        return source.yield(contentsOf: events) == .stopProducing
+    }
+
+    /// Ends the sequence after the pending events.
+    func finish(_ error: (any Error)?) {
+        _ = flush()
+        if let error { source.finish(error) } else { source.finish() }
     }
 
     /// What the `sub` request asks to replay: from the positions once anything was seen,

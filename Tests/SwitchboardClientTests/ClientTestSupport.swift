@@ -15,13 +15,16 @@ final class ServedBroker: @unchecked Sendable {
     private(set) var process: SwitchboardProcess
     private(set) var port: Int
 
-    /// Anonymous clients may subscribe and publish to `open`; `retain` turns the replay log on.
-    init(open: String = "t.>", retain: String? = nil, arguments extra: [String] = []) async throws {
+    /// Anonymous clients may subscribe and publish to `open`; `retain` turns the replay log on;
+    /// `environment` adds settings (`SWITCHBOARD_…`).
+    init(
+        open: String = "t.>", retain: String? = nil, arguments extra: [String] = [], environment settings: [String: String] = [:]
+    ) async throws {
         directory = try makeTemporaryDirectory()
         arguments =
             ["serve", "--port", "0", "--host", "127.0.0.1", "--anonymous-subscribe", open, "--anonymous-publish", open]
             + extra
-        environment = retain.map { ["SWITCHBOARD_REPLAY_RETAIN": $0] } ?? [:]
+        environment = settings.merging(retain.map { ["SWITCHBOARD_REPLAY_RETAIN": $0] } ?? [:]) { $1 }
         process = try SwitchboardProcess.start(arguments, in: directory, environment: environment)
         port = try await process.listeningPort()
     }
@@ -76,9 +79,10 @@ final class ServedBroker: @unchecked Sendable {
 
 /// Runs `body` with a broker, stopped afterwards whatever happens.
 func withBroker<T>(
-    open: String = "t.>", retain: String? = nil, arguments: [String] = [], _ body: (ServedBroker) async throws -> T
+    open: String = "t.>", retain: String? = nil, arguments: [String] = [], environment: [String: String] = [:],
+    _ body: (ServedBroker) async throws -> T
 ) async throws -> T {
-    let broker = try await ServedBroker(open: open, retain: retain, arguments: arguments)
+    let broker = try await ServedBroker(open: open, retain: retain, arguments: arguments, environment: environment)
     do {
         let result = try await body(broker)
         await broker.stop()

@@ -136,7 +136,14 @@ public final class WebSocket: Sendable {
         handlerOnLoop.sendEncoded(frame, flush: false, promise: nil)
     }
 
-    /// Writes and flushes frames queued with `queueEncoded`; on the connection's event loop.
+    /// Queues a message without flushing, so that many sends made apart (a client's publishes
+    /// from many tasks) cost one flush (`flush()`). On the connection's event loop.
+    package func queue(_ message: WebSocketMessage, promise: EventLoopPromise<Void>?) {
+        eventLoop.assertInEventLoop()
+        handlerOnLoop.send(message.kind, message.data, flush: false, promise: promise)
+    }
+
+    /// Writes and flushes frames queued with `queue` or `queueEncoded`; on the connection's event loop.
     package func flush() {
         eventLoop.assertInEventLoop()
         handlerOnLoop.flush()

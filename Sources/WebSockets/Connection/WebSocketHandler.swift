@@ -511,7 +511,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Sending
 
     /// Sends a whole message, or a piece of one when `isFinal` is false.
-    func send(_ kind: WebSocketMessage.Kind, _ data: ByteBuffer, isFinal: Bool = true, promise: EventLoopPromise<Void>?) {
+    func send(
+        _ kind: WebSocketMessage.Kind, _ data: ByteBuffer, isFinal: Bool = true, flush: Bool = true,
+        promise: EventLoopPromise<Void>?
+    ) {
         guard stateMachine.isOpen else {
             promise?.fail(SendError.notOpen)
             return
@@ -556,7 +559,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             writeFrame(opcode, fin: isFinal, reservedBits: reservedBits, payload: payload, promise: promise)
         }
-        flushUnlessReading()
+        if flush { flushUnlessReading() }
     }
 
     /// Sends a frame encoded elsewhere (the same bytes for many connections).
@@ -573,7 +576,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if flush { flushUnlessReading() }
     }
 
-    /// Writes and flushes what `sendEncoded(_:flush: false)` gathered.
+    /// Writes and flushes what `send(…, flush: false)` and `sendEncoded(_:flush: false)` gathered.
     func flush() {
         flushUnlessReading()
     }
