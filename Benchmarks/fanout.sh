@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=Benchmarks/run-helpers.sh
+. "$ROOT/Benchmarks/run-helpers.sh"
 # shellcheck source=Benchmarks/load-tools.sh
 . "$ROOT/Benchmarks/load-tools.sh"
 BUILD=1; [ "${NO_BUILD:-0}" = 1 ] && BUILD=0
@@ -54,7 +56,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # wait_for FILE PATTERN: until the server printed its listening line (30 s at most).
 wait_for() {
@@ -120,8 +121,6 @@ for scenario in $SCENARIOS; do
 done
 echo "load after: $(uptime)" >&2
 
-median() { jq -s "map($1) | sort | .[length/2|floor]"; }
-fmt() { printf "%.${2:-0}f" "$1"; }
 
 echo
 echo "Fan-out: $SUBS subscribers on one topic${RETAIN:+ (retained: $RETAIN)}, 1 publisher, 64-byte payloads, ${DURATION}s windows, median of $REPEAT;"

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=Benchmarks/run-helpers.sh
+. "$ROOT/Benchmarks/run-helpers.sh"
 REPEAT=${REPEAT:-3}
 PUBLISHERS=${PUBLISHERS:-"1 16"}
 INGEST_TOTAL=${INGEST_TOTAL:-1000000}
@@ -68,7 +70,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_server DB PERF_NAME: serve on CPU 0 retaining bench.>, wait for its listening line.
 start_server() {
@@ -123,8 +124,6 @@ done
 echo "load after: $(uptime)" >&2
 finish_perf
 
-median() { jq -s "map($1) | sort | .[length/2|floor]"; }
-fmt() { printf "%.${2:-0}f" "$1"; }
 
 echo
 echo "Replay log end to end: switchboard serve on CPU 0 (--threads 1), client on CPU 1; 64-byte payloads;"

@@ -24,6 +24,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=Benchmarks/run-helpers.sh
+. "$ROOT/Benchmarks/run-helpers.sh"
 REPEAT=${REPEAT:-3}
 SUB_COUNT=${SUB_COUNT:-1000000}
 PUB_TOTAL=${PUB_TOTAL:-1000000}
@@ -57,7 +59,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 "$PREFILL" prefill "$WORK/sdk.db" bench.t "$SUB_COUNT" >&2
 PORT=$(free_port)
@@ -112,8 +113,6 @@ for mode in subscribe publish; do
 done
 echo "load after: $(uptime)" >&2
 
-median() { jq -s "map($1) | sort | .[length/2|floor]"; }
-fmt() { printf "%.${2:-0}f" "$1"; }
 
 echo
 echo "SwitchboardClient against a raw-protocol client (the WebSockets client speaking docs/protocol.md by hand):"

@@ -1,0 +1,10 @@
+# Sourced by the end-to-end benchmarks (fanout.sh, replay.sh, sdk.sh): small helpers they share.
+
+# A free TCP port on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# median JQ_EXPR: the median of JQ_EXPR over the JSON results (one per line) on stdin.
+median() { jq -s "map($1) | sort | .[length/2|floor]"; }
+
+# fmt NUMBER [DECIMALS]: NUMBER printed with DECIMALS (default 0) decimals.
+fmt() { printf "%.${2:-0}f" "$1"; }
