@@ -151,6 +151,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "BrowserSupport",
+            dependencies: [
+                "AsyncTestSupport",
+                "BrokerProcess",
+                "WebSockets",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/BrowserSupport"
+        ),
+        .testTarget(
+            name: "BrowserTests",
+            dependencies: [
+                "AsyncTestSupport",
+                "BrokerProcess",
+                "BrowserSupport",
+                "WebSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "WebSocketCoreTests",
             dependencies: [

@@ -40,6 +40,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: one per CPU this process may use).") var threads: String?
     @Option(help: "PEM certificate chain: serve wss:// and https:// (with --tls-key); reread on SIGHUP.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
+    @Flag(help: "Serve the demo (/) and admin (/admin) pages; anonymous clients may then publish and subscribe on demo.>.")
+    var demo = false
 
     func run() async throws {
         let configuration: BrokerConfiguration
@@ -115,6 +117,11 @@ struct Serve: AsyncParsableCommand {
                 "switchboard: clients connect to \(secure ? "wss" : "ws")://\(host):\(port)/; admin API, /metrics and "
                     + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/")
             Terminal.printUnbuffered("switchboard: database \(configuration.database)")
+            if configuration.demo {
+                Terminal.printUnbuffered(
+                    "switchboard: demo on: open \(secure ? "https" : "http")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/ "
+                        + "(anonymous clients may publish and subscribe on \(Demo.topics); /admin takes the admin token)")
+            }
             Terminal.printUnbuffered(
                 rules.rules.isEmpty
                     ? "switchboard: replay log off (no rules \(rulesSource); topic seqs are still kept in \(path); "
@@ -168,12 +175,14 @@ struct Serve: AsyncParsableCommand {
         for (key, value, flag) in flags {
             if let value { try configuration.set(key, value, source: flag) }
         }
+        if demo { configuration.demo = true }
         if let jwtSecretFile {
             guard let secret = try? String(contentsOfFile: jwtSecretFile, encoding: .utf8) else {
                 throw BrokerConfiguration.Error(source: "--jwt-secret-file", key: "jwt_secret", problem: "cannot read \(jwtSecretFile)")
             }
             try configuration.set("jwt_secret", secret.trimmingCharacters(in: .whitespacesAndNewlines), source: jwtSecretFile)
         }
+        configuration.addDemoAccess()
         return configuration
     }
 

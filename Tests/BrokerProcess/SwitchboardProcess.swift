@@ -33,6 +33,7 @@ public let switchboardExecutable: URL? = {
 
 /// Output of a child process, collected as it comes.
 public final class ProcessOutput: Sendable {
+    public init() {}
     private struct State {
         var data = Data()
         var eof = false
@@ -42,7 +43,7 @@ public final class ProcessOutput: Sendable {
 
     public var text: String { String(decoding: state.withLockedValue { $0.data }, as: UTF8.self) }
 
-    func append(_ data: Data) {
+    public func append(_ data: Data) {
         let waiters = state.withLockedValue { state in
             if data.isEmpty { state.eof = true } else { state.data.append(data) }
             defer { state.waiters = [] }

@@ -49,7 +49,7 @@ public final class Broker: Sendable {
     private let tokenConnections: TokenConnections
     /// Messages sent from the replay log to resuming subscribers (counted per page).
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     /// Now, in unix milliseconds: publish times and topic idleness are measured with it.
     let clock: @Sendable () -> Int64
     /// When the broker was made, unix milliseconds (the admin API's uptime).
@@ -62,6 +62,10 @@ public final class Broker: Sendable {
     let idempotency = IdempotencyCache()
     /// What `/metrics` serves.
     let metrics = BrokerMetrics()
+    /// The browser client, and the demo pages when `configuration.demo` is on.
+    let web: WebAssets
+    /// With the demo on: the 1 Hz publish of the broker's own figures (`DemoMetrics`).
+    let demoMetrics = NIOLockedValueBox<RepeatedTask?>(nil)
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -127,6 +131,7 @@ public final class Broker: Sendable {
         self.startedAt = clock()
         self.trustedProxies = Set(configuration.trustedProxies)
         self.configuration = configuration
+        self.web = WebAssets(demo: configuration.demo)
         self.tokens = tokens
         self.replayLog = replayLog
         var sequencing = Sequencing()
@@ -245,6 +250,7 @@ public final class Broker: Sendable {
         }
         watchTokens()
         evictIdleTopics()
+        if configuration.demo { publishDemoMetrics() }
         logger.info("listening", metadata: ["address": "\(address)"])
         return address
     }
@@ -275,6 +281,7 @@ public final class Broker: Sendable {
         case .drain(let server, let drained):
             tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
             topicEviction.withLockedValue { $0?.cancel(promise: nil) }
+            demoMetrics.withLockedValue { $0?.cancel(promise: nil) }
             await server?.shutdown()
             if let replayLog {
                 // Commits what is queued; blocking, so off the event loops and the cooperative pool.
