@@ -9,6 +9,8 @@ set -euo pipefail
 # node-ws, so an existing one is kept. node-ws puts `ws` under /usr/share/nodejs, which the
 # peers find with NODE_PATH=/usr/share/nodejs.
 apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev openssl nodejs node-ws)
+# Tests/BrowserTests drive a headless Chromium; a font, so its screenshots show text.
+apt_packages+=(chromium fonts-dejavu-core)
 
 # Python `websockets` for Tests/Peers/python-peer.py, into the interpreter `python3` runs
 # (a pyenv shim here), hence `python3 -m pip`.

@@ -3,7 +3,7 @@ import Testing
 import WebSocketCore
 import WebSockets
 
-@testable import Switchboard
+@_spi(Fuzzing) @testable import Switchboard
 
 /// The browser files the broker serves from the copy of web/ in its binary.
 @Suite struct WebAssetsTests {
@@ -76,5 +76,8 @@ import WebSockets
         #expect(configuration.anonymous == .init(subscribe: ["demo.>"], publish: ["demo.>"]))
         #expect(configuration.replay.rules.map(\.pattern.name) == ["demo.chat.>"])
         #expect(throws: BrokerConfiguration.Error.self) { try configuration.set("demo", "yes", source: "test") }
+        var fromJSON = BrokerConfiguration()
+        try fromJSON.apply(configJSON: Data(#"{"demo":true}"#.utf8), source: "test.json")
+        #expect(fromJSON.demo)
     }
 }
