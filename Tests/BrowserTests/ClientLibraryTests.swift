@@ -8,7 +8,7 @@ import Testing
 /// bounds, the resume map, gap events (announced, unannounced, history lost), acks and
 /// binary messages.
 @Suite(.serialized) struct ClientLibraryTests {
-    @Test func backoffStaysWithinFullJitterBounds() async throws {
+    @Test func backoffStaysWithinFullJitterBoundsAndWakesOnOnlineAndVisibility() async throws {
         try await withDemo { _, broker, tabs in
             let page = try await tabs.open("\(broker.base)/")
             let result = try await page.evaluate(
@@ -29,7 +29,20 @@ import Testing
                       if (seen.length === 5) { client.close(); resolve(seen); }
                     });
                   });
-                  return { bounds, retries };
+                  // Waiting a minute to retry; `online` and a page becoming visible reconnect at once.
+                  const woken = [];
+                  for (const wake of [() => window.dispatchEvent(new Event('online')), () => document.dispatchEvent(new Event('visibilitychange'))]) {
+                    let refuse = true;
+                    const client = new sb.Switchboard('/', { getToken: async () => (refuse ? 'sb_refused' : undefined), backoff: { initial: 60000, max: 60000 }, random: () => 1 });
+                    await new Promise((resolve) => client.addEventListener('state', ({ detail }) => { if (detail.state === 'disconnected') resolve(); }));
+                    refuse = false;
+                    const started = performance.now();
+                    wake();
+                    await new Promise((resolve) => client.addEventListener('state', ({ detail }) => { if (detail.state === 'connected') resolve(); }));
+                    woken.push(performance.now() - started < 30000);
+                    client.close();
+                  }
+                  return { bounds, retries, woken };
                 })()
                 """)
             let object = try #require(result.object)
@@ -40,6 +53,7 @@ import Testing
                 #expect(pair[1] <= ceiling && pair[1] > ceiling * 0.999, "attempt \(attempt): \(pair)")
             }
             #expect(object["retries"] as? [Double] == [20, 40, 80, 80, 80])
+            #expect(object["woken"] as? [Bool] == [true, true])
         }
     }
 

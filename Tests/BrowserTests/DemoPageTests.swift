@@ -31,14 +31,20 @@ import Testing
             }
             try await broker.kill()
             try await reader.evaluate(demoState("demo.client.state === 'disconnected'"))
+            // Holds the reader's next attempt (its token provider, asked before every attempt,
+            // waits) until the other page has published, so those messages come by replay.
+            try await reader.evaluate(
+                "window.openGate = null; const gate = new Promise(r => window.openGate = r); "
+                    + "window.switchboardDemo.client.options.getToken = () => gate.then(() => undefined); true")
             try await broker.restart()
-            // Published from another page while the reader may still be waiting to reconnect.
             let writer = try await tabs.open("\(broker.base)/?room=resume")
             try await writer.evaluate(demoState("demo.client.state === 'connected' && demo.chat.length === 3"))
             for n in 4...6 {
                 try await sendChat(writer, name: "bob", text: "m\(n)")
                 try await writer.evaluate(demoState("demo.chat.length === \(n)"))
             }
+            #expect(try await reader.evaluate("window.switchboardDemo.chat.length").int == 3)
+            try await reader.evaluate("window.openGate(); true")
             try await reader.evaluate(demoState("demo.chat.length >= 6"))
             let chat = try await reader.evaluate("window.switchboardDemo.chat.map(m => m.seq + ':' + m.text)")
             #expect(chat.array as? [String] == (1...6).map { "\($0):m\($0)" })
