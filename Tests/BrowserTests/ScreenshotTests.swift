@@ -20,6 +20,8 @@ import Testing
             }
             #expect(text.range(of: #"\d+ connections, \d+ subscriptions"#, options: .regularExpression) != nil, "\(text)")
             try checkAndKeep(try await page.screenshot(), as: "demo.png")
+            try await checkAccessible(page)
+            try await checkPhone(page, as: "demo-phone.png")
         }
     }
 
@@ -47,12 +49,37 @@ import Testing
                 #expect(text.contains(expected), "\(expected) not on the page: \(text)")
             }
             try checkAndKeep(try await page.screenshot(), as: "admin.png")
+            try await checkAccessible(page)
+            try await checkPhone(page, as: "admin-phone.png")
         }
     }
 
-    private func setViewport(_ page: BrowserPage) async throws {
+    private func setViewport(_ page: BrowserPage, width: Int = 1100, height: Int = 820, mobile: Bool = false) async throws {
         _ = try await page.send(
-            "Emulation.setDeviceMetricsOverride", ["width": 1100, "height": 820, "deviceScaleFactor": 1, "mobile": false])
+            "Emulation.setDeviceMetricsOverride", ["width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile])
+    }
+
+    /// Every form control has a label (or an aria-label) and every button a name: what a
+    /// screen reader announces and a keyboard user tabs to.
+    private func checkAccessible(_ page: BrowserPage) async throws {
+        let unnamed = try await page.evaluate(
+            """
+            [...document.querySelectorAll('input, button, select, canvas')].filter(e =>
+              !(e.labels?.length || e.getAttribute('aria-label') || (e.tagName === 'BUTTON' && e.textContent.trim()))
+            ).map(e => e.outerHTML.slice(0, 80))
+            """)
+        #expect(unnamed.array?.isEmpty == true, "controls without a name: \(unnamed.array ?? [])")
+    }
+
+    /// At a phone's width (390 px) the page fits: nothing scrolls sideways.
+    private func checkPhone(_ page: BrowserPage, as name: String) async throws {
+        try await setViewport(page, width: 390, height: 844, mobile: true)
+        let fits = try await page.evaluate(
+            "new Promise(r => requestAnimationFrame(() => r(document.documentElement.scrollWidth <= window.innerWidth)))")
+        #expect(fits.bool == true, "\(name): wider than the phone's screen")
+        let png = try await page.screenshot()
+        try FileManager.default.createDirectory(at: artifactsDirectory, withIntermediateDirectories: true)
+        try png.write(to: artifactsDirectory.appendingPathComponent(name))
     }
 
     /// A PNG of the viewport's size with more than a blank page's bytes; written to the artifacts.
