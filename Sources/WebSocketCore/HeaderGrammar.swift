@@ -22,7 +22,7 @@ public struct HeaderGrammarError: Error, Sendable, Hashable, CustomStringConvert
 /// RFC 6455 §4 and §9.1): tokens, quoted-strings with quoted-pairs, optional whitespace
 /// and comma-separated lists, in which empty elements (`a, , b`, `, a`) are accepted.
 public enum HeaderGrammar {
-    /// Whether `byte` is a `tchar`: ALPHA, DIGIT or one of ``!#$%&'*+-.^_`|~``.
+    /// Whether `byte` is a `tchar`: ALPHA, DIGIT, a backtick or one of `!#$%&'*+-.^_|~`.
     @inlinable
     public static func isTokenByte(_ byte: UInt8) -> Bool {
         // Bit n of the word (n >> 6) is set when byte n is a tchar.

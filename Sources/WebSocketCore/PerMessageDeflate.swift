@@ -211,6 +211,7 @@ public final class PerMessageDeflate {
     /// payloads, in order) and appends the bytes to `output`.
     ///
     /// - Parameters:
+    ///   - fragment: the compressed bytes of this frame's payload.
     ///   - isFinal: this is the message's last fragment: the `00 00 ff ff` tail is fed
     ///     after it (RFC 7692 §7.2.2) and, with no_context_takeover on the peer's side, the
     ///     decompressor is reset afterwards.
@@ -218,6 +219,7 @@ public final class PerMessageDeflate {
     ///     Exceeding it throws 1009 at once: zlib writes straight into `output`, never past
     ///     `limit` bytes for this message (the buffer's capacity is that rounded up to a power
     ///     of two), and one more byte of output is detected in a small side buffer.
+    ///   - output: the message's bytes so far; the inflated bytes are appended.
     /// - Throws: `WebSocketError` with 1009, 1007 or 1011 (see the type's documentation).
     public func decompress(
         _ fragment: ByteBuffer,

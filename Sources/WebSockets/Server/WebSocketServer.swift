@@ -187,6 +187,7 @@ public final class WebSocketServer: Sendable {
     /// A server that calls `onConnection` for each connection.
     ///
     /// - Parameters:
+    ///   - options: what the server listens on, accepts and limits (every field has a default).
     ///   - group: event loops for the listener and connections; default NIO's
     ///     `MultiThreadedEventLoopGroup.singleton`, shared with every NIO library in the
     ///     process (see `EventLoopThreads` for sizing it, or pass a group of your own).
@@ -207,7 +208,10 @@ public final class WebSocketServer: Sendable {
     /// have closed (or their close timeout passed), handlers still running are cancelled,
     /// and `run()` returns when they have returned.
     ///
-    /// - Parameter group: as for `init(options:group:onConnection:)`.
+    /// - Parameters:
+    ///   - options: as for `init(options:group:onConnection:)`.
+    ///   - group: as for `init(options:group:onConnection:)`.
+    ///   - handler: run for each upgraded connection, in a child task of `run()`.
     public convenience init(
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
