@@ -23,6 +23,7 @@ public struct ConnectionUserInfo: Sendable {
 
     private var storage = Storage.empty
 
+    /// Holding nothing.
     public init() {}
 
     /// Holding `value` under `key`.
@@ -30,6 +31,7 @@ public struct ConnectionUserInfo: Sendable {
         self[key] = value
     }
 
+    /// The value stored under `key`, nil when there is none.
     public subscript<Key: ConnectionUserInfoKey>(key: Key.Type) -> Key.Value? {
         get {
             let id = ObjectIdentifier(key)

@@ -118,6 +118,7 @@ public final class WebSocketServer: Sendable {
         /// Default: the label `websockets` with a handler that drops everything.
         public var logger: Logger = .silent
 
+        /// Options listening on `host` and `port`, every other option at its default.
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
             self.port = port
@@ -153,6 +154,7 @@ public final class WebSocketServer: Sendable {
 
     /// `run()` was called while another `run()` of the same server was running.
     public struct AlreadyRunning: Error, CustomStringConvertible {
+        /// One line saying so.
         public var description: String { "the server's run() is already running" }
     }
 
@@ -173,7 +175,9 @@ public final class WebSocketServer: Sendable {
         case task(@Sendable (WebSocket) async throws -> Void)
     }
 
+    /// The options the server was made with.
     public let options: Options
+    /// The event loops of the listener and the connections.
     public let group: any EventLoopGroup
     private let handling: Handling
     private let state = NIOLockedValueBox(State())
