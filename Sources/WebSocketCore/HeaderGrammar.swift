@@ -6,8 +6,10 @@ public struct HeaderGrammarError: Error, Sendable, Hashable, CustomStringConvert
     public var header: String
     /// What went wrong, e.g. `expected token`.
     public var problem: String
+    /// The UTF-8 byte offset of the problem in the value.
     public var offset: Int
 
+    /// A problem in `header`'s value at `offset`.
     public init(header: String, problem: String, offset: Int) {
         self.header = header
         self.problem = problem

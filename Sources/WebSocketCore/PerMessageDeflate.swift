@@ -28,8 +28,11 @@ import NIOCore
 ///
 /// After any error the engine's streams are in an undefined state: fail the connection.
 public final class PerMessageDeflate {
+    /// Which end this engine compresses for.
     public let role: Role
+    /// What the handshake settled.
     public let parameters: PerMessageDeflateParameters
+    /// Level, memory level and threshold of the compressor.
     public let options: PerMessageDeflateOptions
 
     /// Window bits negotiated for what we send (our compressor).
@@ -69,6 +72,8 @@ public final class PerMessageDeflate {
     /// Smallest growth step of the output buffer while inflating.
     private static let minimumInflateGrowth = 4096
 
+    /// An engine for `role` with the negotiated `parameters`; its zlib streams are made on
+    /// first use. Traps on invalid `options`: validate them first (`PerMessageDeflateOptions.validate()`).
     public init(role: Role, parameters: PerMessageDeflateParameters, options: PerMessageDeflateOptions = .init()) {
         // Validated options only (see `precheck`); the parameters come from `negotiate` or
         // `accept`, which only produce window bits 8...15.
