@@ -4,6 +4,7 @@
 ///     // in verifyClient:  return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
 ///     // on the connection: let principal = ws.userInfo[PrincipalKey.self]
 public protocol ConnectionUserInfoKey {
+    /// The type of the value stored under this key.
     associatedtype Value: Sendable
 }
 
