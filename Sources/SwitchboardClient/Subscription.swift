@@ -8,6 +8,7 @@ import NIOCore
 /// broker refuses the subscription on a reconnect. Cancelling the iterating task, or dropping
 /// the subscription, unsubscribes.
 public struct Subscription: AsyncSequence, Sendable {
+    /// A message or a gap.
     public typealias Element = SubscriptionEvent
     typealias Producer = NIOThrowingAsyncSequenceProducer<
         SubscriptionEvent, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark,
@@ -30,10 +31,16 @@ public struct Subscription: AsyncSequence, Sendable {
     /// process exactly where this one stopped.
     public var positions: [String: UInt64] { delivered.withLockedValue { $0 } }
 
+    /// Iterates the events and records each topic's position as they are handed out; one task
+    /// at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: Producer.AsyncIterator
         let delivered: NIOLockedValueBox<[String: UInt64]>
 
+        /// The next event; nil when the client was closed by the application. Throws
+        /// `SwitchboardClientError.closed` when the client closed for another reason, the broker's
+        /// refusal when a reconnect's resubscribe was refused, and `CancellationError` when the
+        /// iterating task is cancelled (which unsubscribes).
         public mutating func next() async throws -> SubscriptionEvent? {
             guard let event = try await base.next() else { return nil }
             delivered.withLockedValue { $0[event.topic] = event.lastSeq }
@@ -41,6 +48,7 @@ public struct Subscription: AsyncSequence, Sendable {
         }
     }
 
+    /// The iterator; make only one per subscription.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: producer.makeAsyncIterator(), delivered: delivered)
     }

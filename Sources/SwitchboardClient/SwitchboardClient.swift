@@ -30,6 +30,8 @@ public final class SwitchboardClient: Sendable {
         try self.init(url: WebSocketURL(url), token: token, options: options, group: group)
     }
 
+    /// Starts connecting at once, to an already parsed URL. Throws `InvalidOption` for an option
+    /// out of its range.
     public init(
         url: WebSocketURL, token: Token = .none, options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -103,6 +105,8 @@ public final class SwitchboardClient: Sendable {
         engine.onLoop { $0.publish(topic, .json(Self.jsonString(text)), promise: nil) }
     }
 
+    /// Publishes `value` encoded as JSON without an ack; see `publishWithoutAck(_:text:)`.
+    /// Throws what `encoder` throws.
     public func publishWithoutAck(_ topic: String, json value: some Encodable, encoder: JSONEncoder = JSONEncoder())
         throws
     {
@@ -110,6 +114,8 @@ public final class SwitchboardClient: Sendable {
         engine.onLoop { $0.publish(topic, payload, promise: nil) }
     }
 
+    /// Publishes bytes as a binary message without an ack; see `publishWithoutAck(_:text:)`.
+    /// Throws `SwitchboardClientError.topicTooLong` for a topic over 255 bytes.
     public func publishWithoutAck(_ topic: String, bytes: some Sequence<UInt8>) throws {
         let payload = try Self.binary(topic, bytes)
         engine.onLoop { $0.publish(topic, payload, promise: nil) }

@@ -20,6 +20,7 @@ public final class WebSocket: Sendable {
     /// beside them.
     public let eventLoop: any EventLoop
     package let channel: any Channel
+    /// `.server` for a connection a `WebSocketServer` accepted, `.client` for one `connect` opened.
     public let role: Role
     /// What the opening handshake settled.
     public let handshake: HandshakeInfo
@@ -56,11 +57,14 @@ public final class WebSocket: Sendable {
         self.status = handler.status
     }
 
+    /// Where the connection stands (`ws`'s `readyState`); readable from any thread.
     public var readyState: ReadyState {
         // Only ever stored from a `ReadyState`'s raw value.
         ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
     }
 
+    /// The peer's address (for a server, the client's socket address; behind a proxy, the
+    /// proxy's: see `UpgradeRequest.forwardedFor`). Nil once the connection is closed.
     public var remoteAddress: SocketAddress? { channel.remoteAddress }
 
     // MARK: Sending
@@ -70,10 +74,13 @@ public final class WebSocket: Sendable {
         try await send(message.kind, message.data, isFinal: true)
     }
 
+    /// Sends a text message; returns once it is written to the socket. Throws `SendError`
+    /// (not open, buffer full) or the write's error.
     public func send(text: String) async throws {
         try await send(.text, ByteBuffer(string: text), isFinal: true)
     }
 
+    /// Sends a binary message; returns once it is written to the socket. Throws as `send(text:)`.
     public func send(binary: ByteBuffer) async throws {
         try await send(.binary, binary, isFinal: true)
     }
@@ -162,12 +169,16 @@ public final class WebSocket: Sendable {
         return handlerOnLoop.bufferedAmount
     }
 
+    /// Sends a ping (payload at most 125 bytes, else `SendError.invalid`); returns once it is
+    /// written. Its pong comes to `onPong`.
     public func ping(_ payload: ByteBuffer = ByteBuffer()) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         onLoop { $0.sendControl(.ping, payload, promise: promise) }
         try await promise.futureResult.get()
     }
 
+    /// Sends an unsolicited pong (payload at most 125 bytes, else `SendError.invalid`), a
+    /// one-way heartbeat; returns once it is written.
     public func pong(_ payload: ByteBuffer = ByteBuffer()) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         onLoop { $0.sendControl(.pong, payload, promise: promise) }
@@ -225,6 +236,7 @@ public final class WebSocket: Sendable {
         onLoop { $0.pause(.application) }
     }
 
+    /// Starts reading from the socket again after `pause()`.
     public func resume() {
         onLoop { $0.resume(.application) }
     }
@@ -253,10 +265,13 @@ public final class WebSocket: Sendable {
         onLoop { $0.setSink(.callback(callback)) }
     }
 
+    /// Calls `callback` on the event loop with the payload of every ping received (after the
+    /// automatic pong, when `autoPong` is on).
     public func onPing(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
         onLoop { $0.onPing = callback }
     }
 
+    /// Calls `callback` on the event loop with the payload of every pong received.
     public func onPong(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
         onLoop { $0.onPong = callback }
     }
@@ -266,6 +281,9 @@ public final class WebSocket: Sendable {
         onLoop { $0.setOnClose(callback) }
     }
 
+    /// Calls `callback` on the event loop with an error raised in the connection's channel (an
+    /// I/O or TLS error) as it closes the connection. A peer's protocol violation does not come
+    /// here: the connection is failed with its close code, which `onClose` reports.
     public func onError(_ callback: @escaping @Sendable (any Error) -> Void) {
         onLoop { $0.onError = callback }
     }
@@ -296,6 +314,7 @@ public struct HandshakeInfo: Sendable {
     /// The extensions in force, as the server's `Sec-WebSocket-Extensions` named them.
     public var extensions: [ExtensionOffer]
 
+    /// What a handshake settled: `target`, and the subprotocol and extensions agreed on.
     public init(target: String, subprotocol: String? = nil, extensions: [ExtensionOffer] = []) {
         self.target = target
         self.subprotocol = subprotocol

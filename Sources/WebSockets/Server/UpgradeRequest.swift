@@ -6,14 +6,18 @@ import WebSocketCore
 public struct UpgradeRequest: Sendable {
     /// Path and query as the client sent them.
     public var target: String
+    /// The request's headers, in order.
     public var headers: HTTPFields
+    /// The client's socket address (a proxy's, behind one: see `forwardedFor`).
     public var remoteAddress: SocketAddress?
     /// `Origin` (version 13) or `Sec-WebSocket-Origin` (version 8).
     public var origin: String?
     /// Subprotocols the client offered, in its order of preference.
     public var protocols: [String]
+    /// The protocol version the client asked for (13, or 8 when the server accepts it).
     public var version: WebSocketVersion
 
+    /// The target without its query.
     public var path: String { HandshakeInfo(target: target).path }
     /// The query parameters, by the rules of `URLQuery` (the first of a repeated name wins).
     public var query: [String: String] { URLQuery(target: target).dictionary }

@@ -118,6 +118,7 @@ public final class WebSocketServer: Sendable {
         /// Default: the label `websockets` with a handler that drops everything.
         public var logger: Logger = .silent
 
+        /// Options listening on `host` and `port`, every other option at its default.
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
             self.port = port
@@ -153,6 +154,7 @@ public final class WebSocketServer: Sendable {
 
     /// `run()` was called while another `run()` of the same server was running.
     public struct AlreadyRunning: Error, CustomStringConvertible {
+        /// One line saying so.
         public var description: String { "the server's run() is already running" }
     }
 
@@ -173,7 +175,9 @@ public final class WebSocketServer: Sendable {
         case task(@Sendable (WebSocket) async throws -> Void)
     }
 
+    /// The options the server was made with.
     public let options: Options
+    /// The event loops of the listener and the connections.
     public let group: any EventLoopGroup
     private let handling: Handling
     private let state = NIOLockedValueBox(State())
@@ -187,6 +191,7 @@ public final class WebSocketServer: Sendable {
     /// A server that calls `onConnection` for each connection.
     ///
     /// - Parameters:
+    ///   - options: what the server listens on, accepts and limits (every field has a default).
     ///   - group: event loops for the listener and connections; default NIO's
     ///     `MultiThreadedEventLoopGroup.singleton`, shared with every NIO library in the
     ///     process (see `EventLoopThreads` for sizing it, or pass a group of your own).
@@ -207,7 +212,10 @@ public final class WebSocketServer: Sendable {
     /// have closed (or their close timeout passed), handlers still running are cancelled,
     /// and `run()` returns when they have returned.
     ///
-    /// - Parameter group: as for `init(options:group:onConnection:)`.
+    /// - Parameters:
+    ///   - options: as for `init(options:group:onConnection:)`.
+    ///   - group: as for `init(options:group:onConnection:)`.
+    ///   - handler: run for each upgraded connection, in a child task of `run()`.
     public convenience init(
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
