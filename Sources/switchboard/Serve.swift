@@ -50,6 +50,11 @@ struct Serve: AsyncParsableCommand {
         } catch {
             Terminal.exit(withError: "\(error)", status: 64)
         }
+        // Before anything is created: a certificate that cannot be read is the operator's to fix.
+        for case let file? in [configuration.tlsCertificate, configuration.tlsKey]
+        where !FileManager.default.isReadableFile(atPath: file) {
+            Terminal.exit(withError: "cannot read the TLS file \(file) (check the path and its permissions)", status: 66)
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
@@ -111,29 +116,32 @@ struct Serve: AsyncParsableCommand {
             let address = try await broker.start()
             let host = address.ipAddress ?? "?"
             let port = address.port ?? 0
-            Terminal.printUnbuffered("switchboard listening on \(host):\(port)")
             let secure = configuration.tlsCertificate != nil
-            Terminal.printUnbuffered(
+            var lines = [
+                "switchboard listening on \(host):\(port)",
                 "switchboard: clients connect to \(secure ? "wss" : "ws")://\(host):\(port)/; admin API, /metrics and "
-                    + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/")
-            Terminal.printUnbuffered("switchboard: database \(configuration.database)")
+                    + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/",
+                "switchboard: database \(configuration.database)",
+            ]
             if configuration.demo {
-                Terminal.printUnbuffered(
+                lines.append(
                     "switchboard: demo on: open \(secure ? "https" : "http")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/ "
                         + "(anonymous clients may publish and subscribe on \(Demo.topics); /admin takes the admin token)")
             }
-            Terminal.printUnbuffered(
+            lines += [
                 rules.rules.isEmpty
                     ? "switchboard: replay log off (no rules \(rulesSource); topic seqs are still kept in \(path); "
                         + "`switchboard retention set RULE…` turns it on)"
-                    : "switchboard: replay log on (\(path)), retaining \(rules.texts.joined(separator: "; ")) (\(rulesSource))")
-            Terminal.printUnbuffered(
+                    : "switchboard: replay log on (\(path)), retaining \(rules.texts.joined(separator: "; ")) (\(rulesSource))",
                 "switchboard: the admin token is in \(configuration.database).admin-token; "
-                    + "`switchboard token create --admin --name NAME` makes another")
+                    + "`switchboard token create --admin --name NAME` makes another",
+            ]
             let sighup = secure ? reloadTLSOnSIGHUP(broker, logger: logger) : nil
             defer { sighup?.cancel() }
             // Runs the started broker until SIGTERM or SIGINT, then drains it.
-            try await ServiceGroup(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+            try await ServiceGroup(
+                services: [broker, StartupLines(lines: lines)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            ).run()
         } catch {
             await broker.shutdown()
             Terminal.exit(withError: "\(error)", status: 70)
@@ -201,5 +209,17 @@ struct Serve: AsyncParsableCommand {
         }
         Terminal.printUnbuffered("switchboard: created admin token \(record.id); it is shown once and saved to \(path) (mode 0600):")
         Terminal.printUnbuffered(token)
+    }
+}
+
+/// Prints the start-up lines from inside the service group, so that whoever waits for
+/// "listening" (a supervisor, a test) finds SIGTERM already handled: a stop sent right after
+/// them drains the broker and exits 0.
+private struct StartupLines: Service {
+    let lines: [String]
+
+    func run() async throws {
+        for line in lines { Terminal.printUnbuffered(line) }
+        try? await gracefulShutdown()
     }
 }

@@ -95,6 +95,9 @@ import WebSockets
             #expect(close.closeCode == 1013, "\(close)")
             #expect(!seqs.isEmpty && seqs == Array(1...seqs.count), "\(seqs.prefix(3))…\(seqs.suffix(3))")
             #expect(seqs.count < published)
+            let metrics = try await Self.metrics(broker)
+            #expect(metrics["switchboard_slow_consumer_closes_total"] == 1)
+            #expect(metrics["switchboard_slow_consumer_dropped_messages_total"] == 0)
             try await slow.send(clientFrame(opcode: 0x8, [0x03, 0xE8]))
             try await slow.waitForEOF()
             await normal.close()
@@ -190,10 +193,20 @@ import WebSockets
             let notice = try #require(gap)
             #expect(seqs == Array(1...seqs.count))
             #expect(notice.int("from") == seqs.count + 1 && notice.int("to") == published, "\(notice)")
+            // Every message the stalled subscriber missed is counted once, and nobody was closed.
+            let metrics = try await Self.metrics(broker)
+            #expect(metrics["switchboard_slow_consumer_dropped_messages_total"] == Double(published - seqs.count))
+            #expect(metrics["switchboard_slow_consumer_closes_total"] == 0)
+            #expect(metrics["switchboard_gaps_sent_total"] == 1)
             slow.close()
             await normal.close()
             await publisher.close()
         }
+    }
+
+    /// The broker's `/metrics`, by series.
+    static func metrics(_ broker: TestBroker) async throws -> [String: Double] {
+        MetricsTests.parse(try await broker.http("GET", "/metrics").body)
     }
 
     /// Whether the broker has started dropping messages for a slow consumer.
