@@ -109,11 +109,10 @@ target = 1024 - 16  # wsload writes 20 bytes for the 4 of {ts}
 while len(document(records)) > target:
     records.pop()
 print(document(records, target - len(document(records))))')
-    PUB_MSG='{"op":"pub","topic":"t","data":'$DATA'}'
 else
-    PAYLOAD='{ts}'$(printf 'x%.0s' $(seq 44))  # 20-byte marker + 44 = 64 bytes of data
-    PUB_MSG='{"op":"pub","topic":"t","data":"'$PAYLOAD'"}'
+    DATA='"{ts}'$(printf 'x%.0s' $(seq 44))'"'  # 20-byte marker + 44 = 64 bytes of data
 fi
+PUB_MSG='{"op":"pub","topic":"t","data":'$DATA'}'
 
 # run SERVER SCENARIO -> one RESULT json on stdout
 run() {
