@@ -102,6 +102,33 @@ struct BrokerDeflateTests {
         }
     }
 
+    @Test("a catch-up (last) replays messages over the threshold compressed, the others as they are")
+    func replayedPagesAreCompressed() async throws {
+        try await TestBroker.with({ configuration in
+            Self.deflateOn(&configuration)
+            configuration.replay.rules = [try! ReplayRule.parse("news count=100").get()]
+        }) { broker in
+            let publisher = try await broker.client()
+            try await publisher.send(Self.publish("news", 3000, mark: "big"))
+            try await publisher.send(Self.publish("news", 16, mark: "small"))
+            #expect(try await publisher.request(#"{"op":"pub","topic":"news","id":"3","data":"sync"}"#)["op"] == "ack")
+
+            let peer = try await RawPeer.connect(port: broker.port, group: testGroup)
+            try await peer.send(string: RawPeer.upgradeRequest(
+                extraHeaders: "Authorization: Bearer \(try broker.token().token)\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"))
+            #expect(try await peer.readHead().hasPrefix("HTTP/1.1 101"))
+            try await peer.send(text: #"{"op":"sub","topic":"news","last":3}"#)
+            #expect(try await peer.readFrame().text.contains("subscribed"))
+            let big = try await peer.readFrame()
+            #expect(big.rsv == 4, "compressed: \(big)")
+            #expect(try Self.inflate(big.payload).contains("\"seq\":1,") == true)
+            #expect(try Self.inflate(big.payload).contains("big\(String(repeating: "abcdefgh", count: 375))"))
+            let small = try await peer.readFrame()
+            #expect(small.rsv == 0 && small.text.contains("\"seq\":2,"))
+            peer.close()
+        }
+    }
+
     @Test("our WebSocket client, offering deflate as it does by default, gets every message whole")
     func ourClient() async throws {
         try await TestBroker.with(Self.deflateOn) { broker in

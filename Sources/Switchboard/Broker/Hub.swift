@@ -132,6 +132,13 @@ final class Hub: Sendable {
         return Self.frame(of: delivery, compressor)
     }
 
+    /// Replayed frames as a session that takes compressed frames gets them: each over the
+    /// threshold compressed here (a catch-up's pages are its own: nothing to share); on the loop.
+    func compressedFrames(_ frames: ByteBuffer) -> ByteBuffer {
+        guard let compressor = state.value.compressor, let deflate else { return frames }
+        return compressor.compressEach(frames, threshold: deflate.threshold)
+    }
+
     /// Queues a message for this loop's subscribers; any thread.
     func enqueue(_ delivery: Delivery) {
         enqueue(contentsOf: CollectionOfOne(delivery))

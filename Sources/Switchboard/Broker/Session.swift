@@ -448,7 +448,8 @@ final class Session: Hashable {
         for item in output {
             switch item {
             case .replayed(let message):
-                let frame = message.frame ?? message.encodeFrame()
+                let encoded = message.frame ?? message.encodeFrame()
+                let frame = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
                 socket.queueEncoded(frame)
                 replayed += 1
                 counters.messages &+= 1
@@ -469,8 +470,9 @@ final class Session: Hashable {
     }
 
     /// A replayed page with nothing to skip or report: its frames go out in one write.
-    private func emitFrames(_ frames: ByteBuffer, count: Int) {
+    private func emitFrames(_ encoded: ByteBuffer, count: Int) {
         guard !closing else { return }
+        let frames = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
         // Counted before the flush, as in `emit`.
         broker.countReplayed(count)
         counters.messages &+= UInt64(count)

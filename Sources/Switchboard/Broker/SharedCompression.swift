@@ -68,6 +68,26 @@ final class FrameCompressor {
         return parameters.serverNoContextTakeover && parameters.serverMaxWindowBits >= windowBits
     }
 
+    /// `frames` (whole unmasked frames, one after another: a replayed page) with each frame
+    /// whose payload has at least `threshold` bytes compressed; the others as they are.
+    func compressEach(_ frames: ByteBuffer, threshold: Int) -> ByteBuffer {
+        var rest = frames
+        var output = ByteBufferAllocator().buffer(capacity: frames.readableBytes)
+        while rest.readableBytes > 0 {
+            let parsed = try? rest.withUnsafeReadableBytes { bytes in try FrameHeader.parse(bytes) }
+            guard case .header(let header, let headerLength) = parsed,
+                let frame = rest.readSlice(length: headerLength + header.payloadLength)
+            else {
+                // Not whole frames: sent as they are (the reader encodes whole frames only).
+                output.writeImmutableBuffer(rest)
+                break
+            }
+            let compressed = header.payloadLength >= threshold ? compress(frame) : nil
+            output.writeImmutableBuffer(compressed ?? frame)
+        }
+        return output
+    }
+
     func compress(_ frame: ByteBuffer) -> ByteBuffer? {
         let parsed = try? frame.withUnsafeReadableBytes { bytes in try FrameHeader.parse(bytes) }
         guard case .header(var header, let headerLength) = parsed,
