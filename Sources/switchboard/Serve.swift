@@ -42,6 +42,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
     @Flag(help: "Serve the demo (/) and admin (/admin) pages; anonymous clients may then publish and subscribe on demo.>.")
     var demo = false
+    @Option(help: "permessage-deflate: on or off (default off).") var deflate: String?
+    @Option(help: "Messages smaller than this many bytes go uncompressed (default 1024).") var deflateThreshold: String?
 
     func run() async throws {
         let configuration: BrokerConfiguration
@@ -179,6 +181,7 @@ struct Serve: AsyncParsableCommand {
             ("max_topics", maxTopics, "--max-topics"), ("topic_idle_seconds", topicIdleSeconds, "--topic-idle-seconds"),
             ("log_level", logLevel, "--log-level"),
             ("threads", threads, "--threads"), ("tls_cert", tlsCert, "--tls-cert"), ("tls_key", tlsKey, "--tls-key"),
+            ("deflate", deflate, "--deflate"), ("deflate_threshold", deflateThreshold, "--deflate-threshold"),
         ]
         for (key, value, flag) in flags {
             if let value { try configuration.set(key, value, source: flag) }

@@ -169,18 +169,22 @@ public final class Broker: Sendable {
         self.authenticator = Authenticator(tokens: tokens, jwt: jwt, anonymous: anonymous)
         var hubs: [ObjectIdentifier: Hub] = [:]
         for loop in group.makeIterator() {
-            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop, deliverLatency: metrics.deliverLatency)
+            hubs[ObjectIdentifier(loop)] = Hub(
+                eventLoop: loop, deliverLatency: metrics.deliverLatency,
+                deflate: configuration.deflate.enabled ? configuration.deflate : nil)
         }
         self.hubs = hubs
         // A retained message reaches subscribers only once committed, so a seq a subscriber
         // saw is never handed out again after a crash. The writer commits in seq order per
         // topic, so each hub still gets every topic in seq order.
         let everyHub = Array(hubs.values)
+        let deflate = configuration.deflate
         replayLog?.deliverCommitted { batch in
             let deliveries = batch.map { pending in
-                Delivery(
-                    topic: pending.message.topic, sequence: pending.message.sequence,
-                    frame: pending.message.frame ?? pending.message.encodeFrame())
+                let frame = pending.message.frame ?? pending.message.encodeFrame()
+                return Delivery(
+                    topic: pending.message.topic, sequence: pending.message.sequence, frame: frame,
+                    compressed: SharedCompression.make(for: frame, deflate))
             }
             for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
         }
@@ -226,6 +230,7 @@ public final class Broker: Sendable {
         if let certificate = configuration.tlsCertificate, let key = configuration.tlsKey {
             options.tls = TLSConfiguration(certificateFile: certificate, privateKeyFile: key)
         }
+        options.perMessageDeflate = configuration.deflate.serverOptions
         options.verifyClient = { [self] request in await verify(request) }
         options.plainHTTP = { [self] request in await AdminAPI(broker: self).handle(request) }
         options.maxPlainHTTPBody = AdminAPI.maxBody(maxPayload: configuration.maxPayload)
@@ -612,7 +617,9 @@ public final class Broker: Sendable {
             } catch {
                 return .rejected(error)
             }
-            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
+            let delivery = Delivery(
+                topic: publish.topic, sequence: sequence, frame: frame,
+                compressed: SharedCompression.make(for: frame, configuration.deflate))
             for hub in hubs.values { hub.enqueue(delivery) }
         }
         state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note, published: now)

@@ -89,6 +89,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// The replay log: retention rules (`replay_retain`), size cap, queue limit, file.
     /// Default: no rules, so no topic is retained. See `ReplayConfiguration`.
     public var replay = ReplayConfiguration()
+    /// permessage-deflate: on/off (default off), threshold, level, memLevel, window bits.
+    /// See `DeflateConfiguration`.
+    public var deflate = DeflateConfiguration()
 
     public struct AnonymousAccess: Sendable, Hashable {
         public var subscribe: [String]
@@ -146,7 +149,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
         ("tls_cert", "SWITCHBOARD_TLS_CERT"), ("tls_key", "SWITCHBOARD_TLS_KEY"),
         ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"), ("demo", "SWITCHBOARD_DEMO"),
-    ] + ReplayConfiguration.keys
+    ] + ReplayConfiguration.keys + DeflateConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
     public mutating func apply(configFile path: String) throws(Error) {
@@ -282,6 +285,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
             case "false", "0": demo = false
             default: throw fail("must be true or false, not \(text.debugDescription)")
             }
+        case _ where key.hasPrefix("deflate"):
+            if let problem = deflate.set(key, text) { throw fail(problem) }
         case _ where key.hasPrefix("replay_"):
             if let problem = replay.set(key, text) { throw fail(problem) }
         default:

@@ -30,6 +30,9 @@ final class Session: Hashable {
     private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
     private var nextCatchUpID = 0
     private var watchingWritability = false
+    /// The connection agreed to permessage-deflate in a way the hub's shared compressed
+    /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
+    private let takesCompressedFrames: Bool
     /// Answers to publishes that waited for the replay log's commit, handed over by its writer
     /// thread (the one piece of the session touched off its loop): the writer appends and
     /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends
@@ -69,6 +72,9 @@ final class Session: Hashable {
         {
             try? options.setOption(.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
         }
+        self.takesCompressedFrames = hub.deflate.map {
+            FrameCompressor.accepts(socket.deflateParametersOnLoop, windowBits: $0.windowBits)
+        } ?? false
         self.rateLimit = RequestRateLimit(
             rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
@@ -279,10 +285,18 @@ final class Session: Hashable {
     /// the limit; then the gap notice goes out (when the socket drains, or first thing
     /// before the next run), so each gap is one contiguous range reported before the
     /// messages that follow it.
-    func deliver(_ run: FanOut) -> Bool {
+    /// `compressed` makes (once per run, shared) the run's frames with the messages over
+    /// the deflate threshold compressed, for a connection that takes them.
+    func deliver(_ run: FanOut, compressed: () -> ByteBuffer) -> Bool {
         guard !closing else { return false }
         guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
-        return enqueue(run.frame, topic: run.topic, first: run.first, last: run.last)
+        let frame = takesCompressedFrames && run.isCompressible ? compressed() : run.frame
+        return enqueue(frame, topic: run.topic, first: run.first, last: run.last)
+    }
+
+    /// One message's frame as this connection gets it: compressed when it takes compressed frames.
+    private func frame(of delivery: Delivery) -> ByteBuffer {
+        takesCompressedFrames ? hub.compressedFrame(of: delivery) : delivery.frame
     }
 
     /// `deliver` while a subscription catches up: each message of a topic being replayed
@@ -296,7 +310,7 @@ final class Session: Hashable {
             {
                 continue
             }
-            if enqueue(delivery.frame, topic: delivery.topic, first: delivery.sequence, last: delivery.sequence) {
+            if enqueue(frame(of: delivery), topic: delivery.topic, first: delivery.sequence, last: delivery.sequence) {
                 needsFlush = true
             }
         }
@@ -434,15 +448,17 @@ final class Session: Hashable {
         for item in output {
             switch item {
             case .replayed(let message):
-                let frame = message.frame ?? message.encodeFrame()
+                let encoded = message.frame ?? message.encodeFrame()
+                let frame = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
                 socket.queueEncoded(frame)
                 replayed += 1
                 counters.messages &+= 1
                 counters.bytes &+= UInt64(frame.readableBytes)
             case .live(let delivery):
-                socket.queueEncoded(delivery.frame)
+                let frame = frame(of: delivery)
+                socket.queueEncoded(frame)
                 counters.messages &+= 1
-                counters.bytes &+= UInt64(delivery.frame.readableBytes)
+                counters.bytes &+= UInt64(frame.readableBytes)
             case .gap(let topic, let missing):
                 socket.queueEncoded(Self.gapFrame(topic, missing))
                 counters.gaps &+= 1
@@ -454,8 +470,9 @@ final class Session: Hashable {
     }
 
     /// A replayed page with nothing to skip or report: its frames go out in one write.
-    private func emitFrames(_ frames: ByteBuffer, count: Int) {
+    private func emitFrames(_ encoded: ByteBuffer, count: Int) {
         guard !closing else { return }
+        let frames = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
         // Counted before the flush, as in `emit`.
         broker.countReplayed(count)
         counters.messages &+= UInt64(count)

@@ -163,6 +163,14 @@ public final class WebSocket: Sendable {
         return handlerOnLoop.isWritable
     }
 
+    /// The permessage-deflate parameters agreed in the handshake (nil without it), for code on
+    /// the connection's event loop that sends frames it compressed itself (`queueEncoded` with
+    /// RSV1 set: only with `serverNoContextTakeover`, as the peer then inflates each message alone).
+    package var deflateParametersOnLoop: PerMessageDeflateParameters? {
+        eventLoop.assertInEventLoop()
+        return handlerOnLoop.deflateParameters
+    }
+
     /// `bufferedAmount` without hopping, for code already on the connection's event loop.
     package var bufferedAmountOnLoop: Int {
         eventLoop.assertInEventLoop()

@@ -583,6 +583,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var isWritable: Bool { context != nil && outbound.channelIsWritable }
 
+    /// What permessage-deflate was agreed on; nil without it.
+    var deflateParameters: PerMessageDeflateParameters? { compression?.parameters }
+
     func sendControl(_ opcode: Opcode, _ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard stateMachine.isOpen else {
             promise?.fail(SendError.notOpen)
