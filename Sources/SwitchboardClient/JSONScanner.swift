@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Reads the top-level members of one JSON object, as the broker writes its messages: each
 /// value is kept as the byte range it spans, so a message's `data` is handed on verbatim
 /// and only the members a message needs are turned into Swift values.
@@ -65,6 +67,16 @@ struct JSONScanner {
         guard (try? cursor.skipValue()) != nil, cursor.offset == bytes.count - 1, bytes[cursor.offset] == UInt8(ascii: "}")
         else { return nil }
         return (topic, seq, time, dataStart..<cursor.offset)
+    }
+
+    /// The id and seq of an `ack` laid out exactly as the broker writes one for this client,
+    /// `{"op":"ack","id":"N","seq":N}` (the per-publish path); nil for anything else.
+    static func brokerAck(_ bytes: UnsafeRawBufferPointer) -> (id: UInt64, seq: UInt64)? {
+        var cursor = Cursor(bytes: bytes)
+        guard cursor.skip(#"{"op":"ack","id":""#), let id = cursor.unsigned(), cursor.skip(#"","seq":"#),
+            let seq = cursor.unsigned(), cursor.skip("}"), cursor.offset == bytes.count
+        else { return nil }
+        return (id, seq)
     }
 
     /// The JSON string at `range` (quotes included), unescaped; nil when it is not a string.
@@ -217,6 +229,24 @@ struct JSONScanner {
             throw Malformed(offset: offset)
         }
     }
+}
+
+/// Writes `string` as a JSON string literal (quotes included) into `buffer`: at once when
+/// nothing in it needs escaping (a publish's text, usually), else through `appendJSONString`.
+func writeJSONString(_ string: String, to buffer: inout ByteBuffer) {
+    var string = string
+    let plain = string.withUTF8 { bytes in
+        !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+    }
+    guard plain else {
+        var bytes: [UInt8] = []
+        appendJSONString(string, to: &bytes)
+        buffer.writeBytes(bytes)
+        return
+    }
+    buffer.writeInteger(UInt8(ascii: "\""))
+    buffer.writeString(string)
+    buffer.writeInteger(UInt8(ascii: "\""))
 }
 
 /// Writes `string` as a JSON string literal (quotes included) into `bytes`.

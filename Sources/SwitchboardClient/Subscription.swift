@@ -10,40 +10,56 @@ import NIOCore
 public struct Subscription: AsyncSequence, Sendable {
     public typealias Element = SubscriptionEvent
     typealias Producer = NIOThrowingAsyncSequenceProducer<
-        SubscriptionEvent, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark,
+        Delivery, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark,
         SubscriptionDelegate
     >
 
     /// The topic or pattern subscribed to.
     public let pattern: String
     private let producer: Producer
-    private let delivered: NIOLockedValueBox<[String: UInt64]>
+    private let delivered: NIOLockedValueBox<Positions>
 
-    init(pattern: String, producer: Producer, delivered: NIOLockedValueBox<[String: UInt64]>) {
+    init(pattern: String, producer: Producer, delivered: NIOLockedValueBox<Positions>) {
         self.pattern = pattern
         self.producer = producer
         self.delivered = delivered
     }
 
-    /// Per topic, the last seq handed to the application (a message's seq or a gap's `to`).
-    /// Persist it and pass it to `subscribe(_:from: .positions(…))` to continue in a later
-    /// process exactly where this one stopped.
-    public var positions: [String: UInt64] { delivered.withLockedValue { $0 } }
+    /// Per topic, the last seq handed to the application (a message's seq or a gap's `to`),
+    /// and the broker's epoch they count in. Persist it and pass it to
+    /// `subscribe(_:from: .positions(…))` to continue in a later process exactly where this
+    /// one stopped (or with a `.historyLost` gap, should the broker's history be another by then).
+    public var positions: Positions { delivered.withLockedValue { $0 } }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: Producer.AsyncIterator
-        let delivered: NIOLockedValueBox<[String: UInt64]>
+        let delivered: NIOLockedValueBox<Positions>
 
         public mutating func next() async throws -> SubscriptionEvent? {
-            guard let event = try await base.next() else { return nil }
-            delivered.withLockedValue { $0[event.topic] = event.lastSeq }
-            return event
+            while let delivery = try await base.next() {
+                switch delivery {
+                case .event(let event):
+                    delivered.withLockedValue { $0.seqs[event.topic] = event.lastSeq }
+                    return event
+                case .epoch(let epoch):
+                    delivered.withLockedValue { $0.epoch = epoch }
+                }
+            }
+            return nil
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: producer.makeAsyncIterator(), delivered: delivered)
     }
+}
+
+/// What goes through a subscription's buffer: its events, and the broker's epoch where it
+/// changes, so that the positions the application sees always carry the epoch of the
+/// events it has taken.
+enum Delivery: Sendable {
+    case event(SubscriptionEvent)
+    case epoch(String)
 }
 
 /// Tells the engine when a subscription's consumer catches up (read from the socket again)

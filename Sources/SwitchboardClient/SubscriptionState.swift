@@ -31,7 +31,7 @@ final class SubscriptionState {
     var opened: EventLoopPromise<Void>?
     /// Events made by the frames of this read, handed to `source` together once it is done:
     /// one wake-up of the consumer per read, not one per message.
-    var pending: [SubscriptionEvent] = []
+    var pending: [Delivery] = []
 
     init(
         id: Int, pattern: TopicPattern, start: StartPosition, startedAt: Int64,
@@ -45,9 +45,10 @@ final class SubscriptionState {
         self.opened = opened
         switch start {
         case .seq(let seq): positions = [pattern.text: seq]
-        case .positions(let map): positions = map
+        case .positions(let saved): positions = saved.seqs
         default: positions = [:]
         }
+        if case .positions(let saved) = start { epoch = saved.epoch }
         switch start {
         case .beginning, .positions: baseline = 0
         default: baseline = nil

@@ -48,8 +48,8 @@ import Testing
                 }
                 #expect(seen.filter { $0.hasPrefix("t.a") } == ["t.a#1", "t.a#2", "t.a#3"])
                 #expect(seen.filter { $0.hasPrefix("t.b") } == ["t.b#1", "t.b#2"])
-                #expect(exact.positions == ["t.a": 3])
-                #expect(pattern.positions == ["t.a": 3, "t.b": 2])
+                #expect(exact.positions.seqs == ["t.a": 3])
+                #expect(pattern.positions.seqs == ["t.a": 3, "t.b": 2])
             }
             await client.close()
         }
