@@ -267,7 +267,7 @@ final class Core {
         ws.queue(Request.publish(publish.topic, publish.payload, id: id), promise: nil)
     }
 
-    func flushPublishes() {
+    private func flushPublishes() {
         unflushedSocket?.flush()
         unflushedSocket = nil
     }

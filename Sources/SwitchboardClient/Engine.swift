@@ -1,5 +1,4 @@
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import WebSocketCore
 import WebSockets
@@ -14,9 +13,6 @@ final class Engine: Sendable {
     let options: SwitchboardClient.Options
     /// Set on the loop by `init`, before anything else runs there (the loop runs tasks in order).
     private let box: NIOLoopBoundBox<Core?>
-    /// Publishes made off the loop, taken by one loop task per burst: many publishing tasks
-    /// cost the loop one wake-up and the socket one write, not one of each per publish.
-    private let inbox = NIOLockedValueBox<[Core.QueuedPublish]>([])
 
     init(url: WebSocketURL, token: Token, options: SwitchboardClient.Options, loop: any EventLoop) {
         self.url = url
@@ -38,30 +34,6 @@ final class Engine: Sendable {
         } else {
             loop.execute { [box] in body(box.value!) }
         }
-    }
-
-    /// Hands a publish to the core, in order with every publish made before it.
-    func submit(_ publish: Core.QueuedPublish) {
-        if loop.inEventLoop {
-            let core = box.value!
-            takeInbox(core)
-            return core.publish(publish)
-        }
-        let first = inbox.withLockedValue { inbox in
-            inbox.append(publish)
-            return inbox.count == 1
-        }
-        if first { loop.execute { [self, box] in takeInbox(box.value!) } }
-    }
-
-    private func takeInbox(_ core: Core) {
-        let publishes = inbox.withLockedValue { inbox in
-            defer { inbox = [] }
-            return inbox
-        }
-        guard !publishes.isEmpty else { return }
-        for publish in publishes { core.publish(publish) }
-        core.flushPublishes()
     }
 
     /// Runs `body` with the core on the loop and returns its result.

@@ -100,22 +100,22 @@ public final class SwitchboardClient: Sendable {
     /// Publishes without waiting and without an ack: the broker answers only a refusal, which
     /// is logged. While disconnected it waits in the same queue as acked publishes.
     public func publishWithoutAck(_ topic: String, text: String) {
-        engine.submit(.init(topic: topic, payload: .text(text)))
+        hand(.init(topic: topic, payload: .text(text)))
     }
 
     public func publishWithoutAck(_ topic: String, json value: some Encodable, encoder: JSONEncoder = JSONEncoder())
         throws
     {
-        engine.submit(.init(topic: topic, payload: .json(ByteBuffer(bytes: try encoder.encode(value)))))
+        try hand(.init(topic: topic, payload: .json(ByteBuffer(bytes: encoder.encode(value)))))
     }
 
     public func publishWithoutAck(_ topic: String, bytes: some Sequence<UInt8>) throws {
-        engine.submit(.init(topic: topic, payload: try Self.binary(topic, bytes)))
+        try hand(.init(topic: topic, payload: Self.binary(topic, bytes)))
     }
 
     private func publishAcked(_ topic: String, _ payload: Payload) async throws -> UInt64 {
         try await withUnsafeThrowingContinuation { ack in
-            engine.submit(.init(topic: topic, payload: payload, ack: ack))
+            hand(.init(topic: topic, payload: payload, ack: ack))
         }
     }
 
@@ -129,6 +129,11 @@ public final class SwitchboardClient: Sendable {
     private static func binary(_ topic: String, _ bytes: some Sequence<UInt8>) throws -> Payload {
         guard topic.utf8.count <= 255 else { throw SwitchboardClientError.topicTooLong(topic) }
         return .binary(ByteBuffer(bytes: bytes))
+    }
+
+    /// Hands a publish to the client's loop.
+    private func hand(_ publish: Core.QueuedPublish) {
+        engine.onLoop { $0.publish(publish) }
     }
 
     // MARK: Connection
