@@ -182,17 +182,18 @@ final class Core {
         }
         let id = nextSubscription
         nextSubscription += 1
-        let buffer = options.subscriptionBuffer
+        let delegate = SubscriptionDelegate(engine: engine, id: id)
+        let level = BufferLevel(high: options.subscriptionBuffer, caughtUp: delegate)
         let made = Subscription.Producer.makeSequence(
-            backPressureStrategy: .init(lowWatermark: buffer / 2, highWatermark: buffer), finishOnDeinit: true,
-            delegate: SubscriptionDelegate(engine: engine, id: id))
+            backPressureStrategy: Unbounded(), finishOnDeinit: true, delegate: delegate)
         let state = SubscriptionState(
-            id: id, pattern: pattern, start: start, startedAt: startedAt, source: made.source, opened: opened)
+            id: id, pattern: pattern, start: start, startedAt: startedAt, source: made.source, level: level,
+            opened: opened)
         subscriptions[id] = state
         if case .connected(let ws) = phase { sendSubscribe(state, on: ws) }
         return Subscription(
             pattern: pattern.text, producer: made.sequence,
-            delivered: .init(Positions(seqs: state.positions, epoch: state.epoch)))
+            delivered: .init(Delivered(Positions(seqs: state.positions, epoch: state.epoch))), level: level)
     }
 
     private func sendSubscribe(_ subscription: SubscriptionState, on ws: WebSocket) {

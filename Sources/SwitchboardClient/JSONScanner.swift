@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 
 /// Reads the top-level members of one JSON object, as the broker writes its messages: each
@@ -169,18 +176,29 @@ struct JSONScanner {
         /// Moves past `literal` when the bytes here are exactly it.
         mutating func skip(_ literal: StaticString) -> Bool {
             let count = literal.utf8CodeUnitCount
-            guard bytes.count - offset >= count else { return false }
-            let expected = literal.utf8Start
-            for index in 0..<count where bytes[offset + index] != expected[index] { return false }
+            // Non-nil base: at least `count` (> 0) bytes remain.
+            guard count > 0, bytes.count - offset >= count,
+                memcmp(bytes.baseAddress! + offset, literal.utf8Start, count) == 0
+            else { return false }
             offset += count
             return true
         }
 
-        /// Reads the digits here as a non-negative integer; nil when there are none.
+        /// Reads the digits here as a non-negative integer; nil when there are none or it
+        /// does not fit 64 bits.
         mutating func unsigned() -> UInt64? {
             let start = offset
-            while let byte = peek, byte &- UInt8(ascii: "0") < 10 { offset += 1 }
-            return JSONScanner.unsigned(bytes, start..<offset)
+            var value: UInt64 = 0
+            while offset < bytes.count {
+                let digit = bytes[offset] &- UInt8(ascii: "0")
+                guard digit < 10 else { break }
+                let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times.addingReportingOverflow(UInt64(digit))
+                guard !overflow1, !overflow2 else { return nil }
+                value = sum
+                offset += 1
+            }
+            return offset > start ? value : nil
         }
 
         mutating func expect(_ byte: UInt8) throws(Malformed) {
@@ -219,12 +237,21 @@ struct JSONScanner {
             }
         }
 
+        /// Skips a string: `memchr` finds each quote, and a quote after an odd run of
+        /// backslashes is escaped (the per-message path: a text payload is one string).
         private mutating func skipString() throws(Malformed) {
             offset += 1
-            while let byte = peek {
-                offset += 1
-                if byte == UInt8(ascii: "\"") { return }
-                if byte == UInt8(ascii: "\\") { offset += 1 }
+            while offset < bytes.count {
+                // Non-nil base: `offset` is inside the bytes.
+                let base = bytes.baseAddress!
+                guard let found = memchr(base + offset, Int32(UInt8(ascii: "\"")), bytes.count - offset) else { break }
+                let quote = base.distance(to: UnsafeRawPointer(found))
+                var backslashes = 0
+                while quote - backslashes - 1 >= offset, bytes[quote - backslashes - 1] == UInt8(ascii: "\\") {
+                    backslashes += 1
+                }
+                offset = quote + 1
+                if backslashes % 2 == 0 { return }
             }
             throw Malformed(offset: offset)
         }

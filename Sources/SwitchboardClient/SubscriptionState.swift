@@ -16,6 +16,7 @@ final class SubscriptionState {
     /// message yet resumes from here.
     let startedAt: Int64
     let source: Subscription.Producer.Source
+    let level: BufferLevel
     /// Per topic, the last seq put into the buffer; resumes ask for what follows.
     var positions: [String: UInt64]
     /// Where a topic not in `positions` starts (`.beginning`: before seq 1); nil: anywhere.
@@ -35,13 +36,14 @@ final class SubscriptionState {
 
     init(
         id: Int, pattern: TopicPattern, start: StartPosition, startedAt: Int64,
-        source: Subscription.Producer.Source, opened: EventLoopPromise<Void>
+        source: Subscription.Producer.Source, level: BufferLevel, opened: EventLoopPromise<Void>
     ) {
         self.id = id
         self.pattern = pattern
         self.start = start
         self.startedAt = startedAt
         self.source = source
+        self.level = level
         self.opened = opened
         switch start {
         case .seq(let seq): positions = [pattern.text: seq]
@@ -55,12 +57,14 @@ final class SubscriptionState {
         }
     }
 
-    /// Hands the pending events to the consumer's buffer; true when it is full.
+    /// Hands the pending events to the consumer's buffer, as one batch; true when it is full.
     func flush() -> Bool {
         guard !pending.isEmpty else { return false }
-        let events = pending
+        let batch = pending
         pending = []
-        return source.yield(contentsOf: events) == .stopProducing
+        let full = level.added(batch.count)
+        _ = source.yield(batch)
+        return full
     }
 
     /// Ends the sequence after the pending events.
