@@ -199,7 +199,7 @@ final class Core {
     private func sendSubscribe(_ subscription: SubscriptionState, on ws: WebSocket) {
         let id = "s\(nextID())"
         subscribeRequests[id] = subscription.id
-        subscription.liveTopics = []
+        subscription.resubscribing()
         ws.sendWithoutWaiting(
             Request.subscribe(subscription.pattern.text, id: id, replay: subscription.replay, epoch: subscription.epoch))
     }

@@ -23,7 +23,10 @@ final class SubscriptionState {
     let baseline: UInt64?
     /// Topics that have had a message since the last (re)subscribe: a gap for any other
     /// topic answers the resume, one for these was a slow-consumer drop.
-    var liveTopics: Set<String> = []
+    private var liveTopics: Set<String> = []
+    /// The topic of the last message, known to be in `liveTopics`: a run of one topic's
+    /// messages skips the set.
+    private var lastLiveTopic: String?
     /// Whether the broker has ever confirmed this subscription.
     var confirmed = false
     /// The broker's epoch of the topic's history, from the last `subscribed`.
@@ -92,19 +95,30 @@ final class SubscriptionState {
     /// replay rather than a hole.
     func accept(_ message: Message, shared: Bool) -> (gap: Gap?, deliver: Bool) {
         let topic = message.topic
-        liveTopics.insert(topic)
-        guard let last = positions[topic] ?? baseline else {
-            positions[topic] = message.seq
-            return (nil, true)
+        if topic != lastLiveTopic {
+            liveTopics.insert(topic)
+            lastLiveTopic = topic
         }
-        guard message.seq > last else { return (nil, false) }
-        var gap: Gap?
-        if message.seq > last + 1 {
-            if shared { return (nil, false) }
-            gap = Gap(topic: topic, from: last + 1, to: message.seq - 1, reason: .unannounced)
+        // One lookup for the usual case, a message that moves the position on; the rare
+        // ones that do not put the previous position back.
+        let previous = positions.updateValue(message.seq, forKey: topic)
+        guard let last = previous ?? baseline else { return (nil, true) }
+        guard message.seq > last else {
+            positions[topic] = previous
+            return (nil, false)
         }
-        positions[topic] = message.seq
-        return (gap, true)
+        guard message.seq > last + 1 else { return (nil, true) }
+        if shared {
+            positions[topic] = previous
+            return (nil, false)
+        }
+        return (Gap(topic: topic, from: last + 1, to: message.seq - 1, reason: .unannounced), true)
+    }
+
+    /// The subscription is sent again (a new connection): no topic has had a message since.
+    func resubscribing() {
+        liveTopics = []
+        lastLiveTopic = nil
     }
 
     /// The broker lost the history the positions count in: a `.historyLost` gap per topic
