@@ -135,6 +135,27 @@ public enum StartPosition: Sendable, Hashable {
     /// for older ones), then live.
     case last(UInt64)
     /// Per topic, every message after its seq (what `Subscription.positions` returned);
-    /// topics absent from the map start from their first retained message.
-    case positions([String: UInt64])
+    /// topics absent from the map start from their first retained message. When the
+    /// positions' epoch is not the broker's (its database was replaced since), each topic
+    /// yields a `.historyLost` gap and starts over from seq 1.
+    case positions(Positions)
+}
+
+/// Where a subscription stands, to persist (it is `Codable`) and continue from in a later
+/// process with `subscribe(_:from: .positions(saved))`.
+public struct Positions: Sendable, Hashable, Codable, ExpressibleByDictionaryLiteral {
+    /// Per topic, the last seq handed to the application (a message's seq or a gap's `to`).
+    public var seqs: [String: UInt64]
+    /// The broker's history the seqs count in (`epoch` in docs/protocol.md); nil when not
+    /// known (a broker without a replay log, or no answer seen yet).
+    public var epoch: String?
+
+    public init(seqs: [String: UInt64] = [:], epoch: String? = nil) {
+        self.seqs = seqs
+        self.epoch = epoch
+    }
+
+    public init(dictionaryLiteral elements: (String, UInt64)...) {
+        self.init(seqs: Dictionary(elements) { $1 })
+    }
 }

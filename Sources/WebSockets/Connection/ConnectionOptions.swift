@@ -17,8 +17,10 @@ public struct ConnectionOptions: Sendable {
         get { Duration(closeTimeoutAmount) }
         set { closeTimeoutAmount = TimeAmount(newValue) }
     }
-    /// Send a ping every `interval`; terminate the peer if its pong does not arrive within
-    /// `timeout` (both positive). Off by default.
+    /// Send a ping every `interval`; terminate the peer if `timeout` passes after an
+    /// unanswered ping with no frame at all from it while reading (both positive). Frames
+    /// count as well as the pong (which may queue behind a backlog), and a timeout during
+    /// which reading was paused (`pause()`, a consumer behind) does not count. Off by default.
     public var heartbeat: Heartbeat? = nil
     /// Outbound bytes that may wait in memory for a slow peer; a send that finds this much
     /// already queued fails with `SendError.bufferFull` and queues nothing; not negative.

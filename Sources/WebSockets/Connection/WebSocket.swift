@@ -150,6 +150,13 @@ public final class WebSocket: Sendable {
         handlerOnLoop.send(message.kind, message.data, flush: false, promise: promise)
     }
 
+    /// Why a `queue` made now would fail (not open, buffer full), or nil when it would be
+    /// taken: lets code on the connection's event loop send without a promise per message.
+    package var sendRefusalOnLoop: SendError? {
+        eventLoop.assertInEventLoop()
+        return handlerOnLoop.sendRefusal
+    }
+
     /// Writes and flushes frames queued with `queue` or `queueEncoded`; on the connection's event loop.
     package func flush() {
         eventLoop.assertInEventLoop()

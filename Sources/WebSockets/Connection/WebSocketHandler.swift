@@ -88,6 +88,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closeTimer: Scheduled<Void>?
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
+        /// `receiver.completedFrames` when the pong deadline started, and whether reading was
+        /// paused since: either excuses a missing pong.
+        var framesAtPongDeadline = 0
+        var pausedSincePongDeadline = false
         var closeInfo: CloseInfo?
         var partialFrame: (frame: Int, deadline: NIODeadline)?
         var partialFrameTimer: Scheduled<Void>?
@@ -415,18 +419,36 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.intervalAmount) { [weak self] in
             guard let self, let context = self.context else { return }
             guard case .sendPing(let startPongDeadline) = self.stateMachine.heartbeatDue() else { return }
-            if startPongDeadline {
-                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeoutAmount) {
-                    [weak self] in
-                    guard let self, case .dropConnection = self.stateMachine.pongDeadlinePassed() else { return }
-                    self.terminate()
-                }
-            }
+            if startPongDeadline { self.armPongDeadline(heartbeat.timeoutAmount) }
             self.writeFrame(.ping, payload: ByteBuffer())
             self.flushUnlessReading()
             self.scheduleHeartbeat()
         }
     }
+
+    private func armPongDeadline(_ timeout: TimeAmount) {
+        guard let context else { return }
+        pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            self?.pongDeadlinePassed(timeout)
+        }
+        // Non-nil: `pongDeadline` was just set.
+        callbacksTimersAndOutcome!.framesAtPongDeadline = receiver.completedFrames
+        callbacksTimersAndOutcome!.pausedSincePongDeadline = isPaused
+    }
+
+    private func pongDeadlinePassed(_ timeout: TimeAmount) {
+        pongDeadline = nil
+        guard let watch = callbacksTimersAndOutcome else { return }
+        let excused = watch.pausedSincePongDeadline || isPaused || receiver.completedFrames != watch.framesAtPongDeadline
+        switch stateMachine.pongDeadlinePassed(excused: excused) {
+        case .none: break
+        case .dropConnection: terminate()
+        case .extendDeadline: armPongDeadline(timeout)
+        }
+    }
+
+    /// Reading is held back by a pause of ours (not reading through it for a close).
+    private var isPaused: Bool { !pauseReasons.isEmpty && !stateMachine.readsThroughPause }
 
     // MARK: Partial frames
 
@@ -469,6 +491,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func pause(_ reason: PauseReasons) {
         pauseReasons.insert(reason)
+        if pongDeadline != nil { callbacksTimersAndOutcome?.pausedSincePongDeadline = true }
     }
 
     func resume(_ reason: PauseReasons) {
@@ -634,6 +657,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var bufferedAmount: Int {
         let queued = (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         return outbound.bufferedAmount(channelBytes: queued)
+    }
+
+    /// Why a send made now would fail, without making one.
+    var sendRefusal: SendError? {
+        stateMachine.isOpen ? bufferFullError() : .notOpen
     }
 
     private func bufferFullError() -> SendError? {
