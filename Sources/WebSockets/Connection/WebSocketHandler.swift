@@ -13,6 +13,8 @@ import WebSocketCore
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
 ///   A protocol error behind them fails the connection once they are delivered.
+///   A ping, pong or close callback lifts that pause while the queue is empty (control
+///   frames and the close need reading to arrive); the first queued message sets it again.
 /// - Bytes that came with the handshake (`leftover`) are decoded before any read after it.
 /// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
 ///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
@@ -321,6 +323,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sink = .queue(CircularBuffer())  // drop the reference so the append does not copy
             queue.append(message)
             sink = .queue(queue)
+            pause(.noSink)
         }
     }
 
@@ -479,6 +482,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Called when a ping, pong or close callback is installed: without a message sink,
+    /// reading goes on until a message is queued (`deliver` pauses it again), so that the
+    /// callback hears what comes before the application takes messages.
+    func readForControlCallbacks() {
+        if case .queue(let queued) = sink, queued.isEmpty { resume(.noSink) }
+    }
+
     /// Installs the close callback; a connection that is already closed reports at once,
     /// so a callback set just after `connect` or `onConnection` never misses the close.
     func setOnClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
@@ -632,6 +642,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let queued = (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         return outbound.bufferedAmount(channelBytes: queued)
     }
+
+    /// Whether a send now would be refused with `SendError.bufferFull`.
+    var isBufferFull: Bool { bufferFullError() != nil }
 
     private func bufferFullError() -> SendError? {
         guard context != nil, !outbound.hasRoom else { return nil }
