@@ -120,14 +120,23 @@ import WebSockets
         }
     }
 
-    /// `onClose` alone makes a client read, so it sees the server's close handshake.
-    @Test func onCloseAloneSeesTheServersClose() async throws {
-        try await withServer(onConnection: { ws in ws.closeWithoutWaiting(code: CloseCode(4000), reason: "bye") }) {
-            _, port in
+    /// `onClose` alone makes a client read, so it answers the server's close handshake
+    /// (without reading, the server would give up after its close timeout, unclean).
+    @Test func onCloseAloneAnswersTheServersClose() async throws {
+        let serverClosed = Waiter<CloseInfo>("server onClose")
+        let serverSide = Waiter<WebSocket>("server connection")
+        try await withServer({ $0.connection.closeTimeout = .seconds(2) }, onConnection: { ws in
+            ws.onClose { serverClosed.fulfill($0) }
+            serverSide.fulfill(ws)
+        }) { _, port in
             let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
             let closed = Waiter<CloseInfo>("client onClose")
             ws.onClose { closed.fulfill($0) }
+            // Closed after the handshake, so that the close frame does not come with the 101.
+            try await serverSide.value().closeWithoutWaiting(code: CloseCode(4000), reason: "bye")
             #expect(try await closed.value() == CloseInfo(code: CloseCode(4000), reason: "bye", wasClean: true))
+            let server = try await serverClosed.value()
+            #expect(server.wasClean && server.code == CloseCode(4000), "\(server)")
         }
     }
 
