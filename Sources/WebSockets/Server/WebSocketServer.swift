@@ -320,7 +320,11 @@ public final class WebSocketServer: Sendable {
         state.withLockedValue { $0.listener?.localAddress }
     }
 
-    /// The open WebSocket connections.
+    /// The open WebSocket connections; from a connection's own callback or handler,
+    /// `ws.server?.clients`. A connection is listed just before the connection callback or
+    /// handler runs, once its 101 response is written: its client may see the handshake
+    /// complete a moment earlier, so a client that must not miss a broadcast waits for word
+    /// from that callback (a first message, say).
     public var clients: [WebSocket] {
         state.withLockedValue { Array($0.clients.values) }
     }
