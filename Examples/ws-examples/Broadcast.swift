@@ -4,30 +4,23 @@
 //   wss.clients.forEach(client => { if (client !== ws && client.readyState === WebSocket.OPEN) client.send(data); });
 import WebSockets
 
-/// The server, for its own connection callback to reach its other clients; set before
-/// `listen()`, so before any connection arrives.
-final class ServerReference: @unchecked Sendable {
-    var server: WebSocketServer?
-}
-
 enum Broadcast {
     static func run() async throws {
+        // The server's connection callback runs once the connection is in `server.clients`:
+        // it tells the clients' side here who has joined, so that no broadcast misses anyone.
+        let (joined, join) = AsyncStream.makeStream(of: String.self)
         // A client that connected to /others broadcasts to the others; to /all, to everyone.
-        let reference = ServerReference()
         let server = WebSocketServer { ws in
             let name = ws.handshake.query["name"] ?? "?"
             let toOthers = ws.handshake.path == "/others"
-            // Sent once the server lists the connection in `clients`: a client that has its
-            // welcome is reached by every broadcast after it.
-            ws.sendWithoutWaiting(.text("welcome, \(name)"))
             ws.onMessage { message in
-                for client in reference.server?.clients ?? [] where client.readyState == .open {
+                for client in ws.server?.clients ?? [] where client.readyState == .open {
                     if toOthers && client === ws { continue }
                     client.sendWithoutWaiting(.text("\(name): \(message.text)"))
                 }
             }
+            join.yield(name)
         }
-        reference.server = server
 
         try await withServer(server) { port in
             let alice = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/all?name=alice")
@@ -35,7 +28,11 @@ enum Broadcast {
             let carol = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/all?name=carol")
             var inboxes = [alice.messages.makeAsyncIterator(), bob.messages.makeAsyncIterator(), carol.messages.makeAsyncIterator()]
             let names = ["alice", "bob", "carol"]
-            for i in [0, 1, 2] { _ = try await inboxes[i].next() }
+            var waiting = Set(names)
+            for await name in joined {
+                waiting.remove(name)
+                if waiting.isEmpty { break }
+            }
 
             try await alice.send(text: "hi all")
             for i in [0, 1, 2] { print("\(names[i]) received \(try await inboxes[i].next()?.text ?? "nothing")") }

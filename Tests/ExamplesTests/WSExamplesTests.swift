@@ -21,8 +21,8 @@ import Testing
         ],
         "streams": ["ONE", "TWO", "THREE"],
         "client-ip": [
-            "directly: socket peer 127.0.0.1, X-Forwarded-For client 127.0.0.1",
-            "behind a proxy: socket peer 127.0.0.1, X-Forwarded-For client 203.0.113.7",
+            "directly: socket peer 127.0.0.1, client 127.0.0.1",
+            "behind a proxy: socket peer 127.0.0.1, client 203.0.113.7",
         ],
         "broken-connections": [
             "silent client: connection dropped (1006, clean: false)", "server: silent closed (1006, clean: false)",

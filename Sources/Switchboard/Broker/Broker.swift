@@ -56,8 +56,6 @@ public final class Broker: Sendable {
     let startedAt: Int64
     /// The last connection id handed out (the admin API names connections by it).
     private let lastSessionID = NIOLockedValueBox<UInt64>(0)
-    /// `configuration.trustedProxies`.
-    private let trustedProxies: Set<String>
     /// Admin API publishes by idempotency key.
     let idempotency = IdempotencyCache()
     /// What `/metrics` serves.
@@ -129,7 +127,6 @@ public final class Broker: Sendable {
     ) throws(BrokerConfiguration.Error) {
         self.clock = clock
         self.startedAt = clock()
-        self.trustedProxies = Set(configuration.trustedProxies)
         self.configuration = configuration
         self.web = WebAssets(demo: configuration.demo)
         self.tokens = tokens
@@ -218,6 +215,7 @@ public final class Broker: Sendable {
                 timeout: .seconds(Int64(configuration.heartbeatSeconds)))
         }
         options.maxConnections = configuration.maxConnections
+        options.trustedProxies = configuration.trustedProxies
         options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
         options.handshakeRate = configuration.handshakeRate > 0
             ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
@@ -311,18 +309,10 @@ public final class Broker: Sendable {
         server?.reloadTLSOnSIGHUP(onReload: onReload)
     }
 
-    /// The client's address for logs and the admin API: from `X-Forwarded-For` only when the
-    /// connection comes from a trusted proxy (`trustedProxies`), else the socket's peer.
+    /// The client's address for logs and the admin API: `UpgradeRequest.clientAddress`
+    /// (believing `X-Forwarded-For` only from `trustedProxies`), else the socket's peer.
     func clientAddress(_ request: UpgradeRequest?, remote: SocketAddress? = nil) -> String {
-        let socket = request?.remoteAddress ?? remote
-        guard let direct = socket?.ipAddress else { return "?" }
-        guard trustedProxies.contains(direct), let request else { return direct }
-        let hops = request.headers.values(for: "X-Forwarded-For")
-            .flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }
-        // Each proxy appends the address it saw: the nearest untrusted one is the client.
-        return hops.last { !trustedProxies.contains($0) } ?? hops.first ?? direct
+        request?.clientAddress ?? remote?.ipAddress ?? "?"
     }
 
     /// Whether the broker is listening (started, not shutting down).

@@ -247,7 +247,7 @@ final class Session: Hashable {
             swap(&answers, &committed.answers)
             committed.scheduled = false
         }
-        guard !closing else { return }
+        guard !closing, answersFit() else { return }
         var frames = ByteBufferAllocator().buffer(capacity: answers.count * 40)
         for (id, sequence, result) in answers {
             switch result {
@@ -264,7 +264,21 @@ final class Session: Hashable {
     }
 
     private func reply(_ message: ServerMessage) {
+        guard answersFit() else { return }
         socket.send(WebSocketMessage(kind: .text, data: message.json()), promise: nil)
+    }
+
+    /// Whether the socket takes another answer. A client that stops reading its answers (a
+    /// publisher that never reads its acks) would otherwise lose them once its backlog is at
+    /// the connection's `maxBufferedAmount` (2 × `maxQueuedBytes`), where sends are refused:
+    /// it is closed with 1013 instead, as a slow consumer is, and told nothing false.
+    private func answersFit() -> Bool {
+        guard case .bufferFull = socket.sendRefusalOnLoop else { return true }
+        if !closing {
+            counters.slowConsumerCloses += 1
+            close(.tryAgainLater, "slow reader: \(socket.bufferedAmountOnLoop) bytes queued, answers unread")
+        }
+        return false
     }
 
     // MARK: Fan-out

@@ -8,6 +8,8 @@ import WebSocketCore
 /// event loop. Callbacks run on that event loop, in order, and must not block it.
 /// Messages are delivered either to `onMessage` or through `messages`; until one of them
 /// is set up, incoming messages wait (and the connection stops reading), so none is lost.
+/// `onPing`, `onPong` and `onClose` start reading too, up to the first message, which then
+/// waits for `onMessage` or `messages` as before: a connection that only pings hears its pongs.
 public final class WebSocket: Sendable {
     // The two fields every send on the loop reads come first, so that they share the
     // object's first cache line with its header (properties are laid out in declaration
@@ -26,11 +28,16 @@ public final class WebSocket: Sendable {
     public let handshake: HandshakeInfo
     /// Server side: the client's upgrade request (headers, remote address, origin).
     public var request: UpgradeRequest? {
-        storedRequest?.expanded(remoteAddress: channel.remoteAddress)
+        storedRequest?.expanded(remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
     }
     /// The request as kept for the connection's life: every header in one string, so an
     /// idle connection does not hold a few hundred bytes of small allocations.
     private let storedRequest: StoredRequest?
+    /// Server side: the server that accepted the connection, to reach its other clients
+    /// (`ws.server?.clients`, as `ws`'s `wss.clients`); nil on the client side. The
+    /// connection is in `clients` before the server's connection callback or handler runs,
+    /// and holds its server for as long as the handle lives.
+    public let server: WebSocketServer?
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal);
     /// read a value with its key, `ws.userInfo[PrincipalKey.self]`.
     public let userInfo: ConnectionUserInfo
@@ -44,9 +51,11 @@ public final class WebSocket: Sendable {
 
     init(
         channel: any Channel, role: Role, handshake: HandshakeInfo, request: UpgradeRequest? = nil,
-        userInfo: ConnectionUserInfo = ConnectionUserInfo(), handler: WebSocketHandler
+        userInfo: ConnectionUserInfo = ConnectionUserInfo(), server: WebSocketServer? = nil,
+        handler: WebSocketHandler
     ) {
         self.userInfo = userInfo
+        self.server = server
         self.channel = channel
         self.role = role
         self.handshake = handshake
@@ -64,7 +73,7 @@ public final class WebSocket: Sendable {
     }
 
     /// The peer's address (for a server, the client's socket address; behind a proxy, the
-    /// proxy's: see `UpgradeRequest.forwardedFor`). Nil once the connection is closed.
+    /// proxy's: see `UpgradeRequest.clientAddress`). Nil once the connection is closed.
     public var remoteAddress: SocketAddress? { channel.remoteAddress }
 
     // MARK: Sending
@@ -281,19 +290,30 @@ public final class WebSocket: Sendable {
     }
 
     /// Calls `callback` on the event loop with the payload of every ping received (after the
-    /// automatic pong, when `autoPong` is on).
+    /// automatic pong, when `autoPong` is on). Starts reading, as the class describes.
     public func onPing(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
-        onLoop { $0.onPing = callback }
+        onLoop {
+            $0.onPing = callback
+            $0.readForControlCallbacks()
+        }
     }
 
-    /// Calls `callback` on the event loop with the payload of every pong received.
+    /// Calls `callback` on the event loop with the payload of every pong received. Starts
+    /// reading, as the class describes.
     public func onPong(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
-        onLoop { $0.onPong = callback }
+        onLoop {
+            $0.onPong = callback
+            $0.readForControlCallbacks()
+        }
     }
 
-    /// Called once, when the TCP connection is gone (at once if it already is).
+    /// Called once, when the TCP connection is gone (at once if it already is). Starts
+    /// reading, as the class describes, so that the peer's close handshake is seen.
     public func onClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
-        onLoop { $0.setOnClose(callback) }
+        onLoop {
+            $0.setOnClose(callback)
+            $0.readForControlCallbacks()
+        }
     }
 
     /// Calls `callback` on the event loop with an error raised in the connection's channel (an
@@ -361,7 +381,7 @@ struct StoredRequest: Sendable {
         version = request.version
     }
 
-    func expanded(remoteAddress: SocketAddress?) -> UpgradeRequest {
+    func expanded(remoteAddress: SocketAddress?, trustedProxies: [String]) -> UpgradeRequest {
         var fields = HTTPFields()
         for line in headers.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -371,6 +391,6 @@ struct StoredRequest: Sendable {
         }
         return UpgradeRequest(
             target: target, headers: fields, remoteAddress: remoteAddress, origin: origin, protocols: protocols,
-            version: version)
+            version: version, trustedProxies: trustedProxies)
     }
 }

@@ -13,6 +13,8 @@ import WebSocketCore
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
 ///   A protocol error behind them fails the connection once they are delivered.
+///   A ping, pong or close callback lifts that pause while the queue is empty (control
+///   frames and the close need reading to arrive); the first queued message sets it again.
 /// - Bytes that came with the handshake (`leftover`) are decoded before any read after it.
 /// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
 ///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
@@ -325,6 +327,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sink = .queue(CircularBuffer())  // drop the reference so the append does not copy
             queue.append(message)
             sink = .queue(queue)
+            pause(.noSink)
         }
     }
 
@@ -500,6 +503,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             readPending = false
             context.read()
         }
+    }
+
+    /// Called when a ping, pong or close callback is installed: without a message sink,
+    /// reading goes on until a message is queued (`deliver` pauses it again), so that the
+    /// callback hears what comes before the application takes messages.
+    func readForControlCallbacks() {
+        if case .queue(let queued) = sink, queued.isEmpty { resume(.noSink) }
     }
 
     /// Installs the close callback; a connection that is already closed reports at once,

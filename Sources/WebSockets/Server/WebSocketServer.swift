@@ -91,6 +91,11 @@ public final class WebSocketServer: Sendable {
         /// every connection comes from the proxy's address: raise it, or set nil, there.
         /// Default 10 000; nil: no limit.
         public var maxConnectionsPerAddress: Int? = 10_000
+        /// IP addresses of reverse proxies whose `X-Forwarded-For` is believed: for a
+        /// connection from one of them, `UpgradeRequest.clientAddress` is the last address in
+        /// the header that is not a trusted proxy. Exact IPv4 or IPv6 addresses, as
+        /// `SocketAddress.ipAddress` spells them. Default none: the header is ignored.
+        public var trustedProxies: [String] = []
         /// Answers the requests on the server's port that are not upgrades (no `Upgrade`
         /// header): a health check, an admin API. The request is read whole (its head within
         /// `maxHandshakeSize`, its body within `maxPlainHTTPBody`, else 431 or 413), the answer
@@ -158,8 +163,18 @@ public final class WebSocketServer: Sendable {
         public var description: String { "the server's run() is already running" }
     }
 
+    /// `listen()` was called on a server that is listening already (or is binding, or has
+    /// shut down): a server has one listener; make another server for another address.
+    public struct AlreadyListening: Error, CustomStringConvertible {
+        /// One line saying so.
+        public var description: String { "the server's listen() was already called" }
+    }
+
     private struct State {
         var listener: (any Channel)?
+        /// Set by the first `listen()`, before it binds, so that a second call throws
+        /// `AlreadyListening` instead of opening a listener nothing would close.
+        var listenCalled = false
         /// Every upgraded connection, keyed by its channel: what `clients` lists and what
         /// shutdown closes.
         var clients: [ObjectIdentifier: WebSocket] = [:]
@@ -233,10 +248,26 @@ public final class WebSocketServer: Sendable {
     }
 
     /// Starts listening on `options.host` and `options.port`; returns the bound address.
-    /// Throws `InvalidOption` first when an option is out of its range.
+    /// Throws `InvalidOption` first when an option is out of its range, and
+    /// `AlreadyListening` when an earlier call has bound (or is binding): a server has one
+    /// listener for its life. A call that failed to bind may be retried.
     @discardableResult
     public func listen() async throws -> SocketAddress {
         try options.validate()
+        let first = state.withLockedValue { state in
+            defer { state.listenCalled = true }
+            return !state.listenCalled
+        }
+        guard first else { throw AlreadyListening() }
+        do {
+            return try await bindListener()
+        } catch {
+            state.withLockedValue { $0.listenCalled = false }
+            throw error
+        }
+    }
+
+    private func bindListener() async throws -> SocketAddress {
         if let tls = options.tls {
             let context = try ReloadableTLSContext(configuration: tls)
             tlsContext.withLockedValue { $0 = context }
@@ -289,7 +320,11 @@ public final class WebSocketServer: Sendable {
         state.withLockedValue { $0.listener?.localAddress }
     }
 
-    /// The open WebSocket connections.
+    /// The open WebSocket connections; from a connection's own callback or handler,
+    /// `ws.server?.clients`. A connection is listed just before the connection callback or
+    /// handler runs, once its 101 response is written: its client may see the handshake
+    /// complete a moment earlier, so a client that must not miss a broadcast waits for word
+    /// from that callback (a first message, say).
     public var clients: [WebSocket] {
         state.withLockedValue { Array($0.clients.values) }
     }
@@ -446,7 +481,7 @@ extension WebSocketServer: Service {
         }
         guard started else { throw AlreadyRunning() }
         defer { state.withLockedValue { $0.running = false } }
-        if options.listens, state.withLockedValue({ $0.listener == nil }) {
+        if options.listens, state.withLockedValue({ !$0.listenCalled }) {
             try await listen()
         }
         await withTaskCancellationOrGracefulShutdownHandler {
