@@ -2,7 +2,7 @@
 // it: the bytes go through NIO's HTTP request decoder (set up as `WebSocketServer`'s
 // pipeline sets it up), the head it yields through `ServerHandshake` (the code
 // `ServerUpgradeHandler` runs) and the accessors an application's hooks call
-// (`UpgradeRequest.path`, `.query`, `.forwardedFor`).
+// (`UpgradeRequest.path`, `.query`, `.clientAddress` from a proxy the options may trust).
 //
 // Input: byte 0 chooses the server's options (see `serverOptions`), the rest is what the
 // client sends. Checks: a rejection is 400/404/405/426 with a one-line body; an accepted
@@ -27,7 +27,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let info: ClientRequestInfo
     let request: UpgradeRequest
     do {
-        (info, request) = try ServerHandshake.check(head, remoteAddress: nil, options: options)
+        (info, request) = try ServerHandshake.check(head, remoteAddress: Peer.proxy, options: options)
     } catch {
         require([400, 404, 405, 426].contains(error.status), "rejected with status \(error.status)")
         require(!error.body.isEmpty, "rejected without a reason")
@@ -38,7 +38,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     // What an application's verifyClient reads.
     _ = request.path
     _ = request.query
-    _ = request.forwardedFor
+    require(request.clientAddress != nil, "no client address for a peer with an IP address")
 
     let acceptance = ServerHandshake.accept(info, request: request, extraHeaders: HTTPFields(), options: options)
     if let subprotocol = acceptance.subprotocol {
@@ -115,7 +115,15 @@ func serverOptions(_ selector: UInt8) -> WebSocketServer.Options {
     if selector & 16 != 0 { options.versions = [.v13] }
     options.protocols = selector & 32 != 0 ? ["switchboard.v1"] : ["chat", "superchat"]
     if selector & 64 != 0 { options.selectSubprotocol = { offered, _ in offered.first } }
+    if selector & 128 != 0 { options.trustedProxies = ["127.0.0.1"] }
     return options
+}
+
+/// The peer every request comes from: a proxy whose `X-Forwarded-For` the options trust
+/// when the selector's bit 7 is set. (A static, not a top-level `let`: main.swift's globals
+/// are set in order, after `runFuzzer` has already started calling `fuzz`.)
+enum Peer {
+    static let proxy = try? SocketAddress(ipAddress: "127.0.0.1", port: 8080)
 }
 
 /// The 101 as NIO's response encoder writes it.
