@@ -8,7 +8,7 @@ set -euo pipefail
 # Debian packages. nodejs: any installed nodejs (Debian's 18 or a repack of 20) satisfies
 # node-ws, so an existing one is kept. node-ws puts `ws` under /usr/share/nodejs, which the
 # peers find with NODE_PATH=/usr/share/nodejs.
-apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev openssl nodejs node-ws)
+apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev openssl nodejs node-ws redis-server)
 
 # Python `websockets` for Tests/Peers/python-peer.py, into the interpreter `python3` runs
 # (a pyenv shim here), hence `python3 -m pip`.
