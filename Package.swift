@@ -58,6 +58,7 @@ let package = Package(
         .target(
             name: "Switchboard",
             dependencies: [
+                "RedisWire",
                 "WebSockets",
                 "WebSocketCore",
                 "CSQLite",
@@ -126,6 +127,7 @@ let package = Package(
                 "AsyncTestSupport",
                 "BrokerProcess",
                 "TestPeers",
+                "RedisWire",
                 "Switchboard",
                 "WebSockets",
                 "WebSocketCore",
