@@ -94,6 +94,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
+                "RedisWire",
                 "Switchboard",
                 "SwitchboardClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

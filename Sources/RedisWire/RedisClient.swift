@@ -93,6 +93,18 @@ public final class RedisClient: RedisCommandSending {
         try currentConnection().sendRaw(command)
     }
 
+    /// `sendRaw`, with `unavailable` as a failed future when there is no connection.
+    public func sendRawOrFail(_ command: [RESPArgument]) -> EventLoopFuture<RESPValue> {
+        do {
+            return try sendRaw(command)
+        } catch {
+            return eventLoop.makeFailedFuture(error)
+        }
+    }
+
+    /// An event loop of the client's group, for futures made without a connection.
+    public var eventLoop: any EventLoop { group.any() }
+
     /// Stops reconnecting and closes the connection.
     public func close() {
         let (connection, task, waiters) = state.withLockedValue { state in

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// A Lua script run by its SHA1 (`EVALSHA`), so the source crosses the wire once per Redis
 /// rather than on every call. The SHA comes from `SCRIPT LOAD`; when Redis no longer knows
@@ -7,8 +8,27 @@ public final class RedisScript: Sendable {
     public let source: String
     private let sha = NIOLockedValueBox<String?>(nil)
 
-    public init(_ source: String) {
+    /// `sha1`: the source's SHA1 in lowercase hex, when the caller can compute it; it lets
+    /// `runPipelined` use EVALSHA from the first call.
+    public init(_ source: String, sha1: String? = nil) {
         self.source = source
+        sha.withLockedValue { $0 = sha1 }
+    }
+
+    /// Sends at once (pipelined: calls made one after another run in that order) and returns
+    /// the reply's future; an error reply comes as `.error`. NOSCRIPT is answered by sending
+    /// the source with EVAL, which also caches it, in the order the NOSCRIPT replies came.
+    public func runPipelined(
+        on client: RedisClient, keys: [RESPArgument], arguments: [RESPArgument]
+    ) -> EventLoopFuture<RESPValue> {
+        let tail = [RESPArgument(keys.count)] + keys + arguments
+        guard let known = sha.withLockedValue({ $0 }) else { return client.sendRawOrFail(["EVAL", RESPArgument(source)] + tail) }
+        return client.sendRawOrFail(["EVALSHA", RESPArgument(known)] + tail).flatMap { [source] reply in
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                return client.sendRawOrFail(["EVAL", RESPArgument(source)] + tail)
+            }
+            return client.eventLoop.makeSucceededFuture(reply)
+        }
     }
 
     public func run(

@@ -1,5 +1,6 @@
 import NIOCore
 import RedisWire
+import WebSocketCore
 
 /// A topic's seq, history and fan-out in Redis, shared by every broker node. One Lua script
 /// per publish assigns the next seq, appends the message to the topic's stream under that
@@ -30,6 +31,10 @@ struct RedisTopicLog: Sendable {
     /// retained), epoch for a new topic, format code, payload. Publish times never decrease
     /// (a node's clock may be behind another's), so `since_time` can bisect over seqs.
     static let publishScript = RedisScript(
+        publishSource,
+        sha1: Crypto.sha1(publishSource.utf8).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
+
+    private static let publishSource =
         """
         local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
         redis.call('HSETNX', KEYS[1], 'epoch', ARGV[4])
@@ -46,20 +51,34 @@ struct RedisTopicLog: Sendable {
         redis.call('PUBLISH', ARGV[1],
           string.format('%d %d %s %s\\n', seq, time, meta[1], ARGV[5]) .. ARGV[6])
         return {seq, string.format('%d', time), meta[1]}
-        """)
+        """
 
     /// Sequences, stores (when `keep` > 0, trimmed to about `keep` entries) and publishes.
     /// Throws `RedisError.unavailable` when Redis cannot be reached.
     func publish(
         topic: Topic, format: PayloadFormat, payload: ByteBuffer, now: Int64, keep: Int
     ) async throws -> Published {
+        let (keys, arguments) = publishCall(topic: topic, format: format, payload: payload, now: now, keep: keep)
+        return try Self.published(try await Self.publishScript.run(on: redis, keys: keys, arguments: arguments))
+    }
+
+    /// The keys and arguments of the publish script for one message.
+    func publishCall(
+        topic: Topic, format: PayloadFormat, payload: ByteBuffer, now: Int64, keep: Int
+    ) -> (keys: [RESPArgument], arguments: [RESPArgument]) {
         let keys = ClusterKeys(topic)
-        let reply = try await Self.publishScript.run(
-            on: redis, keys: [RESPArgument(keys.sequence), RESPArgument(keys.stream)],
-            arguments: [
+        return (
+            [RESPArgument(keys.sequence), RESPArgument(keys.stream)],
+            [
                 RESPArgument(keys.channel), RESPArgument(now), RESPArgument(max(keep, 0)), RESPArgument(newEpoch()),
                 RESPArgument(ClusterMessage.code(format)), RESPArgument(payload),
-            ])
+            ]
+        )
+    }
+
+    /// The publish script's reply read; an error reply throws `RedisError.server`.
+    static func published(_ reply: RESPValue) throws -> Published {
+        if case .error(let message) = reply { throw RedisError.server(message) }
         guard let fields = reply.elements, fields.count == 3, let sequence = fields[0].int, sequence > 0,
             let time = fields[1].int, let epoch = fields[2].string
         else { throw RedisError.unexpectedReply("publish script gave \(reply)") }
