@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(
@@ -163,6 +164,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "BrowserSupport",
+            dependencies: [
+                "AsyncTestSupport",
+                "BrokerProcess",
+                "WebSockets",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/BrowserSupport"
+        ),
+        .testTarget(
+            name: "BrowserTests",
+            dependencies: [
+                "AsyncTestSupport",
+                "BrokerProcess",
+                "BrowserSupport",
+                "WebSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "RedisWireTests",
             dependencies: [
@@ -223,6 +244,21 @@ let package = Package(
             name: "dashboard",
             dependencies: ["SwitchboardClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/dashboard"
+        ),
+        .executableTarget(
+            name: "ws-examples",
+            dependencies: [
+                "WebSockets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Examples/ws-examples"
+        ),
+        .testTarget(
+            name: "ExamplesTests",
+            dependencies: ["AsyncTestSupport", "BrokerProcess"]
         ),
         .executableTarget(
             name: "TLSEcho",

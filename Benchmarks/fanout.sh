@@ -4,7 +4,7 @@
 #
 #   Benchmarks/fanout.sh            # build (release), then run both scenarios
 #
-# Scenarios (1000 subscribers on one topic, 1 publisher, 64-byte payloads):
+# Scenarios (1000 subscribers on one topic, 1 publisher, 64-byte payloads unless PAYLOAD is set):
 #   max   -r 0 -d 16   the fastest rate at which full fan-outs complete, 16 messages in flight
 #   r50   -r 50        50 messages/s open loop = 50k deliveries/s
 # Servers are pinned to CPU 0 (`taskset -c 0`, switchboard with --threads 1), wsload to CPU 1.
@@ -15,7 +15,10 @@
 # retained, so every message is committed before it is delivered), SWITCHBOARD_BIN (a
 # switchboard binary to run instead of this build's, e.g. an older build to compare),
 # SWIFT_BUILD_FLAGS (extra `swift build` flags, e.g. "-Xswiftc -g" for a profiling build),
-# NO_BUILD=1 (use the binary already built), KEEP_RAW=1 (print every RESULT line).
+# NO_BUILD=1 (use the binary already built), KEEP_RAW=1 (print every RESULT line),
+# PAYLOAD=json1k (each message's data is a 1 KiB JSON array of records instead of 64 bytes),
+# DEFLATE=1 (permessage-deflate: switchboard --deflate on, ws-pubsub.js --deflate, and every
+# wsload connection offers it with --deflate; Benchmarks/fanout-deflate.sh runs both ways).
 # Every run is bounded (wsload's own limits plus `timeout`); servers are killed on exit.
 set -euo pipefail
 
@@ -68,12 +71,17 @@ wait_for() {
     exit 1
 }
 
+DEFLATE_FLAG=() WS_DEFLATE=() WSLOAD_DEFLATE=()
+if [ "${DEFLATE:-0}" = 1 ]; then
+    DEFLATE_FLAG=(--deflate on) WS_DEFLATE=(--deflate) WSLOAD_DEFLATE=(--deflate)
+fi
+
 OURS_PORT=$(free_port)
 # No request rate limit: the publisher runs at full speed, as it does against ws.
 RETAIN_ENV=()
 [ -n "${RETAIN:-}" ] && RETAIN_ENV=("SWITCHBOARD_REPLAY_RETAIN=$RETAIN")
 env "${RETAIN_ENV[@]}" taskset -c 0 "$BIN" serve --host 127.0.0.1 --port "$OURS_PORT" --anonymous-subscribe '>' --anonymous-publish '>' \
-    --database "$WORK/fanout.db" --threads 1 --log-level warning --request-rate 0 >"$WORK/ours.log" 2>&1 &
+    --database "$WORK/fanout.db" --threads 1 --log-level warning --request-rate 0 "${DEFLATE_FLAG[@]}" >"$WORK/ours.log" 2>&1 &
 OURS_PID=$!
 PIDS+=("$OURS_PID")
 wait_for "$WORK/ours.log" "listening"
@@ -81,15 +89,30 @@ wait_for "$WORK/ours.log" "listening"
 WS_PORT= WS_PID=
 if [[ " $SERVERS " == *" ws "* ]]; then
     WS_PORT=$(free_port)
-    NODE_PATH=/usr/share/nodejs taskset -c 0 node "$PEER" --port "$WS_PORT" >"$WORK/ws.log" 2>&1 &
+    NODE_PATH=/usr/share/nodejs taskset -c 0 node "$PEER" --port "$WS_PORT" "${WS_DEFLATE[@]}" >"$WORK/ws.log" 2>&1 &
     WS_PID=$!
     PIDS+=("$WS_PID")
     wait_for "$WORK/ws.log" "listening"
 fi
 
-PAYLOAD='{ts}'$(printf 'x%.0s' $(seq 44))  # 20-byte marker + 44 = 64 bytes of data
 SUB_MSG='{"op":"sub","topic":"t"}'
-PUB_MSG='{"op":"pub","topic":"t","data":"'$PAYLOAD'"}'
+if [ "${PAYLOAD:-}" = json1k ]; then
+    # A JSON object as apps publish them: the 20-byte marker, then records whose keys repeat
+    # (as in real JSON, which is what makes it compress); 1024 bytes of data in all.
+    DATA=$(python3 -c '
+import json
+records = [{"id": i, "sku": "SKU-%05d" % (i * 7919 % 100000), "price": round(i * 3.17 % 97, 2),
+            "qty": i * 13 % 50, "tags": ["red", "sale"] if i % 3 else ["blue"]} for i in range(40)]
+def document(records, pad=0):
+    return json.dumps({"ts": "{ts}", "items": records, "n": "x" * pad}, separators=(",", ":"))
+target = 1024 - 16  # wsload writes 20 bytes for the 4 of {ts}
+while len(document(records)) > target:
+    records.pop()
+print(document(records, target - len(document(records))))')
+else
+    DATA='"{ts}'$(printf 'x%.0s' $(seq 44))'"'  # 20-byte marker + 44 = 64 bytes of data
+fi
+PUB_MSG='{"op":"pub","topic":"t","data":'$DATA'}'
 
 # run SERVER SCENARIO -> one RESULT json on stdout
 run() {
@@ -102,7 +125,7 @@ run() {
     *) echo "unknown scenario $2" >&2; exit 1 ;;
     esac
     taskset -c 1 timeout $((DURATION + 90)) "$WSLOAD" fanout --url "ws://127.0.0.1:$port/" -n "$SUBS" -p 1 \
-        --sub-msg "$SUB_MSG" --pub-msg "$PUB_MSG" "${pace[@]}" -t "$DURATION" --server-pid "$pid" -q |
+        --sub-msg "$SUB_MSG" --pub-msg "$PUB_MSG" "${pace[@]}" -t "$DURATION" --server-pid "$pid" "${WSLOAD_DEFLATE[@]}" -q |
         sed -n 's/^RESULT //p'
     sleep 1  # let the server drop the closed connections before the next run
 }
@@ -123,7 +146,7 @@ echo "load after: $(uptime)" >&2
 
 
 echo
-echo "Fan-out: $SUBS subscribers on one topic${RETAIN:+ (retained: $RETAIN)}, 1 publisher, 64-byte payloads, ${DURATION}s windows, median of $REPEAT;"
+echo "Fan-out: $SUBS subscribers on one topic${RETAIN:+ (retained: $RETAIN)}, 1 publisher, ${PAYLOAD:-64-byte} payloads${DEFLATE:+ (DEFLATE=$DEFLATE)}, ${DURATION}s windows, median of $REPEAT;"
 echo "servers on CPU 0 (switchboard --threads 1), wsload on CPU 1. Latencies in µs."
 echo
 echo "| scenario | server | deliveries/s | lat p50 | lat p99 | lat_rx p50 | lat_rx p99 | missing | server CPU % | server CPU µs/delivery | server RSS MB |"

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs what Switchboard needs on a fresh Debian machine: the system libraries it links
 # (zlib, SQLite, OpenSSL) and the peers the interop tests talk to (Node `ws`, Python
-# `websockets`, the openssl CLI for test certificates). Idempotent: installs only what is
+# `websockets`, the openssl CLI for test certificates, nginx). Idempotent: installs only what is
 # missing, so a second run costs a few dpkg queries and one python3 import.
 set -euo pipefail
 
 # Debian packages. nodejs: any installed nodejs (Debian's 18 or a repack of 20) satisfies
 # node-ws, so an existing one is kept. node-ws puts `ws` under /usr/share/nodejs, which the
 # peers find with NODE_PATH=/usr/share/nodejs.
-apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev openssl nodejs node-ws redis-server)
+apt_packages=(pkg-config zlib1g-dev libsqlite3-dev libssl-dev openssl nodejs node-ws)
+# Tests/BrowserTests drive a headless Chromium; a font, so its screenshots show text.
+apt_packages+=(chromium fonts-dejavu-core)
+# nginx: Tests/SwitchboardTests/DeployFilesTests runs deploy/nginx.conf in front of a broker
+# (as the test's own process on a loopback port; the package's service is not needed).
+apt_packages+=(nginx)
+# redis-server: Tests/SwitchboardTests' cluster and RedisWire tests start their own on a loopback port.
+apt_packages+=(redis-server)
 
 # Python `websockets` for Tests/Peers/python-peer.py, into the interpreter `python3` runs
 # (a pyenv shim here), hence `python3 -m pip`.

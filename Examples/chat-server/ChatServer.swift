@@ -10,11 +10,6 @@ import NIOCore
 import WebSocketCore
 import WebSockets
 
-/// Set once the server exists; connections only arrive after `listen()`, so it is set by then.
-final class ServerRef: @unchecked Sendable {
-    var server: WebSocketServer?
-}
-
 @main
 struct ChatServer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,16 +24,13 @@ struct ChatServer: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let ref = ServerRef()
         let server = WebSocketServer(options: WebSocketServer.Options(host: host, port: port)) { ws in
             ws.onMessage { message in
-                guard let server = ref.server else { return }
-                for client in server.clients where client.readyState == .open {
+                for client in ws.server?.clients ?? [] where client.readyState == .open {
                     client.sendWithoutWaiting(message)
                 }
             }
         }
-        ref.server = server
         let address = try await server.listen()
         print("chat-server listening on ws://\(host):\(address.port ?? port)/")
         try await server.waitUntilStopped()

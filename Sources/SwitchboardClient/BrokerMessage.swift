@@ -6,7 +6,8 @@ enum BrokerMessage {
     case message(Message)
     case subscribed(id: String?, topic: String, epoch: String?)
     case unsubscribed(id: String?)
-    case ack(id: String, seq: UInt64)
+    /// An acked publish: this client's publish ids are numbers.
+    case ack(id: UInt64, seq: UInt64)
     case gap(topic: String, from: UInt64, to: UInt64)
     case error(id: String?, code: BrokerErrorCode, message: String)
     /// An op this client does not know: ignored, so a newer broker stays usable.
@@ -41,6 +42,7 @@ enum BrokerMessage {
                         seq: message.seq, timeMilliseconds: Int64(clamping: message.time), kind: .json,
                         payload: frame.getSlice(at: frame.readerIndex + message.data.lowerBound, length: message.data.count)!))
             }
+            if let ack = JSONScanner.brokerAck(bytes) { return .ack(id: ack.id, seq: ack.seq) }
             guard let members = try? JSONScanner.members(of: bytes) else { return nil }
             func string(_ key: String) -> String? {
                 members.first { $0.key == key }.flatMap { JSONScanner.string(bytes, $0.range) }
@@ -63,7 +65,7 @@ enum BrokerMessage {
                 return .subscribed(id: string("id"), topic: topic, epoch: string("epoch"))
             case "unsubscribed": return .unsubscribed(id: string("id"))
             case "ack":
-                guard let id = string("id"), let seq = number("seq") else { return nil }
+                guard let id = string("id").flatMap({ UInt64($0) }), let seq = number("seq") else { return nil }
                 return .ack(id: id, seq: seq)
             case "gap":
                 guard let topic = string("topic"), let from = number("from"), let to = number("to") else { return nil }

@@ -24,6 +24,7 @@ public enum CloseReason: Sendable, Hashable, CustomStringConvertible {
     /// The server answered the handshake with a status a retry cannot change (404, 400…).
     case refused(status: Int, body: String)
 
+    /// One line saying why.
     public var description: String {
         switch self {
         case .closedByApplication: return "closed by the application"

@@ -14,10 +14,14 @@ final class Core {
         case closed(CloseReason)
     }
 
-    struct QueuedPublish {
+    /// Resumed with a publish's seq once the broker acked it: resumed once, when its
+    /// entry leaves `acks` or the queue, or at once when refused.
+    typealias Ack = UnsafeContinuation<UInt64, any Error>
+
+    struct QueuedPublish: Sendable {
         var topic: String
         var payload: Payload
-        var promise: EventLoopPromise<UInt64>?
+        var ack: Ack?
     }
 
     private unowned let engine: Engine
@@ -32,7 +36,7 @@ final class Core {
     /// Sub request ids of the current connection → subscription.
     private var subscribeRequests: [String: Int] = [:]
     /// Acked publishes sent on the current connection, by id.
-    private var acks: [String: EventLoopPromise<UInt64>] = [:]
+    private var acks: [UInt64: Ack] = [:]
     private var queued: [QueuedPublish] = []
     /// Subscriptions whose buffer is full: while any is, the socket is not read.
     private var behind: Set<Int> = []
@@ -81,7 +85,7 @@ final class Core {
         }
         let waiting = queued
         queued = []
-        for publish in waiting { send(publish, on: ws) }
+        for queuedPublish in waiting { publish(queuedPublish) }
         publish(.connected)
         return true
     }
@@ -92,7 +96,7 @@ final class Core {
         subscribeRequests = [:]
         let lost = acks
         acks = [:]
-        for promise in lost.values { promise.fail(SwitchboardClientError.connectionLost) }
+        for ack in lost.values { ack.resume(throwing: SwitchboardClientError.connectionLost) }
         logger.info("disconnected from the broker", metadata: ["code": "\(info.code.rawValue)", "reason": "\(info.reason)"])
         return !isClosed
     }
@@ -129,8 +133,8 @@ final class Core {
         if case .connected(let ws) = phase { ws.closeWithoutWaiting(code: .normalClosure) }
         phase = .closed(reason)
         let error = SwitchboardClientError.closed(reason)
-        for promise in acks.values { promise.fail(error) }
-        for publish in queued { publish.promise?.fail(error) }
+        for ack in acks.values { ack.resume(throwing: error) }
+        for publish in queued { publish.ack?.resume(throwing: error) }
         acks = [:]
         queued = []
         let ending = subscriptions.values
@@ -178,22 +182,24 @@ final class Core {
         }
         let id = nextSubscription
         nextSubscription += 1
-        let buffer = options.subscriptionBuffer
+        let delegate = SubscriptionDelegate(engine: engine, id: id)
+        let level = BufferLevel(high: options.subscriptionBuffer, caughtUp: delegate)
         let made = Subscription.Producer.makeSequence(
-            backPressureStrategy: .init(lowWatermark: buffer / 2, highWatermark: buffer), finishOnDeinit: true,
-            delegate: SubscriptionDelegate(engine: engine, id: id))
+            backPressureStrategy: Unbounded(), finishOnDeinit: true, delegate: delegate)
         let state = SubscriptionState(
-            id: id, pattern: pattern, start: start, startedAt: startedAt, source: made.source, opened: opened)
+            id: id, pattern: pattern, start: start, startedAt: startedAt, source: made.source, level: level,
+            opened: opened)
         subscriptions[id] = state
         if case .connected(let ws) = phase { sendSubscribe(state, on: ws) }
         return Subscription(
-            pattern: pattern.text, producer: made.sequence, delivered: .init(state.positions))
+            pattern: pattern.text, producer: made.sequence,
+            delivered: .init(Delivered(Positions(seqs: state.positions, epoch: state.epoch))), level: level)
     }
 
     private func sendSubscribe(_ subscription: SubscriptionState, on ws: WebSocket) {
         let id = "s\(nextID())"
         subscribeRequests[id] = subscription.id
-        subscription.liveTopics = []
+        subscription.resubscribing()
         ws.sendWithoutWaiting(
             Request.subscribe(subscription.pattern.text, id: id, replay: subscription.replay, epoch: subscription.epoch))
     }
@@ -217,56 +223,49 @@ final class Core {
 
     // MARK: Publishing
 
-    func publish(_ topic: String, _ payload: Payload, promise: EventLoopPromise<UInt64>?) {
-        publish(QueuedPublish(topic: topic, payload: payload, promise: promise))
-    }
-
-    private func publish(_ publish: QueuedPublish) {
+    func publish(_ publish: QueuedPublish) {
         switch phase {
-        // A connection the broker has begun to close (a close frame came: it is shutting
-        // down) takes no more frames, though it ends only once the close handshake is done.
-        case .connected(let ws) where ws.readyState == .open: send(publish, on: ws)
-        case .closed(let reason): refuse(publish, SwitchboardClientError.closed(reason))
-        case .connected, .idle:
-            switch options.publishQueue {
-            case .failFast: refuse(publish, SwitchboardClientError.notConnected)
-            case .wait(let limit) where queued.count >= limit: refuse(publish, SwitchboardClientError.queueFull(limit: limit))
-            case .wait: queued.append(publish)
+        case .connected(let ws):
+            switch ws.sendRefusalOnLoop {
+            case nil: return send(publish, on: ws)
+            // The broker has begun to close the connection (a close frame came: it is
+            // shutting down); it takes no more frames, though it ends only once the close
+            // handshake is done: the publish waits for the next one.
+            case .notOpen?: break
+            case let refusal?: return refuse(publish, refusal)
             }
+        case .closed(let reason): return refuse(publish, SwitchboardClientError.closed(reason))
+        case .idle: break
+        }
+        switch options.publishQueue {
+        case .failFast: refuse(publish, SwitchboardClientError.notConnected)
+        case .wait(let limit) where queued.count >= limit: refuse(publish, SwitchboardClientError.queueFull(limit: limit))
+        case .wait: queued.append(publish)
         }
     }
 
-    private func refuse(_ publish: QueuedPublish, _ error: SwitchboardClientError) {
-        if let promise = publish.promise {
-            promise.fail(error)
+    private func refuse(_ publish: QueuedPublish, _ error: any Error) {
+        if let ack = publish.ack {
+            ack.resume(throwing: error)
         } else {
             logger.notice("publish dropped", metadata: ["topic": "\(publish.topic)", "error": "\(error)"])
         }
     }
 
+    /// Queues the frame unflushed (a task flushes what a burst queued, in one write); a
+    /// write that fails later ends the connection, which fails the acks still awaited.
     private func send(_ publish: QueuedPublish, on ws: WebSocket) {
         if unflushedSocket !== ws {
             if unflushedSocket == nil { loop.execute { [engine] in engine.onLoop { $0.flushPublishes() } } }
             unflushedSocket?.flush()
             unflushedSocket = ws
         }
-        guard let promise = publish.promise else {
+        guard let ack = publish.ack else {
             return ws.queue(Request.publish(publish.topic, publish.payload, id: nil), promise: nil)
         }
-        let id = String(nextID())
-        acks[id] = promise
-        let engine = engine
-        let written = loop.makePromise(of: Void.self)
-        ws.queue(Request.publish(publish.topic, publish.payload, id: id), promise: written)
-        written.futureResult.whenFailure { error in
-            engine.onLoop { core in
-                guard core.acks.removeValue(forKey: id) != nil else { return }
-                // Not written at all (the connection began to close first): the broker never
-                // saw it, so it waits for the next connection like any publish made now.
-                if case SendError.notOpen = error { return core.publish(publish) }
-                promise.fail(error)
-            }
-        }
+        let id = nextID()
+        acks[id] = ack
+        ws.queue(Request.publish(publish.topic, publish.payload, id: id), promise: nil)
     }
 
     private func flushPublishes() {
@@ -293,7 +292,7 @@ final class Core {
         switch message {
         case .message(let message): deliver(message)
         case .gap(let topic, let from, let to): deliverGap(topic, from: from, to: to)
-        case .ack(let id, let seq): acks.removeValue(forKey: id)?.succeed(seq)
+        case .ack(let id, let seq): acks.removeValue(forKey: id)?.resume(returning: seq)
         case .subscribed(let id, _, let epoch):
             guard let id, let subscription = subscribeRequests[id].flatMap({ subscriptions[$0] }) else { return }
             subscription.confirmed = true
@@ -301,8 +300,10 @@ final class Core {
                 if let known = subscription.epoch, known != epoch {
                     // The broker's history is another one now (database replaced or recreated):
                     // it replays from its seq 1, which must not be taken for duplicates.
-                    for gap in subscription.historyLost() { yield(.gap(gap), to: subscription) }
+                    for gap in subscription.historyLost() { yield(.event(.gap(gap)), to: subscription) }
                 }
+                // After the gaps: the positions they end at (0) count in the new history.
+                if subscription.epoch != epoch { yield(.epoch(epoch), to: subscription) }
                 subscription.epoch = epoch
             }
             subscription.opened?.succeed()
@@ -310,8 +311,8 @@ final class Core {
         case .unsubscribed: break
         case .error(let id, let code, let text):
             let error = SwitchboardClientError.broker(code: code, message: text)
-            if let id, let promise = acks.removeValue(forKey: id) {
-                promise.fail(error)
+            if let id, let publishID = UInt64(id), let ack = acks.removeValue(forKey: publishID) {
+                ack.resume(throwing: error)
             } else if let id, let subscription = subscribeRequests[id].flatMap({ subscriptions[$0] }) {
                 subscriptions[subscription.id] = nil
                 subscription.opened?.fail(error)
@@ -345,17 +346,17 @@ final class Core {
 
     private func deliver(_ message: Message, to subscription: SubscriptionState, shared: Bool) {
         let (gap, deliver) = subscription.accept(message, shared: shared)
-        if let gap { yield(.gap(gap), to: subscription) }
-        if deliver { yield(.message(message), to: subscription) }
+        if let gap { yield(.event(.gap(gap)), to: subscription) }
+        if deliver { yield(.event(.message(message)), to: subscription) }
     }
 
     private func deliverGap(_ topic: String, from: UInt64, to: UInt64) {
         for subscription in subscriptions.values where subscription.pattern.matches(topic) {
-            if let gap = subscription.accept(gapOf: topic, from: from, to: to) { yield(.gap(gap), to: subscription) }
+            if let gap = subscription.accept(gapOf: topic, from: from, to: to) { yield(.event(.gap(gap)), to: subscription) }
         }
     }
 
-    private func yield(_ event: SubscriptionEvent, to subscription: SubscriptionState) {
+    private func yield(_ event: Delivery, to subscription: SubscriptionState) {
         if subscription.pending.isEmpty {
             if unflushed.isEmpty { loop.execute { [engine] in engine.onLoop { $0.flush() } } }
             unflushed.append(subscription)

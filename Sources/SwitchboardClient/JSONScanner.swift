@@ -1,3 +1,12 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+
 /// Reads the top-level members of one JSON object, as the broker writes its messages: each
 /// value is kept as the byte range it spans, so a message's `data` is handed on verbatim
 /// and only the members a message needs are turned into Swift values.
@@ -65,6 +74,16 @@ struct JSONScanner {
         guard (try? cursor.skipValue()) != nil, cursor.offset == bytes.count - 1, bytes[cursor.offset] == UInt8(ascii: "}")
         else { return nil }
         return (topic, seq, time, dataStart..<cursor.offset)
+    }
+
+    /// The id and seq of an `ack` laid out exactly as the broker writes one for this client,
+    /// `{"op":"ack","id":"N","seq":N}` (the per-publish path); nil for anything else.
+    static func brokerAck(_ bytes: UnsafeRawBufferPointer) -> (id: UInt64, seq: UInt64)? {
+        var cursor = Cursor(bytes: bytes)
+        guard cursor.skip(#"{"op":"ack","id":""#), let id = cursor.unsigned(), cursor.skip(#"","seq":"#),
+            let seq = cursor.unsigned(), cursor.skip("}"), cursor.offset == bytes.count
+        else { return nil }
+        return (id, seq)
     }
 
     /// The JSON string at `range` (quotes included), unescaped; nil when it is not a string.
@@ -157,18 +176,29 @@ struct JSONScanner {
         /// Moves past `literal` when the bytes here are exactly it.
         mutating func skip(_ literal: StaticString) -> Bool {
             let count = literal.utf8CodeUnitCount
-            guard bytes.count - offset >= count else { return false }
-            let expected = literal.utf8Start
-            for index in 0..<count where bytes[offset + index] != expected[index] { return false }
+            // Non-nil base: at least `count` (> 0) bytes remain.
+            guard count > 0, bytes.count - offset >= count,
+                memcmp(bytes.baseAddress! + offset, literal.utf8Start, count) == 0
+            else { return false }
             offset += count
             return true
         }
 
-        /// Reads the digits here as a non-negative integer; nil when there are none.
+        /// Reads the digits here as a non-negative integer; nil when there are none or it
+        /// does not fit 64 bits.
         mutating func unsigned() -> UInt64? {
             let start = offset
-            while let byte = peek, byte &- UInt8(ascii: "0") < 10 { offset += 1 }
-            return JSONScanner.unsigned(bytes, start..<offset)
+            var value: UInt64 = 0
+            while offset < bytes.count {
+                let digit = bytes[offset] &- UInt8(ascii: "0")
+                guard digit < 10 else { break }
+                let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times.addingReportingOverflow(UInt64(digit))
+                guard !overflow1, !overflow2 else { return nil }
+                value = sum
+                offset += 1
+            }
+            return offset > start ? value : nil
         }
 
         mutating func expect(_ byte: UInt8) throws(Malformed) {
@@ -207,16 +237,43 @@ struct JSONScanner {
             }
         }
 
+        /// Skips a string: `memchr` finds each quote, and a quote after an odd run of
+        /// backslashes is escaped (the per-message path: a text payload is one string).
         private mutating func skipString() throws(Malformed) {
             offset += 1
-            while let byte = peek {
-                offset += 1
-                if byte == UInt8(ascii: "\"") { return }
-                if byte == UInt8(ascii: "\\") { offset += 1 }
+            while offset < bytes.count {
+                // Non-nil base: `offset` is inside the bytes.
+                let base = bytes.baseAddress!
+                guard let found = memchr(base + offset, Int32(UInt8(ascii: "\"")), bytes.count - offset) else { break }
+                let quote = base.distance(to: UnsafeRawPointer(found))
+                var backslashes = 0
+                while quote - backslashes - 1 >= offset, bytes[quote - backslashes - 1] == UInt8(ascii: "\\") {
+                    backslashes += 1
+                }
+                offset = quote + 1
+                if backslashes % 2 == 0 { return }
             }
             throw Malformed(offset: offset)
         }
     }
+}
+
+/// Writes `string` as a JSON string literal (quotes included) into `buffer`: at once when
+/// nothing in it needs escaping (a publish's text, usually), else through `appendJSONString`.
+func writeJSONString(_ string: String, to buffer: inout ByteBuffer) {
+    var string = string
+    let plain = string.withUTF8 { bytes in
+        !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+    }
+    guard plain else {
+        var bytes: [UInt8] = []
+        appendJSONString(string, to: &bytes)
+        buffer.writeBytes(bytes)
+        return
+    }
+    buffer.writeInteger(UInt8(ascii: "\""))
+    buffer.writeString(string)
+    buffer.writeInteger(UInt8(ascii: "\""))
 }
 
 /// Writes `string` as a JSON string literal (quotes included) into `bytes`.

@@ -7,6 +7,7 @@ import NIOCore
 
 /// One message of a topic, as a subscription delivers it.
 public struct Message: Sendable, Hashable {
+    /// How the message was published, which says how to read `payload`.
     public enum Kind: Sendable, Hashable {
         /// Published as JSON: `payload` holds the publisher's `data` bytes, verbatim.
         case json
@@ -20,9 +21,12 @@ public struct Message: Sendable, Hashable {
     public var seq: UInt64
     /// Publish time, unix milliseconds on the broker's clock.
     public var timeMilliseconds: Int64
+    /// JSON or binary.
     public var kind: Kind
+    /// The message's bytes: the JSON text of its `data`, or the binary payload.
     public var payload: ByteBuffer
 
+    /// A message with these fields (for tests of code that consumes subscriptions).
     public init(topic: String, seq: UInt64, timeMilliseconds: Int64, kind: Kind, payload: ByteBuffer) {
         self.topic = topic
         self.seq = seq
@@ -57,6 +61,7 @@ public struct Message: Sendable, Hashable {
 /// Messages of a topic that this subscription will never see: `from`…`to`, inclusive. The
 /// next message of `topic` it delivers is `to + 1` or later.
 public struct Gap: Sendable, Hashable {
+    /// Why the seqs were not delivered.
     public enum Reason: Sendable, Hashable {
         /// Not replayable on resume: older than the broker retains, never retained, or lost to
         /// a failed write (the broker reported it).
@@ -74,11 +79,16 @@ public struct Gap: Sendable, Hashable {
         case unannounced
     }
 
+    /// The concrete topic the seqs belong to.
     public var topic: String
+    /// The first seq not delivered.
     public var from: UInt64
+    /// The last seq not delivered (at least `from`).
     public var to: UInt64
+    /// Why they were not delivered.
     public var reason: Reason
 
+    /// A gap of `from`…`to` in `topic`, for `reason`.
     public init(topic: String, from: UInt64, to: UInt64, reason: Reason) {
         self.topic = topic
         self.from = from
@@ -89,9 +99,12 @@ public struct Gap: Sendable, Hashable {
 
 /// What a subscription yields.
 public enum SubscriptionEvent: Sendable, Hashable {
+    /// The next message of its topic.
     case message(Message)
+    /// Seqs of a topic that will not be delivered, in their place.
     case gap(Gap)
 
+    /// The concrete topic of the message or gap.
     public var topic: String {
         switch self {
         case .message(let message): return message.topic
@@ -122,6 +135,27 @@ public enum StartPosition: Sendable, Hashable {
     /// for older ones), then live.
     case last(UInt64)
     /// Per topic, every message after its seq (what `Subscription.positions` returned);
-    /// topics absent from the map start from their first retained message.
-    case positions([String: UInt64])
+    /// topics absent from the map start from their first retained message. When the
+    /// positions' epoch is not the broker's (its database was replaced since), each topic
+    /// yields a `.historyLost` gap and starts over from seq 1.
+    case positions(Positions)
+}
+
+/// Where a subscription stands, to persist (it is `Codable`) and continue from in a later
+/// process with `subscribe(_:from: .positions(saved))`.
+public struct Positions: Sendable, Hashable, Codable, ExpressibleByDictionaryLiteral {
+    /// Per topic, the last seq handed to the application (a message's seq or a gap's `to`).
+    public var seqs: [String: UInt64]
+    /// The broker's history the seqs count in (`epoch` in docs/protocol.md); nil when not
+    /// known (a broker without a replay log, or no answer seen yet).
+    public var epoch: String?
+
+    public init(seqs: [String: UInt64] = [:], epoch: String? = nil) {
+        self.seqs = seqs
+        self.epoch = epoch
+    }
+
+    public init(dictionaryLiteral elements: (String, UInt64)...) {
+        self.init(seqs: Dictionary(elements) { $1 })
+    }
 }

@@ -27,6 +27,7 @@ extension SwitchboardClient {
         /// Default: silent.
         public var logger = Logger(label: "switchboard-client", factory: { _ in SwiftLogNoOpLogHandler() })
 
+        /// Every setting at its default.
         public init() {}
 
         /// Throws `InvalidOption` naming the first setting out of its range.
@@ -51,9 +52,12 @@ extension SwitchboardClient {
 
     /// Exponential backoff with full jitter.
     public struct Backoff: Sendable, Hashable {
+        /// The longest wait before the first retry (positive).
         public var initialDelay: Duration
+        /// The cap on any wait (at least `initialDelay`).
         public var maxDelay: Duration
 
+        /// Backoff from `initialDelay`, doubling up to `maxDelay`; `validate()` checks both.
         public init(initialDelay: Duration, maxDelay: Duration) {
             self.initialDelay = initialDelay
             self.maxDelay = maxDelay

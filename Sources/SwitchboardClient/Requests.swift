@@ -42,33 +42,49 @@ enum Request {
         return .init(kind: .text, data: ByteBuffer(bytes: bytes))
     }
 
-    /// A publish of `payload` (raw JSON for `.json`, bytes for `.binary`); `id` asks for an ack.
-    static func publish(_ topic: String, _ payload: Payload, id: String?) -> WebSocketMessage {
+    /// A publish of `payload`; `id` asks for an ack. Written straight into one buffer: a
+    /// client's publishes are its hot path.
+    static func publish(_ topic: String, _ payload: Payload, id: UInt64?) -> WebSocketMessage {
+        var buffer = ByteBuffer()
         switch payload {
-        case .json(let json):
-            var buffer = ByteBuffer()
-            buffer.reserveCapacity(topic.utf8.count + json.readableBytes + 48)
-            buffer.writeString(#"{"op":"pub","topic":"#)
-            var topicBytes: [UInt8] = []
-            appendJSONString(topic, to: &topicBytes)
-            buffer.writeBytes(topicBytes)
-            if let id { buffer.writeString(#","id":"\#(id)""#) }
-            buffer.writeString(#","data":"#)
-            buffer.writeImmutableBuffer(json)
+        case .json, .text:
+            buffer.reserveCapacity(topic.utf8.count + payload.byteCount + 64)
+            buffer.writeStaticString(#"{"op":"pub","topic":"#)
+            writeJSONString(topic, to: &buffer)
+            if let id {
+                buffer.writeStaticString(#","id":""#)
+                writeDecimal(id, to: &buffer)
+                buffer.writeInteger(UInt8(ascii: "\""))
+            }
+            buffer.writeStaticString(#","data":"#)
+            switch payload {
+            case .json(let json): buffer.writeImmutableBuffer(json)
+            case .text(let text): writeJSONString(text, to: &buffer)
+            case .binary: break
+            }
             buffer.writeInteger(UInt8(ascii: "}"))
             return .init(kind: .text, data: buffer)
         case .binary(let bytes):
-            var buffer = ByteBuffer()
-            buffer.reserveCapacity(topic.utf8.count + bytes.readableBytes + 16)
+            buffer.reserveCapacity(topic.utf8.count + bytes.readableBytes + 24)
             buffer.writeInteger(UInt8(0x11))
             buffer.writeInteger(UInt8(truncatingIfNeeded: topic.utf8.count))
             buffer.writeString(topic)
-            let idBytes = Array((id ?? "").utf8)
-            buffer.writeInteger(UInt8(idBytes.count))
-            buffer.writeBytes(idBytes)
+            let lengthIndex = buffer.writerIndex
+            buffer.writeInteger(UInt8(0))
+            if let id { writeDecimal(id, to: &buffer) }
+            buffer.setInteger(UInt8(buffer.writerIndex - lengthIndex - 1), at: lengthIndex)
             buffer.writeImmutableBuffer(bytes)
             return .init(kind: .binary, data: buffer)
         }
+    }
+
+    private static func writeDecimal(_ value: UInt64, to buffer: inout ByteBuffer) {
+        var divisor: UInt64 = 1
+        while value / divisor >= 10 { divisor *= 10 }
+        repeat {
+            buffer.writeInteger(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
     }
 
     private static func header(_ op: String, topic: String, id: String) -> [UInt8] {
@@ -82,6 +98,15 @@ enum Request {
 enum Payload: Sendable {
     /// Raw JSON text, sent as the `data` member verbatim.
     case json(ByteBuffer)
+    /// Text, sent as a JSON string (escaped while the frame is written: no buffer of its own).
+    case text(String)
     /// Sent as a binary publish frame.
     case binary(ByteBuffer)
+
+    var byteCount: Int {
+        switch self {
+        case .json(let bytes), .binary(let bytes): return bytes.readableBytes
+        case .text(let text): return text.utf8.count + 2
+        }
+    }
 }

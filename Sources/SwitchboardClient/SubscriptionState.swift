@@ -16,13 +16,17 @@ final class SubscriptionState {
     /// message yet resumes from here.
     let startedAt: Int64
     let source: Subscription.Producer.Source
+    let level: BufferLevel
     /// Per topic, the last seq put into the buffer; resumes ask for what follows.
     var positions: [String: UInt64]
     /// Where a topic not in `positions` starts (`.beginning`: before seq 1); nil: anywhere.
     let baseline: UInt64?
     /// Topics that have had a message since the last (re)subscribe: a gap for any other
     /// topic answers the resume, one for these was a slow-consumer drop.
-    var liveTopics: Set<String> = []
+    private var liveTopics: Set<String> = []
+    /// The topic of the last message, known to be in `liveTopics`: a run of one topic's
+    /// messages skips the set.
+    private var lastLiveTopic: String?
     /// Whether the broker has ever confirmed this subscription.
     var confirmed = false
     /// The broker's epoch of the topic's history, from the last `subscribed`.
@@ -31,35 +35,39 @@ final class SubscriptionState {
     var opened: EventLoopPromise<Void>?
     /// Events made by the frames of this read, handed to `source` together once it is done:
     /// one wake-up of the consumer per read, not one per message.
-    var pending: [SubscriptionEvent] = []
+    var pending: [Delivery] = []
 
     init(
         id: Int, pattern: TopicPattern, start: StartPosition, startedAt: Int64,
-        source: Subscription.Producer.Source, opened: EventLoopPromise<Void>
+        source: Subscription.Producer.Source, level: BufferLevel, opened: EventLoopPromise<Void>
     ) {
         self.id = id
         self.pattern = pattern
         self.start = start
         self.startedAt = startedAt
         self.source = source
+        self.level = level
         self.opened = opened
         switch start {
         case .seq(let seq): positions = [pattern.text: seq]
-        case .positions(let map): positions = map
+        case .positions(let saved): positions = saved.seqs
         default: positions = [:]
         }
+        if case .positions(let saved) = start { epoch = saved.epoch }
         switch start {
         case .beginning, .positions: baseline = 0
         default: baseline = nil
         }
     }
 
-    /// Hands the pending events to the consumer's buffer; true when it is full.
+    /// Hands the pending events to the consumer's buffer, as one batch; true when it is full.
     func flush() -> Bool {
         guard !pending.isEmpty else { return false }
-        let events = pending
+        let batch = pending
         pending = []
-        return source.yield(contentsOf: events) == .stopProducing
+        let full = level.added(batch.count)
+        _ = source.yield(batch)
+        return full
     }
 
     /// Ends the sequence after the pending events.
@@ -87,19 +95,30 @@ final class SubscriptionState {
     /// replay rather than a hole.
     func accept(_ message: Message, shared: Bool) -> (gap: Gap?, deliver: Bool) {
         let topic = message.topic
-        liveTopics.insert(topic)
-        guard let last = positions[topic] ?? baseline else {
-            positions[topic] = message.seq
-            return (nil, true)
+        if topic != lastLiveTopic {
+            liveTopics.insert(topic)
+            lastLiveTopic = topic
         }
-        guard message.seq > last else { return (nil, false) }
-        var gap: Gap?
-        if message.seq > last + 1 {
-            if shared { return (nil, false) }
-            gap = Gap(topic: topic, from: last + 1, to: message.seq - 1, reason: .unannounced)
+        // One lookup for the usual case, a message that moves the position on; the rare
+        // ones that do not put the previous position back.
+        let previous = positions.updateValue(message.seq, forKey: topic)
+        guard let last = previous ?? baseline else { return (nil, true) }
+        guard message.seq > last else {
+            positions[topic] = previous
+            return (nil, false)
         }
-        positions[topic] = message.seq
-        return (gap, true)
+        guard message.seq > last + 1 else { return (nil, true) }
+        if shared {
+            positions[topic] = previous
+            return (nil, false)
+        }
+        return (Gap(topic: topic, from: last + 1, to: message.seq - 1, reason: .unannounced), true)
+    }
+
+    /// The subscription is sent again (a new connection): no topic has had a message since.
+    func resubscribing() {
+        liveTopics = []
+        lastLiveTopic = nil
     }
 
     /// The broker lost the history the positions count in: a `.historyLost` gap per topic

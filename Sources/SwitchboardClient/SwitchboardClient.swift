@@ -30,6 +30,8 @@ public final class SwitchboardClient: Sendable {
         try self.init(url: WebSocketURL(url), token: token, options: options, group: group)
     }
 
+    /// Starts connecting at once, to an already parsed URL. Throws `InvalidOption` for an option
+    /// out of its range.
     public init(
         url: WebSocketURL, token: Token = .none, options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -73,7 +75,7 @@ public final class SwitchboardClient: Sendable {
     /// (the outcome is unknown), `.queueFull`, `.notConnected`, `.closed`.
     @discardableResult
     public func publish(_ topic: String, text: String) async throws -> UInt64 {
-        try await publishAcked(topic, .json(Self.jsonString(text)))
+        try await publishAcked(topic, .text(text))
     }
 
     /// Publishes `value` encoded as JSON; see `publish(_:text:)`.
@@ -100,32 +102,27 @@ public final class SwitchboardClient: Sendable {
     /// Publishes without waiting and without an ack: the broker answers only a refusal, which
     /// is logged. While disconnected it waits in the same queue as acked publishes.
     public func publishWithoutAck(_ topic: String, text: String) {
-        engine.onLoop { $0.publish(topic, .json(Self.jsonString(text)), promise: nil) }
+        hand(.init(topic: topic, payload: .text(text)))
     }
 
+    /// Publishes `value` encoded as JSON without an ack; see `publishWithoutAck(_:text:)`.
+    /// Throws what `encoder` throws.
     public func publishWithoutAck(_ topic: String, json value: some Encodable, encoder: JSONEncoder = JSONEncoder())
         throws
     {
-        let payload = Payload.json(ByteBuffer(bytes: try encoder.encode(value)))
-        engine.onLoop { $0.publish(topic, payload, promise: nil) }
+        try hand(.init(topic: topic, payload: .json(ByteBuffer(bytes: encoder.encode(value)))))
     }
 
+    /// Publishes bytes as a binary message without an ack; see `publishWithoutAck(_:text:)`.
+    /// Throws `SwitchboardClientError.topicTooLong` for a topic over 255 bytes.
     public func publishWithoutAck(_ topic: String, bytes: some Sequence<UInt8>) throws {
-        let payload = try Self.binary(topic, bytes)
-        engine.onLoop { $0.publish(topic, payload, promise: nil) }
+        try hand(.init(topic: topic, payload: Self.binary(topic, bytes)))
     }
 
     private func publishAcked(_ topic: String, _ payload: Payload) async throws -> UInt64 {
-        let promise = engine.loop.makePromise(of: UInt64.self)
-        engine.onLoop { $0.publish(topic, payload, promise: promise) }
-        return try await promise.futureResult.get()
-    }
-
-    private static func jsonString(_ text: String) -> ByteBuffer {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(text.utf8.count + 2)
-        appendJSONString(text, to: &bytes)
-        return ByteBuffer(bytes: bytes)
+        try await withUnsafeThrowingContinuation { ack in
+            hand(.init(topic: topic, payload: payload, ack: ack))
+        }
     }
 
     private static func validJSON(_ json: String) throws -> ByteBuffer {
@@ -138,6 +135,11 @@ public final class SwitchboardClient: Sendable {
     private static func binary(_ topic: String, _ bytes: some Sequence<UInt8>) throws -> Payload {
         guard topic.utf8.count <= 255 else { throw SwitchboardClientError.topicTooLong(topic) }
         return .binary(ByteBuffer(bytes: bytes))
+    }
+
+    /// Hands a publish to the client's loop.
+    private func hand(_ publish: Core.QueuedPublish) {
+        engine.onLoop { $0.publish(publish) }
     }
 
     // MARK: Connection

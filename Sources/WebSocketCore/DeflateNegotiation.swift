@@ -40,6 +40,7 @@ public struct PerMessageDeflateOptions: Sendable, Hashable {
     /// Default 10, as `ws`.
     public var concurrencyLimit: Int
 
+    /// Options with every field at its default (the same as `ws`'s).
     public init(
         serverNoContextTakeover: Bool = false,
         clientNoContextTakeover: Bool = false,
@@ -82,13 +83,16 @@ public struct PerMessageDeflateOptions: Sendable, Hashable {
 /// side that *compresses*: `serverMaxWindowBits` bounds the window of the messages the server
 /// sends, `clientNoContextTakeover` means the client resets its compressor after each message.
 public struct PerMessageDeflateParameters: Sendable, Hashable {
+    /// Whether the server resets its compressor after every message.
     public var serverNoContextTakeover: Bool
+    /// Whether the client resets its compressor after every message.
     public var clientNoContextTakeover: Bool
     /// 8...15; 15 when not negotiated.
     public var serverMaxWindowBits: Int
     /// 8...15; 15 when not negotiated.
     public var clientMaxWindowBits: Int
 
+    /// Parameters as negotiated; the defaults are what applies when none was negotiated.
     public init(
         serverNoContextTakeover: Bool = false,
         clientNoContextTakeover: Bool = false,
@@ -105,9 +109,12 @@ public struct PerMessageDeflateParameters: Sendable, Hashable {
 /// The result of a successful server-side negotiation: the parameters to build the engine
 /// with, and the extension element to put in the 101 response's `Sec-WebSocket-Extensions`.
 public struct PerMessageDeflateAgreement: Sendable, Hashable {
+    /// What the engine is built with.
     public var parameters: PerMessageDeflateParameters
+    /// The element to answer in `Sec-WebSocket-Extensions`.
     public var response: ExtensionOffer
 
+    /// An agreement on `parameters`, answered with `response`.
     public init(parameters: PerMessageDeflateParameters, response: ExtensionOffer) {
         self.parameters = parameters
         self.response = response

@@ -2,13 +2,18 @@ import NIOCore
 
 /// The fixed part of a frame (RFC 6455 §5.2): 2 to 14 bytes before the payload.
 public struct FrameHeader: Sendable, Hashable {
+    /// Whether this is the last frame of its message.
     public var fin: Bool
+    /// RSV1–RSV3; RSV1 marks a compressed message when permessage-deflate is in use.
     public var reservedBits: ReservedBits
     /// The raw 4-bit opcode; reserved values are kept so the decoder can name them.
     public var opcodeBits: UInt8
+    /// The key the payload is masked with: always on frames a client sends, never on a server's.
     public var maskingKey: MaskingKey?
+    /// The payload's length in bytes.
     public var payloadLength: Int
 
+    /// A header with these fields.
     @inlinable
     public init(fin: Bool, reservedBits: ReservedBits, opcode: Opcode, maskingKey: MaskingKey?, payloadLength: Int) {
         self.fin = fin
@@ -27,6 +32,7 @@ public struct FrameHeader: Sendable, Hashable {
         self.payloadLength = payloadLength
     }
 
+    /// The opcode, nil for a reserved value.
     public var opcode: Opcode? { Opcode(rawValue: opcodeBits) }
 
     /// Bytes this header takes on the wire.
@@ -35,6 +41,8 @@ public struct FrameHeader: Sendable, Hashable {
         Self.encodedLength(payloadLength: payloadLength, masked: maskingKey != nil)
     }
 
+    /// Bytes a header takes on the wire for a payload of `payloadLength` bytes, masked or not:
+    /// 2, plus 2 or 8 for a length of 126 or more, plus 4 for the masking key.
     @inlinable
     public static func encodedLength(payloadLength: Int, masked: Bool) -> Int {
         let lengthBytes = payloadLength < 126 ? 0 : (payloadLength <= 0xFFFF ? 2 : 8)
@@ -49,9 +57,11 @@ public struct FrameHeader: Sendable, Hashable {
         return 2 + lengthBytes + (byte1 & 0x80 != 0 ? 4 : 0)
     }
 
+    /// What `parse` found.
     public enum ParseResult: Sendable, Hashable {
         /// More bytes are needed before the header is complete.
         case incomplete
+        /// A whole header, and the bytes it took.
         case header(FrameHeader, length: Int)
     }
 

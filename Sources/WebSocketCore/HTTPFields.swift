@@ -6,20 +6,27 @@
 public struct HTTPFields: Sendable, Hashable, RandomAccessCollection, ExpressibleByDictionaryLiteral,
     CustomStringConvertible
 {
+    /// One header field.
     public struct Field: Sendable, Hashable {
+        /// The name as written.
         public var name: String
+        /// The value as received or to be sent.
         public var value: String
 
+        /// A field `name: value`.
         public init(name: String, value: String) {
             self.name = name
             self.value = value
         }
     }
 
+    /// Every field, in order.
     public private(set) var fields: [Field]
 
+    /// No fields.
     public init() { fields = [] }
 
+    /// These fields, in this order.
     public init(_ fields: [Field]) { self.fields = fields }
 
     /// Fields in the order given; a name may repeat (`["Cookie": "a", "Cookie": "b"]`).
@@ -27,8 +34,11 @@ public struct HTTPFields: Sendable, Hashable, RandomAccessCollection, Expressibl
         fields = elements.map { Field(name: $0.0, value: $0.1) }
     }
 
+    /// The index of the first field.
     public var startIndex: Int { fields.startIndex }
+    /// The index after the last field.
     public var endIndex: Int { fields.endIndex }
+    /// The field at `position`.
     public subscript(position: Int) -> Field { fields[position] }
 
     /// Appends a field (after any with the same name).

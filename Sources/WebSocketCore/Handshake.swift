@@ -1,15 +1,19 @@
 /// A WebSocket protocol version this library speaks (`Sec-WebSocket-Version`).
 /// 13 is RFC 6455; 8 is draft-ietf-hybi-10, the same wire protocol with `Sec-WebSocket-Origin`.
 public enum WebSocketVersion: Int, Sendable, Hashable, CaseIterable {
+    /// draft-ietf-hybi-10 (`Sec-WebSocket-Origin` instead of `Origin`).
     case v8 = 8
+    /// RFC 6455.
     case v13 = 13
 }
 
 /// What a valid client opening handshake asked for (RFC 6455 §4.2.1).
 public struct ClientRequestInfo: Sendable, Hashable {
+    /// The version the client asked for.
     public var version: WebSocketVersion
     /// `Sec-WebSocket-Key` as sent (base64 of 16 bytes); the server's accept value is derived from it.
     public var key: String
+    /// `Host` as sent.
     public var host: String
     /// `Origin` (version 13) or `Sec-WebSocket-Origin` (version 8), when sent.
     public var origin: String?
@@ -18,6 +22,7 @@ public struct ClientRequestInfo: Sendable, Hashable {
     /// `Sec-WebSocket-Extensions` offers in the client's order of preference.
     public var extensions: [ExtensionOffer]
 
+    /// A request's settled fields.
     public init(
         version: WebSocketVersion, key: String, host: String, origin: String?,
         protocols: [String], extensions: [ExtensionOffer]
@@ -39,6 +44,7 @@ public struct ServerResponseInfo: Sendable, Hashable {
     /// they apply; each names an extension the client offered, at most once.
     public var extensions: [ExtensionOffer]
 
+    /// A response's settled fields.
     public init(subprotocol: String?, extensions: [ExtensionOffer]) {
         self.subprotocol = subprotocol
         self.extensions = extensions
@@ -56,21 +62,28 @@ public enum Handshake {
 
     /// An HTTP version from a request or status line.
     public struct HTTPVersion: Sendable, Hashable, Comparable, CustomStringConvertible {
+        /// The major version (1).
         public var major: Int
+        /// The minor version (0 or 1).
         public var minor: Int
 
+        /// Version `major`.`minor`.
         public init(major: Int, minor: Int) {
             self.major = major
             self.minor = minor
         }
 
+        /// HTTP/1.0.
         public static let http1_0 = HTTPVersion(major: 1, minor: 0)
+        /// HTTP/1.1.
         public static let http1_1 = HTTPVersion(major: 1, minor: 1)
 
+        /// Orders versions by major, then minor.
         public static func < (lhs: HTTPVersion, rhs: HTTPVersion) -> Bool {
             (lhs.major, lhs.minor) < (rhs.major, rhs.minor)
         }
 
+        /// `HTTP/major.minor`.
         public var description: String { "HTTP/\(major).\(minor)" }
     }
 

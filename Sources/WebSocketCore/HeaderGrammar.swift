@@ -6,8 +6,10 @@ public struct HeaderGrammarError: Error, Sendable, Hashable, CustomStringConvert
     public var header: String
     /// What went wrong, e.g. `expected token`.
     public var problem: String
+    /// The UTF-8 byte offset of the problem in the value.
     public var offset: Int
 
+    /// A problem in `header`'s value at `offset`.
     public init(header: String, problem: String, offset: Int) {
         self.header = header
         self.problem = problem
@@ -22,7 +24,7 @@ public struct HeaderGrammarError: Error, Sendable, Hashable, CustomStringConvert
 /// RFC 6455 §4 and §9.1): tokens, quoted-strings with quoted-pairs, optional whitespace
 /// and comma-separated lists, in which empty elements (`a, , b`, `, a`) are accepted.
 public enum HeaderGrammar {
-    /// Whether `byte` is a `tchar`: ALPHA, DIGIT or one of ``!#$%&'*+-.^_`|~``.
+    /// Whether `byte` is a `tchar`: ALPHA, DIGIT, a backtick or one of `!#$%&'*+-.^_|~`.
     @inlinable
     public static func isTokenByte(_ byte: UInt8) -> Bool {
         // Bit n of the word (n >> 6) is set when byte n is a tchar.

@@ -10,12 +10,14 @@ public struct InvalidOption: Error, Sendable, Hashable, CustomStringConvertible 
     /// The value given.
     public var value: String
 
+    /// An error naming `option`, what it must be and the `value` given.
     public init(option: String, allowed: String, value: String) {
         self.option = option
         self.allowed = allowed
         self.value = value
     }
 
+    /// One line, e.g. `perMessageDeflate.memLevel must be 1...9, got 12`.
     public var description: String { "\(option) must be \(allowed), got \(value)" }
 
     /// The same problem, with the option's path under `parent` (`connection` + `maxPayload`).

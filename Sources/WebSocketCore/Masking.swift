@@ -10,9 +10,11 @@ import NIOCore
 extension MaskingKey {
     /// Masks (or unmasks) `bytes` in place.
     ///
-    /// - Parameter offset: how many bytes of the same payload were already masked before
-    ///   this piece, so that a payload can be processed in pieces of any size: the piece
-    ///   starts with key byte `offset & 3`. Any non-negative value.
+    /// - Parameters:
+    ///   - bytes: the piece of the payload to mask.
+    ///   - offset: how many bytes of the same payload were already masked before
+    ///     this piece, so that a payload can be processed in pieces of any size: the piece
+    ///     starts with key byte `offset & 3`. Any non-negative value.
     @inlinable
     public func apply(to bytes: UnsafeMutableRawBufferPointer, startingAt offset: Int = 0) {
         guard let base = bytes.baseAddress else { return }
@@ -25,8 +27,11 @@ extension MaskingKey {
     /// touched. `src` and `dst` may be the same memory (that is masking in place) but must
     /// not otherwise overlap.
     ///
-    /// - Parameter offset: how many bytes of the same payload were already masked before
-    ///   this piece (see `apply(to:startingAt:)`).
+    /// - Parameters:
+    ///   - src: the bytes to read.
+    ///   - dst: where the masked bytes go, from its start.
+    ///   - offset: how many bytes of the same payload were already masked before
+    ///     this piece (see `apply(to:startingAt:)`).
     @inlinable
     public func apply(from src: UnsafeRawBufferPointer, to dst: UnsafeMutableRawBufferPointer, startingAt offset: Int = 0) {
         // API misuse only: every caller in the library passes equal lengths.

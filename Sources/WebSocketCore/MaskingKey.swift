@@ -3,8 +3,10 @@
 /// `value` holds the four bytes in wire order as they sit in memory, so a key read from a
 /// frame header with `loadUnaligned(as: UInt32.self)` can be used as it is.
 public struct MaskingKey: Hashable, Sendable {
+    /// The key's four bytes in wire order, as they sit in memory.
     public var value: UInt32
 
+    /// A key of these four bytes (see `value`).
     @inlinable
     public init(value: UInt32) { self.value = value }
 

@@ -28,8 +28,11 @@ import NIOCore
 ///
 /// After any error the engine's streams are in an undefined state: fail the connection.
 public final class PerMessageDeflate {
+    /// Which end this engine compresses for.
     public let role: Role
+    /// What the handshake settled.
     public let parameters: PerMessageDeflateParameters
+    /// Level, memory level and threshold of the compressor.
     public let options: PerMessageDeflateOptions
 
     /// Window bits negotiated for what we send (our compressor).
@@ -69,6 +72,8 @@ public final class PerMessageDeflate {
     /// Smallest growth step of the output buffer while inflating.
     private static let minimumInflateGrowth = 4096
 
+    /// An engine for `role` with the negotiated `parameters`; its zlib streams are made on
+    /// first use. Traps on invalid `options`: validate them first (`PerMessageDeflateOptions.validate()`).
     public init(role: Role, parameters: PerMessageDeflateParameters, options: PerMessageDeflateOptions = .init()) {
         // Validated options only (see `precheck`); the parameters come from `negotiate` or
         // `accept`, which only produce window bits 8...15.
@@ -211,6 +216,7 @@ public final class PerMessageDeflate {
     /// payloads, in order) and appends the bytes to `output`.
     ///
     /// - Parameters:
+    ///   - fragment: the compressed bytes of this frame's payload.
     ///   - isFinal: this is the message's last fragment: the `00 00 ff ff` tail is fed
     ///     after it (RFC 7692 §7.2.2) and, with no_context_takeover on the peer's side, the
     ///     decompressor is reset afterwards.
@@ -218,6 +224,7 @@ public final class PerMessageDeflate {
     ///     Exceeding it throws 1009 at once: zlib writes straight into `output`, never past
     ///     `limit` bytes for this message (the buffer's capacity is that rounded up to a power
     ///     of two), and one more byte of output is detected in a small side buffer.
+    ///   - output: the message's bytes so far; the inflated bytes are appended.
     /// - Throws: `WebSocketError` with 1009, 1007 or 1011 (see the type's documentation).
     public func decompress(
         _ fragment: ByteBuffer,

@@ -4,8 +4,11 @@ import NIOCore
 public enum ReceivedEvent: Sendable, Hashable {
     /// A complete text message; its bytes are valid UTF-8.
     case text(ByteBuffer)
+    /// A complete binary message.
     case binary(ByteBuffer)
+    /// A ping and its payload (at most 125 bytes).
     case ping(ByteBuffer)
+    /// A pong and its payload (at most 125 bytes).
     case pong(ByteBuffer)
     /// The peer's close frame. `.noStatusReceived` when it carried no code. Nothing is
     /// decoded after it.
@@ -24,6 +27,7 @@ public enum ReceivedEvent: Sendable, Hashable {
 /// - `pending` holds bytes not yet consumed, with masked payloads already unmasked.
 ///   Single-frame messages are handed out as slices of it, without a copy.
 public struct Receiver {
+    /// What a receiver enforces.
     public struct Configuration: Sendable, Hashable {
         /// The role of this end; frames are judged by the rules for the other end.
         public var role: Role
@@ -32,6 +36,7 @@ public struct Receiver {
         /// Turning it off skips UTF-8 validation of text (like `ws`'s `skipUTF8Validation`).
         public var validateUTF8: Bool
 
+        /// A configuration for `role`; defaults as `ws`: 100 MiB, UTF-8 validated.
         public init(role: Role, maxPayload: Int = 100 * 1024 * 1024, validateUTF8: Bool = true) {
             self.role = role
             self.maxPayload = maxPayload
@@ -48,6 +53,7 @@ public struct Receiver {
         var wireBytes: Int
     }
 
+    /// What this receiver enforces.
     public let configuration: Configuration
     /// The permessage-deflate engine when the extension was negotiated; it owns RSV1.
     public let compression: PerMessageDeflate?
@@ -66,6 +72,8 @@ public struct Receiver {
     private var utf8 = UTF8Validator()
     private var finished = false
 
+    /// A receiver with `configuration`, decompressing with `compression` when the extension was
+    /// negotiated, allocating from `allocator`.
     public init(
         configuration: Configuration, compression: PerMessageDeflate? = nil,
         allocator: ByteBufferAllocator = ByteBufferAllocator()

@@ -1,13 +1,18 @@
 extension Handshake {
     /// A parsed HTTP/1.x request head.
     public struct RequestHead: Sendable, Hashable {
+        /// The method, e.g. `GET`.
         public var method: String
+        /// The request target (path and query).
         public var target: String
+        /// The HTTP version of the request line.
         public var version: HTTPVersion
+        /// The header fields, in order.
         public var headers: HTTPFields
         /// Bytes the head took, through the empty line: anything after it is not part of the head.
         public var length: Int
 
+        /// A request head with these fields.
         public init(method: String, target: String, version: HTTPVersion, headers: HTTPFields, length: Int) {
             self.method = method
             self.target = target
@@ -48,9 +53,13 @@ extension Handshake {
 extension Handshake {
     /// A parsed HTTP/1.x response head.
     public struct ResponseHead: Sendable, Hashable {
+        /// The HTTP version of the status line.
         public var version: HTTPVersion
+        /// The status code.
         public var status: Int
+        /// The reason phrase.
         public var reason: String
+        /// The header fields, in order.
         public var headers: HTTPFields
         /// Bytes the head took, through the empty line.
         public var length: Int

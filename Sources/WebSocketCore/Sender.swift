@@ -4,11 +4,14 @@ import NIOCore
 /// payloads masked with a fresh key per frame (RFC 6455 §5.3), large messages optionally
 /// split into fragments.
 public struct Sender {
+    /// Which end this sender encodes for: a client masks every frame.
     public let role: Role
     /// Messages longer than this go out as several frames; nil sends every message whole.
     public var fragmentSize: Int?
     private var maskingKeys = MaskingKeySource()
 
+    /// A sender for `role`, fragmenting messages longer than `fragmentSize` (positive; nil:
+    /// never). Traps on a `fragmentSize` below 1: `ConnectionOptions.validate()` refuses it first.
     public init(role: Role, fragmentSize: Int? = nil) {
         // API misuse only: `ConnectionOptions.validate()` refuses a fragmentSize below 1 at
         // listen/connect.
@@ -30,6 +33,7 @@ public struct Sender {
         }
     }
 
+    /// Appends one frame with the payload at `payload` to `output`.
     public mutating func writeFrame(
         opcode: Opcode,
         fin: Bool = true,

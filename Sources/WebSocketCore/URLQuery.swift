@@ -15,10 +15,14 @@
 /// - Repeated names are all kept in `items`, in order; `first(_:)` and `dictionary` give
 ///   the first occurrence.
 public struct URLQuery: Sendable, Hashable {
+    /// One `name=value` pair, decoded.
     public struct Item: Sendable, Hashable {
+        /// The decoded name.
         public var name: String
+        /// The decoded value ("" when the piece had no `=`).
         public var value: String
 
+        /// An item `name`=`value`.
         public init(name: String, value: String) {
             self.name = name
             self.value = value
@@ -44,6 +48,7 @@ public struct URLQuery: Sendable, Hashable {
         }
     }
 
+    /// Parses a raw query (what follows `?`, without it).
     public init(_ query: String) { self.init(query[...]) }
 
     /// The query of a request target (`/path?query`); no items when it has no `?`.

@@ -16,6 +16,7 @@ public struct UTF8Validator: Sendable, Hashable {
     @usableFromInline
     internal var state: UInt8
 
+    /// A validator at the start of a text.
     public init() { state = UTF8Validator.accept }
 
     /// No partial sequence is pending (and nothing invalid was seen): a text message may

@@ -42,6 +42,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM certificate chain: serve wss:// and https:// (with --tls-key); reread on SIGHUP.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
     @Option(help: "redis://HOST[:PORT][/DB]: share topics with other nodes through this Redis.") var cluster: String?
+    @Flag(help: "Serve the demo (/) and admin (/admin) pages; anonymous clients may then publish and subscribe on demo.>.")
+    var demo = false
+    @Option(help: "permessage-deflate: on or off (default off).") var deflate: String?
+    @Option(help: "Messages smaller than this many bytes go uncompressed (default 1024).") var deflateThreshold: String?
 
     func run() async throws {
         let configuration: BrokerConfiguration
@@ -49,6 +53,11 @@ struct Serve: AsyncParsableCommand {
             configuration = try makeConfiguration()
         } catch {
             Terminal.exit(withError: "\(error)", status: 64)
+        }
+        // Before anything is created: a certificate that cannot be read is the operator's to fix.
+        for case let file? in [configuration.tlsCertificate, configuration.tlsKey]
+        where !FileManager.default.isReadableFile(atPath: file) {
+            Terminal.exit(withError: "cannot read the TLS file \(file) (check the path and its permissions)", status: 66)
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -123,25 +132,33 @@ struct Serve: AsyncParsableCommand {
             let address = try await broker.start()
             let host = address.ipAddress ?? "?"
             let port = address.port ?? 0
-            Terminal.printUnbuffered("switchboard listening on \(host):\(port)")
             let secure = configuration.tlsCertificate != nil
-            Terminal.printUnbuffered(
+            var lines = [
+                "switchboard listening on \(host):\(port)",
                 "switchboard: clients connect to \(secure ? "wss" : "ws")://\(host):\(port)/; admin API, /metrics and "
-                    + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/")
-            Terminal.printUnbuffered("switchboard: database \(configuration.database)")
-            if let cluster { Terminal.printUnbuffered("switchboard: cluster node on \(cluster.endpoint)") }
-            Terminal.printUnbuffered(
+                    + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/",
+                "switchboard: database \(configuration.database)",
+            ]
+            if let cluster { lines.append("switchboard: cluster node on \(cluster.endpoint)") }
+            if configuration.demo {
+                lines.append(
+                    "switchboard: demo on: open \(secure ? "https" : "http")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/ "
+                        + "(anonymous clients may publish and subscribe on \(Demo.topics); /admin takes the admin token)")
+            }
+            lines += [
                 rules.rules.isEmpty
                     ? "switchboard: replay log off (no rules \(rulesSource); topic seqs are still kept in \(path); "
                         + "`switchboard retention set RULE…` turns it on)"
-                    : "switchboard: replay log on (\(path)), retaining \(rules.texts.joined(separator: "; ")) (\(rulesSource))")
-            Terminal.printUnbuffered(
+                    : "switchboard: replay log on (\(path)), retaining \(rules.texts.joined(separator: "; ")) (\(rulesSource))",
                 "switchboard: the admin token is in \(configuration.database).admin-token; "
-                    + "`switchboard token create --admin --name NAME` makes another")
+                    + "`switchboard token create --admin --name NAME` makes another",
+            ]
             let sighup = secure ? reloadTLSOnSIGHUP(broker, logger: logger) : nil
             defer { sighup?.cancel() }
             // Runs the started broker until SIGTERM or SIGINT, then drains it.
-            try await ServiceGroup(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+            try await ServiceGroup(
+                services: [broker, StartupLines(lines: lines)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            ).run()
         } catch {
             await broker.shutdown()
             Terminal.exit(withError: "\(error)", status: 70)
@@ -180,16 +197,19 @@ struct Serve: AsyncParsableCommand {
             ("log_level", logLevel, "--log-level"),
             ("threads", threads, "--threads"), ("tls_cert", tlsCert, "--tls-cert"), ("tls_key", tlsKey, "--tls-key"),
             ("cluster", cluster, "--cluster"),
+            ("deflate", deflate, "--deflate"), ("deflate_threshold", deflateThreshold, "--deflate-threshold"),
         ]
         for (key, value, flag) in flags {
             if let value { try configuration.set(key, value, source: flag) }
         }
+        if demo { configuration.demo = true }
         if let jwtSecretFile {
             guard let secret = try? String(contentsOfFile: jwtSecretFile, encoding: .utf8) else {
                 throw BrokerConfiguration.Error(source: "--jwt-secret-file", key: "jwt_secret", problem: "cannot read \(jwtSecretFile)")
             }
             try configuration.set("jwt_secret", secret.trimmingCharacters(in: .whitespacesAndNewlines), source: jwtSecretFile)
         }
+        configuration.addDemoAccess()
         return configuration
     }
 
@@ -208,5 +228,17 @@ struct Serve: AsyncParsableCommand {
         }
         Terminal.printUnbuffered("switchboard: created admin token \(record.id); it is shown once and saved to \(path) (mode 0600):")
         Terminal.printUnbuffered(token)
+    }
+}
+
+/// Prints the start-up lines from inside the service group, so that whoever waits for
+/// "listening" (a supervisor, a test) finds SIGTERM already handled: a stop sent right after
+/// them drains the broker and exits 0.
+private struct StartupLines: Service {
+    let lines: [String]
+
+    func run() async throws {
+        for line in lines { Terminal.printUnbuffered(line) }
+        try? await gracefulShutdown()
     }
 }

@@ -16,23 +16,27 @@ public func makeTemporaryDirectory() throws -> URL {
     return url
 }
 
-/// The `switchboard` executable of this build: beside the test bundle, or in
-/// `.build/debug` of the package.
-public let switchboardExecutable: URL? = {
+/// The `switchboard` executable of this build (see `builtExecutable`).
+public let switchboardExecutable: URL? = builtExecutable("switchboard")
+
+/// An executable product of this build: beside the test bundle, or in `.build/debug` of
+/// the package.
+public func builtExecutable(_ name: String) -> URL? {
     var candidates: [URL] = []
     if let bundle = Bundle.main.executableURL {
-        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent("switchboard"))
+        candidates.append(bundle.deletingLastPathComponent().appendingPathComponent(name))
     }
     candidates.append(
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("switchboard"))
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name))
     let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
-    candidates.append(package.appendingPathComponent(".build/debug/switchboard"))
+    candidates.append(package.appendingPathComponent(".build/debug/\(name)"))
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-}()
+}
 
 /// Output of a child process, collected as it comes.
 public final class ProcessOutput: Sendable {
+    public init() {}
     private struct State {
         var data = Data()
         var eof = false
@@ -42,7 +46,7 @@ public final class ProcessOutput: Sendable {
 
     public var text: String { String(decoding: state.withLockedValue { $0.data }, as: UTF8.self) }
 
-    func append(_ data: Data) {
+    public func append(_ data: Data) {
         let waiters = state.withLockedValue { state in
             if data.isEmpty { state.eof = true } else { state.data.append(data) }
             defer { state.waiters = [] }
@@ -80,11 +84,13 @@ public final class SwitchboardProcess: @unchecked Sendable {
     public let exited = Waiter<Int32>("the process to exit")
     public let exitedAt = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
 
-    public static func start(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws
-        -> SwitchboardProcess
-    {
-        guard let executable = switchboardExecutable else {
-            throw TestFailure("the switchboard executable was not built (looked beside the test bundle and in .build/debug)")
+    /// Starts `executable` (default `switchboard`) with `arguments` in `directory`.
+    public static func start(
+        _ arguments: [String], in directory: URL, environment: [String: String] = [:],
+        executable name: String = "switchboard"
+    ) throws -> SwitchboardProcess {
+        guard let executable = name == "switchboard" ? switchboardExecutable : builtExecutable(name) else {
+            throw TestFailure("the \(name) executable was not built (looked beside the test bundle and in .build/debug)")
         }
         return try run(executable, arguments, in: directory, environment: environment)
     }

@@ -63,6 +63,42 @@ import Testing
         }
     }
 
+    /// A consumer that stops reading for several heartbeat timeouts: the client's buffer
+    /// fills, it stops reading the socket, and the broker's pongs wait unread. That silence is
+    /// the client's own doing, so neither side's heartbeat may drop the connection (the
+    /// broker's, at 1 s, still hears the client's pings); afterwards every message arrives,
+    /// in order, on the same connection.
+    @Test func aPausedSubscriptionOutlivesTheHeartbeat() async throws {
+        try await withBroker(environment: ["SWITCHBOARD_HEARTBEAT_SECONDS": "1"]) { broker in
+            var options = testOptions(deflate: false)
+            options.subscriptionBuffer = 4
+            options.heartbeat = .init(interval: .milliseconds(200), timeout: .milliseconds(300))
+            let subscriber = try SwitchboardClient(url: broker.url, options: options)
+            let publisher = try SwitchboardClient(url: broker.url, options: testOptions(deflate: false))
+            // Made here, so that it holds every state from now on, whenever the task reads it.
+            let stateStream = subscriber.states
+            let states = NIOLockedValueBox<[ConnectionState]>([])
+            let watcher = Task {
+                for await state in stateStream { states.withLockedValue { $0.append(state) } }
+            }
+            try await withTimeout("the pause and the reading") {
+                let subscription = try await subscriber.subscribe("t.pause")
+                for n in 1...50 { _ = try await publisher.publish("t.pause", rawJSON: "\(n)") }
+                // Not reading is the point: 3 s is ten heartbeat timeouts of the client and
+                // more than one of the broker's.
+                try await Task.sleep(for: .seconds(3))
+                var events = subscription.makeAsyncIterator()
+                for n in 1...50 { #expect(try await events.nextMessage().seq == UInt64(n)) }
+            }
+            // The stream ends with `.closed`, after every state before it.
+            await subscriber.close()
+            await watcher.value
+            let seen = states.withLockedValue { $0 }
+            #expect(!seen.contains { if case .disconnected = $0 { true } else { false } }, "\(seen)")
+            await publisher.close()
+        }
+    }
+
     /// A full replay log queue (`replay_queue_limit` 1) refuses publishes to a retained topic
     /// with `unavailable`, typed, and the client goes on: the refusals are answers, not a
     /// lost connection.

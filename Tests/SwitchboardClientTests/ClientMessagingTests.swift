@@ -23,6 +23,9 @@ import Testing
                 #expect(try await client.publish("t.b", json: Chat(user: "ann", text: "yo")) == 1)
                 #expect(try await client.publish("t.a", bytes: [0, 1, 2, 255]) == 2)
                 #expect(try await client.publish("t.a", rawJSON: #"{"n": [1, 2]}"#) == 3)
+                // Runs of backslashes before quotes, and one that ends the string.
+                let escapes = #"a\"b"c\\"d"#
+                #expect(try await client.publish("t.a", text: escapes) == 4)
                 client.publishWithoutAck("t.b", text: "fire")
 
                 var exactEvents = exact.makeAsyncIterator()
@@ -34,22 +37,24 @@ import Testing
                 #expect(message.seq == 2 && message.kind == .binary && message.bytes == [0, 1, 2, 255] && message.text == nil)
                 message = try await exactEvents.nextMessage()
                 #expect(message.seq == 3 && message.json == #"{"n": [1, 2]}"#)
+                message = try await exactEvents.nextMessage()
+                #expect(message.seq == 4 && message.text == escapes)
 
                 // The pattern's subscription gets both topics, each in order; the broker sends
                 // a message once per connection, the client hands it to every match.
                 var patternEvents = pattern.makeAsyncIterator()
                 var seen: [String] = []
-                for _ in 0..<5 {
+                for _ in 0..<6 {
                     let message = try await patternEvents.nextMessage()
                     seen.append("\(message.topic)#\(message.seq)")
                     if message.topic == "t.b", message.seq == 1 {
                         #expect(try message.decode(Chat.self) == Chat(user: "ann", text: "yo"))
                     }
                 }
-                #expect(seen.filter { $0.hasPrefix("t.a") } == ["t.a#1", "t.a#2", "t.a#3"])
+                #expect(seen.filter { $0.hasPrefix("t.a") } == ["t.a#1", "t.a#2", "t.a#3", "t.a#4"])
                 #expect(seen.filter { $0.hasPrefix("t.b") } == ["t.b#1", "t.b#2"])
-                #expect(exact.positions == ["t.a": 3])
-                #expect(pattern.positions == ["t.a": 3, "t.b": 2])
+                #expect(exact.positions.seqs == ["t.a": 4])
+                #expect(pattern.positions.seqs == ["t.a": 4, "t.b": 2])
             }
             await client.close()
         }

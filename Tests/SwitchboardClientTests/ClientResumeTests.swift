@@ -151,7 +151,7 @@ import Testing
                 let live = try SwitchboardClient(url: broker.url, options: testOptions())
                 #expect(try await live.publish("t.r", rawJSON: "321") == 321)
                 #expect(try await events.nextMessage().seq == 321)
-                #expect(subscription.positions == ["t.r": 321])
+                #expect(subscription.positions.seqs == ["t.r": 321])
                 await live.close()
             }
             await subscriber.close()
@@ -188,10 +188,79 @@ import Testing
                 #expect(first.seq == 1 && first.json == "101", "\(first)")
                 let second = try await events.nextMessage()
                 #expect(second.seq == 2 && second.json == "102", "\(second)")
-                #expect(subscription.positions == ["t.r": 2])
+                #expect(subscription.positions.seqs == ["t.r": 2])
                 await fresh.close()
             }
             await subscriber.close()
+            await relay.close()
+        }
+    }
+
+    /// Positions saved by one client carry the broker's epoch: a second client started from
+    /// them after the database was replaced gets a `.historyLost` gap and the new history
+    /// from seq 1, as a live resume does, not silence until the new seqs pass the old ones.
+    @Test func savedPositionsCarryTheEpochAcrossAReplacedDatabase() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            try await withTimeout("two processes' worth of clients") {
+                let first = try SwitchboardClient(url: broker.url, options: testOptions())
+                let subscription = try await first.subscribe("t.*", from: .beginning)
+                var events = subscription.makeAsyncIterator()
+                for n in 1...3 { #expect(try await first.publish("t.r", rawJSON: "\(n)") == UInt64(n)) }
+                for n in 1...3 { #expect(try await events.nextMessage().seq == UInt64(n)) }
+                let saved = try JSONEncoder().encode(subscription.positions)
+                await first.close()
+                let oldEpoch = try #require(try JSONDecoder().decode(Positions.self, from: saved).epoch)
+
+                try await broker.restart(kill: false, replacingDatabase: true)
+                let second = try SwitchboardClient(url: broker.url, options: testOptions())
+                #expect(try await second.publish("t.r", rawJSON: "101") == 1)
+                let resumed = try await second.subscribe(
+                    "t.*", from: .positions(try JSONDecoder().decode(Positions.self, from: saved)))
+                var after = resumed.makeAsyncIterator()
+                #expect(try await after.nextEvent() == .gap(Gap(topic: "t.r", from: 1, to: 3, reason: .historyLost)))
+                let message = try await after.nextMessage()
+                #expect(message.seq == 1 && message.json == "101", "\(message)")
+                #expect(resumed.positions.seqs == ["t.r": 1])
+                let newEpoch = try #require(resumed.positions.epoch)
+                #expect(newEpoch != oldEpoch)
+                await second.close()
+            }
+        }
+    }
+
+    /// A topic that first appears while a `.last(N)` pattern subscription is disconnected
+    /// was published to only after the subscription began: the resume delivers all of its
+    /// messages (from seq 1), not just the last N, so nothing published meanwhile is lost.
+    @Test func aTopicFirstSeenAfterAReconnectArrivesWhole() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            let relay = try await CuttingRelay(target: broker.port)
+            let subscriber = try SwitchboardClient(url: "ws://127.0.0.1:\(relay.port)/", options: testOptions())
+            let publisher = try SwitchboardClient(url: broker.url, options: testOptions())
+            try await withTimeout("the resume") {
+                for n in 1...3 { _ = try await publisher.publish("t.old", rawJSON: "\(n)") }
+                let subscription = try await subscriber.subscribe("t.*", from: .last(1))
+                var events = subscription.makeAsyncIterator()
+                #expect(try await events.nextMessage().seq == 3)
+
+                relay.setRefusing(true)
+                relay.cutAll()
+                _ = try await waitForState(subscriber, "disconnected") {
+                    if case .disconnected = $0 { true } else { false }
+                }
+                for n in 1...3 { _ = try await publisher.publish("t.new", rawJSON: "\(n)") }
+                _ = try await publisher.publish("t.old", rawJSON: "4")
+                relay.setRefusing(false)
+                subscriber.reconnectNow()
+
+                var got: [String] = []
+                for _ in 0..<4 {
+                    let message = try await events.nextMessage()
+                    got.append("\(message.topic) \(message.seq)")
+                }
+                #expect(got.sorted() == ["t.new 1", "t.new 2", "t.new 3", "t.old 4"])
+            }
+            await subscriber.close()
+            await publisher.close()
             await relay.close()
         }
     }

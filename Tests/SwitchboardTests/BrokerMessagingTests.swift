@@ -3,6 +3,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TestPeers
 import Testing
 import WebSockets
 
@@ -277,6 +278,38 @@ import WebSockets
             #expect(received.withLockedValue { $0 }.allSatisfy { $0 == messageCount })
             for ws in sockets { ws.terminate() }
             await publisher.close()
+        }
+    }
+
+    /// The symptom of issue 15's "lost wakeup" (wsload fanout -r 0 -d 16): a publisher that
+    /// writes a window of publishes at once and then waits for them must see every subscriber
+    /// get the window's last message with no further publish, window after window. (The
+    /// reported loss was wsload's drain reading a stale count; the broker never held them.)
+    @Test("windows of 16 pipelined publishes reach 100 subscribers whole, each without a later publish")
+    func pipelinedWindowsArriveWhole() async throws {
+        try await TestBroker.with { broker in
+            let subscribers = try await withThrowingTaskGroup(of: Client.self) { group in
+                for _ in 0..<100 { group.addTask { try await broker.client() } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for subscriber in subscribers {
+                #expect(try await subscriber.request(#"{"op":"sub","topic":"window"}"#)["op"] == "subscribed")
+            }
+            let publisher = try await RawPeer.upgraded(port: broker.port, token: try broker.token().token)
+            for window in 0..<20 {
+                var frames: [UInt8] = []
+                for i in 1...16 {
+                    frames += clientFrame(opcode: 0x1, Array(#"{"op":"pub","topic":"window","data":\#(window * 16 + i)}"#.utf8))
+                }
+                try await publisher.send(frames)
+                for subscriber in subscribers {
+                    var last = 0
+                    while last < (window + 1) * 16 { last = try await subscriber.nextJSON().int("seq") ?? -1 }
+                    #expect(last == (window + 1) * 16)
+                }
+            }
+            publisher.close()
+            for subscriber in subscribers { subscriber.ws.terminate() }
         }
     }
 }

@@ -95,10 +95,53 @@ import WebSockets
             #expect(close.closeCode == 1013, "\(close)")
             #expect(!seqs.isEmpty && seqs == Array(1...seqs.count), "\(seqs.prefix(3))…\(seqs.suffix(3))")
             #expect(seqs.count < published)
+            let metrics = try await Self.metrics(broker)
+            #expect(metrics["switchboard_slow_consumer_closes_total"] == 1)
+            #expect(metrics["switchboard_slow_consumer_dropped_messages_total"] == 0)
             try await slow.send(clientFrame(opcode: 0x8, [0x03, 0xE8]))
             try await slow.waitForEOF()
             await normal.close()
             await publisher.close()
+        }
+    }
+
+    /// A publisher that never reads its acks is closed with 1013 once its backlog reaches the
+    /// socket's limit (2 × `maxQueuedBytes`), as a slow consumer is: every ack it was sent
+    /// arrives, in order, before the close; none is dropped on the way.
+    @Test func publisherThatStopsReadingItsAcksIsClosedWith1013() async throws {
+        try await TestBroker.with({ $0.maxQueuedBytes = 1024 }) { broker in
+            let publisher = try await RawPeer.upgraded(
+                port: broker.port, token: try broker.token().token, receiveBuffer: 4096)
+            try await publisher.stopReading()
+            // Long ids make long acks: the kernel's buffers and then the broker's fill sooner.
+            let pad = String(repeating: "x", count: 100)
+            func id(_ n: Int) -> String { "\(pad)-\(n)" }
+            var published = 0
+            while published < 20_000,
+                !broker.logs.all.contains(where: { $0.message == "closing connection" })
+            {
+                published += 1
+                try await publisher.send(text: #"{"op":"pub","topic":"feed","data":1,"id":"\#(id(published))"}"#)
+            }
+            let entry = try await broker.logs.waitFor("the broker to close the publisher", timeout: .seconds(30)) {
+                $0.message == "closing connection"
+            }
+            #expect(entry.metadata["code"] == "1013", "\(entry.metadata)")
+
+            try await publisher.resumeReading()
+            var acked: [String] = []
+            let close = try await publisher.readUntilClose(timeout: .seconds(20)) { frame in
+                let json = try? JSON(frame.text)
+                #expect(json?["op"] == "ack", "\(frame.text)")
+                acked.append(json?["id"] ?? "?")
+            }
+            #expect(close.closeCode == 1013, "\(close)")
+            #expect(!acked.isEmpty && acked == (1...acked.count).map(id), "acks lost: \(acked.count) of \(published)")
+            #expect(acked.count < published)
+            let metrics = try await Self.metrics(broker)
+            #expect(metrics["switchboard_slow_consumer_closes_total"] == 1)
+            try await publisher.send(clientFrame(opcode: 0x8, [0x03, 0xE8]))
+            try await publisher.waitForEOF()
         }
     }
 
@@ -190,10 +233,20 @@ import WebSockets
             let notice = try #require(gap)
             #expect(seqs == Array(1...seqs.count))
             #expect(notice.int("from") == seqs.count + 1 && notice.int("to") == published, "\(notice)")
+            // Every message the stalled subscriber missed is counted once, and nobody was closed.
+            let metrics = try await Self.metrics(broker)
+            #expect(metrics["switchboard_slow_consumer_dropped_messages_total"] == Double(published - seqs.count))
+            #expect(metrics["switchboard_slow_consumer_closes_total"] == 0)
+            #expect(metrics["switchboard_gaps_sent_total"] == 1)
             slow.close()
             await normal.close()
             await publisher.close()
         }
+    }
+
+    /// The broker's `/metrics`, by series.
+    static func metrics(_ broker: TestBroker) async throws -> [String: Double] {
+        MetricsTests.parse(try await broker.http("GET", "/metrics").body)
     }
 
     /// Whether the broker has started dropping messages for a slow consumer.

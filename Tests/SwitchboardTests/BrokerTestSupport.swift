@@ -142,15 +142,20 @@ final class Client: Sendable {
         self.ws = ws
     }
 
+    /// A client of the broker on `port`, or of whatever serves `url` (a proxy in front of it).
     static func connect(
-        port: Int, token: String? = nil, query: String = "", protocols: [String] = ["switchboard.v1"]
+        port: Int, token: String? = nil, query: String = "", protocols: [String] = ["switchboard.v1"],
+        url: String? = nil, tls: TLSConfiguration = TLSConfiguration(), headers: HTTPFields = HTTPFields()
     ) async throws -> Client {
         var options = ClientOptions()
         options.perMessageDeflate = nil
         options.protocols = protocols
         options.handshakeTimeout = .seconds(10)
+        options.tls = tls
+        options.headers = headers
         if let token { options.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/\(query)", options: options, group: testGroup)
+        let ws = try await WebSocket.connect(
+            to: url ?? "ws://127.0.0.1:\(port)/\(query)", options: options, group: testGroup)
         let client = Client(ws: ws)
         ws.onMessage { [inbox = client.inbox] in inbox.put($0) }
         ws.onClose { [closed = client.closed, closedAt = client.closedAt] info in

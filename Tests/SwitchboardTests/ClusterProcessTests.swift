@@ -69,6 +69,31 @@ import Testing
         #expect(Set(orders[0]) == published)
     }
 
+    /// Until catch-up reads the topic streams, a resume on a cluster node is refused in so
+    /// many words, never answered from the node's own (empty) log as if nothing was missed.
+    @Test func aResumeOnAClusterNodeIsRefusedNotAnsweredEmpty() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let node = try await Self.node(redis)
+        defer { node.process.kill() }
+        let publisher = try await Client.connect(port: node.port)
+        for n in 1...3 { _ = try await publisher.publish("c.r", "\(n)") }
+        let resumer = try await Client.connect(port: node.port)
+        for request in [#""since":1"#, #""last":2"#, #""since_time":0"#] {
+            let answer = try await resumer.request(#"{"op":"sub","topic":"c.r","id":"r",\#(request)}"#)
+            #expect(answer["op"] == "error" && answer["code"] == "unavailable", "\(request): \(answer)")
+        }
+        // Nor subscribed: of a publish to c.r and then one to c.other (one Redis connection
+        // carries both to the node in that order), only the second reaches it.
+        try await resumer.subscribe("c.other")
+        _ = try await publisher.publish("c.r", "4")
+        _ = try await publisher.publish("c.other", "5")
+        let next = try await resumer.nextJSON()
+        #expect(next["topic"] == "c.other", "\(next)")
+        await publisher.close()
+        await resumer.close()
+    }
+
     @Test func publishesDuringARedisOutageAreUnavailableAndNothingAckedIsLost() async throws {
         let redis = try await RedisServerProcess.start()
         defer { redis.stop() }

@@ -3,7 +3,10 @@ import BrokerProcess
 import CSQLite
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
 import TestPeers
+import WebSocketCore
 import Testing
 import WebSockets
 
@@ -64,11 +67,120 @@ import WebSockets
         #expect(built == 0, "\(output.suffix(2000))")
     }
 
-    @Test func nginxExampleUpgradesAndSetsTheForwardedAddress() throws {
-        let conf = try String(contentsOf: Self.deploy.appendingPathComponent("nginx.conf"), encoding: .utf8)
-        #expect(conf.contains("proxy_set_header Upgrade $http_upgrade") && conf.contains("proxy_set_header Connection $connection_upgrade"))
-        #expect(conf.contains("proxy_http_version 1.1") && conf.contains("X-Forwarded-For"))
-        #expect(conf.split(separator: "{").count == conf.split(separator: "}").count, "balanced braces")
+    static let nginx = "/usr/sbin/nginx"
+
+    /// deploy/nginx.conf as it is, with only the machine's specifics replaced (ports, the
+    /// certificate), inside the smallest `nginx.conf` that runs as this user in `directory`.
+    static func nginxConfiguration(brokerPort: Int, port: Int, plainPort: Int, directory: URL) throws -> URL {
+        var site = try String(contentsOf: deploy.appendingPathComponent("nginx.conf"), encoding: .utf8)
+        for (from, to) in [
+            ("listen 443 ssl;", "listen 127.0.0.1:\(port) ssl;"), ("listen [::]:443 ssl;", ""),
+            ("listen 80;", "listen 127.0.0.1:\(plainPort);"), ("listen [::]:80;", ""),
+            ("server 127.0.0.1:8080;", "server 127.0.0.1:\(brokerPort);"),
+            ("/etc/letsencrypt/live/broker.example.com/fullchain.pem", TestCertificates.pem("server")),
+            ("/etc/letsencrypt/live/broker.example.com/privkey.pem", TestCertificates.key("server")),
+        ] {
+            #expect(site.contains(from), "deploy/nginx.conf has no \(from)")
+            site = site.replacingOccurrences(of: from, with: to)
+        }
+        let temp = directory.path
+        let main = """
+            daemon off;
+            master_process off;
+            pid \(temp)/nginx.pid;
+            error_log \(temp)/error.log warn;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                client_body_temp_path \(temp)/body;
+                proxy_temp_path \(temp)/proxy;
+                fastcgi_temp_path \(temp)/fastcgi;
+                uwsgi_temp_path \(temp)/uwsgi;
+                scgi_temp_path \(temp)/scgi;
+                \(site)
+            }
+            """
+        let file = directory.appendingPathComponent("nginx.conf")
+        try main.write(to: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    /// A port nothing listens on now (nginx binds it a moment later).
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: testGroup).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
+    }
+
+    /// deploy/nginx.conf in front of a real broker: `nginx -t` accepts it, a wss:// client
+    /// publishes and receives through it, the address the broker sees is the one nginx set
+    /// (a client's own X-Forwarded-For is replaced, not believed), and the admin API is
+    /// refused to a client outside the operators' network.
+    @Test(
+        .enabled(if: FileManager.default.isExecutableFile(atPath: nginx), "needs nginx (scripts/setup.sh installs it)"),
+        .enabled(if: TestCertificates.available, "needs the openssl CLI"))
+    func nginxExampleProxiesWebSocketsOverTLS() async throws {
+        try await TestBroker.with({ $0.trustedProxies = ["127.0.0.1"] }) { broker in
+            let directory = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let port = try await Self.freePort()
+            let plainPort = try await Self.freePort()
+            let conf = try Self.nginxConfiguration(
+                brokerPort: broker.port, port: port, plainPort: plainPort, directory: directory)
+            let (checked, output) = try Self.run(Self.nginx, ["-t", "-q", "-p", directory.path, "-c", conf.path])
+            #expect(checked == 0, "nginx -t: \(output)")
+
+            let nginx = Process()
+            nginx.executableURL = URL(fileURLWithPath: Self.nginx)
+            nginx.arguments = ["-p", directory.path, "-c", conf.path]
+            try nginx.run()
+            // SIGKILL: the test process may hand its children SIGTERM blocked (signal handling
+            // of the service groups that other tests run), and nginx keeps nothing worth a clean stop.
+            defer {
+                kill(nginx.processIdentifier, SIGKILL)
+                nginx.waitUntilExit()
+            }
+
+            let tls = TLSConfiguration(caFile: TestCertificates.pem("ca"))
+            let url = "wss://localhost:\(port)/"
+            let token = try broker.token().token
+            let spoofed: HTTPFields = ["X-Forwarded-For": "198.51.100.1"]
+            // nginx has no readiness signal but its listening socket: connect until it answers (bounded).
+            var subscriber: Client?
+            for _ in 0..<200 where subscriber == nil {
+                do {
+                    subscriber = try await Client.connect(port: port, token: token, url: url, tls: tls, headers: spoofed)
+                } catch let error as NIOConnectionError
+                    where error.connectionErrors.allSatisfy({ ($0.error as? IOError)?.errnoCode == ECONNREFUSED })
+                {
+                    #expect(nginx.isRunning, "nginx exited: \(String(describing: try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)))")
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+            }
+            let through = try #require(subscriber, "nginx never accepted a connection on port \(port)")
+            try await through.subscribe("news")
+            let publisher = try await Client.connect(port: port, token: token, url: url, tls: tls)
+            let seq = try await publisher.publish("news", #""through nginx""#)
+            let message = try await through.nextJSON()
+            #expect(message.int("seq") == seq && message["topic"] == "news", "\(message)")
+
+            let listed = try await broker.http("GET", "/admin/v1/connections", token: try broker.adminToken())
+            let peers = (listed.json.object["connections"] as? [[String: Any]] ?? []).compactMap { $0["peer"] as? String }
+            #expect(peers == ["127.0.0.1", "127.0.0.1"], "\(listed)")
+
+            do {
+                _ = try await Client.connect(port: port, url: "wss://localhost:\(port)/admin/v1/info", tls: tls)
+                Issue.record("nginx let the admin API through")
+            } catch ConnectError.unexpectedResponse(let status, _, _) {
+                #expect(status == 403)
+            }
+            // Plain HTTP is sent to https.
+            let redirect = try await httpExchange(port: plainPort, "GET", "/any", headers: "Connection: close\r\n")
+            #expect(redirect.status == 301 && redirect.header("Location") == "https://127.0.0.1/any", "\(redirect)")
+            await through.close()
+            await publisher.close()
+        }
     }
 
     @Test func backupUnderPublishingLoadHoldsEveryMessageAckedBeforeIt() async throws {

@@ -55,6 +55,20 @@ import WebSockets
         #expect(try await again.exitStatus() == 0)
     }
 
+    /// A supervisor may stop the broker as soon as it says it listens: SIGTERM is handled by
+    /// then (a drain and exit 0, not death by the signal). Several starts, as the window was small.
+    @Test func sigtermRightAfterTheListeningLineExits0() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for _ in 0..<5 {
+            let serve = try SwitchboardProcess.start(["serve", "--port", "0", "--host", "127.0.0.1"], in: directory)
+            defer { serve.kill() }
+            _ = try await serve.stdout.wait(for: "the listening line") { $0.contains("switchboard listening on") ? true : nil }
+            serve.terminate()
+            #expect(try await serve.exitStatus() == 0, "stderr: \(serve.stderr.text)")
+        }
+    }
+
     @Test func tokenCommandsAgainstARunningBroker() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }

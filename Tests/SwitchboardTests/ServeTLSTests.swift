@@ -67,4 +67,17 @@ struct ServeTLSTests {
         #expect(try await serve.exitStatus() == 64)
         #expect(serve.stderr.text.contains("tls_key"), "\(serve.stderr.text)")
     }
+
+    @Test func anUnreadableCertificateExits66BeforeCreatingTheStore() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let missing = directory.appendingPathComponent("missing.pem").path
+        let serve = try SwitchboardProcess.start(
+            ["serve", "--port", "0", "--host", "127.0.0.1", "--tls-cert", missing, "--tls-key", TestCertificates.key("server")],
+            in: directory)
+        defer { serve.kill() }
+        #expect(try await serve.exitStatus() == 66)
+        #expect(serve.stderr.text.contains("cannot read the TLS file \(missing)"), "\(serve.stderr.text)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("switchboard.db").path))
+    }
 }

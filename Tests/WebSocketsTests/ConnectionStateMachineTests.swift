@@ -243,7 +243,16 @@ import WebSocketCore
         #expect(machine.heartbeatDue() == .sendPing(startPongDeadline: true))
         #expect(machine.heartbeatDue() == .sendPing(startPongDeadline: false))
         #expect(machine.heartbeatDue() == .sendPing(startPongDeadline: false))
-        #expect(machine.pongDeadlinePassed() == .dropConnection)
+        #expect(machine.pongDeadlinePassed(excused: false) == .dropConnection)
+    }
+
+    @Test func framesOrOurOwnPauseExtendThePongDeadline() {
+        var machine = Machine(role: .client)
+        #expect(machine.heartbeatDue() == .sendPing(startPongDeadline: true))
+        #expect(machine.pongDeadlinePassed(excused: true) == .extendDeadline)
+        #expect(machine.awaitingPong)
+        #expect(machine.heartbeatDue() == .sendPing(startPongDeadline: false))
+        #expect(machine.pongDeadlinePassed(excused: false) == .dropConnection)
     }
 
     @Test func anUnaskedPongCancelsNothing() {
@@ -259,7 +268,7 @@ import WebSocketCore
         _ = machine.closeRequested(code: .normalClosure, reason: "", protocolErrorPending: false)
         let cancelsDeadline = machine.pongReceived()
         #expect(cancelsDeadline)
-        #expect(machine.pongDeadlinePassed() == .dropConnection)
+        #expect(machine.pongDeadlinePassed(excused: false) == .dropConnection)
     }
 
     @Test func theHeartbeatStopsWhenTheConnectionLeavesOpen() {
@@ -273,6 +282,6 @@ import WebSocketCore
         _ = closedMachine.channelInactive(receivedClose: nil, failed: false)
         #expect(closedMachine.heartbeatDue() == .stop)
         #expect(!closedMachine.awaitingPong)
-        #expect(closedMachine.pongDeadlinePassed() == .none)
+        #expect(closedMachine.pongDeadlinePassed(excused: false) == .none)
     }
 }

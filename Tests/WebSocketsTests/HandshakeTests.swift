@@ -48,10 +48,41 @@ import WebSockets
             #expect(request.path == "/room")
             #expect(request.query == ["id": "42", "name": "a b"])
             #expect(request.origin == "https://example.com")
-            #expect(request.forwardedFor == "203.0.113.7")
+            #expect(request.clientAddress == "127.0.0.1")
             #expect(request.remoteAddress?.ipAddress == "127.0.0.1")
             // user:password from the URL become basic auth ("alice:s@cret").
             #expect(request.headers.first("Authorization") == "Basic YWxpY2U6c0BjcmV0")
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+
+    /// `clientAddress` believes `X-Forwarded-For` only when the socket's peer is a trusted
+    /// proxy, and then takes the last hop that is not one (the entries before it are whatever
+    /// the client sent); from any other peer the header is ignored.
+    @Test(arguments: [
+        (["127.0.0.1", "10.0.0.2"], "198.51.100.1, 203.0.113.7, 10.0.0.2", "203.0.113.7"),
+        (["127.0.0.1", "10.0.0.2"], "10.0.0.2", "10.0.0.2"),
+        (["127.0.0.1"], "", "127.0.0.1"),
+        (["10.0.0.2"], "203.0.113.7", "127.0.0.1"),
+        ([], "203.0.113.7", "127.0.0.1"),
+    ])
+    func clientAddressBelievesOnlyTrustedProxies(trusted: [String], forwardedFor: String, expected: String)
+        async throws
+    {
+        let seen = Waiter<String?>("client address")
+        let verified = Waiter<String?>("client address in verifyClient")
+        try await withServer({
+            $0.trustedProxies = trusted
+            $0.verifyClient = { request in
+                verified.fulfill(request.clientAddress)
+                return .accept()
+            }
+        }, onConnection: { ws in seen.fulfill(ws.request?.clientAddress) }) { _, port in
+            var options = ClientOptions()
+            if !forwardedFor.isEmpty { options.headers.add(name: "X-Forwarded-For", value: forwardedFor) }
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", options: options)
+            #expect(try await verified.value() == expected)
+            #expect(try await seen.value() == expected)
             try await withTimeout("close") { try await ws.close() }
         }
     }
@@ -360,7 +391,7 @@ extension String {
             #expect(request.origin == "https://example.test")
             #expect(request.headers.first("X-Empty") == "")
             #expect(request.headers.first("X-Colon") == "a: b")
-            #expect(request.forwardedFor == "203.0.113.9")
+            #expect(request.clientAddress == "127.0.0.1")
             #expect(request.remoteAddress?.port != nil)
             try await withTimeout("close") { try await ws.close() }
         }

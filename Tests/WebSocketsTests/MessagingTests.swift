@@ -95,6 +95,51 @@ import WebSockets
         }
     }
 
+    /// `onPong` alone makes a client read: a client that only pings hears its pongs. A
+    /// message that comes before any sink still waits for one, and is not lost.
+    @Test func onPongStartsReadingAndAMessageWaitsForItsSink() async throws {
+        let serverSide = Waiter<WebSocket>("server connection")
+        try await withServer(onConnection: { ws in
+            ws.onMessage { _ in }
+            serverSide.fulfill(ws)
+        }) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            let events = Inbox<String>()
+            ws.onPong { events.put("pong \(String(buffer: $0))") }
+            try await ws.ping(ByteBuffer(string: "first"))
+            #expect(try await events.next() == "pong first")
+
+            let server = try await serverSide.value()
+            try await server.send(text: "waiting")
+            try await server.pong(ByteBuffer(string: "after"))
+            ws.onMessage { events.put("message \($0.text)") }
+            // Both come; the pong may overtake the waiting message when they share a read.
+            let both = [try await events.next(), try await events.next()]
+            #expect(Set(both) == ["message waiting", "pong after"])
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+
+    /// `onClose` alone makes a client read, so it answers the server's close handshake
+    /// (without reading, the server would give up after its close timeout, unclean).
+    @Test func onCloseAloneAnswersTheServersClose() async throws {
+        let serverClosed = Waiter<CloseInfo>("server onClose")
+        let serverSide = Waiter<WebSocket>("server connection")
+        try await withServer({ $0.connection.closeTimeout = .seconds(2) }, onConnection: { ws in
+            ws.onClose { serverClosed.fulfill($0) }
+            serverSide.fulfill(ws)
+        }) { _, port in
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            let closed = Waiter<CloseInfo>("client onClose")
+            ws.onClose { closed.fulfill($0) }
+            // Closed after the handshake, so that the close frame does not come with the 101.
+            try await serverSide.value().closeWithoutWaiting(code: CloseCode(4000), reason: "bye")
+            #expect(try await closed.value() == CloseInfo(code: CloseCode(4000), reason: "bye", wasClean: true))
+            let server = try await serverClosed.value()
+            #expect(server.wasClean && server.code == CloseCode(4000), "\(server)")
+        }
+    }
+
     @Test func messagesSequenceEndsOnCleanClose() async throws {
         try await withServer(onConnection: { ws in
             ws.onMessage { _ in

@@ -119,4 +119,22 @@ import WebSockets
         #expect(try await waiting.closed.value() == Self.goingAway)
         try await withTimeout("run() to return") { try await running.value }
     }
+
+    /// A connection reaches the server that accepted it (`ws.server`), which lists it in
+    /// `clients` before its connection callback runs; a client-side connection has no server.
+    @Test func connectionReachesItsServerWhichListsItFirst() async throws {
+        let accepted = Waiter<(WebSocket, Bool)>("server connection")
+        let server = WebSocketServer { ws in
+            accepted.fulfill((ws, ws.server?.clients.contains { $0 === ws } == true))
+            ws.onMessage { _ in }
+        }
+        let port = try await server.listen().port!
+        let client = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+        let (socket, listed) = try await accepted.value()
+        #expect(socket.server === server)
+        #expect(listed)
+        #expect(client.server == nil)
+        try await client.close()
+        try await withTimeout("shutdown") { await server.shutdown() }
+    }
 }

@@ -111,4 +111,24 @@ import WebSockets
             _ = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
         }
     }
+
+    /// A second `listen()` throws instead of opening a second listener that `shutdown()`
+    /// would not close: after shutdown nothing listens on either port.
+    @Test func listenTwiceThrowsAndShutdownClosesTheOneListener() async throws {
+        var options = WebSocketServer.Options()
+        options.port = 0
+        let server = WebSocketServer(options: options) { ws in ws.onMessage { ws.sendWithoutWaiting($0) } }
+        let first = try await server.listen().port!
+        var second: Int?
+        await #expect(throws: WebSocketServer.AlreadyListening.self) { second = try await server.listen().port }
+        // The first listener still serves.
+        let client = try await WebSocket.connect(to: "ws://127.0.0.1:\(first)/")
+        try await client.close()
+        try await withTimeout("shutdown") { await server.shutdown() }
+        for port in [first] + (second.map { [$0] } ?? []) {
+            await #expect(throws: (any Error).self, "port \(port) still listens after shutdown") {
+                _ = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+            }
+        }
+    }
 }

@@ -6,7 +6,8 @@ import WebSockets
 
 /// The admin HTTP API and the health checks, served on the broker's WebSocket port to the
 /// requests that are not upgrades (docs/admin-api.md). Everything under `/admin/v1/` needs
-/// a token with the admin right; `/healthz` and `/readyz` need none.
+/// a token with the admin right; `/healthz` and `/readyz` need none, nor the browser files
+/// (`WebAssets`).
 struct AdminAPI: Sendable {
     let broker: Broker
 
@@ -34,7 +35,7 @@ struct AdminAPI: Sendable {
             try allow(request, "GET")
             return try await metrics(request)
         default:
-            break
+            if let asset = broker.web.response(request) { return asset }
         }
         guard path.hasPrefix(Self.prefix) else { throw .notFound("no such path: \(path)") }
         let principal = try await authenticate(request)

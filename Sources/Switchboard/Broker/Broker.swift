@@ -51,19 +51,21 @@ public final class Broker: Sendable {
     private let tokenConnections: TokenConnections
     /// Messages sent from the replay log to resuming subscribers (counted per page).
     private let replayedCount = NIOLockedValueBox<UInt64>(0)
-    private let group: any EventLoopGroup
+    let group: any EventLoopGroup
     /// Now, in unix milliseconds: publish times and topic idleness are measured with it.
     let clock: @Sendable () -> Int64
     /// When the broker was made, unix milliseconds (the admin API's uptime).
     let startedAt: Int64
     /// The last connection id handed out (the admin API names connections by it).
     private let lastSessionID = NIOLockedValueBox<UInt64>(0)
-    /// `configuration.trustedProxies`.
-    private let trustedProxies: Set<String>
     /// Admin API publishes by idempotency key.
     let idempotency = IdempotencyCache()
     /// What `/metrics` serves.
     let metrics = BrokerMetrics()
+    /// The browser client, and the demo pages when `configuration.demo` is on.
+    let web: WebAssets
+    /// With the demo on: the 1 Hz publish of the broker's own figures (`DemoMetrics`).
+    let demoMetrics = NIOLockedValueBox<RepeatedTask?>(nil)
 
     /// How often the store is asked whether any token changed (revocations made by another
     /// process, such as `switchboard token revoke`; this process's own are applied at once).
@@ -130,8 +132,8 @@ public final class Broker: Sendable {
         self.clock = clock
         self.cluster = cluster
         self.startedAt = clock()
-        self.trustedProxies = Set(configuration.trustedProxies)
         self.configuration = configuration
+        self.web = WebAssets(demo: configuration.demo)
         self.tokens = tokens
         self.replayLog = replayLog
         var sequencing = Sequencing()
@@ -169,18 +171,22 @@ public final class Broker: Sendable {
         self.authenticator = Authenticator(tokens: tokens, jwt: jwt, anonymous: anonymous)
         var hubs: [ObjectIdentifier: Hub] = [:]
         for loop in group.makeIterator() {
-            hubs[ObjectIdentifier(loop)] = Hub(eventLoop: loop, deliverLatency: metrics.deliverLatency)
+            hubs[ObjectIdentifier(loop)] = Hub(
+                eventLoop: loop, deliverLatency: metrics.deliverLatency,
+                deflate: configuration.deflate.enabled ? configuration.deflate : nil)
         }
         self.hubs = hubs
         // A retained message reaches subscribers only once committed, so a seq a subscriber
         // saw is never handed out again after a crash. The writer commits in seq order per
         // topic, so each hub still gets every topic in seq order.
         let everyHub = Array(hubs.values)
+        let deflate = configuration.deflate
         replayLog?.deliverCommitted { batch in
             let deliveries = batch.map { pending in
-                Delivery(
-                    topic: pending.message.topic, sequence: pending.message.sequence,
-                    frame: pending.message.frame ?? pending.message.encodeFrame())
+                let frame = pending.message.frame ?? pending.message.encodeFrame()
+                return Delivery(
+                    topic: pending.message.topic, sequence: pending.message.sequence, frame: frame,
+                    compressed: SharedCompression.make(for: frame, deflate))
             }
             for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
         }
@@ -217,6 +223,7 @@ public final class Broker: Sendable {
                 timeout: .seconds(Int64(configuration.heartbeatSeconds)))
         }
         options.maxConnections = configuration.maxConnections
+        options.trustedProxies = configuration.trustedProxies
         options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
         options.handshakeRate = configuration.handshakeRate > 0
             ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
@@ -229,6 +236,7 @@ public final class Broker: Sendable {
         if let certificate = configuration.tlsCertificate, let key = configuration.tlsKey {
             options.tls = TLSConfiguration(certificateFile: certificate, privateKeyFile: key)
         }
+        options.perMessageDeflate = configuration.deflate.serverOptions
         options.verifyClient = { [self] request in await verify(request) }
         options.plainHTTP = { [self] request in await AdminAPI(broker: self).handle(request) }
         options.maxPlainHTTPBody = AdminAPI.maxBody(maxPayload: configuration.maxPayload)
@@ -253,6 +261,7 @@ public final class Broker: Sendable {
         }
         watchTokens()
         evictIdleTopics()
+        if configuration.demo { publishDemoMetrics() }
         logger.info("listening", metadata: ["address": "\(address)"])
         return address
     }
@@ -283,6 +292,7 @@ public final class Broker: Sendable {
         case .drain(let server, let drained):
             tokenWatch.withLockedValue { $0?.cancel(promise: nil) }
             topicEviction.withLockedValue { $0?.cancel(promise: nil) }
+            demoMetrics.withLockedValue { $0?.cancel(promise: nil) }
             await server?.shutdown()
             if let replayLog {
                 // Commits what is queued; blocking, so off the event loops and the cooperative pool.
@@ -307,18 +317,10 @@ public final class Broker: Sendable {
         server?.reloadTLSOnSIGHUP(onReload: onReload)
     }
 
-    /// The client's address for logs and the admin API: from `X-Forwarded-For` only when the
-    /// connection comes from a trusted proxy (`trustedProxies`), else the socket's peer.
+    /// The client's address for logs and the admin API: `UpgradeRequest.clientAddress`
+    /// (believing `X-Forwarded-For` only from `trustedProxies`), else the socket's peer.
     func clientAddress(_ request: UpgradeRequest?, remote: SocketAddress? = nil) -> String {
-        let socket = request?.remoteAddress ?? remote
-        guard let direct = socket?.ipAddress else { return "?" }
-        guard trustedProxies.contains(direct), let request else { return direct }
-        let hops = request.headers.values(for: "X-Forwarded-For")
-            .flatMap { $0.split(separator: ",") }
-            .map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }
-        // Each proxy appends the address it saw: the nearest untrusted one is the client.
-        return hops.last { !trustedProxies.contains($0) } ?? hops.first ?? direct
+        request?.clientAddress ?? remote?.ipAddress ?? "?"
     }
 
     /// Whether the broker is listening (started, not shutting down).
@@ -631,7 +633,9 @@ public final class Broker: Sendable {
             } catch {
                 return .rejected(error)
             }
-            let delivery = Delivery(topic: publish.topic, sequence: sequence, frame: frame)
+            let delivery = Delivery(
+                topic: publish.topic, sequence: sequence, frame: frame,
+                compressed: SharedCompression.make(for: frame, configuration.deflate))
             for hub in hubs.values { hub.enqueue(delivery) }
         }
         state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note, published: now)

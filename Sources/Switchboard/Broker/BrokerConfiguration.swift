@@ -85,9 +85,17 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// A bearer token `/metrics` requires (at least 16 bytes); nil serves it to anyone who
     /// can reach the port. Default nil.
     public var metricsToken: String? = nil
+    /// Serve the demo and admin pages (`/`, `/admin`) and publish the broker's own figures to
+    /// `demo.metrics` every second (docs/browser.md). `switchboard serve` then also lets
+    /// anonymous clients publish and subscribe on `demo.>` and retains `demo.chat.>`
+    /// (`addDemoAccess()`). Default false.
+    public var demo = false
     /// The replay log: retention rules (`replay_retain`), size cap, queue limit, file.
     /// Default: no rules, so no topic is retained. See `ReplayConfiguration`.
     public var replay = ReplayConfiguration()
+    /// permessage-deflate: on/off (default off), threshold, level, memLevel, window bits.
+    /// See `DeflateConfiguration`.
+    public var deflate = DeflateConfiguration()
 
     public struct AnonymousAccess: Sendable, Hashable {
         public var subscribe: [String]
@@ -144,8 +152,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
         ("tls_cert", "SWITCHBOARD_TLS_CERT"), ("tls_key", "SWITCHBOARD_TLS_KEY"),
-        ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"), ("cluster", "SWITCHBOARD_CLUSTER"),
-    ] + ReplayConfiguration.keys
+        ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"), ("demo", "SWITCHBOARD_DEMO"), ("cluster", "SWITCHBOARD_CLUSTER"),
+    ] + ReplayConfiguration.keys + DeflateConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
     public mutating func apply(configFile path: String) throws(Error) {
@@ -282,6 +290,14 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "metrics_token":
             guard text.utf8.count >= 16 else { throw fail("must be at least 16 bytes") }
             metricsToken = text
+        case "demo":
+            switch text.trimmingCharacters(in: .whitespaces) {
+            case "true", "1": demo = true
+            case "false", "0": demo = false
+            default: throw fail("must be true or false, not \(text.debugDescription)")
+            }
+        case _ where key.hasPrefix("deflate"):
+            if let problem = deflate.set(key, text) { throw fail(problem) }
         case _ where key.hasPrefix("replay_"):
             if let problem = replay.set(key, text) { throw fail(problem) }
         default:

@@ -8,6 +8,9 @@ struct Delivery: Sendable {
     var topic: Topic
     var sequence: UInt64
     var frame: ByteBuffer
+    /// Its frame deflated once for every subscriber that takes compressed frames; nil when
+    /// deflate is off or the message is under its threshold.
+    var compressed: SharedCompression? = nil
 }
 
 /// Consecutive messages of one topic (a run of a hub's batch), delivered together: their
@@ -20,6 +23,8 @@ struct FanOut {
     var frame: ByteBuffer
     /// The messages one by one, for a session that must look at each (see `Session`).
     var deliveries: ArraySlice<Delivery>
+    /// Some message of the run has a compressed frame (`Delivery.compressed`).
+    var isCompressible: Bool
 
     init(_ run: ArraySlice<Delivery>) {
         deliveries = run
@@ -29,11 +34,26 @@ struct FanOut {
         last = run[run.endIndex - 1].sequence
         if run.count == 1 {
             frame = head.frame
+            isCompressible = head.compressed != nil
         } else {
             var frame = ByteBufferAllocator().buffer(capacity: run.reduce(0) { $0 + $1.frame.readableBytes })
-            for delivery in run { frame.writeImmutableBuffer(delivery.frame) }
+            var compressible = false
+            for delivery in run {
+                frame.writeImmutableBuffer(delivery.frame)
+                compressible = compressible || delivery.compressed != nil
+            }
             self.frame = frame
+            isCompressible = compressible
         }
+    }
+
+    /// The run's frames with every message that has a compressed frame compressed (made
+    /// now by `compressor` if no hub made it yet), joined once like `frame`.
+    func compressedFrame(using compressor: FrameCompressor) -> ByteBuffer {
+        if deliveries.count == 1 { return Hub.frame(of: deliveries[deliveries.startIndex], compressor) }
+        var frames = ByteBufferAllocator().buffer(capacity: frame.readableBytes)
+        for delivery in deliveries { frames.writeImmutableBuffer(Hub.frame(of: delivery, compressor)) }
+        return frames
     }
 }
 
@@ -68,6 +88,8 @@ final class Hub: Sendable {
     /// One batch in this many has its publish-to-deliver latency recorded.
     static let latencySampling: UInt64 = 16
     private let deliverLatency: Metrics.Timer?
+    /// The deflate settings when compression is on (then `State.compressor` exists).
+    let deflate: DeflateConfiguration?
 
     /// Everything the loop owns.
     final class State {
@@ -81,17 +103,40 @@ final class Hub: Sendable {
         var sessions: [UInt64: Session] = [:]
         /// What this loop's sessions delivered; read by the admin API and /metrics on the loop.
         let counters = DeliveryCounters()
+        /// Compresses the messages no other hub compressed before (`SharedCompression`).
+        let compressor: FrameCompressor?
 
-        init(access: AccessIndex) {
+        init(access: AccessIndex, compressor: FrameCompressor?) {
             self.access = access
+            self.compressor = compressor
         }
     }
 
-    init(eventLoop: any EventLoop, deliverLatency: Metrics.Timer? = nil) {
+    init(eventLoop: any EventLoop, deliverLatency: Metrics.Timer? = nil, deflate: DeflateConfiguration? = nil) {
         self.eventLoop = eventLoop
         self.deliverLatency = deliverLatency
+        self.deflate = deflate
         self.state = NIOLoopBoundBox.makeBoxSendingValue(
-            State(access: AccessIndex(eventLoop: eventLoop)), eventLoop: eventLoop)
+            State(access: AccessIndex(eventLoop: eventLoop), compressor: deflate.map(FrameCompressor.init)),
+            eventLoop: eventLoop)
+    }
+
+    /// `delivery`'s frame as a session that takes compressed frames gets it.
+    static func frame(of delivery: Delivery, _ compressor: FrameCompressor) -> ByteBuffer {
+        delivery.compressed?.frame(of: delivery.frame, using: compressor) ?? delivery.frame
+    }
+
+    /// `frame(of:_:)` with this loop's compressor; on the loop.
+    func compressedFrame(of delivery: Delivery) -> ByteBuffer {
+        guard let compressor = state.value.compressor else { return delivery.frame }
+        return Self.frame(of: delivery, compressor)
+    }
+
+    /// Replayed frames as a session that takes compressed frames gets them: each over the
+    /// threshold compressed here (a catch-up's pages are its own: nothing to share); on the loop.
+    func compressedFrames(_ frames: ByteBuffer) -> ByteBuffer {
+        guard let compressor = state.value.compressor, let deflate else { return frames }
+        return compressor.compressEach(frames, threshold: deflate.threshold)
     }
 
     /// Queues a message for this loop's subscribers; any thread.
@@ -135,15 +180,25 @@ final class Hub: Sendable {
                 made = run
                 return run
             }
+            // Likewise made once, for the first subscriber that takes compressed frames.
+            var madeCompressed: ByteBuffer?
+            func compressedRun() -> ByteBuffer {
+                if let madeCompressed { return madeCompressed }
+                // A session asks only when the run has something to compress, which only
+                // a broker with deflate on (and so a compressor on every hub) makes.
+                let frame = state.compressor.map { run().compressedFrame(using: $0) } ?? run().frame
+                madeCompressed = frame
+                return frame
+            }
             if start == 0, end == batch.count {
                 // The whole batch is one run: each subscriber gets it once, so write and flush
                 // it there and then, while that connection's state is in cache.
                 state.index.forEachMatch(batch[start].topic, scratch: &state.matches) { session in
-                    if session.deliver(run()) { session.flush() }
+                    if session.deliver(run(), compressed: compressedRun) { session.flush() }
                 }
             } else {
                 state.index.forEachMatch(batch[start].topic, scratch: &state.matches) { session in
-                    if session.deliver(run()) { state.touched.append(session) }
+                    if session.deliver(run(), compressed: compressedRun) { state.touched.append(session) }
                 }
             }
             start = end

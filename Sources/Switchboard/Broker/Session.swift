@@ -30,6 +30,9 @@ final class Session: Hashable {
     private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
     private var nextCatchUpID = 0
     private var watchingWritability = false
+    /// The connection agreed to permessage-deflate in a way the hub's shared compressed
+    /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
+    private let takesCompressedFrames: Bool
     /// Answers to publishes that waited for the replay log's commit, handed over by its writer
     /// thread (the one piece of the session touched off its loop): the writer appends and
     /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends
@@ -69,6 +72,9 @@ final class Session: Hashable {
         {
             try? options.setOption(.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
         }
+        self.takesCompressedFrames = hub.deflate.map {
+            FrameCompressor.accepts(socket.deflateParametersOnLoop, windowBits: $0.windowBits)
+        } ?? false
         self.rateLimit = RequestRateLimit(
             rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
@@ -138,6 +144,12 @@ final class Session: Hashable {
     private func subscribe(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?, epoch: String?) {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
+        }
+        if since != nil, broker.cluster != nil {
+            // A cluster node's history is in Redis, which catch-up does not read yet: refusing
+            // says so, where replaying this node's own log would miss messages silently.
+            return reply(.error(ProtocolError(
+                .unavailable, "resuming (since, last, since_time) is not available on a cluster node yet", id: id)))
         }
         if !subscriptions.contains(pattern) {
             guard subscriptions.count < broker.configuration.maxSubscriptions else {
@@ -241,7 +253,7 @@ final class Session: Hashable {
             swap(&answers, &committed.answers)
             committed.scheduled = false
         }
-        guard !closing else { return }
+        guard !closing, answersFit() else { return }
         var frames = ByteBufferAllocator().buffer(capacity: answers.count * 40)
         for (id, sequence, result) in answers {
             switch result {
@@ -258,7 +270,21 @@ final class Session: Hashable {
     }
 
     private func reply(_ message: ServerMessage) {
+        guard answersFit() else { return }
         socket.send(WebSocketMessage(kind: .text, data: message.json()), promise: nil)
+    }
+
+    /// Whether the socket takes another answer. A client that stops reading its answers (a
+    /// publisher that never reads its acks) would otherwise lose them once its backlog is at
+    /// the connection's `maxBufferedAmount` (2 × `maxQueuedBytes`), where sends are refused:
+    /// it is closed with 1013 instead, as a slow consumer is, and told nothing false.
+    private func answersFit() -> Bool {
+        guard case .bufferFull = socket.sendRefusalOnLoop else { return true }
+        if !closing {
+            counters.slowConsumerCloses += 1
+            close(.tryAgainLater, "slow reader: \(socket.bufferedAmountOnLoop) bytes queued, answers unread")
+        }
+        return false
     }
 
     // MARK: Fan-out
@@ -279,10 +305,18 @@ final class Session: Hashable {
     /// the limit; then the gap notice goes out (when the socket drains, or first thing
     /// before the next run), so each gap is one contiguous range reported before the
     /// messages that follow it.
-    func deliver(_ run: FanOut) -> Bool {
+    /// `compressed` makes (once per run, shared) the run's frames with the messages over
+    /// the deflate threshold compressed, for a connection that takes them.
+    func deliver(_ run: FanOut, compressed: () -> ByteBuffer) -> Bool {
         guard !closing else { return false }
         guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
-        return enqueue(run.frame, topic: run.topic, first: run.first, last: run.last)
+        let frame = takesCompressedFrames && run.isCompressible ? compressed() : run.frame
+        return enqueue(frame, topic: run.topic, first: run.first, last: run.last)
+    }
+
+    /// One message's frame as this connection gets it: compressed when it takes compressed frames.
+    private func frame(of delivery: Delivery) -> ByteBuffer {
+        takesCompressedFrames ? hub.compressedFrame(of: delivery) : delivery.frame
     }
 
     /// `deliver` while a subscription catches up: each message of a topic being replayed
@@ -296,7 +330,7 @@ final class Session: Hashable {
             {
                 continue
             }
-            if enqueue(delivery.frame, topic: delivery.topic, first: delivery.sequence, last: delivery.sequence) {
+            if enqueue(frame(of: delivery), topic: delivery.topic, first: delivery.sequence, last: delivery.sequence) {
                 needsFlush = true
             }
         }
@@ -434,15 +468,17 @@ final class Session: Hashable {
         for item in output {
             switch item {
             case .replayed(let message):
-                let frame = message.frame ?? message.encodeFrame()
+                let encoded = message.frame ?? message.encodeFrame()
+                let frame = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
                 socket.queueEncoded(frame)
                 replayed += 1
                 counters.messages &+= 1
                 counters.bytes &+= UInt64(frame.readableBytes)
             case .live(let delivery):
-                socket.queueEncoded(delivery.frame)
+                let frame = frame(of: delivery)
+                socket.queueEncoded(frame)
                 counters.messages &+= 1
-                counters.bytes &+= UInt64(delivery.frame.readableBytes)
+                counters.bytes &+= UInt64(frame.readableBytes)
             case .gap(let topic, let missing):
                 socket.queueEncoded(Self.gapFrame(topic, missing))
                 counters.gaps &+= 1
@@ -454,8 +490,9 @@ final class Session: Hashable {
     }
 
     /// A replayed page with nothing to skip or report: its frames go out in one write.
-    private func emitFrames(_ frames: ByteBuffer, count: Int) {
+    private func emitFrames(_ encoded: ByteBuffer, count: Int) {
         guard !closing else { return }
+        let frames = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
         // Counted before the flush, as in `emit`.
         broker.countReplayed(count)
         counters.messages &+= UInt64(count)

@@ -6,12 +6,16 @@ import WebSocketCore
 
 /// An HTTP proxy the client tunnels through with `CONNECT host:port` (for ws:// and wss://).
 public struct ProxyOptions: Sendable, Hashable {
+    /// The proxy's host name or address.
     public var host: String
+    /// The proxy's port.
     public var port: Int
     /// Basic auth for the proxy (`Proxy-Authorization`). Default none.
     public var user: String?
+    /// The password sent with `user`. Default none.
     public var password: String?
 
+    /// A proxy at `host`:`port`, with basic auth when `user` is given.
     public init(host: String, port: Int, user: String? = nil, password: String? = nil) {
         self.host = host
         self.port = port

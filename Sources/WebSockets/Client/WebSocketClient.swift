@@ -40,6 +40,7 @@ public struct ClientOptions: Sendable {
     /// `websockets` with a handler that drops everything.
     public var logger: Logger = .silent
 
+    /// The defaults listed with each option.
     public init() {}
 
     /// Throws `InvalidOption` naming the first option out of its range (`connect` calls it
@@ -63,6 +64,9 @@ public struct ClientOptions: Sendable {
 /// The one place NIO's `Channel` is part of the public API: the escape hatch for a transport
 /// the library does not have (another TLS stack, a test double), written with NIO's bootstraps.
 public protocol ClientTransport: Sendable {
+    /// Opens a connection to `url`'s server (or a tunnel to it) on `group`, within `timeout`,
+    /// runs `initializer` on the channel once its own handlers are in place, and returns the
+    /// channel. Throws what connecting threw, or `ConnectError` for what the transport cannot do.
     func connect(
         to url: WebSocketURL, group: any EventLoopGroup, timeout: TimeAmount,
         initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
@@ -71,8 +75,11 @@ public protocol ClientTransport: Sendable {
 
 /// Plain TCP (`ws://`), with `TCP_NODELAY`.
 public struct TCPTransport: ClientTransport {
+    /// A plain TCP transport.
     public init() {}
 
+    /// Connects with TCP to the URL's host and port; throws `ConnectError.unsupported` for a
+    /// `wss://` URL, which needs `TLSTransport`.
     public func connect(
         to url: WebSocketURL, group: any EventLoopGroup, timeout: TimeAmount,
         initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
@@ -108,6 +115,7 @@ public enum ConnectError: Error, Sendable, CustomStringConvertible {
     /// A redirect without a usable `Location`.
     case invalidRedirect(String)
 
+    /// One line naming what failed, for logs and messages.
     public var description: String {
         switch self {
         case .unexpectedResponse(let status, _, let body):

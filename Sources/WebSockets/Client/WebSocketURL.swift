@@ -2,20 +2,28 @@ import WebSocketCore
 
 /// A `ws://` or `wss://` URL taken apart (RFC 6455 §3), with the user info kept for basic auth.
 public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
+    /// The URL's scheme (`http` and `https` are taken as `ws` and `wss`).
     public enum Scheme: String, Sendable, Hashable {
+        /// Plain WebSocket, default port 80.
         case ws
+        /// WebSocket over TLS, default port 443.
         case wss
 
+        /// 80 for `ws`, 443 for `wss`.
         public var defaultPort: Int { self == .ws ? 80 : 443 }
     }
 
+    /// `ws` or `wss`.
     public var scheme: Scheme
     /// The host as written, without brackets for an IPv6 literal.
     public var host: String
+    /// The port, the scheme's default when the URL has none.
     public var port: Int
     /// Path and query, never empty ("/" at least); fragments are not allowed.
     public var target: String
+    /// The user of the URL's user info, sent as basic auth. Default none.
     public var user: String?
+    /// The password of the URL's user info. Default none.
     public var password: String?
     /// For `ws+unix:`/`wss+unix:` URLs: the unix socket to connect to (`host` is then "localhost").
     public var socketPath: String? = nil
@@ -26,14 +34,19 @@ public struct WebSocketURL: Sendable, Hashable, CustomStringConvertible {
         return port == scheme.defaultPort ? hostPart : "\(hostPart):\(port)"
     }
 
+    /// The URL written back, without the user info.
     public var description: String {
         if let socketPath { return "\(scheme.rawValue)+unix://\(socketPath):\(target)" }
         return "\(scheme.rawValue)://\(hostHeader)\(target)"
     }
 
+    /// Why a string is not a usable WebSocket URL.
     public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
+        /// The string as given.
         public var url: String
+        /// What is wrong with it.
         public var problem: String
+        /// One line quoting the URL and the problem.
         public var description: String { "invalid WebSocket URL \"\(url)\": \(problem)" }
     }
 

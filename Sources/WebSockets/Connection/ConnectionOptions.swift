@@ -17,8 +17,10 @@ public struct ConnectionOptions: Sendable {
         get { Duration(closeTimeoutAmount) }
         set { closeTimeoutAmount = TimeAmount(newValue) }
     }
-    /// Send a ping every `interval`; terminate the peer if its pong does not arrive within
-    /// `timeout` (both positive). Off by default.
+    /// Send a ping every `interval`; terminate the peer if `timeout` passes after an
+    /// unanswered ping with no frame at all from it while reading (both positive). Frames
+    /// count as well as the pong (which may queue behind a backlog), and a timeout during
+    /// which reading was paused (`pause()`, a consumer behind) does not count. Off by default.
     public var heartbeat: Heartbeat? = nil
     /// Outbound bytes that may wait in memory for a slow peer; a send that finds this much
     /// already queued fails with `SendError.bufferFull` and queues nothing; not negative.
@@ -41,11 +43,14 @@ public struct ConnectionOptions: Sendable {
     var closeTimeoutAmount: TimeAmount = .seconds(30)
     var partialFrameTimeoutAmount: TimeAmount? = .seconds(60)
 
+    /// The interval and timeout of `heartbeat`.
     public struct Heartbeat: Sendable, Hashable {
+        /// Time between pings (positive).
         public var interval: Duration {
             get { Duration(intervalAmount) }
             set { intervalAmount = TimeAmount(newValue) }
         }
+        /// Time a pong has to arrive after its ping (positive) before the connection is terminated.
         public var timeout: Duration {
             get { Duration(timeoutAmount) }
             set { timeoutAmount = TimeAmount(newValue) }
@@ -53,12 +58,14 @@ public struct ConnectionOptions: Sendable {
         var intervalAmount: TimeAmount
         var timeoutAmount: TimeAmount
 
+        /// A heartbeat pinging every `interval`, terminating after `timeout` without a pong.
         public init(interval: Duration, timeout: Duration) {
             intervalAmount = TimeAmount(interval)
             timeoutAmount = TimeAmount(timeout)
         }
     }
 
+    /// The defaults listed with each option.
     public init() {}
 
     /// The largest `maxPayload`: a message is held in one NIO `ByteBuffer`, whose capacity
@@ -90,6 +97,7 @@ public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A control payload over 125 bytes, an unsendable close code or a reason too long.
     case invalid(String)
 
+    /// One line naming why the send failed.
     public var description: String {
         switch self {
         case .notOpen: return "the WebSocket is not open"
@@ -104,16 +112,19 @@ public struct CloseInfo: Sendable, Hashable, CustomStringConvertible, Error {
     /// The code from the peer's close frame; `.noStatusReceived` if it had none,
     /// `.abnormalClosure` (1006) if TCP dropped without a close frame.
     public var code: CloseCode
+    /// The reason from the peer's close frame; empty when it had none.
     public var reason: String
     /// True when close frames were exchanged both ways before TCP closed.
     public var wasClean: Bool
 
+    /// A close with `code` and `reason`, clean or not.
     public init(code: CloseCode, reason: String, wasClean: Bool) {
         self.code = code
         self.reason = reason
         self.wasClean = wasClean
     }
 
+    /// One line: clean or not, the code and the reason.
     public var description: String {
         "closed \(wasClean ? "cleanly" : "uncleanly") with \(code)\(reason.isEmpty ? "" : ": \(reason)")"
     }

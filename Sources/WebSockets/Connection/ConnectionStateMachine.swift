@@ -17,6 +17,9 @@ import WebSocketCore
 /// - Messages are sent only while `open`; frames are read until both close frames went.
 /// - At most one pong deadline runs, counted from the first unanswered ping; any pong stops
 ///   it. Pings go only while `open`: the heartbeat stops for good when the state leaves it.
+/// - The deadline drops the connection only for a timeout without any frame from the peer
+///   while we were reading: frames prove the path alive (a pong may queue behind a backlog),
+///   and while our own backpressure pauses reading, an unread pong is not the peer's fault.
 /// - The application hears how the connection ended exactly once, when the channel goes
 ///   inactive, whatever the state was.
 struct ConnectionStateMachine {
@@ -65,6 +68,8 @@ struct ConnectionStateMachine {
         case none
         /// Drop TCP at once, without a close handshake.
         case dropConnection
+        /// Run the pong deadline again, from now.
+        case extendDeadline
     }
 
     let role: Role
@@ -167,9 +172,12 @@ struct ConnectionStateMachine {
         return awaitingPong
     }
 
-    /// No pong came within the heartbeat's timeout of the first unanswered ping.
-    func pongDeadlinePassed() -> TimerAction {
-        state == .closed ? .none : .dropConnection
+    /// No pong came within the heartbeat's timeout of the first unanswered ping (or of the
+    /// last extension). `excused`: frames came meanwhile, or reading was paused by us at some
+    /// point, so the missing pong says nothing about the path.
+    func pongDeadlinePassed(excused: Bool) -> TimerAction {
+        if state == .closed { return .none }
+        return excused ? .extendDeadline : .dropConnection
     }
 
     /// The peer did not finish the close handshake (or, for a client, the server did not

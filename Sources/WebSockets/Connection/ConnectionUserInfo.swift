@@ -4,6 +4,7 @@
 ///     // in verifyClient:  return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
 ///     // on the connection: let principal = ws.userInfo[PrincipalKey.self]
 public protocol ConnectionUserInfoKey {
+    /// The type of the value stored under this key.
     associatedtype Value: Sendable
 }
 
@@ -23,6 +24,7 @@ public struct ConnectionUserInfo: Sendable {
 
     private var storage = Storage.empty
 
+    /// Holding nothing.
     public init() {}
 
     /// Holding `value` under `key`.
@@ -30,6 +32,7 @@ public struct ConnectionUserInfo: Sendable {
         self[key] = value
     }
 
+    /// The value stored under `key`, nil when there is none.
     public subscript<Key: ConnectionUserInfoKey>(key: Key.Type) -> Key.Value? {
         get {
             let id = ObjectIdentifier(key)

@@ -9,6 +9,7 @@ extension WebSocket {
     /// While the consumer is behind by `highWatermark` messages, the connection stops reading
     /// from its socket, so a slow consumer slows the peer instead of growing memory.
     public struct MessageSequence: AsyncSequence, Sendable {
+        /// Each element is one whole message.
         public typealias Element = WebSocketMessage
         typealias Producer = NIOThrowingAsyncSequenceProducer<
             WebSocketMessage, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, Delegate
@@ -24,14 +25,18 @@ extension WebSocket {
             self.producer = producer
         }
 
+        /// Iterates the messages; one task at a time.
         public struct AsyncIterator: AsyncIteratorProtocol {
             var base: Producer.AsyncIterator
 
+            /// The next message; nil once the connection closed cleanly. Throws as the sequence
+            /// describes (a `WebSocketError`, a `CloseInfo` for an unclean close, `CancellationError`).
             public mutating func next() async throws -> WebSocketMessage? {
                 try await base.next()
             }
         }
 
+        /// The iterator; make only one per connection.
         public func makeAsyncIterator() -> AsyncIterator {
             AsyncIterator(base: producer.makeAsyncIterator())
         }

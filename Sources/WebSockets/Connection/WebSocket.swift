@@ -8,6 +8,8 @@ import WebSocketCore
 /// event loop. Callbacks run on that event loop, in order, and must not block it.
 /// Messages are delivered either to `onMessage` or through `messages`; until one of them
 /// is set up, incoming messages wait (and the connection stops reading), so none is lost.
+/// `onPing`, `onPong` and `onClose` start reading too, up to the first message, which then
+/// waits for `onMessage` or `messages` as before: a connection that only pings hears its pongs.
 public final class WebSocket: Sendable {
     // The two fields every send on the loop reads come first, so that they share the
     // object's first cache line with its header (properties are laid out in declaration
@@ -20,16 +22,22 @@ public final class WebSocket: Sendable {
     /// beside them.
     public let eventLoop: any EventLoop
     package let channel: any Channel
+    /// `.server` for a connection a `WebSocketServer` accepted, `.client` for one `connect` opened.
     public let role: Role
     /// What the opening handshake settled.
     public let handshake: HandshakeInfo
     /// Server side: the client's upgrade request (headers, remote address, origin).
     public var request: UpgradeRequest? {
-        storedRequest?.expanded(remoteAddress: channel.remoteAddress)
+        storedRequest?.expanded(remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
     }
     /// The request as kept for the connection's life: every header in one string, so an
     /// idle connection does not hold a few hundred bytes of small allocations.
     private let storedRequest: StoredRequest?
+    /// Server side: the server that accepted the connection, to reach its other clients
+    /// (`ws.server?.clients`, as `ws`'s `wss.clients`); nil on the client side. The
+    /// connection is in `clients` before the server's connection callback or handler runs,
+    /// and holds its server for as long as the handle lives.
+    public let server: WebSocketServer?
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal);
     /// read a value with its key, `ws.userInfo[PrincipalKey.self]`.
     public let userInfo: ConnectionUserInfo
@@ -43,9 +51,11 @@ public final class WebSocket: Sendable {
 
     init(
         channel: any Channel, role: Role, handshake: HandshakeInfo, request: UpgradeRequest? = nil,
-        userInfo: ConnectionUserInfo = ConnectionUserInfo(), handler: WebSocketHandler
+        userInfo: ConnectionUserInfo = ConnectionUserInfo(), server: WebSocketServer? = nil,
+        handler: WebSocketHandler
     ) {
         self.userInfo = userInfo
+        self.server = server
         self.channel = channel
         self.role = role
         self.handshake = handshake
@@ -56,11 +66,14 @@ public final class WebSocket: Sendable {
         self.status = handler.status
     }
 
+    /// Where the connection stands (`ws`'s `readyState`); readable from any thread.
     public var readyState: ReadyState {
         // Only ever stored from a `ReadyState`'s raw value.
         ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
     }
 
+    /// The peer's address (for a server, the client's socket address; behind a proxy, the
+    /// proxy's: see `UpgradeRequest.clientAddress`). Nil once the connection is closed.
     public var remoteAddress: SocketAddress? { channel.remoteAddress }
 
     // MARK: Sending
@@ -70,10 +83,13 @@ public final class WebSocket: Sendable {
         try await send(message.kind, message.data, isFinal: true)
     }
 
+    /// Sends a text message; returns once it is written to the socket. Throws `SendError`
+    /// (not open, buffer full) or the write's error.
     public func send(text: String) async throws {
         try await send(.text, ByteBuffer(string: text), isFinal: true)
     }
 
+    /// Sends a binary message; returns once it is written to the socket. Throws as `send(text:)`.
     public func send(binary: ByteBuffer) async throws {
         try await send(.binary, binary, isFinal: true)
     }
@@ -143,6 +159,13 @@ public final class WebSocket: Sendable {
         handlerOnLoop.send(message.kind, message.data, flush: false, promise: promise)
     }
 
+    /// Why a `queue` made now would fail (not open, buffer full), or nil when it would be
+    /// taken: lets code on the connection's event loop send without a promise per message.
+    package var sendRefusalOnLoop: SendError? {
+        eventLoop.assertInEventLoop()
+        return handlerOnLoop.sendRefusal
+    }
+
     /// Writes and flushes frames queued with `queue` or `queueEncoded`; on the connection's event loop.
     package func flush() {
         eventLoop.assertInEventLoop()
@@ -156,18 +179,30 @@ public final class WebSocket: Sendable {
         return handlerOnLoop.isWritable
     }
 
+    /// The permessage-deflate parameters agreed in the handshake (nil without it), for code on
+    /// the connection's event loop that sends frames it compressed itself (`queueEncoded` with
+    /// RSV1 set: only with `serverNoContextTakeover`, as the peer then inflates each message alone).
+    package var deflateParametersOnLoop: PerMessageDeflateParameters? {
+        eventLoop.assertInEventLoop()
+        return handlerOnLoop.deflateParameters
+    }
+
     /// `bufferedAmount` without hopping, for code already on the connection's event loop.
     package var bufferedAmountOnLoop: Int {
         eventLoop.assertInEventLoop()
         return handlerOnLoop.bufferedAmount
     }
 
+    /// Sends a ping (payload at most 125 bytes, else `SendError.invalid`); returns once it is
+    /// written. Its pong comes to `onPong`.
     public func ping(_ payload: ByteBuffer = ByteBuffer()) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         onLoop { $0.sendControl(.ping, payload, promise: promise) }
         try await promise.futureResult.get()
     }
 
+    /// Sends an unsolicited pong (payload at most 125 bytes, else `SendError.invalid`), a
+    /// one-way heartbeat; returns once it is written.
     public func pong(_ payload: ByteBuffer = ByteBuffer()) async throws {
         let promise = eventLoop.makePromise(of: Void.self)
         onLoop { $0.sendControl(.pong, payload, promise: promise) }
@@ -225,6 +260,7 @@ public final class WebSocket: Sendable {
         onLoop { $0.pause(.application) }
     }
 
+    /// Starts reading from the socket again after `pause()`.
     public func resume() {
         onLoop { $0.resume(.application) }
     }
@@ -253,19 +289,36 @@ public final class WebSocket: Sendable {
         onLoop { $0.setSink(.callback(callback)) }
     }
 
+    /// Calls `callback` on the event loop with the payload of every ping received (after the
+    /// automatic pong, when `autoPong` is on). Starts reading, as the class describes.
     public func onPing(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
-        onLoop { $0.onPing = callback }
+        onLoop {
+            $0.onPing = callback
+            $0.readForControlCallbacks()
+        }
     }
 
+    /// Calls `callback` on the event loop with the payload of every pong received. Starts
+    /// reading, as the class describes.
     public func onPong(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {
-        onLoop { $0.onPong = callback }
+        onLoop {
+            $0.onPong = callback
+            $0.readForControlCallbacks()
+        }
     }
 
-    /// Called once, when the TCP connection is gone (at once if it already is).
+    /// Called once, when the TCP connection is gone (at once if it already is). Starts
+    /// reading, as the class describes, so that the peer's close handshake is seen.
     public func onClose(_ callback: @escaping @Sendable (CloseInfo) -> Void) {
-        onLoop { $0.setOnClose(callback) }
+        onLoop {
+            $0.setOnClose(callback)
+            $0.readForControlCallbacks()
+        }
     }
 
+    /// Calls `callback` on the event loop with an error raised in the connection's channel (an
+    /// I/O or TLS error) as it closes the connection. A peer's protocol violation does not come
+    /// here: the connection is failed with its close code, which `onClose` reports.
     public func onError(_ callback: @escaping @Sendable (any Error) -> Void) {
         onLoop { $0.onError = callback }
     }
@@ -296,6 +349,7 @@ public struct HandshakeInfo: Sendable {
     /// The extensions in force, as the server's `Sec-WebSocket-Extensions` named them.
     public var extensions: [ExtensionOffer]
 
+    /// What a handshake settled: `target`, and the subprotocol and extensions agreed on.
     public init(target: String, subprotocol: String? = nil, extensions: [ExtensionOffer] = []) {
         self.target = target
         self.subprotocol = subprotocol
@@ -327,7 +381,7 @@ struct StoredRequest: Sendable {
         version = request.version
     }
 
-    func expanded(remoteAddress: SocketAddress?) -> UpgradeRequest {
+    func expanded(remoteAddress: SocketAddress?, trustedProxies: [String]) -> UpgradeRequest {
         var fields = HTTPFields()
         for line in headers.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -337,6 +391,6 @@ struct StoredRequest: Sendable {
         }
         return UpgradeRequest(
             target: target, headers: fields, remoteAddress: remoteAddress, origin: origin, protocols: protocols,
-            version: version)
+            version: version, trustedProxies: trustedProxies)
     }
 }

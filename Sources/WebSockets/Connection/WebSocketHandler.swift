@@ -13,6 +13,8 @@ import WebSocketCore
 /// - Messages that arrive before the application installs a sink are queued, and reading
 ///   is paused until it does, so none is lost and the queue holds at most one read's worth.
 ///   A protocol error behind them fails the connection once they are delivered.
+///   A ping, pong or close callback lifts that pause while the queue is empty (control
+///   frames and the close need reading to arrive); the first queued message sets it again.
 /// - Bytes that came with the handshake (`leftover`) are decoded before any read after it.
 /// - Once our close frame is out, reading goes on whatever the pause reasons: the peer's
 ///   close frame must be read for the handshake to finish, and `closeTimeout` bounds what
@@ -88,6 +90,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closeTimer: Scheduled<Void>?
         var heartbeatTask: Scheduled<Void>?
         var pongDeadline: Scheduled<Void>?
+        /// `receiver.completedFrames` when the pong deadline started, and whether reading was
+        /// paused since: either excuses a missing pong.
+        var framesAtPongDeadline = 0
+        var pausedSincePongDeadline = false
         var closeInfo: CloseInfo?
         var partialFrame: (frame: Int, deadline: NIODeadline)?
         var partialFrameTimer: Scheduled<Void>?
@@ -321,6 +327,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             sink = .queue(CircularBuffer())  // drop the reference so the append does not copy
             queue.append(message)
             sink = .queue(queue)
+            pause(.noSink)
         }
     }
 
@@ -415,18 +422,36 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.intervalAmount) { [weak self] in
             guard let self, let context = self.context else { return }
             guard case .sendPing(let startPongDeadline) = self.stateMachine.heartbeatDue() else { return }
-            if startPongDeadline {
-                self.pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.timeoutAmount) {
-                    [weak self] in
-                    guard let self, case .dropConnection = self.stateMachine.pongDeadlinePassed() else { return }
-                    self.terminate()
-                }
-            }
+            if startPongDeadline { self.armPongDeadline(heartbeat.timeoutAmount) }
             self.writeFrame(.ping, payload: ByteBuffer())
             self.flushUnlessReading()
             self.scheduleHeartbeat()
         }
     }
+
+    private func armPongDeadline(_ timeout: TimeAmount) {
+        guard let context else { return }
+        pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            self?.pongDeadlinePassed(timeout)
+        }
+        // Non-nil: `pongDeadline` was just set.
+        callbacksTimersAndOutcome!.framesAtPongDeadline = receiver.completedFrames
+        callbacksTimersAndOutcome!.pausedSincePongDeadline = isPaused
+    }
+
+    private func pongDeadlinePassed(_ timeout: TimeAmount) {
+        pongDeadline = nil
+        guard let watch = callbacksTimersAndOutcome else { return }
+        let excused = watch.pausedSincePongDeadline || isPaused || receiver.completedFrames != watch.framesAtPongDeadline
+        switch stateMachine.pongDeadlinePassed(excused: excused) {
+        case .none: break
+        case .dropConnection: terminate()
+        case .extendDeadline: armPongDeadline(timeout)
+        }
+    }
+
+    /// Reading is held back by a pause of ours (not reading through it for a close).
+    private var isPaused: Bool { !pauseReasons.isEmpty && !stateMachine.readsThroughPause }
 
     // MARK: Partial frames
 
@@ -469,6 +494,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func pause(_ reason: PauseReasons) {
         pauseReasons.insert(reason)
+        if pongDeadline != nil { callbacksTimersAndOutcome?.pausedSincePongDeadline = true }
     }
 
     func resume(_ reason: PauseReasons) {
@@ -477,6 +503,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             readPending = false
             context.read()
         }
+    }
+
+    /// Called when a ping, pong or close callback is installed: without a message sink,
+    /// reading goes on until a message is queued (`deliver` pauses it again), so that the
+    /// callback hears what comes before the application takes messages.
+    func readForControlCallbacks() {
+        if case .queue(let queued) = sink, queued.isEmpty { resume(.noSink) }
     }
 
     /// Installs the close callback; a connection that is already closed reports at once,
@@ -583,6 +616,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var isWritable: Bool { context != nil && outbound.channelIsWritable }
 
+    /// What permessage-deflate was agreed on; nil without it.
+    var deflateParameters: PerMessageDeflateParameters? { compression?.parameters }
+
     func sendControl(_ opcode: Opcode, _ payload: ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard stateMachine.isOpen else {
             promise?.fail(SendError.notOpen)
@@ -631,6 +667,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var bufferedAmount: Int {
         let queued = (try? context?.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         return outbound.bufferedAmount(channelBytes: queued)
+    }
+
+    /// Why a send made now would fail, without making one.
+    var sendRefusal: SendError? {
+        stateMachine.isOpen ? bufferFullError() : .notOpen
     }
 
     private func bufferFullError() -> SendError? {

@@ -82,9 +82,12 @@ final class Admission: Sendable {
 /// How fast a server starts handshakes: `burst` at once after a quiet spell, then
 /// `perSecond` on average.
 public struct HandshakeRateLimit: Sendable, Hashable {
+    /// Handshakes per second on average (at least 1).
     public var perSecond: Int
+    /// Handshakes allowed at once after a quiet spell (at least 1).
     public var burst: Int
 
+    /// A limit of `perSecond` on average with bursts of `burst`.
     public init(perSecond: Int, burst: Int) {
         self.perSecond = perSecond
         self.burst = burst

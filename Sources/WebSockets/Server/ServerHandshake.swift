@@ -58,7 +58,7 @@ import WebSocketCore
         }
         let request = UpgradeRequest(
             target: head.uri, headers: headers, remoteAddress: remoteAddress, origin: info.origin,
-            protocols: info.protocols, version: info.version)
+            protocols: info.protocols, version: info.version, trustedProxies: options.trustedProxies)
         return (info, request)
     }
 

@@ -394,7 +394,7 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 channel: context.channel, role: .server,
                 handshake: HandshakeInfo(
                     target: request.target, subprotocol: acceptance.subprotocol, extensions: acceptance.extensions),
-                request: request, userInfo: userInfo, handler: handler)
+                request: request, userInfo: userInfo, server: server, handler: handler)
             server.didOpen(socket)
         }
     }

@@ -6,29 +6,39 @@ import WebSocketCore
 public struct UpgradeRequest: Sendable {
     /// Path and query as the client sent them.
     public var target: String
+    /// The request's headers, in order.
     public var headers: HTTPFields
+    /// The client's socket address (a proxy's, behind one: see `clientAddress`).
     public var remoteAddress: SocketAddress?
     /// `Origin` (version 13) or `Sec-WebSocket-Origin` (version 8).
     public var origin: String?
     /// Subprotocols the client offered, in its order of preference.
     public var protocols: [String]
+    /// The protocol version the client asked for (13, or 8 when the server accepts it).
     public var version: WebSocketVersion
 
+    /// The target without its query.
     public var path: String { HandshakeInfo(target: target).path }
     /// The query parameters, by the rules of `URLQuery` (the first of a repeated name wins).
     public var query: [String: String] { URLQuery(target: target).dictionary }
 
-    /// The client's address as proxies reported it: the first entry of `X-Forwarded-For`
-    /// (the original client), else the socket's peer address. Trust it only behind a
-    /// proxy you run, since a client can send the header itself.
-    public var forwardedFor: String? {
-        if let header = headers.values(for: "X-Forwarded-For").first,
-            let first = header.split(separator: ",").first
-        {
-            let trimmed = first.trimmingCharacters(in: " \t")
-            if !trimmed.isEmpty { return trimmed }
-        }
-        return remoteAddress?.ipAddress
+    /// The server's `Options.trustedProxies`: the peers whose `X-Forwarded-For` `clientAddress` believes.
+    var trustedProxies: [String] = []
+
+    /// The client's IP address. The socket's peer address, unless that peer is one of the
+    /// server's `Options.trustedProxies`: then the last address in `X-Forwarded-For` that is
+    /// not a trusted proxy (each proxy appends the address it saw, so the entries before
+    /// that one are what the client itself sent), or the first entry when every one is a
+    /// trusted proxy. With no trusted proxies (the default) the header is ignored, since a
+    /// client can send it itself. Nil when the peer has no IP address (a unix socket).
+    public var clientAddress: String? {
+        guard let direct = remoteAddress?.ipAddress else { return nil }
+        guard trustedProxies.contains(direct) else { return direct }
+        let hops = headers.values(for: "X-Forwarded-For")
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: " \t") }
+            .filter { !$0.isEmpty }
+        return hops.last { !trustedProxies.contains($0) } ?? hops.first ?? direct
     }
 }
 

@@ -91,6 +91,11 @@ public final class WebSocketServer: Sendable {
         /// every connection comes from the proxy's address: raise it, or set nil, there.
         /// Default 10 000; nil: no limit.
         public var maxConnectionsPerAddress: Int? = 10_000
+        /// IP addresses of reverse proxies whose `X-Forwarded-For` is believed: for a
+        /// connection from one of them, `UpgradeRequest.clientAddress` is the last address in
+        /// the header that is not a trusted proxy. Exact IPv4 or IPv6 addresses, as
+        /// `SocketAddress.ipAddress` spells them. Default none: the header is ignored.
+        public var trustedProxies: [String] = []
         /// Answers the requests on the server's port that are not upgrades (no `Upgrade`
         /// header): a health check, an admin API. The request is read whole (its head within
         /// `maxHandshakeSize`, its body within `maxPlainHTTPBody`, else 431 or 413), the answer
@@ -118,6 +123,7 @@ public final class WebSocketServer: Sendable {
         /// Default: the label `websockets` with a handler that drops everything.
         public var logger: Logger = .silent
 
+        /// Options listening on `host` and `port`, every other option at its default.
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
             self.port = port
@@ -153,11 +159,22 @@ public final class WebSocketServer: Sendable {
 
     /// `run()` was called while another `run()` of the same server was running.
     public struct AlreadyRunning: Error, CustomStringConvertible {
+        /// One line saying so.
         public var description: String { "the server's run() is already running" }
+    }
+
+    /// `listen()` was called on a server that is listening already (or is binding, or has
+    /// shut down): a server has one listener; make another server for another address.
+    public struct AlreadyListening: Error, CustomStringConvertible {
+        /// One line saying so.
+        public var description: String { "the server's listen() was already called" }
     }
 
     private struct State {
         var listener: (any Channel)?
+        /// Set by the first `listen()`, before it binds, so that a second call throws
+        /// `AlreadyListening` instead of opening a listener nothing would close.
+        var listenCalled = false
         /// Every upgraded connection, keyed by its channel: what `clients` lists and what
         /// shutdown closes.
         var clients: [ObjectIdentifier: WebSocket] = [:]
@@ -173,7 +190,9 @@ public final class WebSocketServer: Sendable {
         case task(@Sendable (WebSocket) async throws -> Void)
     }
 
+    /// The options the server was made with.
     public let options: Options
+    /// The event loops of the listener and the connections.
     public let group: any EventLoopGroup
     private let handling: Handling
     private let state = NIOLockedValueBox(State())
@@ -187,6 +206,7 @@ public final class WebSocketServer: Sendable {
     /// A server that calls `onConnection` for each connection.
     ///
     /// - Parameters:
+    ///   - options: what the server listens on, accepts and limits (every field has a default).
     ///   - group: event loops for the listener and connections; default NIO's
     ///     `MultiThreadedEventLoopGroup.singleton`, shared with every NIO library in the
     ///     process (see `EventLoopThreads` for sizing it, or pass a group of your own).
@@ -207,7 +227,10 @@ public final class WebSocketServer: Sendable {
     /// have closed (or their close timeout passed), handlers still running are cancelled,
     /// and `run()` returns when they have returned.
     ///
-    /// - Parameter group: as for `init(options:group:onConnection:)`.
+    /// - Parameters:
+    ///   - options: as for `init(options:group:onConnection:)`.
+    ///   - group: as for `init(options:group:onConnection:)`.
+    ///   - handler: run for each upgraded connection, in a child task of `run()`.
     public convenience init(
         options: Options = Options(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -225,10 +248,26 @@ public final class WebSocketServer: Sendable {
     }
 
     /// Starts listening on `options.host` and `options.port`; returns the bound address.
-    /// Throws `InvalidOption` first when an option is out of its range.
+    /// Throws `InvalidOption` first when an option is out of its range, and
+    /// `AlreadyListening` when an earlier call has bound (or is binding): a server has one
+    /// listener for its life. A call that failed to bind may be retried.
     @discardableResult
     public func listen() async throws -> SocketAddress {
         try options.validate()
+        let first = state.withLockedValue { state in
+            defer { state.listenCalled = true }
+            return !state.listenCalled
+        }
+        guard first else { throw AlreadyListening() }
+        do {
+            return try await bindListener()
+        } catch {
+            state.withLockedValue { $0.listenCalled = false }
+            throw error
+        }
+    }
+
+    private func bindListener() async throws -> SocketAddress {
         if let tls = options.tls {
             let context = try ReloadableTLSContext(configuration: tls)
             tlsContext.withLockedValue { $0 = context }
@@ -281,7 +320,11 @@ public final class WebSocketServer: Sendable {
         state.withLockedValue { $0.listener?.localAddress }
     }
 
-    /// The open WebSocket connections.
+    /// The open WebSocket connections; from a connection's own callback or handler,
+    /// `ws.server?.clients`. A connection is listed just before the connection callback or
+    /// handler runs, once its 101 response is written: its client may see the handshake
+    /// complete a moment earlier, so a client that must not miss a broadcast waits for word
+    /// from that callback (a first message, say).
     public var clients: [WebSocket] {
         state.withLockedValue { Array($0.clients.values) }
     }
@@ -438,7 +481,7 @@ extension WebSocketServer: Service {
         }
         guard started else { throw AlreadyRunning() }
         defer { state.withLockedValue { $0.running = false } }
-        if options.listens, state.withLockedValue({ $0.listener == nil }) {
+        if options.listens, state.withLockedValue({ !$0.listenCalled }) {
             try await listen()
         }
         await withTaskCancellationOrGracefulShutdownHandler {

@@ -48,8 +48,11 @@ public struct TLSConfiguration: Sendable, Hashable {
     /// Default 10 s (a server uses the shorter of this and its own `handshakeTimeout`).
     public var handshakeTimeout: Duration = .seconds(10)
 
+    /// A TLS protocol version.
     public enum Version: Sendable, Hashable {
+        /// TLS 1.2.
         case tls12
+        /// TLS 1.3.
         case tls13
 
         var openSSLValue: Int { self == .tls12 ? Int(TLS1_2_VERSION) : Int(TLS1_3_VERSION) }
@@ -81,6 +84,7 @@ public struct TLSConfiguration: Sendable, Hashable {
 
 /// A TLS failure, with OpenSSL's reason string.
 public struct TLSError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure.
     public enum Kind: Sendable, Hashable {
         /// A certificate, key or CA file could not be loaded, or a setting was refused.
         case configuration
@@ -93,15 +97,18 @@ public struct TLSError: Error, Sendable, Hashable, CustomStringConvertible {
         case io
     }
 
+    /// What kind of failure.
     public var kind: Kind
     /// OpenSSL's reason ("certificate verify failed: certificate has expired").
     public var reason: String
 
+    /// An error of `kind` with `reason`.
     public init(_ kind: Kind, _ reason: String) {
         self.kind = kind
         self.reason = reason
     }
 
+    /// One line: the kind and OpenSSL's reason.
     public var description: String {
         switch kind {
         case .configuration: return "TLS configuration error: \(reason)"
@@ -133,12 +140,17 @@ public struct TLSError: Error, Sendable, Hashable, CustomStringConvertible {
 public final class TLSContext: @unchecked Sendable {
     // @unchecked: SSL_CTX is thread-safe for SSL_new once configured; nothing here mutates it after init.
     let context: OpaquePointer
+    /// The settings it was built from.
     public let configuration: TLSConfiguration
+    /// Whether it serves (presents a certificate, optionally asks for the client's) or connects.
     public let isServer: Bool
     /// ALPN protocols in wire format after a 2-byte big-endian length, kept alive for the
     /// server's selection callback (its argument).
     private let alpnWire: UnsafeMutableBufferPointer<UInt8>
 
+    /// Loads the certificate, key and CA files of `configuration` into a new OpenSSL context.
+    /// Throws `TLSError` (`.configuration`) for a missing or bad file, a key that does not match
+    /// the certificate, or a server configuration without a certificate.
     public init(configuration: TLSConfiguration, isServer: Bool) throws {
         ERR_clear_error()
         guard let context = SSL_CTX_new(isServer ? TLS_server_method() : TLS_client_method()) else {

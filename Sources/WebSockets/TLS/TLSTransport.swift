@@ -9,15 +9,19 @@ import NIOPosix
 /// `ClientOptions.tls` and `ClientOptions.proxy`); set it as `ClientOptions.transport`
 /// only to pin a configuration.
 public struct TLSTransport: ClientTransport {
+    /// TLS settings. Default: verify against the system CA store and the URL's host.
     public var configuration: TLSConfiguration
     /// An HTTP CONNECT proxy to tunnel through. Default none.
     public var proxy: ProxyOptions?
 
+    /// A TLS transport with `configuration`, through `proxy` when given.
     public init(configuration: TLSConfiguration = TLSConfiguration(), proxy: ProxyOptions? = nil) {
         self.configuration = configuration
         self.proxy = proxy
     }
 
+    /// Connects (through the proxy, if any), completes the TLS handshake and runs `initializer`;
+    /// throws `TLSError` when the handshake fails or times out.
     public func connect(
         to url: WebSocketURL, group: any EventLoopGroup, timeout: TimeAmount,
         initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
