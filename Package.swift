@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "WebSockets", targets: ["WebSockets"]),
         .library(name: "Switchboard", targets: ["Switchboard"]),
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
+        .library(name: "RedisWire", targets: ["RedisWire"]),
         .executable(name: "switchboard", targets: ["switchboard"]),
     ],
     dependencies: [
@@ -58,6 +59,7 @@ let package = Package(
         .target(
             name: "Switchboard",
             dependencies: [
+                "RedisWire",
                 "WebSockets",
                 "WebSocketCore",
                 "CSQLite",
@@ -69,6 +71,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .target(
+            name: "RedisWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .target(
@@ -85,6 +95,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
+                "RedisWire",
                 "Switchboard",
                 "SwitchboardClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -118,6 +129,7 @@ let package = Package(
                 "AsyncTestSupport",
                 "BrokerProcess",
                 "TestPeers",
+                "RedisWire",
                 "Switchboard",
                 "WebSockets",
                 "WebSocketCore",
@@ -170,6 +182,18 @@ let package = Package(
                 "BrowserSupport",
                 "WebSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "RedisWireTests",
+            dependencies: [
+                "AsyncTestSupport",
+                "BrokerProcess",
+                "RedisWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -14,6 +14,8 @@ apt_packages+=(chromium fonts-dejavu-core)
 # nginx: Tests/SwitchboardTests/DeployFilesTests runs deploy/nginx.conf in front of a broker
 # (as the test's own process on a loopback port; the package's service is not needed).
 apt_packages+=(nginx)
+# redis-server: Tests/SwitchboardTests' cluster and RedisWire tests start their own on a loopback port.
+apt_packages+=(redis-server)
 
 # Python `websockets` for Tests/Peers/python-peer.py, into the interpreter `python3` runs
 # (a pyenv shim here), hence `python3 -m pip`.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
+import RedisWire
 import ServiceLifecycle
 import Switchboard
 import WebSockets
@@ -40,6 +41,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: one per CPU this process may use).") var threads: String?
     @Option(help: "PEM certificate chain: serve wss:// and https:// (with --tls-key); reread on SIGHUP.") var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert.") var tlsKey: String?
+    @Option(help: "redis://HOST[:PORT][/DB]: share topics with other nodes through this Redis.") var cluster: String?
     @Flag(help: "Serve the demo (/) and admin (/admin) pages; anonymous clients may then publish and subscribe on demo.>.")
     var demo = false
     @Option(help: "permessage-deflate: on or off (default off).") var deflate: String?
@@ -107,10 +109,22 @@ struct Serve: AsyncParsableCommand {
         logger.info("replay log open", metadata: ["database": "\(path)", "rules": "\(rules)", "source": "\(rulesSource)"])
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? EventLoopThreads.available)
+        var cluster: ClusterEngine?
+        if let url = configuration.cluster {
+            let endpoint = try RedisEndpoint(url: url)
+            let engine = ClusterEngine(endpoint: endpoint, group: group, logger: logger)
+            if !(await engine.start()) {
+                logger.error("cluster: redis not reachable yet; publishes are answered unavailable until it is",
+                    metadata: ["redis": "\(endpoint)"])
+            }
+            cluster = engine
+        }
+        defer { cluster?.close() }
         let broker: Broker
         do {
             broker = try Broker(
-                configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger)
+                configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger,
+                cluster: cluster)
         } catch {
             Terminal.exit(withError: "\(error)", status: 64)
         }
@@ -125,6 +139,7 @@ struct Serve: AsyncParsableCommand {
                     + "/readyz at \(secure ? "https" : "http")://\(host):\(port)/",
                 "switchboard: database \(configuration.database)",
             ]
+            if let cluster { lines.append("switchboard: cluster node on \(cluster.endpoint)") }
             if configuration.demo {
                 lines.append(
                     "switchboard: demo on: open \(secure ? "https" : "http")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/ "
@@ -181,6 +196,7 @@ struct Serve: AsyncParsableCommand {
             ("max_topics", maxTopics, "--max-topics"), ("topic_idle_seconds", topicIdleSeconds, "--topic-idle-seconds"),
             ("log_level", logLevel, "--log-level"),
             ("threads", threads, "--threads"), ("tls_cert", tlsCert, "--tls-cert"), ("tls_key", tlsKey, "--tls-key"),
+            ("cluster", cluster, "--cluster"),
             ("deflate", deflate, "--deflate"), ("deflate_threshold", deflateThreshold, "--deflate-threshold"),
         ]
         for (key, value, flag) in flags {

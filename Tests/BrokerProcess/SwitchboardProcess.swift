@@ -92,6 +92,13 @@ public final class SwitchboardProcess: @unchecked Sendable {
         guard let executable = name == "switchboard" ? switchboardExecutable : builtExecutable(name) else {
             throw TestFailure("the \(name) executable was not built (looked beside the test bundle and in .build/debug)")
         }
+        return try run(executable, arguments, in: directory, environment: environment)
+    }
+
+    /// Runs any executable with its output collected, as `start` does for `switchboard`.
+    public static func run(
+        _ executable: URL, _ arguments: [String], in directory: URL, environment: [String: String] = [:]
+    ) throws -> SwitchboardProcess {
         let child = SwitchboardProcess()
         child.process.executableURL = executable
         child.process.arguments = arguments

@@ -34,6 +34,7 @@ import Testing
             (#"{"max_topics":0}"#, "max_topics"), (#"{"topic_idle_seconds":0}"#, "topic_idle_seconds"),
             (#"{"request_rate":-1}"#, "request_rate"), (#"{"request_burst":0}"#, "request_burst"),
             (#"{"max_connections_per_token":"many"}"#, "max_connections_per_token"),
+            (#"{"cluster":"http://127.0.0.1:6379"}"#, "cluster"), (#"{"cluster":"redis://h:0"}"#, "cluster"),
         ] {
             try Data(json.utf8).write(to: file)
             var configuration = BrokerConfiguration()

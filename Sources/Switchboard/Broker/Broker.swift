@@ -36,6 +36,8 @@ public final class Broker: Sendable {
     /// The replay log, when the configuration retains any topic. The broker appends to it and
     /// closes it in `shutdown()`.
     public let replayLog: ReplayLog?
+    /// With `serve --cluster`: Redis sequences, stores and fans out every publish instead.
+    let cluster: ClusterEngine?
     let logger: Logger
     let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
@@ -111,21 +113,24 @@ public final class Broker: Sendable {
     ///     `maxTopics` topics, publishes to new ones are refused.
     ///   - group: the event loops for the listener and the connections, any kind of
     ///     `EventLoopGroup`; the broker keeps one hub per loop of it.
+    ///   - cluster: shares topics with other nodes through Redis (started by the caller).
     public convenience init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog? = nil,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "switchboard")
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger = Logger(label: "switchboard"),
+        cluster: ClusterEngine? = nil
     ) throws(BrokerConfiguration.Error) {
         try self.init(
             configuration: configuration, tokens: tokens, replayLog: replayLog, group: group, logger: logger,
-            clock: { Int64(Date().timeIntervalSince1970 * 1000) })
+            clock: { Int64(Date().timeIntervalSince1970 * 1000) }, cluster: cluster)
     }
 
     /// `clock`: now, in unix milliseconds (tests set a clock that is ahead or behind).
     init(
         configuration: BrokerConfiguration, tokens: TokenStore, replayLog: ReplayLog?, group: any EventLoopGroup,
-        logger: Logger, clock: @escaping @Sendable () -> Int64
+        logger: Logger, clock: @escaping @Sendable () -> Int64, cluster: ClusterEngine? = nil
     ) throws(BrokerConfiguration.Error) {
         self.clock = clock
+        self.cluster = cluster
         self.startedAt = clock()
         self.configuration = configuration
         self.web = WebAssets(demo: configuration.demo)
@@ -183,6 +188,9 @@ public final class Broker: Sendable {
                     topic: pending.message.topic, sequence: pending.message.sequence, frame: frame,
                     compressed: SharedCompression.make(for: frame, deflate))
             }
+            for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
+        }
+        cluster?.onDeliveries { deliveries in
             for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
         }
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
@@ -521,6 +529,15 @@ public final class Broker: Sendable {
         loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
         let now = clock()
+        if let cluster {
+            cluster.publish(publish, now: now, keep: clusterRetention(of: publish.topic)) { result in
+                switch result {
+                case .success(let sequence): committed?(sequence, .success(()))
+                case .failure(let error): committed?(0, .failure(error))
+                }
+            }
+            return .awaitingCommit(0)
+        }
         // Decided outside the lock by the rules as they were; checked under it, decided again
         // in the rare case that they were replaced meanwhile.
         let rules = replayLog?.rules
@@ -565,6 +582,15 @@ public final class Broker: Sendable {
             }
         }
         return outcome
+    }
+
+    /// How many messages of `topic` the cluster's stream keeps: its rule's count, 0 when no
+    /// rule retains it. Age-only rules keep up to `ClusterEngine.ageOnlyLimit` (trimming
+    /// a stream by age is left to its count).
+    private func clusterRetention(of topic: Topic) -> Int {
+        let rules = sequencing.withLockedValue { $0.retention } ?? configuration.replay.retention
+        guard let rule = rules.rule(for: topic) else { return 0 }
+        return Int(clamping: rule.maxMessages ?? ClusterEngine.ageOnlyLimit)
     }
 
     /// What a deferred publish waits for.

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import RedisWire
 
 /// Everything the broker can be told, with the embedded defaults `switchboard serve` runs
 /// on when given nothing. Sources, later ones winning: defaults, the config file (JSON),
@@ -47,6 +48,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// Seconds after its last publish a topic the replay log does not retain is evicted from
     /// memory (its last seq is in the store; its next publish reads it back). Default 600.
     public var topicIdleSeconds = 600
+    /// `redis://HOST[:PORT][/DB]`: run as one node of a cluster sharing topics, seqs and
+    /// history through that Redis (docs/cluster.md). Default nil: a single node.
+    public var cluster: String?
     /// Connections from one IP address, handshaking or open; more get 429. Behind a reverse
     /// proxy every client has the proxy's address: raise it there, or 0 for no limit.
     /// Default 10 000.
@@ -148,7 +152,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         ("heartbeat_seconds", "SWITCHBOARD_HEARTBEAT_SECONDS"), ("log_level", "SWITCHBOARD_LOG_LEVEL"),
         ("threads", "SWITCHBOARD_THREADS"), ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
         ("tls_cert", "SWITCHBOARD_TLS_CERT"), ("tls_key", "SWITCHBOARD_TLS_KEY"),
-        ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"), ("demo", "SWITCHBOARD_DEMO"),
+        ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"), ("demo", "SWITCHBOARD_DEMO"), ("cluster", "SWITCHBOARD_CLUSTER"),
     ] + ReplayConfiguration.keys + DeflateConfiguration.keys
 
     /// Applies a JSON config file: one object whose keys are those of `keys`.
@@ -276,6 +280,13 @@ public struct BrokerConfiguration: Sendable, Hashable {
         case "tls_key":
             guard !text.isEmpty else { throw fail("must not be empty") }
             tlsKey = text
+        case "cluster":
+            do {
+                _ = try RedisEndpoint(url: text)
+            } catch {
+                throw fail(error.description)
+            }
+            cluster = text
         case "metrics_token":
             guard text.utf8.count >= 16 else { throw fail("must be at least 16 bytes") }
             metricsToken = text

@@ -145,6 +145,12 @@ final class Session: Hashable {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
         }
+        if since != nil, broker.cluster != nil {
+            // A cluster node's history is in Redis, which catch-up does not read yet: refusing
+            // says so, where replaying this node's own log would miss messages silently.
+            return reply(.error(ProtocolError(
+                .unavailable, "resuming (since, last, since_time) is not available on a cluster node yet", id: id)))
+        }
         if !subscriptions.contains(pattern) {
             guard subscriptions.count < broker.configuration.maxSubscriptions else {
                 return reply(.error(ProtocolError(

@@ -1,0 +1,106 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import RedisWire
+
+/// Several broker nodes sharing topics through one Redis (`serve --cluster URL`). Every
+/// publish runs the topic log's script, which sequences, stores and PUBLISHes it; every node
+/// (the publishing one too) hears it on the topic's channel and hands it to its hubs. So a
+/// node delivers a message only from Redis: one order for all nodes, no echo, and a message
+/// Redis did not take reaches nobody and is answered `unavailable`.
+public final class ClusterEngine: Sendable {
+    public let endpoint: RedisEndpoint
+    /// Entries a stream keeps for a topic retained by age only. Default 1,000,000.
+    static let ageOnlyLimit: UInt64 = 1_000_000
+    private let commands: RedisClient
+    private let subscriber: RedisSubscriber
+    private let log: RedisTopicLog
+    private let deliver = NIOLockedValueBox<(@Sendable ([Delivery]) -> Void)?>(nil)
+    private let logger: Logger
+
+    public init(endpoint: RedisEndpoint, group: any EventLoopGroup, logger: Logger) {
+        self.endpoint = endpoint
+        self.logger = logger
+        let commands = RedisClient(
+            endpoint: endpoint, group: group,
+            onEvent: { event in
+                switch event {
+                case .connected: logger.notice("cluster: connected to redis", metadata: ["redis": "\(endpoint)"])
+                case .disconnected(let why):
+                    logger.error("cluster: redis unreachable; publishes are answered unavailable", metadata: ["error": "\(why)"])
+                }
+            })
+        self.commands = commands
+        self.log = RedisTopicLog(redis: commands)
+        let deliver = self.deliver
+        self.subscriber = RedisSubscriber(
+            endpoint: endpoint, group: group,
+            onMessage: { message in
+                guard let handOut = deliver.withLockedValue({ $0 }),
+                    message.channel.hasPrefix(ClusterKeys.channelPrefix),
+                    let topic = try? Topic(String(message.channel.dropFirst(ClusterKeys.channelPrefix.count))),
+                    let parsed = ClusterMessage(channelPayload: message.payload)
+                else { return }
+                let frame = MessageEncoder.encodeFrame(
+                    topic: topic, sequence: parsed.sequence, time: parsed.time, payload: parsed.payload,
+                    format: parsed.format, allocator: ByteBufferAllocator())
+                handOut([Delivery(topic: topic, sequence: parsed.sequence, frame: frame)])
+            },
+            onEvent: { event in
+                if case .disconnected(let why) = event {
+                    // Messages published meanwhile are not heard here; resumers fill the gap from the streams.
+                    logger.error("cluster: redis subscription lost", metadata: ["error": "\(why)"])
+                }
+            })
+    }
+
+    /// Connects in the background and waits up to `timeout` for the subscription to be up;
+    /// false when Redis was not reached by then (the engine keeps trying).
+    public func start(timeout: Duration = .seconds(5)) async -> Bool {
+        commands.start()
+        subscriber.start()
+        do {
+            try await subscriber.subscribe(pattern: ClusterKeys.channelPrefix + "*")
+        } catch {
+            // Kept as wanted: made on the next connection.
+        }
+        let ready = NIOLockedValueBox(false)
+        await withTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { [subscriber, commands] in
+                try? await subscriber.waitUntilConnected()
+                try? await commands.waitUntilConnected()
+                ready.withLockedValue { $0 = true }
+            }
+            tasks.addTask { try? await Task.sleep(for: timeout) }
+            await tasks.next()
+            tasks.cancelAll()
+        }
+        return ready.withLockedValue { $0 }
+    }
+
+    /// Where heard messages go: every hub of the broker.
+    func onDeliveries(_ body: @escaping @Sendable ([Delivery]) -> Void) {
+        deliver.withLockedValue { $0 = body }
+    }
+
+    /// Sends the publish script at once, so one connection's publishes keep their order;
+    /// `completion` gets the seq, or `unavailable` when Redis did not take the message.
+    func publish(
+        _ publish: Publish, now: Int64, keep: Int, completion: @escaping @Sendable (Result<UInt64, ReplayError>) -> Void
+    ) {
+        let call = log.publishCall(topic: publish.topic, format: publish.format, payload: publish.payload, now: now, keep: keep)
+        RedisTopicLog.publishScript.runPipelined(on: commands, keys: call.keys, arguments: call.arguments)
+            .whenComplete { result in
+                do {
+                    completion(.success(try RedisTopicLog.published(result.get()).sequence))
+                } catch {
+                    completion(.failure(.unavailable("redis: \(error)")))
+                }
+            }
+    }
+
+    public func close() {
+        subscriber.close()
+        commands.close()
+    }
+}
