@@ -121,8 +121,9 @@ final class Tabs: @unchecked Sendable {
 /// page's `window.switchboardDemo` as `demo`) holds, checked whenever the demo's state
 /// changes; rejects after `timeout` ms naming the condition.
 func demoState(_ condition: String, timeout: Int = 20000) -> String {
+    // The condition first: a page that never answers is reported by the expression's start.
     """
-    new Promise((resolve, reject) => {
+    /* \(condition.replacingOccurrences(of: "*/", with: "* /")) */ new Promise((resolve, reject) => {
       const demo = window.switchboardDemo;
       const check = () => { try { if (\(condition)) { demo.listeners.delete(check); resolve(true); } } catch (e) { reject(e); } };
       demo.listeners.add(check);

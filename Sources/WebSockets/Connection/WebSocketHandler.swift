@@ -420,7 +420,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func scheduleHeartbeat() {
         guard let heartbeat = options.heartbeat, let context else { return }
         heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.intervalAmount) { [weak self] in
-            guard let self, let context = self.context else { return }
+            guard let self, self.context != nil else { return }
             guard case .sendPing(let startPongDeadline) = self.stateMachine.heartbeatDue() else { return }
             if startPongDeadline { self.armPongDeadline(heartbeat.timeoutAmount) }
             self.writeFrame(.ping, payload: ByteBuffer())
