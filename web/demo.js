@@ -45,11 +45,14 @@ $('chat-form').addEventListener('submit', async (event) => {
   if (!name || !text) return;
   localStorage.setItem('switchboard-demo-name', name);
   $('text').value = '';
+  $('send-status').textContent = '';
   try {
     await client.publish(topic, { name, text }, { ack: true });
   } catch (error) {
-    $('text').value = text;
-    alert(`not sent: ${error.message}`);
+    // Shown in the page, not in a modal alert, which would stop the page (and its chat) until dismissed.
+    // A lost connection may have taken the message before its ack: the room then shows it once.
+    if (!$('text').value) $('text').value = text;
+    $('send-status').textContent = `not confirmed: ${error.message}`;
   }
 });
 

@@ -260,11 +260,14 @@ enum EmbeddedWeb {
               if (!name || !text) return;
               localStorage.setItem('switchboard-demo-name', name);
               $('text').value = '';
+              $('send-status').textContent = '';
               try {
                 await client.publish(topic, { name, text }, { ack: true });
               } catch (error) {
-                $('text').value = text;
-                alert(`not sent: ${error.message}`);
+                // Shown in the page, not in a modal alert, which would stop the page (and its chat) until dismissed.
+                // A lost connection may have taken the message before its ack: the room then shows it once.
+                if (!$('text').value) $('text').value = text;
+                $('send-status').textContent = `not confirmed: ${error.message}`;
               }
             });
 
@@ -354,6 +357,7 @@ enum EmbeddedWeb {
                     </div>
                     <button type="submit">Send</button>
                   </div>
+                  <p class="meta" id="send-status" role="alert"></p>
                 </form>
                 <p class="meta">Messages are kept by the broker (topic <code>demo.chat.*</code>, replay log on): reload the page
                   or restart the broker and the room resumes where it was, each message once.</p>
