@@ -50,17 +50,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_for FILE PATTERN: until the process printed PATTERN (30 s at most).
-wait_for() {
-    for _ in $(seq 300); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "did not start; its output:" >&2
-    cat "$1" >&2
-    exit 1
-}
-
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly yes \
     --appendfsync everysec >"$WORK/redis.log" 2>&1 &

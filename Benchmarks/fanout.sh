@@ -59,18 +59,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
-# wait_for FILE PATTERN: until the server printed its listening line (30 s at most).
-wait_for() {
-    for _ in $(seq 300); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "server did not start; its output:" >&2
-    cat "$1" >&2
-    exit 1
-}
-
 DEFLATE_FLAG=() WS_DEFLATE=() WSLOAD_DEFLATE=()
 if [ "${DEFLATE:-0}" = 1 ]; then
     DEFLATE_FLAG=(--deflate on) WS_DEFLATE=(--deflate) WSLOAD_DEFLATE=(--deflate)
