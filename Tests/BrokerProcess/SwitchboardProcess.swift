@@ -106,19 +106,17 @@ public final class SwitchboardProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SWITCHBOARD_") }
         env.merge(environment) { _, new in new }
         child.process.environment = env
-        for (pipe, output) in [(Pipe(), child.stdout), (Pipe(), child.stderr)] {
-            pipe.fileHandleForReading.readabilityHandler = { handle in
-                let data = handle.availableData
-                if data.isEmpty { handle.readabilityHandler = nil }
-                output.append(data)
-            }
-            if output === child.stdout { child.process.standardOutput = pipe } else { child.process.standardError = pipe }
-        }
+        let stdout = Pipe()
+        let stderr = Pipe()
+        child.process.standardOutput = stdout
+        child.process.standardError = stderr
         child.process.terminationHandler = { [exited = child.exited, exitedAt = child.exitedAt] process in
             exitedAt.withLockedValue { $0 = .now }
             exited.fulfill(process.terminationStatus)
         }
         try child.process.run()
+        readUntilEnd(of: stdout, child.stdout.append)
+        readUntilEnd(of: stderr, child.stderr.append)
         return child
     }
 

@@ -39,14 +39,10 @@ public final class Chromium: @unchecked Sendable {  // `Process` is not Sendable
         ]
         let stderr = ProcessOutput()
         let pipe = Pipe()
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil }
-            stderr.append(data)
-        }
         process.standardError = pipe
         process.standardOutput = FileHandle.nullDevice
         try process.run()
+        readUntilEnd(of: pipe, stderr.append)
         do {
             let url = try await stderr.wait(for: "Chromium's DevTools URL", timeout: .seconds(60)) { text in
                 text.split(separator: "\n").first { $0.hasPrefix("DevTools listening on ") }

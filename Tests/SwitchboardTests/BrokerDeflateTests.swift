@@ -217,11 +217,10 @@ final class PeerChild: Sendable {
         process.standardError = output
         let lines = lines
         let pending = LineBuffer()
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
+        try process.run()
+        readUntilEnd(of: output) { data in
             for line in pending.append(String(decoding: data, as: UTF8.self)) { lines.put(line) }
         }
-        try process.run()
         self.process = process
     }
 

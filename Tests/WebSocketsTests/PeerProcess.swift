@@ -168,11 +168,8 @@ final class PeerProcess: Sendable {
         try process.run()
         self.process = process
         self.stdinHandle = stdinHandle
-        // The parent's copies of the write ends must close, or reading would never see EOF.
-        try? stdout.fileHandleForWriting.close()
-        try? stderr.fileHandleForWriting.close()
-        stdoutText.collect(from: stdout.fileHandleForReading)
-        stderrText.collect(from: stderr.fileHandleForReading)
+        readUntilEnd(of: stdout, stdoutText.append)
+        readUntilEnd(of: stderr, stderrText.append)
     }
 
     var stdout: String { stdoutText.text }
@@ -222,17 +219,8 @@ final class PeerProcess: Sendable {
     final class Output: Sendable {
         private let state = Mutex<(bytes: [UInt8], ended: Bool)>(([], false))
 
-        func collect(from handle: FileHandle) {
-            let thread = Thread { [self] in
-                while true {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
-                    state.withLock { $0.bytes += chunk }
-                }
-                try? handle.close()
-                state.withLock { $0.ended = true }
-            }
-            thread.start()
+        func append(_ chunk: Data) {
+            state.withLock { if chunk.isEmpty { $0.ended = true } else { $0.bytes += chunk } }
         }
 
         var text: String { state.withLock { String(decoding: $0.bytes, as: UTF8.self) } }
