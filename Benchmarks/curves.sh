@@ -98,7 +98,8 @@ start_server() {
     case $kind in
     ours)
         rm -f "$WORK"/broker.db*
-        env "${OURS_ENV[@]}" taskset -c 0 "$BIN_DIR/switchboard" serve --host 127.0.0.1 --port "$SPORT" \
+        # All load comes from 127.0.0.1: no per-address connection or handshake-rate limit.
+        env SWITCHBOARD_MAX_CONNECTIONS_PER_IP=0 SWITCHBOARD_HANDSHAKE_RATE=0 "${OURS_ENV[@]}" taskset -c 0 "$BIN_DIR/switchboard" serve --host 127.0.0.1 --port "$SPORT" \
             --anonymous-subscribe '>' --anonymous-publish '>' --database "$WORK/broker.db" --threads 1 \
             --log-level warning --request-rate 0 "$@" >"$log" 2>&1 & ;;
     ws) taskset -c 0 node "$WS_PUBSUB" --port "$SPORT" >"$log" 2>&1 & ;;
@@ -119,7 +120,7 @@ record() {
     [ -n "$5" ] || { echo "curves.sh: no RESULT for $1 $2 $3 $4" >&2; exit 1; }
     jq -c --arg c "$1" --argjson p "$2" --arg s "$3" --arg m "$4" '{curve: $c, point: $p, server: $s, mode: $m, r: .}' \
         <<<"$5" >>"$WORK/results.jsonl"
-    echo "$1 $2 $3 $4: $(jq -c '{deliveries_per_s, msgs_per_s, mb_per_s, p99: (.lat_us // .rtt_us // {}).p99, server_cpu_pct, rss_per_conn_bytes, missing, errors}' <<<"$5")" >&2
+    echo "$1 $2 $3 $4: $(jq -c '{deliveries_per_s, msgs_per_s, mb_per_s, p99: (.lat_us // {}).p99, server_cpu_pct, rss_per_conn_bytes, missing, errors}' <<<"$5")" >&2
 }
 
 # profile_during CURVE DELAY: perf-records the running switchboard for DURATION-1 s after DELAY s.
@@ -175,7 +176,7 @@ run_topics() {
                     >"$WORK/bg.log" 2>&1 &
                 bg=$!
                 PIDS+=("$bg")
-                wait_for "$WORK/bg.log" "ready"
+                wait_for "$WORK/bg.log" "ready" 280
             fi
             for mode in max paced; do
                 [ "$PROFILE" = 1 ] && [ "$server" = ours ] && [ "$mode" = max ] && [ "$n" = "$PROFILE_TOPICS" ] &&
@@ -389,7 +390,7 @@ if points("size-fanout") or points("size-echo"):
         for s, m in (("ours", o), ("ws", w)):
             series["emb"][s].append((n, m["mb_per_s"]))
         body.append([f"{n:,}", num(o["msgs_per_s"]), num(w["msgs_per_s"]), ratio(o["msgs_per_s"], w["msgs_per_s"]),
-                     num(o["mb_per_s"]), num(w["mb_per_s"]), num(o["rtt_us"]["p99"] / 1000, 2), num(w["rtt_us"]["p99"] / 1000, 2),
+                     num(o["mb_per_s"]), num(w["mb_per_s"]), num(o["lat_us"]["p99"] / 1000, 2), num(w["lat_us"]["p99"] / 1000, 2),
                      num(cpu_us(o, o["msgs_per_s"]), 2), num(cpu_us(w, w["msgs_per_s"]), 2)])
     if body:
         table("Message size: library echo (16 connections, depth 4, binary)",

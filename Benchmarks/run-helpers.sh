@@ -9,10 +9,10 @@ median() { jq -s "map($1) | sort | .[length/2|floor]"; }
 # fmt NUMBER [DECIMALS]: NUMBER printed with DECIMALS (default 0) decimals.
 fmt() { printf "%.${2:-0}f" "$1"; }
 
-# wait_for FILE PATTERN: until the process writing FILE printed PATTERN (30 s at most);
-# otherwise its output and exit 1.
+# wait_for FILE PATTERN [SECONDS]: until the process writing FILE printed PATTERN (SECONDS,
+# default 30, at most); otherwise its output and exit 1.
 wait_for() {
-    for _ in $(seq 300); do
+    for _ in $(seq $((${3:-30} * 10))); do
         grep -q "$2" "$1" 2>/dev/null && return 0
         sleep 0.1
     done

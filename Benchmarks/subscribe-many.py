@@ -15,10 +15,14 @@ Frames are masked with a zero key (legal, and no per-byte work here). Loopback o
 import argparse
 import base64
 import os
+import re
 import socket
 import sys
 import threading
 import time
+
+MARK = re.compile(rb"@@M(\d+)@@")
+BATCH = 2000  # publishes to new topics in flight: the broker reads each new topic's seq from its store
 
 
 def connect(port):
@@ -49,11 +53,11 @@ def frame(text):
 
 
 class Drain(threading.Thread):
-    """Reads and discards what a connection receives, noting the sync markers seen."""
+    """Reads and discards what a connection receives, noting the highest marker @@M<k>@@ seen."""
 
     def __init__(self, sock, rest):
         super().__init__(daemon=True)
-        self.sock, self.tail, self.seen = sock, rest, set()
+        self.sock, self.tail, self.seen, self.closed = sock, rest, -1, False
         self.cond = threading.Condition()
 
     def run(self):
@@ -62,27 +66,26 @@ class Drain(threading.Thread):
                 chunk = self.sock.recv(1 << 20)
             except OSError:
                 chunk = b""
-            if not chunk:
-                with self.cond:
-                    self.seen.add("closed")
+            with self.cond:
+                if not chunk:
+                    self.closed = True
                     self.cond.notify_all()
-                return
-            window = self.tail + chunk
-            found = {m for m in ("SYNC", "DONE") if f"@@{m}@@".encode() in window}
-            self.tail = window[-16:]
-            if found - self.seen:
-                with self.cond:
-                    self.seen |= found
+                    return
+                window = self.tail + chunk
+                marks = [int(m) for m in MARK.findall(window)]
+                self.tail = window[-24:]
+                if marks and max(marks) > self.seen:
+                    self.seen = max(marks)
                     self.cond.notify_all()
 
-    def wait(self, marker, deadline):
+    def wait(self, mark, deadline):
         with self.cond:
-            while marker not in self.seen and "closed" not in self.seen:
+            while self.seen < mark and not self.closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self.cond.wait(left)
-            return marker in self.seen
+            return self.seen >= mark
 
 
 def main():
@@ -92,7 +95,7 @@ def main():
     parser.add_argument("--conns", type=int, default=10)
     parser.add_argument("--hold", type=float, default=600)
     args = parser.parse_args()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
 
     subs = [connect(args.port) for _ in range(args.conns)]
     drains = [Drain(s, rest) for s, rest in subs]
@@ -100,19 +103,24 @@ def main():
     drains.append(Drain(pub, rest))
     for d in drains:
         d.start()
+    subs_drains = drains[:-1]
     batch = b"".join(frame('{"op":"sub","topic":"bg.%d"}' % i) for i in range(args.topics))
     batch += frame('{"op":"sub","topic":"bg.sync"}')
     for s, _ in subs:
         s.sendall(batch)
-    # A subscriber that has the sync message has had all its earlier subscriptions applied.
-    while not all(d.wait("SYNC", time.monotonic() + 0.5) for d in drains[:-1]):
+    # A subscriber that has marker k has had everything sent before it applied or delivered.
+    def mark(k):
+        return frame('{"op":"pub","topic":"bg.sync","data":"@@M%d@@"}' % k)
+
+    while not all(d.wait(0, time.monotonic() + 0.5) for d in subs_drains):
         if time.monotonic() > deadline:
-            sys.exit("subscribe-many.py: subscriptions not confirmed within 120 s")
-        pub.sendall(frame('{"op":"pub","topic":"bg.sync","data":"@@SYNC@@"}'))
-    pub.sendall(b"".join(frame('{"op":"pub","topic":"bg.%d","data":"x"}' % i) for i in range(args.topics))
-                + frame('{"op":"pub","topic":"bg.sync","data":"@@DONE@@"}'))
-    if not all(d.wait("DONE", deadline) for d in drains[:-1]):
-        sys.exit("subscribe-many.py: the background publishes were not all delivered within 120 s")
+            sys.exit("subscribe-many.py: subscriptions not confirmed within 240 s")
+        pub.sendall(mark(0))
+    for k, start in enumerate(range(0, args.topics, BATCH), 1):
+        stop = min(args.topics, start + BATCH)
+        pub.sendall(b"".join(frame('{"op":"pub","topic":"bg.%d","data":"x"}' % i) for i in range(start, stop)) + mark(k))
+        if not all(d.wait(k, deadline) for d in subs_drains):
+            sys.exit("subscribe-many.py: the background publishes were not all delivered within 240 s")
     print("ready", flush=True)
     end = time.monotonic() + args.hold
     while time.monotonic() < end:
