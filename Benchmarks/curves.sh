@@ -108,7 +108,7 @@ start_server() {
     esac
     SPID=$!
     PIDS+=("$SPID")
-    wait_for "$log" "listening"
+    if [ "$kind" = ours-echo ]; then wait_for_port "$SPORT"; else wait_for "$log" "listening"; fi
 }
 stop_server() {
     kill "$SPID" 2>/dev/null || true
@@ -123,9 +123,16 @@ record() {
     echo "$1 $2 $3 $4: $(jq -c '{deliveries_per_s, msgs_per_s, mb_per_s, p99: (.lat_us // {}).p99, server_cpu_pct, rss_per_conn_bytes, missing, errors}' <<<"$5")" >&2
 }
 
-# profile_during CURVE DELAY: perf-records the running switchboard for DURATION-1 s after DELAY s.
+# profile_during CURVE CONNS: once the running switchboard holds CONNS descriptors (the load's
+# connections are open; 120 s at most), after wsload's settle and warm-up, perf-records it for
+# DURATION - 1 s of the measured window.
 profile_during() {
-    (sleep "$2" && perf record -e cpu-clock -g -p "$SPID" -o "$WORK/perf-$1.data" -- sleep $((DURATION > 2 ? DURATION - 1 : 1)) \
+    (for _ in $(seq 1200); do
+        [ "$(ls "/proc/$SPID/fd" 2>/dev/null | wc -l)" -ge "$2" ] && break
+        sleep 0.1
+    done
+    sleep 2
+    perf record -e cpu-clock -g -p "$SPID" -o "$WORK/perf-$1.data" -- sleep $((DURATION > 2 ? DURATION - 1 : 1)) \
         >"$WORK/perf-$1.log" 2>&1) &
     PIDS+=("$!")
 }
@@ -155,7 +162,7 @@ run_subs() {
             start_server "$server"
             for mode in max paced; do
                 [ "$PROFILE" = 1 ] && [ "$server" = ours ] && [ "$mode" = max ] && [ "$n" = "$PROFILE_SUBS" ] &&
-                    profile_during subs $((2 + n / 4000))
+                    profile_during subs "$n"
                 record subs "$n" "$server" "$mode" "$(fanout "$n" "$mode")"
             done
             stop_server
@@ -180,7 +187,7 @@ run_topics() {
             fi
             for mode in max paced; do
                 [ "$PROFILE" = 1 ] && [ "$server" = ours ] && [ "$mode" = max ] && [ "$n" = "$PROFILE_TOPICS" ] &&
-                    profile_during topics 2
+                    profile_during topics 20
                 local result
                 result=$(fanout 10 "$mode")
                 record topics "$n" "$server" "$mode" "$(jq -c --argjson rss "$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")" \
@@ -212,7 +219,7 @@ run_size() {
             # Four 64 KiB messages in flight exceed no subscriber's default 4 MiB backlog; the
             # limit is raised anyway so that the curve shows speed, not the slow-consumer policy.
             start_server "$server" --max-queued-bytes 16777216
-            [ "$PROFILE" = 1 ] && [ "$server" = ours ] && [ "$size" = "$PROFILE_SIZE" ] && profile_during size 2
+            [ "$PROFILE" = 1 ] && [ "$server" = ours ] && [ "$size" = "$PROFILE_SIZE" ] && profile_during size 100
             record size-fanout "$size" "$server" max "$(fanout 100 max "$size" 4)"
             stop_server
         done
@@ -253,10 +260,10 @@ for data in "$WORK"/perf-*.data; do
         echo "**$curve** (switchboard at the profiled point; % of its samples):"
         echo
         echo '```'
-        perf report -i "$data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -6
+        perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 6'
         echo
-        perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -15 |
-            swift demangle --simplified --compact | cut -c1-150
+        perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 15' |
+            swift demangle --simplified --compact | sed 's/[ -]*$//' | cut -c1-150
         echo '```'
         echo
     } >>"$PROFILES"

@@ -20,3 +20,14 @@ wait_for() {
     cat "$1" >&2
     exit 1
 }
+
+# wait_for_port PORT: until something accepts connections on 127.0.0.1:PORT (10 s at most),
+# for servers that print nothing when ready; otherwise exit 1.
+wait_for_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
