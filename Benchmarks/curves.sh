@@ -20,7 +20,8 @@
 #
 # Environment: QUICK=1, DURATION (s per run), CURVES ("subs topics idle size"), SUBS_POINTS,
 # TOPIC_POINTS, IDLE_POINTS, FANOUT_SIZES, ECHO_SIZES, PROFILE (1), PROFILE_SUBS,
-# PROFILE_TOPICS, PROFILE_SIZE, NO_BUILD=1, DOC (docs/performance.md). The generated part of
+# PROFILE_TOPICS, PROFILE_SIZE, NO_BUILD=1, DOC (docs/performance.md), REDRAW=1 (rewrite DOC
+# and the plots from the last run's results, kept in .build/curves-last, without measuring). The generated part of
 # DOC lies between its `curves:begin` and `curves:end` markers; the text around it is kept.
 # Every run is bounded (wsload's own limits plus `timeout`); servers are killed on exit.
 set -euo pipefail
@@ -30,7 +31,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/Benchmarks/run-helpers.sh"
 # shellcheck source=Benchmarks/load-tools.sh
 . "$ROOT/Benchmarks/load-tools.sh"
-BUILD=1; [ "${NO_BUILD:-0}" = 1 ] && BUILD=0
+BUILD=1; [ "${NO_BUILD:-0}" = 1 ] || [ "${REDRAW:-0}" = 1 ] && BUILD=0
 require_wsload "$ROOT" "$BUILD"
 WS_PUBSUB=$(require_peer "$ROOT" ws-pubsub.js)
 WS_ECHO=$(require_peer "$ROOT" ws-echo.js)
@@ -235,42 +236,55 @@ run_size() {
     done
 }
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-STARTED=$(date +%s)
-: >"$WORK/results.jsonl"
-for curve in $CURVES; do
-    case $curve in
-    subs) run_subs ;;
-    topics) run_topics ;;
-    idle) run_idle ;;
-    size) run_size ;;
-    *) echo "curves.sh: unknown curve $curve" >&2; exit 64 ;;
-    esac
-done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-ELAPSED=$(($(date +%s) - STARTED))
+# The last run's raw results, kept so that REDRAW=1 can rewrite the document without measuring.
+LAST=$ROOT/.build/curves-last
+if [ "${REDRAW:-0}" = 1 ]; then
+    cp "$LAST/results.jsonl" "$LAST/profiles.md" "$WORK/"
+    # shellcheck source=/dev/null
+    . "$LAST/meta"
+else
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    MEASURED=$(date -u '+%Y-%m-%d %H:%M UTC')
+    STARTED=$(date +%s)
+    : >"$WORK/results.jsonl"
+    for curve in $CURVES; do
+        case $curve in
+        subs) run_subs ;;
+        topics) run_topics ;;
+        idle) run_idle ;;
+        size) run_size ;;
+        *) echo "curves.sh: unknown curve $curve" >&2; exit 64 ;;
+        esac
+    done
+    LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+    ELAPSED=$(($(date +%s) - STARTED))
 
-# The profiles: where the time goes, by binary and by symbol (Swift names demangled).
-PROFILES=$WORK/profiles.md
-: >"$PROFILES"
-for data in "$WORK"/perf-*.data; do
-    [ -f "$data" ] || continue
-    curve=$(basename "$data" .data); curve=${curve#perf-}
-    {
-        echo "**$curve** (switchboard at the profiled point; % of its samples):"
-        echo
-        echo '```'
-        perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 6'
-        echo
-        perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 15' |
-            swift demangle --simplified --compact | sed 's/[ -]*$//' | cut -c1-150
-        echo '```'
-        echo
-    } >>"$PROFILES"
-done
+    # The profiles: where the time goes, by binary and by symbol (Swift names demangled).
+    PROFILES=$WORK/profiles.md
+    : >"$PROFILES"
+    for data in "$WORK"/perf-*.data; do
+        [ -f "$data" ] || continue
+        curve=$(basename "$data" .data); curve=${curve#perf-}
+        {
+            echo "**$curve** (switchboard at the profiled point; % of its samples):"
+            echo
+            echo '```'
+            perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 6' |
+                sed 's/ *$//'
+            echo
+            perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | awk 'NR <= 15' |
+                swift demangle --simplified --compact | sed 's/[ -]*$//' | cut -c1-150
+            echo '```'
+            echo
+        } >>"$PROFILES"
+    done
+    mkdir -p "$LAST"
+    cp "$WORK/results.jsonl" "$PROFILES" "$LAST/"
+    declare -p MEASURED LOAD_BEFORE LOAD_AFTER ELAPSED DURATION NOFILE PROFILE_SUBS PROFILE_TOPICS PROFILE_SIZE >"$LAST/meta"
+fi
 
 mkdir -p "$IMAGES"
-LOAD_BEFORE=$LOAD_BEFORE LOAD_AFTER=$LOAD_AFTER ELAPSED=$ELAPSED DURATION=$DURATION NOFILE=$NOFILE QUICK=${QUICK:-0} \
+MEASURED=$MEASURED LOAD_BEFORE=$LOAD_BEFORE LOAD_AFTER=$LOAD_AFTER ELAPSED=$ELAPSED DURATION=$DURATION NOFILE=$NOFILE QUICK=${QUICK:-0} \
 PACED=$PACED_DELIVERIES PROFILE_POINTS="subscribers $PROFILE_SUBS, topics $PROFILE_TOPICS, fan-out size $PROFILE_SIZE B" \
     python3 - "$WORK" "$DOC" "$IMAGES" <<'EOF'
 import json, os, subprocess, sys
@@ -328,12 +342,14 @@ if points("subs"):
             series["p99"][s].append((n, p["lat_us"]["p99"] / 1000))
             series["cpu"][s].append((n, cpu_us(p, p["deliveries_per_s"])))
         body.append([f"{n:,}", num(o["deliveries_per_s"]), num(w["deliveries_per_s"]), ratio(o["deliveries_per_s"], w["deliveries_per_s"]),
+                     num(cpu_us(o, o["deliveries_per_s"]), 2), num(cpu_us(w, w["deliveries_per_s"]), 2),
                      num(op["lat_us"]["p99"] / 1000, 2), num(wp["lat_us"]["p99"] / 1000, 2), ratio(op["lat_us"]["p99"], wp["lat_us"]["p99"]),
                      num(cpu_us(op, op["deliveries_per_s"]), 2), num(cpu_us(wp, wp["deliveries_per_s"]), 2),
                      ratio(cpu_us(op, op["deliveries_per_s"]), cpu_us(wp, wp["deliveries_per_s"])),
                      f'{o["missing"]}/{w["missing"]}'])
     table("Subscribers per topic",
-          ["subscribers", "max deliveries/s ours", "ws", "ratio", f"paced p99 ms ours", "ws", "ratio",
+          ["subscribers", "max deliveries/s ours", "ws", "ratio", "max CPU µs/delivery ours", "ws",
+           "paced p99 ms ours", "ws", "ratio",
            "paced CPU µs/delivery ours", "ws", "ratio", "missing (max) ours/ws"], body)
     plot("curve-subscribers", "Subscribers per topic (1 publisher)", "subscribers",
          [("deliveries/s at max rate", True, series["d"]), (f"p99 ms at {PACED:,} deliveries/s", True, series["p99"]),
@@ -350,12 +366,13 @@ if points("topics"):
             series["p99"][s].append((n, p["lat_us"]["p99"] / 1000))
             series["rss"][s].append((n, p["server_rss_now_kb"] / 1024))
         body.append([f"{n:,}", num(o["deliveries_per_s"]), num(w["deliveries_per_s"]), ratio(o["deliveries_per_s"], w["deliveries_per_s"]),
+                     num(cpu_us(o, o["deliveries_per_s"]), 2), num(cpu_us(w, w["deliveries_per_s"]), 2),
                      num(op["lat_us"]["p99"] / 1000, 2), num(wp["lat_us"]["p99"] / 1000, 2), ratio(op["lat_us"]["p99"], wp["lat_us"]["p99"]),
                      num(cpu_us(op, op["deliveries_per_s"]), 2), num(cpu_us(wp, wp["deliveries_per_s"]), 2),
                      num(op["server_rss_now_kb"] / 1024, 1), num(wp["server_rss_now_kb"] / 1024, 1),
                      ratio(op["server_rss_now_kb"], wp["server_rss_now_kb"])])
     table("Topics (10 subscribers each)",
-          ["topics", "max deliveries/s ours", "ws", "ratio", "paced p99 ms ours", "ws", "ratio",
+          ["topics", "max deliveries/s ours", "ws", "ratio", "max CPU µs/delivery ours", "ws", "paced p99 ms ours", "ws", "ratio",
            "paced CPU µs/delivery ours", "ws", "server RSS MB ours", "ws", "ratio"], body)
     plot("curve-topics", "Topics, 10 subscribers each (load on one of them)", "topics",
          [("deliveries/s at max rate", True, series["d"]), (f"p99 ms at {PACED:,} deliveries/s", True, series["p99"]),
@@ -409,7 +426,7 @@ if points("size-fanout") or points("size-echo"):
 
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
 kernel = os.uname().release
-head = [f"Measured {subprocess.run(['date', '-u', '+%Y-%m-%d %H:%M UTC'], capture_output=True, text=True).stdout.strip()}"
+head = [f"Measured {env['MEASURED']}"
         f" on {cpu or 'unknown CPU'}, {os.cpu_count()} cores, Linux {kernel}; load average (1/5/15 min) "
         f"before {env['LOAD_BEFORE']}, after {env['LOAD_AFTER']}; {env['DURATION']} s windows, one run per cell, "
         f"{env['ELAPSED']} s in all{' (QUICK=1)' if env['QUICK'] == '1' else ''}. Descriptor limit {env['NOFILE']}.", ""]

@@ -1,4 +1,4 @@
-# Sourced by the end-to-end benchmarks (fanout.sh, replay.sh, sdk.sh): small helpers they share.
+# Sourced by the end-to-end benchmarks: small helpers they share.
 
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
