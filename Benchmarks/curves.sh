@@ -79,15 +79,7 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 
-WORK=$(mktemp -d /tmp/switchboard-curves.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work_dir curves
 
 SPID= SPORT=
 # start_server ours|ws|ours-echo|ws-echo [extra switchboard flags]: sets SPID and SPORT.
@@ -331,52 +323,38 @@ def plot(name, title, xlabel, panels, logx=True):
     subprocess.run(["gnuplot"], input="\n".join(script), text=True, check=True)
     out.append(f"![{title}](images/{name}.png)\n")
 
-# Subscribers per topic.
-if points("subs"):
-    body, series = [], {k: {"ours": [], "ws": []} for k in ("d", "p99", "cpu")}
-    for n in points("subs"):
-        o, w = get("subs", n, "ours", "max"), get("subs", n, "ws", "max")
-        op, wp = get("subs", n, "ours", "paced"), get("subs", n, "ws", "paced")
+def fanout_curve(curve, column, heading, name, title, with_rss):
+    """A fan-out curve (max and paced runs per point): its table and its plot."""
+    if not points(curve):
+        return
+    body, series = [], {k: {"ours": [], "ws": []} for k in ("d", "p99", "cpu", "rss")}
+    for n in points(curve):
+        o, w = get(curve, n, "ours", "max"), get(curve, n, "ws", "max")
+        op, wp = get(curve, n, "ours", "paced"), get(curve, n, "ws", "paced")
         for s, m, p in (("ours", o, op), ("ws", w, wp)):
             series["d"][s].append((n, m["deliveries_per_s"]))
             series["p99"][s].append((n, p["lat_us"]["p99"] / 1000))
             series["cpu"][s].append((n, cpu_us(p, p["deliveries_per_s"])))
-        body.append([f"{n:,}", num(o["deliveries_per_s"]), num(w["deliveries_per_s"]), ratio(o["deliveries_per_s"], w["deliveries_per_s"]),
-                     num(cpu_us(o, o["deliveries_per_s"]), 2), num(cpu_us(w, w["deliveries_per_s"]), 2),
-                     num(op["lat_us"]["p99"] / 1000, 2), num(wp["lat_us"]["p99"] / 1000, 2), ratio(op["lat_us"]["p99"], wp["lat_us"]["p99"]),
-                     num(cpu_us(op, op["deliveries_per_s"]), 2), num(cpu_us(wp, wp["deliveries_per_s"]), 2),
-                     ratio(cpu_us(op, op["deliveries_per_s"]), cpu_us(wp, wp["deliveries_per_s"])),
-                     f'{o["missing"]}/{w["missing"]}'])
-    table("Subscribers per topic",
-          ["subscribers", "max deliveries/s ours", "ws", "ratio", "max CPU µs/delivery ours", "ws",
-           "paced p99 ms ours", "ws", "ratio",
-           "paced CPU µs/delivery ours", "ws", "ratio", "missing (max) ours/ws"], body)
-    plot("curve-subscribers", "Subscribers per topic (1 publisher)", "subscribers",
-         [("deliveries/s at max rate", True, series["d"]), (f"p99 ms at {PACED:,} deliveries/s", True, series["p99"]),
-          (f"server CPU µs per delivery (paced)", True, series["cpu"])])
+            series["rss"][s].append((n, p.get("server_rss_now_kb", 0) / 1024))
+        row = [f"{n:,}", num(o["deliveries_per_s"]), num(w["deliveries_per_s"]), ratio(o["deliveries_per_s"], w["deliveries_per_s"]),
+               num(cpu_us(o, o["deliveries_per_s"]), 2), num(cpu_us(w, w["deliveries_per_s"]), 2),
+               num(op["lat_us"]["p99"] / 1000, 2), num(wp["lat_us"]["p99"] / 1000, 2), ratio(op["lat_us"]["p99"], wp["lat_us"]["p99"]),
+               num(cpu_us(op, op["deliveries_per_s"]), 2), num(cpu_us(wp, wp["deliveries_per_s"]), 2),
+               ratio(cpu_us(op, op["deliveries_per_s"]), cpu_us(wp, wp["deliveries_per_s"])), f'{o["missing"]}/{w["missing"]}']
+        if with_rss:
+            row += [num(op["server_rss_now_kb"] / 1024, 1), num(wp["server_rss_now_kb"] / 1024, 1),
+                    ratio(op["server_rss_now_kb"], wp["server_rss_now_kb"])]
+        body.append(row)
+    table(heading, [column, "max deliveries/s ours", "ws", "ratio", "max CPU µs/delivery ours", "ws",
+                    "paced p99 ms ours", "ws", "ratio", "paced CPU µs/delivery ours", "ws", "ratio", "missing (max) ours/ws"]
+          + (["server RSS MB ours", "ws", "ratio"] if with_rss else []), body)
+    third = ("server RSS MB", True, series["rss"]) if with_rss else ("server CPU µs per delivery (paced)", True, series["cpu"])
+    plot(name, title, column, [("deliveries/s at max rate", True, series["d"]),
+                               (f"p99 ms at {PACED:,} deliveries/s", True, series["p99"]), third])
 
-# Topics.
-if points("topics"):
-    body, series = [], {k: {"ours": [], "ws": []} for k in ("d", "p99", "rss")}
-    for n in points("topics"):
-        o, w = get("topics", n, "ours", "max"), get("topics", n, "ws", "max")
-        op, wp = get("topics", n, "ours", "paced"), get("topics", n, "ws", "paced")
-        for s, m, p in (("ours", o, op), ("ws", w, wp)):
-            series["d"][s].append((n, m["deliveries_per_s"]))
-            series["p99"][s].append((n, p["lat_us"]["p99"] / 1000))
-            series["rss"][s].append((n, p["server_rss_now_kb"] / 1024))
-        body.append([f"{n:,}", num(o["deliveries_per_s"]), num(w["deliveries_per_s"]), ratio(o["deliveries_per_s"], w["deliveries_per_s"]),
-                     num(cpu_us(o, o["deliveries_per_s"]), 2), num(cpu_us(w, w["deliveries_per_s"]), 2),
-                     num(op["lat_us"]["p99"] / 1000, 2), num(wp["lat_us"]["p99"] / 1000, 2), ratio(op["lat_us"]["p99"], wp["lat_us"]["p99"]),
-                     num(cpu_us(op, op["deliveries_per_s"]), 2), num(cpu_us(wp, wp["deliveries_per_s"]), 2),
-                     num(op["server_rss_now_kb"] / 1024, 1), num(wp["server_rss_now_kb"] / 1024, 1),
-                     ratio(op["server_rss_now_kb"], wp["server_rss_now_kb"])])
-    table("Topics (10 subscribers each)",
-          ["topics", "max deliveries/s ours", "ws", "ratio", "max CPU µs/delivery ours", "ws", "paced p99 ms ours", "ws", "ratio",
-           "paced CPU µs/delivery ours", "ws", "server RSS MB ours", "ws", "ratio"], body)
-    plot("curve-topics", "Topics, 10 subscribers each (load on one of them)", "topics",
-         [("deliveries/s at max rate", True, series["d"]), (f"p99 ms at {PACED:,} deliveries/s", True, series["p99"]),
-          ("server RSS MB", True, series["rss"])])
+fanout_curve("subs", "subscribers", "Subscribers per topic", "curve-subscribers", "Subscribers per topic (1 publisher)", False)
+fanout_curve("topics", "topics", "Topics (10 subscribers each)", "curve-topics",
+             "Topics, 10 subscribers each (load on one of them)", True)
 
 # Idle connections.
 if points("idle"):

@@ -31,3 +31,18 @@ wait_for_port() {
     echo "nothing listens on port $1" >&2
     exit 1
 }
+
+# make_work_dir NAME: WORK, a temporary directory removed on exit, and PIDS, the background
+# processes a script adds to it, killed and waited for on exit (INT and TERM exit 130 the
+# same way).
+make_work_dir() {
+    WORK=$(mktemp -d "/tmp/switchboard-$1.XXXXXX")
+    PIDS=()
+    trap cleanup_work_dir EXIT
+    trap 'exit 130' INT TERM
+}
+cleanup_work_dir() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
