@@ -314,7 +314,8 @@ def plot(name, title, xlabel, panels, logx=True):
         script.append("set logscale x")
     for ylabel, logy, series in panels:
         script.append("set ylabel '%s'" % ylabel)
-        script.append("set logscale y" if logy else "unset logscale y")
+        # A linear axis starts at 0, so that a flat curve looks flat.
+        script.append("set logscale y; set autoscale y" if logy else "unset logscale y; set yrange [0:*]")
         script.append("plot " + ", ".join(f"'-' with linespoints lw 2 pt 7 title '{s}'" for s in series))
         for pts in series.values():
             script.extend(f"{x} {y}" for x, y in pts if y is not None)
