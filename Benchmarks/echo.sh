@@ -30,6 +30,8 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=Benchmarks/run-helpers.sh
+. "$ROOT/Benchmarks/run-helpers.sh"
 # shellcheck source=Benchmarks/load-tools.sh
 . "$ROOT/Benchmarks/load-tools.sh"
 require_wsload "$ROOT" "$BUILD"
@@ -64,16 +66,6 @@ stop_server() {
 }
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
-
-wait_for_port() {
-    local port=$1
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "echo.sh: nothing listens on port $port" >&2
-    return 1
-}
 
 start_server() {  # ours|ws
     if [ "$1" = ours ]; then

@@ -49,15 +49,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((SUBS * 2 + 100)) ] ||
     { echo "ulimit -n is $(ulimit -n); need $((SUBS * 2 + 100))" >&2; exit 1; }
 
-WORK=$(mktemp -d /tmp/switchboard-fanout.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work_dir fanout
 
 DEFLATE_FLAG=() WS_DEFLATE=() WSLOAD_DEFLATE=()
 if [ "${DEFLATE:-0}" = 1 ]; then
