@@ -1,6 +1,7 @@
 import AsyncTestSupport
 import BrokerProcess
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Switchboard
@@ -10,7 +11,7 @@ import Testing
 @Suite(.serialized) struct ClusterControlTests {
     /// Tokens made in one store by the CLI before any node starts; each node gets a copy of
     /// the store, so every node knows them, each in its own database.
-    struct Seed {
+    struct Seed: Sendable {
         var directory: URL
         var admin: String
         var client: String
@@ -52,9 +53,44 @@ import Testing
         }
     }
 
-    struct Node {
+    struct Node: Sendable {
         var process: SwitchboardProcess
         var port: Int
+    }
+
+    /// Nodes on copies of one seeded store, sharing one Redis.
+    final class Cluster: Sendable {
+        let redis: RedisServerProcess
+        let seed: Seed
+        private let started = NIOLockedValueBox<[Node]>([])
+
+        init(redis: RedisServerProcess, seed: Seed) {
+            self.redis = redis
+            self.seed = seed
+        }
+
+        var nodes: [Node] { started.withLockedValue { $0 } }
+
+        @discardableResult
+        func add() async throws -> Node {
+            let node = try await seed.node(redis)
+            started.withLockedValue { $0.append(node) }
+            return node
+        }
+
+        func killAll() {
+            for node in nodes { node.process.kill() }
+        }
+    }
+
+    /// Runs `body` with `count` nodes started, and kills them and Redis after.
+    static func withCluster(_ count: Int, _ body: (Cluster) async throws -> Void) async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let cluster = Cluster(redis: redis, seed: try await Seed.make())
+        defer { cluster.killAll() }
+        for _ in 0..<count { try await cluster.add() }
+        try await body(cluster)
     }
 
     /// The ids of the nodes `GET /admin/v1/info` on `node` lists.
@@ -65,120 +101,102 @@ import Testing
     }
 
     @Test func revokingOnOneNodeClosesTheTokensConnectionsOnEveryNodeAndRefusesItEverywhere() async throws {
-        let redis = try await RedisServerProcess.start()
-        defer { redis.stop() }
-        let seed = try await Seed.make()
-        var nodes: [Node] = []
-        defer { for node in nodes { node.process.kill() } }
-        for _ in 0..<3 { nodes.append(try await seed.node(redis)) }
-
-        var clients: [Client] = []
-        for node in nodes {
-            let client = try await Client.connect(port: node.port, token: seed.client)
-            try await client.subscribe("c.revoke")
-            clients.append(client)
-        }
-        let revoked = try await httpExchange(
-            port: nodes[0].port, "DELETE", "/admin/v1/tokens/\(seed.clientID)", token: seed.admin)
-        #expect(revoked.status == 200, "\(revoked)")
-        // Within a second by design; bounded more loosely for a loaded machine.
-        for (index, client) in clients.enumerated() {
-            let close = try await client.waitForClose(timeout: .seconds(5))
-            #expect(close.code == Broker.CloseCodes.tokenRevoked, "node \(index): \(close)")
-        }
-        for node in nodes {
-            let refusal = try await Client.refusal(port: node.port, token: seed.client)
+        try await Self.withCluster(3) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            var clients: [Client] = []
+            for node in nodes {
+                let client = try await Client.connect(port: node.port, token: seed.client)
+                try await client.subscribe("c.revoke")
+                clients.append(client)
+            }
+            let revoked = try await httpExchange(
+                port: nodes[0].port, "DELETE", "/admin/v1/tokens/\(seed.clientID)", token: seed.admin)
+            #expect(revoked.status == 200, "\(revoked)")
+            // Within a second by design; bounded more loosely for a loaded machine.
+            for (index, client) in clients.enumerated() {
+                let close = try await client.waitForClose(timeout: .seconds(5))
+                #expect(close.code == Broker.CloseCodes.tokenRevoked, "node \(index): \(close)")
+            }
+            for node in nodes {
+                let refusal = try await Client.refusal(port: node.port, token: seed.client)
+                #expect(refusal.status == 401 && refusal.body.contains("revoked"), "\(refusal)")
+            }
+            // A node that was not running learns the revocation from Redis before it listens,
+            // though its own copy of the store still holds the token as active.
+            let late = try await cluster.add()
+            let refusal = try await Client.refusal(port: late.port, token: seed.client)
             #expect(refusal.status == 401 && refusal.body.contains("revoked"), "\(refusal)")
         }
-        // A node that was not running learns the revocation from Redis before it listens,
-        // though its own copy of the store still holds the token as active.
-        let late = try await seed.node(redis)
-        nodes.append(late)
-        let refusal = try await Client.refusal(port: late.port, token: seed.client)
-        #expect(refusal.status == 401 && refusal.body.contains("revoked"), "\(refusal)")
     }
 
     @Test func aRetentionChangeOnOneNodeReachesEveryNodeAndNewOnes() async throws {
-        let redis = try await RedisServerProcess.start()
-        defer { redis.stop() }
-        let seed = try await Seed.make()
-        var nodes: [Node] = []
-        defer { for node in nodes { node.process.kill() } }
-        for _ in 0..<2 { nodes.append(try await seed.node(redis)) }
-
-        // As the API shows rules: ages in milliseconds.
-        let rules = ["c.> count=50 age=3600000ms", "d.* age=600000ms"]
-        let answer = try await httpExchange(
-            port: nodes[0].port, "PUT", "/admin/v1/retention", token: seed.admin, body: #"{"rules":["c.> count=50 age=1h","d.* age=10m"]}"#)
-        #expect(answer.status == 200 && answer.json.object["rules"] as? [String] == rules, "\(answer)")
-        try await eventually("the rules on the other node", timeout: .seconds(5)) {
-            let seen = try await httpExchange(port: nodes[1].port, "GET", "/admin/v1/retention", token: seed.admin)
-            return seen.json.object["rules"] as? [String] == rules
+        try await Self.withCluster(2) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            // As the API shows rules: ages in milliseconds.
+            let rules = ["c.> count=50 age=3600000ms", "d.* age=600000ms"]
+            let answer = try await httpExchange(
+                port: nodes[0].port, "PUT", "/admin/v1/retention", token: seed.admin, body: #"{"rules":["c.> count=50 age=1h","d.* age=10m"]}"#)
+            #expect(answer.status == 200 && answer.json.object["rules"] as? [String] == rules, "\(answer)")
+            try await eventually("the rules on the other node", timeout: .seconds(5)) {
+                let seen = try await httpExchange(port: nodes[1].port, "GET", "/admin/v1/retention", token: seed.admin)
+                return seen.json.object["rules"] as? [String] == rules
+            }
+            let late = try await cluster.add()
+            let seen = try await httpExchange(port: late.port, "GET", "/admin/v1/retention", token: seed.admin)
+            #expect(seen.json.object["rules"] as? [String] == rules, "\(seen)")
         }
-        let late = try await seed.node(redis)
-        nodes.append(late)
-        let seen = try await httpExchange(port: late.port, "GET", "/admin/v1/retention", token: seed.admin)
-        #expect(seen.json.object["rules"] as? [String] == rules, "\(seen)")
     }
 
     @Test func infoListsTheLiveNodesAndDropsAKilledOne() async throws {
-        let redis = try await RedisServerProcess.start()
-        defer { redis.stop() }
-        let seed = try await Seed.make()
-        var nodes: [Node] = []
-        defer { for node in nodes { node.process.kill() } }
-        for _ in 0..<3 { nodes.append(try await seed.node(redis)) }
-
-        var ids: [String] = []
-        for node in nodes {
-            let info = try await httpExchange(port: node.port, "GET", "/admin/v1/info", token: seed.admin)
-            guard let id = info.json["node"] else { throw TestFailure("no node id in \(info)") }
-            ids.append(id)
-        }
-        for node in nodes {
-            try await eventually("every node listed", timeout: .seconds(10)) {
-                try await Self.liveNodes(node, admin: seed.admin) == Set(ids)
+        try await Self.withCluster(3) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            var ids: [String] = []
+            for node in nodes {
+                let info = try await httpExchange(port: node.port, "GET", "/admin/v1/info", token: seed.admin)
+                guard let id = info.json["node"] else { throw TestFailure("no node id in \(info)") }
+                ids.append(id)
             }
-        }
-        let info = try await httpExchange(port: nodes[1].port, "GET", "/admin/v1/info", token: seed.admin)
-        let listed = info.json.object["nodes"] as? [[String: Any]] ?? []
-        #expect(listed.first?["id"] as? String == ids[1], "this node first: \(info)")
-        #expect(listed.allSatisfy { ($0["address"] as? String)?.hasPrefix("127.0.0.1:") == true }, "\(info)")
+            for node in nodes {
+                try await eventually("every node listed", timeout: .seconds(10)) {
+                    try await Self.liveNodes(node, admin: seed.admin) == Set(ids)
+                }
+            }
+            let info = try await httpExchange(port: nodes[1].port, "GET", "/admin/v1/info", token: seed.admin)
+            let listed = info.json.object["nodes"] as? [[String: Any]] ?? []
+            #expect(listed.first?["id"] as? String == ids[1], "this node first: \(info)")
+            #expect(listed.allSatisfy { ($0["address"] as? String)?.hasPrefix("127.0.0.1:") == true }, "\(info)")
 
-        nodes[2].process.kill()
-        _ = try await nodes[2].process.exitStatus()
-        // Dropped after three missed heartbeats (1 s apart).
-        for node in nodes.prefix(2) {
-            try await eventually("the killed node dropped", timeout: .seconds(10)) {
-                try await Self.liveNodes(node, admin: seed.admin) == Set(ids.prefix(2))
+            nodes[2].process.kill()
+            _ = try await nodes[2].process.exitStatus()
+            // Dropped after three missed heartbeats (1 s apart).
+            for node in nodes.prefix(2) {
+                try await eventually("the killed node dropped", timeout: .seconds(10)) {
+                    try await Self.liveNodes(node, admin: seed.admin) == Set(ids.prefix(2))
+                }
             }
         }
     }
 
     @Test func anAdminPublishReachesSubscribersOnOtherNodesWithTheClusterSeq() async throws {
-        let redis = try await RedisServerProcess.start()
-        defer { redis.stop() }
-        let seed = try await Seed.make()
-        var nodes: [Node] = []
-        defer { for node in nodes { node.process.kill() } }
-        for _ in 0..<3 { nodes.append(try await seed.node(redis)) }
-
-        let subscriber = try await Client.connect(port: nodes[1].port)
-        try await subscriber.subscribe("c.admin")
-        let publisher = try await Client.connect(port: nodes[2].port)
-        #expect(try await publisher.publish("c.admin", "1") == 1)
-        #expect(try await publisher.publish("c.admin", "2") == 2)
-        let answer = try await httpExchange(
-            port: nodes[0].port, "POST", "/admin/v1/publish", token: seed.admin, body: #"{"topic":"c.admin","data":3}"#)
-        #expect(answer.status == 200 && answer.json.int("seq") == 3, "\(answer)")
-        var seen: [(seq: Int?, data: Int?)] = []
-        while seen.count < 3 {
-            let message = try await subscriber.nextJSON()
-            if message["op"] == "msg" { seen.append((message.int("seq"), message.int("data"))) }
+        try await Self.withCluster(3) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            let subscriber = try await Client.connect(port: nodes[1].port)
+            try await subscriber.subscribe("c.admin")
+            let publisher = try await Client.connect(port: nodes[2].port)
+            #expect(try await publisher.publish("c.admin", "1") == 1)
+            #expect(try await publisher.publish("c.admin", "2") == 2)
+            let answer = try await httpExchange(
+                port: nodes[0].port, "POST", "/admin/v1/publish", token: seed.admin, body: #"{"topic":"c.admin","data":3}"#)
+            #expect(answer.status == 200 && answer.json.int("seq") == 3, "\(answer)")
+            var seen: [(seq: Int?, data: Int?)] = []
+            while seen.count < 3 {
+                let message = try await subscriber.nextJSON()
+                if message["op"] == "msg" { seen.append((message.int("seq"), message.int("data"))) }
+            }
+            #expect(seen.map(\.seq) == [1, 2, 3] && seen.map(\.data) == [1, 2, 3], "\(seen)")
+            try await subscriber.expectNothingPending()
+            await subscriber.close()
+            await publisher.close()
         }
-        #expect(seen.map(\.seq) == [1, 2, 3] && seen.map(\.data) == [1, 2, 3], "\(seen)")
-        try await subscriber.expectNothingPending()
-        await subscriber.close()
-        await publisher.close()
     }
 }

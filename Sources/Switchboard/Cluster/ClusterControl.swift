@@ -56,7 +56,6 @@ public final class ClusterControl: Sendable {
     /// Work that talks to Redis or the store, done one item at a time in order, so a later
     /// retention change is never overtaken by an earlier one.
     private let work: AsyncStream<Work>.Continuation
-    private let worker: NIOLockedValueBox<Task<Void, Never>?>
     private let state: NIOLockedValueBox<State>
 
     private enum Work: Sendable {
@@ -106,13 +105,13 @@ public final class ClusterControl: Sendable {
                     continuation.yield(.synchronize)
                 }
             })
-        self.worker = NIOLockedValueBox(nil)
-        let worker = Task { [commands, logger] in
+        // Ends when `close` finishes the stream, after the work queued before: so every
+        // `share` waiting on it is answered.
+        Task { [commands, logger] in
             for await item in stream {
                 await Self.run(item, commands: commands, state: state, logger: logger)
             }
         }
-        self.worker.withLockedValue { $0 = worker }
     }
 
     func start() {
@@ -150,10 +149,8 @@ public final class ClusterControl: Sendable {
     }
 
     func close() {
-        let (heartbeat, worker) = (state.withLockedValue { $0.heartbeat }, self.worker.withLockedValue { $0 })
-        heartbeat?.cancel()
+        state.withLockedValue { $0.heartbeat }?.cancel()
         work.finish()
-        worker?.cancel()
         subscriber.close()
         commands.close()
     }
