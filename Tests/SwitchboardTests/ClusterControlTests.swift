@@ -129,6 +129,44 @@ import Testing
         }
     }
 
+    /// `switchboard token revoke --database` on one node's store file, with no server: the
+    /// node picks the change up from its store and tells the others.
+    @Test func aRevocationInOneNodesStoreFileReachesEveryNode() async throws {
+        try await Self.withCluster(2) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            let other = try await Client.connect(port: nodes[1].port, token: seed.client)
+            try await other.subscribe("c.file")
+            guard let directory = nodes[0].process.process.currentDirectoryURL else { throw TestFailure("no directory") }
+            let revoke = try SwitchboardProcess.start(
+                ["token", "revoke", seed.clientID, "--database", "switchboard.db"], in: directory)
+            #expect(try await revoke.exitStatus() == 0, "\(revoke.stderr.text)")
+            let close = try await other.waitForClose(timeout: .seconds(5))
+            #expect(close.code == Broker.CloseCodes.tokenRevoked, "\(close)")
+        }
+    }
+
+    /// A revocation made while Redis is down is applied where it was made at once, and
+    /// reaches the other nodes once Redis is back.
+    @Test func aRevocationMadeWhileRedisIsDownReachesTheOtherNodesWhenItIsBack() async throws {
+        try await Self.withCluster(2) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            let here = try await Client.connect(port: nodes[0].port, token: seed.client)
+            let there = try await Client.connect(port: nodes[1].port, token: seed.client)
+            for client in [here, there] { try await client.subscribe("c.outage") }
+            try await cluster.redis.kill()
+            let revoked = try await httpExchange(
+                port: nodes[0].port, "DELETE", "/admin/v1/tokens/\(seed.clientID)", token: seed.admin)
+            #expect(revoked.status == 200, "\(revoked)")
+            #expect(try await here.waitForClose(timeout: .seconds(5)).code == Broker.CloseCodes.tokenRevoked)
+            // Still served by the other node, which cannot have heard of it.
+            try await there.expectNothingPending()
+            try await cluster.redis.launch()
+            // Reconnects back off up to 2 s, then the next heartbeat synchronises.
+            let close = try await there.waitForClose(timeout: .seconds(15))
+            #expect(close.code == Broker.CloseCodes.tokenRevoked, "\(close)")
+        }
+    }
+
     @Test func aRetentionChangeOnOneNodeReachesEveryNodeAndNewOnes() async throws {
         try await Self.withCluster(2) { cluster in
             let (nodes, seed) = (cluster.nodes, cluster.seed)

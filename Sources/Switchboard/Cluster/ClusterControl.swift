@@ -296,9 +296,7 @@ public final class ClusterControl: Sendable {
         guard !unshared.isEmpty else { return }
         do {
             try await store(unshared, commands: commands, now: member.now())
-            _ = try await commands.send([
-                "PUBLISH", RESPArgument(channel), RESPArgument(message(["type": "revoke", "ids": unshared])),
-            ])
+            try await announce(unshared, commands: commands)
             state.withLockedValue { $0.shared.formUnion(unshared) }
         } catch {
             // Pushed with the rest on the next connection.
@@ -319,6 +317,10 @@ public final class ClusterControl: Sendable {
         _ = try await commands.send(command)
     }
 
+    private static func announce(_ ids: [String], commands: RedisClient) async throws {
+        _ = try await commands.send(["PUBLISH", RESPArgument(channel), RESPArgument(message(["type": "revoke", "ids": ids]))])
+    }
+
     /// Makes this node and Redis agree: its revocations go to `sb:revoked`, the others are
     /// applied here, and the cluster's rules (when set) become its own.
     private static func synchronize(commands: RedisClient, state: NIOLockedValueBox<State>, logger: Logger) async {
@@ -329,7 +331,11 @@ public final class ClusterControl: Sendable {
             guard let elements = reply.elements else { throw RedisError.unexpectedReply("HKEYS gave \(reply)") }
             let shared = Set(elements.compactMap(\.string))
             let push = Array(local.subtracting(shared))
-            if !push.isEmpty { try await store(push, commands: commands, now: member.now()) }
+            if !push.isEmpty {
+                // Announced too: the other nodes may have synchronised before this push.
+                try await store(push, commands: commands, now: member.now())
+                try await announce(push, commands: commands)
+            }
             state.withLockedValue {
                 $0.shared.formUnion(shared.union(push))
                 $0.needsSync = false
