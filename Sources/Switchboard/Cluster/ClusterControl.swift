@@ -80,6 +80,8 @@ public final class ClusterControl: Sendable {
         var shared: Set<String> = []
         /// Set when the subscription was (re)made: what was said meanwhile is read from the keys.
         var needsSync = true
+        /// A `.synchronize` is queued: the heartbeat does not queue another.
+        var syncQueued = false
         var heartbeat: RepeatedTask?
         var lastTrim: NIODeadline = .uptimeNanoseconds(0)
     }
@@ -114,10 +116,11 @@ public final class ClusterControl: Sendable {
         }
     }
 
-    func start() {
+    func start() async {
         commands.start()
         subscriber.start()
-        Task { [subscriber] in try? await subscriber.subscribe(channel: Self.channel) }
+        // Kept as wanted when it fails: made on the next connection.
+        try? await subscriber.subscribe(channel: Self.channel)
     }
 
     /// Waits until both connections are up (the caller bounds the wait).
@@ -216,7 +219,9 @@ public final class ClusterControl: Sendable {
                 state.lastTrim = now
                 trim = true
             }
-            return (beat, state.needsSync, trim)
+            let sync = state.needsSync && !state.syncQueued
+            if sync { state.syncQueued = true }
+            return (beat, sync, trim)
         }
         if let beat {
             _ = commands.sendRawOrFail(["PUBLISH", RESPArgument(Self.channel), RESPArgument(beat)])
@@ -262,6 +267,7 @@ public final class ClusterControl: Sendable {
     private static func run(_ item: Work, commands: RedisClient, state: NIOLockedValueBox<State>, logger: Logger) async {
         switch item {
         case .synchronize:
+            state.withLockedValue { $0.syncQueued = false }
             await synchronize(commands: commands, state: state, logger: logger)
         case .share(let ids):
             await share(ids, commands: commands, state: state, logger: logger)

@@ -62,7 +62,7 @@ public final class ClusterEngine: Sendable {
     public func start(timeout: Duration = .seconds(5)) async -> Bool {
         commands.start()
         subscriber.start()
-        control.start()
+        await control.start()
         do {
             try await subscriber.subscribe(pattern: ClusterKeys.channelPrefix + "*")
         } catch {
