@@ -46,6 +46,34 @@ import Testing
         #expect(try await ClusterStreamTrim.trim(client, rules: rules, now: 100_000 + 10_000) == 0)
     }
 
+    /// A node trims by age on its own: with `age=5s` and no count, the stream empties once
+    /// its entries are older, and a fresh publish is stored again.
+    @Test func aNodeTrimsTheStreamsOfAnAgeRule() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let node = try SwitchboardProcess.start(
+            [
+                "serve", "--port", "0", "--host", "127.0.0.1", "--anonymous-subscribe", "c.>", "--anonymous-publish", "c.>",
+                "--cluster", redis.url,
+            ],
+            in: try makeTemporaryDirectory(), environment: ["SWITCHBOARD_REPLAY_RETAIN": "c.> age=5s"])
+        defer { node.kill() }
+        let publisher = try await Client.connect(port: try await node.listeningPort())
+        for i in 1...3 { _ = try await publisher.publish("c.aged", "\(i)") }
+        let client = RedisClient(endpoint: try RedisEndpoint(url: redis.url), group: MultiThreadedEventLoopGroup.singleton)
+        defer { client.close() }
+        client.start()
+        try await withTimeout("connect to redis") { try await client.waitUntilConnected() }
+        let log = RedisTopicLog(redis: client)
+        #expect(try await log.last(topic: try Topic("c.aged"), count: 10).count > 0, "stored before the trim")
+        try await eventually("the stream trimmed", timeout: .seconds(20)) {
+            try await log.last(topic: try Topic("c.aged"), count: 10).isEmpty
+        }
+        _ = try await publisher.publish("c.aged", "4")
+        #expect(try await log.last(topic: try Topic("c.aged"), count: 10).map(\.sequence) == [4])
+        await publisher.close()
+    }
+
     @Test func theTrimIntervalFollowsTheShortestAge() throws {
         func interval(_ texts: [String]) throws -> TimeAmount? {
             guard case .success(let rules) = RetentionRules.parse(texts) else { throw TestFailure("rules do not parse") }
