@@ -129,6 +129,29 @@ import Testing
         }
     }
 
+    /// A token created at run time on one node is accepted on the others (looked up in
+    /// Redis), and once revoked on one, refused on all, even on a node that had never seen it.
+    @Test func aTokenCreatedOnOneNodeWorksOnEveryNodeUntilRevoked() async throws {
+        try await Self.withCluster(3) { cluster in
+            let (nodes, seed) = (cluster.nodes, cluster.seed)
+            let created = try await httpExchange(
+                port: nodes[0].port, "POST", "/admin/v1/tokens", token: seed.admin,
+                body: #"{"name":"made-on-a","subscribe":["c.>"],"publish":["c.>"]}"#)
+            guard created.status == 201, let token = created.json["token"], let id = created.json["id"] else {
+                throw TestFailure("\(created)")
+            }
+            let client = try await Client.connect(port: nodes[1].port, token: token)
+            try await client.subscribe("c.made")
+            let revoked = try await httpExchange(port: nodes[1].port, "DELETE", "/admin/v1/tokens/\(id)", token: seed.admin)
+            #expect(revoked.status == 200, "\(revoked)")
+            #expect(try await client.waitForClose(timeout: .seconds(5)).code == Broker.CloseCodes.tokenRevoked)
+            for node in [nodes[0], nodes[2]] {
+                let refusal = try await Client.refusal(port: node.port, token: token)
+                #expect(refusal.status == 401 && refusal.body.contains("revoked"), "\(refusal)")
+            }
+        }
+    }
+
     /// `switchboard token revoke --database` on one node's store file, with no server: the
     /// node picks the change up from its store and tells the others.
     @Test func aRevocationInOneNodesStoreFileReachesEveryNode() async throws {

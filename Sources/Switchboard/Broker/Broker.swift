@@ -422,13 +422,15 @@ public final class Broker: Sendable {
 
     /// The principal of a presented token (nil: anonymous, if allowed). The token cache
     /// answers without I/O; a token it does not know was perhaps created by another process
-    /// (`switchboard token create`) since the last reload, and is looked up in the database.
+    /// (`switchboard token create`) since the last reload, and is looked up in the database,
+    /// or on a cluster node by another node, and is looked up in Redis.
     func authenticate(_ presented: String?) async throws(AuthError) -> Principal {
         do throws(AuthError) {
             return try authenticator.authenticate(presented)
         } catch {
             guard error.reason == .unknown, let presented else { throw error }
             _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: presented) }
+            if let cluster, tokens.lookup(token: presented) == nil { await cluster.control.fetch(token: presented) }
             return try authenticator.authenticate(presented)
         }
     }

@@ -13,6 +13,7 @@ extension Broker {
                 }
             },
             revokedTokens: { [weak self] in self?.tokens.list().filter(\.isRevoked).map(\.id) ?? [] },
+            adopt: { [weak self] record in try self?.tokens.adopt(record) },
             retention: { [weak self] in self?.retentionRules ?? RetentionRules([]) },
             replaceRetention: { [weak self] rules in try self?.replaceRetention(rules) },
             connections: { [weak self] in self?.statistics.connections ?? 0 },

@@ -31,6 +31,8 @@ public final class ClusterControl: Sendable {
         var revoke: @Sendable ([String]) -> Void
         /// The ids of the tokens revoked in the node's store.
         var revokedTokens: @Sendable () -> [String]
+        /// Stores a token another node made (`TokenStore.adopt`). Blocks on SQLite.
+        var adopt: @Sendable (TokenRecord) throws -> Void
         /// The retention rules in force on the node.
         var retention: @Sendable () -> RetentionRules
         /// Makes `rules` the node's retention rules. Blocks on SQLite.
@@ -165,6 +167,32 @@ public final class ClusterControl: Sendable {
     func revoked(_ ids: [String]) {
         let fresh = state.withLockedValue { state in ids.filter { !state.shared.contains($0) } }
         if !fresh.isEmpty { work.yield(.share(fresh)) }
+    }
+
+    // MARK: Tokens
+
+    /// Makes a token created on this node known to every node: stored in `sb:tokens`.
+    func share(token record: TokenRecord) async throws {
+        _ = try await commands.send([
+            "HSET", RESPArgument(ClusterTokens.key), RESPArgument(ClusterTokens.field(hash: record.hash)),
+            RESPArgument(try ClusterTokens.encode(record)),
+        ])
+    }
+
+    /// Looks a token this node does not know up in `sb:tokens` and, when there, adopts it
+    /// into the node's store, revoked when `sb:revoked` has it. Nothing when Redis is away.
+    func fetch(token: String) async {
+        guard let member = state.withLockedValue({ $0.member }) else { return }
+        let hash = OpaqueToken.hash(token)
+        do {
+            let reply = try await commands.send(["HGET", RESPArgument(ClusterTokens.key), RESPArgument(ClusterTokens.field(hash: hash))])
+            guard let text = reply.string, let record = ClusterTokens.decode(text, hash: hash, revokedAt: nil) else { return }
+            let revoked = try await commands.send(["HEXISTS", RESPArgument(Self.revokedKey), RESPArgument(record.id)]).int == 1
+            let adopted = ClusterTokens.decode(text, hash: hash, revokedAt: revoked ? Date() : nil) ?? record
+            try await NIOThreadPool.singleton.runIfActive { try member.adopt(adopted) }
+        } catch {
+            logger.warning("cluster: cannot look a token up in redis", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Retention
