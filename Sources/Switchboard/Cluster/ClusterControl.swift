@@ -10,10 +10,11 @@ import RedisWire
 /// burst of messages on the topic channels never holds it up.
 ///
 /// What must outlast a message is also stored in Redis: revoked token ids in the hash
-/// `sb:revoked`, the rules set at run time in `sb:retention`. A message only says "look
-/// again"; a node that was down or cut off from Redis reads both when it (re)connects, and
-/// pushes the revocations it made meanwhile. Heartbeats are not stored: a node is live while
-/// it is heard.
+/// `sb:revoked`, the rules set at run time in `sb:retention`, the tokens made at run time in
+/// `sb:tokens` (`ClusterTokens`, read when a node meets a token it does not know). A message
+/// only says "look again"; a node that was down or cut off from Redis reads the revocations
+/// and the rules when it (re)connects, and pushes the revocations it made meanwhile.
+/// Heartbeats are not stored: a node is live while it is heard.
 public final class ClusterControl: Sendable {
     /// A node as its heartbeat describes it.
     struct Node: Sendable, Equatable {
