@@ -63,7 +63,8 @@ extension AdminAPI {
         return AdminJSON.response(200, record.adminDescription)
     }
 
-    /// `DELETE /admin/v1/tokens/{id}`: revokes it; its live connections close with 4001 at once.
+    /// `DELETE /admin/v1/tokens/{id}`: revokes it; its live connections close with 4001 at once
+    /// (on a cluster node, on every node: `ClusterControl`).
     func revokeToken(_ id: String) async throws(AdminError) -> PlainHTTPResponse {
         let tokens = broker.tokens
         let revoked: TokenRecord??
@@ -73,6 +74,8 @@ extension AdminAPI {
             throw .unavailable("the revocation could not be stored")
         }
         guard let record = revoked ?? nil else { throw .notFound("no token with id \(id)") }
+        // On a cluster node, answered once every node can learn it from Redis.
+        await broker.cluster?.control.settled()
         return AdminJSON.response(200, record.adminDescription)
     }
 }

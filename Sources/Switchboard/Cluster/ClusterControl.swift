@@ -71,6 +71,8 @@ public final class ClusterControl: Sendable {
         /// `sb:retention` changed; `done` (when given) hears whether it is in force here.
         case retentionChanged(done: CheckedContinuation<Void, any Error>?)
         case trim
+        /// Everything queued before is done.
+        case settled(CheckedContinuation<Void, Never>)
     }
 
     private struct State {
@@ -168,6 +170,14 @@ public final class ClusterControl: Sendable {
     func revoked(_ ids: [String]) {
         let fresh = state.withLockedValue { state in ids.filter { !state.shared.contains($0) } }
         if !fresh.isEmpty { work.yield(.share(fresh)) }
+    }
+
+    /// Returns once the work queued so far is done: a revocation made before is in Redis
+    /// (or Redis failed and it waits for the next connection).
+    func settled() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            if case .terminated = work.yield(.settled(done)) { done.resume() }
+        }
     }
 
     // MARK: Tokens
@@ -313,6 +323,8 @@ public final class ClusterControl: Sendable {
                 logger.error("cluster: cannot adopt the cluster's retention rules", metadata: ["error": "\(error)"])
                 done?.resume(throwing: error)
             }
+        case .settled(let done):
+            done.resume()
         case .trim:
             guard let member = state.withLockedValue({ $0.member }) else { return }
             do {
