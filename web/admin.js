@@ -47,6 +47,7 @@ async function refresh() {
       ['messages in / out', `${info.messages_in} / ${info.messages_out}`],
       ['replay log', replay.enabled ? `${replay.status}, ${replay.committed} committed, queue ${replay.queue_depth}/${replay.queue_limit}, ${replay.size_bytes} bytes, ${replay.pruned} pruned` : 'off'],
       ['replayed to subscribers', info.replayed], ['gaps sent', info.gaps_sent],
+      ...(info.nodes ? [['cluster nodes', info.nodes.map((n) => `${n.address} (${n.connections} conn.)`).join(', ')]] : []),
     ], (tr, [name, value]) => {
       const th = document.createElement('th');
       th.scope = 'row';

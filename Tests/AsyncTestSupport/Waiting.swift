@@ -70,13 +70,14 @@ public func withTimeout<T: Sendable>(
 }
 
 /// Polls `condition` until it holds, failing with `TimedOut` after `timeout`: only for state
-/// that no event announces (a background thread's counters, a server's connection count);
+/// that no event announces (a background thread's counters, a server's connection count,
+/// another process's answers);
 /// wherever a callback exists, wait on a `Waiter` instead.
 public func eventually(
-    _ what: String, timeout: Duration = testTimeout, _ condition: () throws -> Bool
+    _ what: String, timeout: Duration = testTimeout, _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
-    while try !condition() {
+    while try await !condition() {
         guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
         try await Task.sleep(for: .milliseconds(10))
     }

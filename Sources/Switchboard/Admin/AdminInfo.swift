@@ -1,6 +1,6 @@
 import WebSockets
 
-/// `GET /admin/v1/info`: the broker at a glance.
+/// `GET /admin/v1/info`: the broker at a glance; on a cluster node, the live nodes too.
 extension AdminAPI {
     func info() async -> PlainHTTPResponse {
         let counters = await broker.counters()
@@ -28,6 +28,12 @@ extension AdminAPI {
                 body["reason"] = "the replay log cannot write: \(reason)"
             }
             body["replay"] = entry
+        }
+        if let control = broker.cluster?.control {
+            body["node"] = control.id
+            body["nodes"] = control.nodes.map { node -> [String: Any] in
+                ["id": node.id, "address": node.address, "started_at": node.startedAt, "connections": node.connections]
+            }
         }
         return AdminJSON.response(200, body)
     }

@@ -16,7 +16,9 @@ extension AdminAPI {
     }
 
     /// `PUT /admin/v1/retention` {`rules`: [RULE, …]}: replaces the rules, stored so that
-    /// they outlast restarts; 400 naming the first bad rule and why, nothing changed.
+    /// they outlast restarts; 400 naming the first bad rule and why, nothing changed. On a
+    /// cluster node they are stored in Redis first and reach every node (503 when Redis
+    /// does not take them).
     func replaceRetention(_ request: PlainHTTPRequest) async throws(AdminError) -> PlainHTTPResponse {
         let object = try AdminJSON.object(request.body)
         guard let texts = try AdminJSON.strings(object, "rules") else {
@@ -28,6 +30,15 @@ extension AdminAPI {
         case .failure(let problem): throw .badRequest(problem.message)
         }
         guard broker.replayLog != nil else { throw .notFound("this broker has no replay log") }
+        if let control = broker.cluster?.control {
+            // Redis first: rules no other node will ever get are not made this node's.
+            do {
+                try await control.share(rules)
+            } catch {
+                throw .unavailable("the retention rules are not in force on this node: \(error)")
+            }
+            return retention()
+        }
         try await blocking(failing: "the retention rules were not changed") { [broker] () throws(ReplayError) in
             try broker.replaceRetention(rules)
         }

@@ -9,7 +9,8 @@ extension AdminAPI {
     static let maxTokenLifetime = 3_153_600_000
 
     /// `POST /admin/v1/tokens` {name, subscribe?, publish?, ttl_seconds?, admin?} → 201 with
-    /// the token, shown this once.
+    /// the token, shown this once. On a cluster node it is shared with every node through
+    /// Redis (503 when Redis does not take it; the record is then left revoked).
     func createToken(_ request: PlainHTTPRequest) async throws(AdminError) -> PlainHTTPResponse {
         let object = try AdminJSON.object(request.body)
         guard let name = try AdminJSON.string(object, "name"), !name.isEmpty, name.utf8.count <= 255 else {
@@ -37,6 +38,15 @@ extension AdminAPI {
             try tokens.create(name: name, permissions: permissions)
         }
         guard let (token, record) = created else { throw .unavailable("the token could not be stored") }
+        if let control = broker.cluster?.control {
+            do {
+                try await control.share(token: record)
+            } catch {
+                // Not left usable on one node only; the token was never shown.
+                _ = try? await NIOThreadPool.singleton.runIfActive { try tokens.revoke(id: record.id) }
+                throw .unavailable("the token was not created: redis did not take it (\(error))")
+            }
+        }
         var body = record.adminDescription
         body["token"] = token
         return AdminJSON.response(201, body)
@@ -53,7 +63,8 @@ extension AdminAPI {
         return AdminJSON.response(200, record.adminDescription)
     }
 
-    /// `DELETE /admin/v1/tokens/{id}`: revokes it; its live connections close with 4001 at once.
+    /// `DELETE /admin/v1/tokens/{id}`: revokes it; its live connections close with 4001 at once
+    /// (on a cluster node, on every node: `ClusterControl`).
     func revokeToken(_ id: String) async throws(AdminError) -> PlainHTTPResponse {
         let tokens = broker.tokens
         let revoked: TokenRecord??
@@ -63,6 +74,8 @@ extension AdminAPI {
             throw .unavailable("the revocation could not be stored")
         }
         guard let record = revoked ?? nil else { throw .notFound("no token with id \(id)") }
+        // On a cluster node, answered once every node can learn it from Redis.
+        await broker.cluster?.control.settled()
         return AdminJSON.response(200, record.adminDescription)
     }
 }

@@ -125,6 +125,27 @@ public final class TokenStore: Sendable {
         return (token, record)
     }
 
+    /// Stores and caches a token another node of a cluster made (its record: the secret
+    /// never leaves the node that made it). One this store already has is left as it is.
+    /// Blocks on SQLite: call it off the event loops.
+    package func adopt(_ record: TokenRecord) throws(StoreError) {
+        let json = try Self.encodePermissions(record.permissions)
+        try store.withConnection { (c) throws(StoreError) in
+            let statement = try c.prepare(
+                "INSERT OR IGNORE INTO tokens (id, name, hash, permissions, created_at, expires_at, revoked_at) "
+                    + "VALUES (?, ?, ?, ?, ?, ?, ?)")
+            try statement.bind(record.id, at: 1)
+            try statement.bind(record.name, at: 2)
+            try statement.bind(blob: record.hash, at: 3)
+            try statement.bind(json, at: 4)
+            try statement.bind(Self.milliseconds(record.createdAt), at: 5)
+            try statement.bind(record.permissions.expiresAt.map(Self.milliseconds), at: 6)
+            try statement.bind(record.revokedAt.map(Self.milliseconds), at: 7)
+            _ = try statement.step()
+            if c.changes > 0 { cache.withLockedValue { $0[record.hash] = record } }
+        }
+    }
+
     /// Every token, oldest first.
     public func list(includeRevoked: Bool = true) -> [TokenRecord] {
         cache.withLockedValue { Array($0.values) }

@@ -194,7 +194,7 @@ public final class Broker: Sendable {
             for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
         }
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
-        tokens.onRevoke { [weak self] record in self?.closeConnections(ofRevoked: [record.id]) }
+        tokens.onRevoke { [weak self] record in self?.revoked([record.id]) }
         replayLog?.onCommit { [metrics] nanoseconds in metrics.commitLatency.recordNanoseconds(nanoseconds) }
     }
 
@@ -241,6 +241,8 @@ public final class Broker: Sendable {
         options.plainHTTP = { [self] request in await AdminAPI(broker: self).handle(request) }
         options.maxPlainHTTPBody = AdminAPI.maxBody(maxPayload: configuration.maxPayload)
         let server = WebSocketServer(options: options, group: group) { [self] socket in open(socket) }
+        // The cluster's revocations and rules first, so none of them is missed by a client.
+        await cluster?.control.join(clusterMember)
         let address: SocketAddress
         do {
             address = try await server.listen()
@@ -259,6 +261,7 @@ public final class Broker: Sendable {
             await server.shutdown()
             throw LifecycleError.stopped
         }
+        cluster?.control.listening(on: "\(address.ipAddress ?? "?"):\(address.port ?? 0)")
         watchTokens()
         evictIdleTopics()
         if configuration.demo { publishDemoMetrics() }
@@ -419,13 +422,15 @@ public final class Broker: Sendable {
 
     /// The principal of a presented token (nil: anonymous, if allowed). The token cache
     /// answers without I/O; a token it does not know was perhaps created by another process
-    /// (`switchboard token create`) since the last reload, and is looked up in the database.
+    /// (`switchboard token create`) since the last reload, and is looked up in the database,
+    /// or on a cluster node by another node, and is looked up in Redis.
     func authenticate(_ presented: String?) async throws(AuthError) -> Principal {
         do throws(AuthError) {
             return try authenticator.authenticate(presented)
         } catch {
             guard error.reason == .unknown, let presented else { throw error }
             _ = try? await NIOThreadPool.singleton.runIfActive { [tokens] in try tokens.fetch(token: presented) }
+            if let cluster, tokens.lookup(token: presented) == nil { await cluster.control.fetch(token: presented) }
             return try authenticator.authenticate(presented)
         }
     }
@@ -744,7 +749,7 @@ public final class Broker: Sendable {
         let task = loop.scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) { [self] _ in
             NIOThreadPool.singleton.runIfActive(eventLoop: loop) { [self] in
                 do {
-                    closeConnections(ofRevoked: try tokens.applyChanges())
+                    revoked(try tokens.applyChanges())
                 } catch {
                     logger.error("cannot read token changes", metadata: ["error": "\(error)"])
                 }
@@ -753,9 +758,11 @@ public final class Broker: Sendable {
         tokenWatch.withLockedValue { $0 = task }
     }
 
-    /// Closes with 4001 the connections of these tokens, each hub on its own loop.
-    private func closeConnections(ofRevoked ids: [String]) {
+    /// Closes with 4001 the connections of these tokens, each hub on its own loop, and
+    /// tells the other nodes of a cluster.
+    private func revoked(_ ids: [String]) {
         guard !ids.isEmpty else { return }
+        cluster?.control.revoked(ids)
         for hub in hubs.values {
             hub.eventLoop.execute {
                 for id in ids {

@@ -17,10 +17,13 @@ public final class ClusterEngine: Sendable {
     private let log: RedisTopicLog
     private let deliver = NIOLockedValueBox<(@Sendable ([Delivery]) -> Void)?>(nil)
     private let logger: Logger
+    /// Revocations, retention rules and heartbeats shared with the other nodes.
+    let control: ClusterControl
 
     public init(endpoint: RedisEndpoint, group: any EventLoopGroup, logger: Logger) {
         self.endpoint = endpoint
         self.logger = logger
+        self.control = ClusterControl(endpoint: endpoint, group: group, logger: logger)
         let commands = RedisClient(
             endpoint: endpoint, group: group,
             onEvent: { event in
@@ -59,6 +62,7 @@ public final class ClusterEngine: Sendable {
     public func start(timeout: Duration = .seconds(5)) async -> Bool {
         commands.start()
         subscriber.start()
+        await control.start()
         do {
             try await subscriber.subscribe(pattern: ClusterKeys.channelPrefix + "*")
         } catch {
@@ -66,9 +70,10 @@ public final class ClusterEngine: Sendable {
         }
         let ready = NIOLockedValueBox(false)
         await withTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { [subscriber, commands] in
+            tasks.addTask { [subscriber, commands, control] in
                 try? await subscriber.waitUntilConnected()
                 try? await commands.waitUntilConnected()
+                try? await control.waitUntilConnected()
                 ready.withLockedValue { $0 = true }
             }
             tasks.addTask { try? await Task.sleep(for: timeout) }
@@ -100,6 +105,7 @@ public final class ClusterEngine: Sendable {
     }
 
     public func close() {
+        control.close()
         subscriber.close()
         commands.close()
     }
