@@ -38,6 +38,8 @@ public final class Broker: Sendable {
     public let replayLog: ReplayLog?
     /// With `serve --cluster`: Redis sequences, stores and fans out every publish instead.
     let cluster: ClusterEngine?
+    /// What resuming subscribers read: the cluster's Redis streams, else the replay log.
+    let history: (any TopicHistory)?
     let logger: Logger
     let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
@@ -142,6 +144,13 @@ public final class Broker: Sendable {
             sequencing.topics.update(topic, last, note: nil)
         }
         self.sequencing = NIOLockedValueBox(sequencing)
+        let sequencingBox = self.sequencing
+        let replay = configuration.replay
+        if let cluster {
+            self.history = RedisHistory(log: cluster.log) { Self.retention(sequencingBox, replay) }
+        } else {
+            self.history = replayLog
+        }
         self.group = group
         self.logger = logger
         self.limits = RequestDecoder.Limits(maxPayloadBytes: configuration.maxPayload)
@@ -588,9 +597,14 @@ public final class Broker: Sendable {
     /// rule retains it. Age-only rules keep up to `ClusterEngine.ageOnlyLimit` (trimming
     /// a stream by age is left to its count).
     private func clusterRetention(of topic: Topic) -> Int {
-        let rules = sequencing.withLockedValue { $0.retention } ?? configuration.replay.retention
+        let rules = Self.retention(sequencing, configuration.replay)
         guard let rule = rules.rule(for: topic) else { return 0 }
         return Int(clamping: rule.maxMessages ?? ClusterEngine.ageOnlyLimit)
+    }
+
+    /// The retention rules in force: the replay log's (replaced at run time), else the configured ones.
+    private static func retention(_ sequencing: NIOLockedValueBox<Sequencing>, _ replay: ReplayConfiguration) -> RetentionRules {
+        sequencing.withLockedValue { $0.retention } ?? replay.retention
     }
 
     /// What a deferred publish waits for.
@@ -719,6 +733,8 @@ public final class Broker: Sendable {
     /// subscription is registered on its hub: every later message of those topics reaches it
     /// live. Topics not in memory have their last seq committed in the replay log.
     func currentSequences(matching pattern: TopicPattern) -> [Topic: UInt64] {
+        // A cluster's seqs are in Redis, where the catch-up reads them (`RedisHistory`).
+        guard cluster == nil else { return [:] }
         let concrete = pattern.isConcrete ? try? Topic(pattern.name) : nil
         return sequencing.withLockedValue { state in
             if let topic = concrete {
