@@ -115,6 +115,22 @@ import Testing
             #expect(try await Self.receive(other, through: 6).map(\.seq) == expected, "\(request)")
             await other.close()
         }
+        // From a time inside the stream: the first message published at or after it.
+        let timed = try await Client.connect(port: b.port)
+        _ = try await timed.request(#"{"op":"sub","topic":"c.r","id":"t","since":0}"#)
+        var times: [(seq: Int, time: Int)] = []
+        while times.count < 6 {
+            let message = try await timed.nextJSON()
+            if message["op"] == "msg" { times.append((message.int("seq") ?? -1, message.int("time") ?? -1)) }
+        }
+        await timed.close()
+        for (seq, time) in times {
+            let from = try await Client.connect(port: b.port)
+            _ = try await from.request(#"{"op":"sub","topic":"c.r","id":"t","since_time":\#(time)}"#)
+            let expected = times.filter { $0.time >= time }.map(\.seq)
+            #expect(try await Self.receive(from, through: 6).map(\.seq) == expected, "since_time of seq \(seq)")
+            await from.close()
+        }
         // A pattern, per topic.
         let patterned = try await Client.connect(port: b.port)
         let answer = try await patterned.request(#"{"op":"sub","topic":"c.>","id":"p","since":{"c.r":4}}"#)
