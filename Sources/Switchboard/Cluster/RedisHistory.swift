@@ -154,10 +154,8 @@ final class RedisHistoryCursor: HistoryCursor, @unchecked Sendable {
     private func start(of topic: Topic) async throws -> UInt64 {
         let log = history.log
         switch position {
-        case .sequence(let n):
-            return n
-        case .perTopic(let map):
-            return map[topic] ?? 0
+        case .sequence, .perTopic:
+            return position.explicitStart(of: topic) ?? 0
         case .last(let count):
             // The last `count` stored, or all of them: older ones are not asked for, so no gap.
             guard let newest = try await log.newest(topic: topic), let first = try await log.first(topic: topic, atOrAfter: 0)

@@ -88,13 +88,8 @@ package struct ResumeMerger<Live> {
         for (topic, seq) in highWater where isReplayed(topic) { required[topic] = seq }
     }
 
-    /// The explicit position of a topic, nil for a time or last-N position.
     private func explicitStart(_ topic: Topic) -> UInt64? {
-        switch position {
-        case .sequence(let n): n
-        case .perTopic(let map): map[topic] ?? 0
-        case .time, .last: nil
-        }
+        position.explicitStart(of: topic)
     }
 
     private func baseline(_ topic: Topic) -> UInt64 {

@@ -48,3 +48,15 @@ extension ReplayLog: TopicHistory {
 }
 
 extension ReplayCursor: HistoryCursor {}
+
+extension ReplayPosition {
+    /// After which seq `topic` resumes when the position says so explicitly (`since`, absent
+    /// topics of a map from 0); nil for a time or last-N position, which the history resolves.
+    func explicitStart(of topic: Topic) -> UInt64? {
+        switch self {
+        case .sequence(let n): n
+        case .perTopic(let map): map[topic] ?? 0
+        case .time, .last: nil
+        }
+    }
+}
