@@ -1,6 +1,7 @@
 import AsyncTestSupport
 import BrokerProcess
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Switchboard
@@ -193,9 +194,13 @@ import Testing
             subscribers.append(subscriber)
         }
         let total = 3000
+        let acked = NIOLockedValueBox(0)
         let publishing = Task {
             let publisher = try await Client.connect(port: c.port)
-            for n in 1...total { _ = try await publisher.publish("c.k", "\(n)") }
+            for n in 1...total {
+                let seq = try await publisher.publish("c.k", "\(n)")
+                acked.withLockedValue { $0 = seq }
+            }
             await publisher.close()
         }
         var received: [[Int]] = []
@@ -221,6 +226,7 @@ import Testing
             #expect(answer["op"] == "subscribed" && answer["epoch"] == epoch, "\(answer)")
             resumed.append(client)
         }
+        #expect(acked.withLockedValue { $0 } < total, "the resumes ran while c.k was being published")
         try await publishing.value
         for (index, client) in resumed.enumerated() {
             received[index] += try await Self.receive(client, through: total).map(\.seq)
