@@ -45,6 +45,13 @@ public final class RedisServerProcess: Sendable {
         _ = try await child.exitStatus()
     }
 
+    /// `FLUSHALL` through `redis-cli`: Redis loses every key, as after a data loss.
+    public func flushAll() async throws {
+        let cli = try SwitchboardProcess.run(
+            URL(fileURLWithPath: "/usr/bin/redis-cli"), ["-p", String(port), "FLUSHALL"], in: directory)
+        guard try await cli.exitStatus() == 0 else { throw TestFailure("redis-cli FLUSHALL failed") }
+    }
+
     public func stop() {
         current.withLockedValue { $0 }?.kill()
     }

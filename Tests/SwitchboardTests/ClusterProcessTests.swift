@@ -1,21 +1,24 @@
 import AsyncTestSupport
 import BrokerProcess
 import Foundation
+import NIOConcurrencyHelpers
 import Testing
 
 @testable import Switchboard
 
 /// `switchboard serve --cluster` nodes, real processes, sharing one real `redis-server`.
 @Suite(.serialized) struct ClusterProcessTests {
-    /// A node on an ephemeral port, anonymous clients allowed on `c.>`, retaining `c.>`.
-    static func node(_ redis: RedisServerProcess) async throws -> (process: SwitchboardProcess, port: Int) {
+    /// A node on an ephemeral port, anonymous clients allowed on `c.>`, retaining `c.>` by `retain`.
+    static func node(
+        _ redis: RedisServerProcess, retain: String = "c.> count=1000"
+    ) async throws -> (process: SwitchboardProcess, port: Int) {
         let directory = try makeTemporaryDirectory()
         let process = try SwitchboardProcess.start(
             [
                 "serve", "--port", "0", "--host", "127.0.0.1", "--anonymous-subscribe", "c.>",
                 "--anonymous-publish", "c.>", "--cluster", redis.url,
             ],
-            in: directory, environment: ["SWITCHBOARD_REPLAY_RETAIN": "c.> count=1000"])
+            in: directory, environment: ["SWITCHBOARD_REPLAY_RETAIN": retain])
         return (process, try await process.listeningPort())
     }
 
@@ -69,29 +72,168 @@ import Testing
         #expect(Set(orders[0]) == published)
     }
 
-    /// Until catch-up reads the topic streams, a resume on a cluster node is refused in so
-    /// many words, never answered from the node's own (empty) log as if nothing was missed.
-    @Test func aResumeOnAClusterNodeIsRefusedNotAnsweredEmpty() async throws {
+    /// Reads messages (`msg` and `gap`, as `(seq, data)` and `(-from, -to)`) until `seq`.
+    static func receive(_ client: Client, through seq: Int, topic: String? = nil) async throws -> [(seq: Int, data: String)] {
+        var seen: [(seq: Int, data: String)] = []
+        while seen.last.map({ $0.seq < seq }) ?? true {
+            let message = try await client.nextJSON()
+            if let topic, message["topic"] != topic { continue }
+            switch message["op"] {
+            case "msg": seen.append((message.int("seq") ?? -1, message["data"] ?? ""))
+            case "gap":
+                seen.append((-(message.int("from") ?? 0), "gap to \(message.int("to") ?? 0)"))
+                if message.int("to") ?? 0 >= seq { return seen }
+            default: continue
+            }
+        }
+        return seen
+    }
+
+    @Test func resumingOnAnyNodeReplaysTheTopicsStreamThenLive() async throws {
         let redis = try await RedisServerProcess.start()
         defer { redis.stop() }
-        let node = try await Self.node(redis)
+        let a = try await Self.node(redis)
+        defer { a.process.kill() }
+        let b = try await Self.node(redis)
+        defer { b.process.kill() }
+        let publisher = try await Client.connect(port: a.port)
+        for n in 1...5 { _ = try await publisher.publish("c.r", "\(n)") }
+        _ = try await publisher.publish("c.s", "100")
+
+        let resumer = try await Client.connect(port: b.port)
+        let subscribed = try await resumer.request(#"{"op":"sub","topic":"c.r","id":"r","since":2}"#)
+        #expect(subscribed["op"] == "subscribed", "\(subscribed)")
+        let epoch = try #require(subscribed["epoch"])
+        #expect(try await Self.receive(resumer, through: 5).map(\.seq) == [3, 4, 5])
+        _ = try await publisher.publish("c.r", "6")
+        #expect(try await Self.receive(resumer, through: 6).map(\.data) == ["6"])
+        try await resumer.expectNothingPending()
+
+        for (request, expected) in [(#""last":2"#, [5, 6]), (#""since_time":0"#, Array(1...6))] {
+            let other = try await Client.connect(port: b.port)
+            let answer = try await other.request(#"{"op":"sub","topic":"c.r","id":"r",\#(request)}"#)
+            #expect(answer["op"] == "subscribed" && answer["epoch"] == epoch, "\(request): \(answer)")
+            #expect(try await Self.receive(other, through: 6).map(\.seq) == expected, "\(request)")
+            await other.close()
+        }
+        // From a time inside the stream: the first message published at or after it.
+        let timed = try await Client.connect(port: b.port)
+        _ = try await timed.request(#"{"op":"sub","topic":"c.r","id":"t","since":0}"#)
+        var times: [(seq: Int, time: Int)] = []
+        while times.count < 6 {
+            let message = try await timed.nextJSON()
+            if message["op"] == "msg" { times.append((message.int("seq") ?? -1, message.int("time") ?? -1)) }
+        }
+        await timed.close()
+        for (seq, time) in times {
+            let from = try await Client.connect(port: b.port)
+            _ = try await from.request(#"{"op":"sub","topic":"c.r","id":"t","since_time":\#(time)}"#)
+            let expected = times.filter { $0.time >= time }.map(\.seq)
+            #expect(try await Self.receive(from, through: 6).map(\.seq) == expected, "since_time of seq \(seq)")
+            await from.close()
+        }
+        // A pattern, per topic.
+        let patterned = try await Client.connect(port: b.port)
+        let answer = try await patterned.request(#"{"op":"sub","topic":"c.>","id":"p","since":{"c.r":4}}"#)
+        #expect(answer["op"] == "subscribed", "\(answer)")
+        #expect(try await Self.receive(patterned, through: 6, topic: "c.r").map(\.seq) == [5, 6])
+        #expect(try await Self.receive(patterned, through: 1, topic: "c.s").map(\.data) == ["100"])
+        // Another epoch: its seqs mean nothing here, the topic replays from 1.
+        let stale = try await Client.connect(port: b.port)
+        let restarted = try await stale.request(#"{"op":"sub","topic":"c.r","id":"e","since":6,"epoch":"0ld"}"#)
+        #expect(restarted["epoch"] == epoch, "\(restarted)")
+        #expect(try await Self.receive(stale, through: 6).map(\.seq) == Array(1...6))
+        for client in [publisher, resumer, patterned, stale] { await client.close() }
+    }
+
+    @Test func aTrimmedStreamOrAFlushedRedisIsAGapForResumers() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let node = try await Self.node(redis, retain: "c.> count=10")
         defer { node.process.kill() }
         let publisher = try await Client.connect(port: node.port)
-        for n in 1...3 { _ = try await publisher.publish("c.r", "\(n)") }
+        // MAXLEN ~ trims whole stream nodes (100 entries each by default): 350 leave 50 to 150.
+        for n in 1...350 { _ = try await publisher.publish("c.t", "\(n)") }
         let resumer = try await Client.connect(port: node.port)
-        for request in [#""since":1"#, #""last":2"#, #""since_time":0"#] {
-            let answer = try await resumer.request(#"{"op":"sub","topic":"c.r","id":"r",\#(request)}"#)
-            #expect(answer["op"] == "error" && answer["code"] == "unavailable", "\(request): \(answer)")
+        let answer = try await resumer.request(#"{"op":"sub","topic":"c.t","id":"t","since":0}"#)
+        let epoch = try #require(answer["epoch"])
+        let seen = try await Self.receive(resumer, through: 350)
+        let firstKept = try #require(seen.dropFirst().first?.seq)
+        #expect(seen.first?.seq == -1 && seen.first?.data == "gap to \(firstKept - 1)", "\(seen.prefix(2))")
+        #expect(firstKept > 150 && firstKept <= 341)
+        #expect(seen.dropFirst().map(\.seq) == Array(firstKept...350))
+
+        // Redis loses everything: the topic starts again at seq 1 under a new epoch.
+        try await redis.flushAll()
+        _ = try await publisher.publish("c.t", "1001")
+        let after = try await Client.connect(port: node.port)
+        let renewed = try await after.request(#"{"op":"sub","topic":"c.t","id":"t","since":350,"epoch":"\#(epoch)"}"#)
+        #expect(renewed["op"] == "subscribed" && renewed["epoch"] != nil && renewed["epoch"] != epoch, "\(renewed)")
+        #expect(try await Self.receive(after, through: 1).map(\.data) == ["1001"])
+        for client in [publisher, resumer, after] { await client.close() }
+    }
+
+    /// Subscribers on node A while a publisher on C publishes without pause; A is killed
+    /// (`kill -9`), they resume on B from the last seq they had: every acked message
+    /// exactly once, in order, no gap, and a replay of many pages merges with what is
+    /// published meanwhile.
+    @Test func clientsOfAKilledNodeResumeOnAnotherWithNoGapAndNoDuplicate() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        var nodes: [(process: SwitchboardProcess, port: Int)] = []
+        defer { for node in nodes { node.process.kill() } }
+        for _ in 0..<3 { nodes.append(try await Self.node(redis, retain: "c.> count=10000")) }
+        let (a, b, c) = (nodes[0], nodes[1], nodes[2])
+
+        var subscribers: [Client] = []
+        var epochs: [String] = []
+        for _ in 0..<3 {
+            let subscriber = try await Client.connect(port: a.port)
+            let answer = try await subscriber.request(#"{"op":"sub","topic":"c.k","id":"k"}"#)
+            epochs.append(try #require(answer["epoch"]))
+            subscribers.append(subscriber)
         }
-        // Nor subscribed: of a publish to c.r and then one to c.other (one Redis connection
-        // carries both to the node in that order), only the second reaches it.
-        try await resumer.subscribe("c.other")
-        _ = try await publisher.publish("c.r", "4")
-        _ = try await publisher.publish("c.other", "5")
-        let next = try await resumer.nextJSON()
-        #expect(next["topic"] == "c.other", "\(next)")
-        await publisher.close()
-        await resumer.close()
+        let total = 3000
+        let acked = NIOLockedValueBox(0)
+        let publishing = Task {
+            let publisher = try await Client.connect(port: c.port)
+            for n in 1...total {
+                let seq = try await publisher.publish("c.k", "\(n)")
+                acked.withLockedValue { $0 = seq }
+            }
+            await publisher.close()
+        }
+        var received: [[Int]] = []
+        for subscriber in subscribers {
+            received.append(try await Self.receive(subscriber, through: 100).map(\.seq))
+        }
+        a.process.kill()
+        _ = try await a.process.exitStatus()
+        for subscriber in subscribers { _ = try await subscriber.waitForClose() }
+
+        var resumed: [Client] = []
+        for (index, epoch) in epochs.enumerated() {
+            // What the dying node still sent before it went down counts too.
+            while let message = try? await subscribers[index].nextJSON(timeout: .milliseconds(1)),
+                message["op"] == "msg", let seq = message.int("seq")
+            {
+                received[index].append(seq)
+            }
+            let last = received[index].last ?? 0
+            let client = try await Client.connect(port: b.port)
+            let answer = try await client.request(
+                #"{"op":"sub","topic":"c.k","id":"k","since":\#(last),"epoch":"\#(epoch)"}"#)
+            #expect(answer["op"] == "subscribed" && answer["epoch"] == epoch, "\(answer)")
+            resumed.append(client)
+        }
+        #expect(acked.withLockedValue { $0 } < total, "the resumes ran while c.k was being published")
+        try await publishing.value
+        for (index, client) in resumed.enumerated() {
+            received[index] += try await Self.receive(client, through: total).map(\.seq)
+            #expect(received[index] == Array(1...total), "subscriber \(index): \(received[index].count) messages")
+            try await client.expectNothingPending()
+            await client.close()
+        }
     }
 
     @Test func publishesDuringARedisOutageAreUnavailableAndNothingAckedIsLost() async throws {

@@ -131,6 +131,37 @@ import Testing
         #expect(after == .init(sequence: 1, time: 2, epoch: "second"))
     }
 
+    /// A subscriber learns a topic's epoch before its first publish, and that publish keeps it.
+    @Test func anEpochMadeAtSubscriptionIsTheOneTheFirstPublishUses() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let client = try await connect(redis)
+        defer { client.close() }
+        let log = RedisTopicLog(redis: client)
+        let topic = try Topic("fresh.topic")
+        let epoch = try await log.epoch(topic: topic)
+        #expect(try await log.epoch(topic: topic) == epoch)
+        let published = try await log.publish(topic: topic, format: .json, payload: ByteBuffer(string: "1"), now: 5, keep: 10)
+        #expect(published.sequence == 1 && published.epoch == epoch)
+    }
+
+    /// Resuming a pattern finds its topics by scanning the keyspace: only the matching ones,
+    /// by name, streams or seqs as asked.
+    @Test func aPatternsTopicsAreFoundByScanningTheirKeys() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let client = try await connect(redis)
+        defer { client.close() }
+        let log = RedisTopicLog(redis: client)
+        for (name, keep) in [("a.b", 10), ("a.c.d", 10), ("ab.x", 10), ("a.e", 0)] {
+            _ = try await log.publish(topic: try Topic(name), format: .json, payload: ByteBuffer(string: "1"), now: 1, keep: keep)
+        }
+        #expect(try await log.topics(matching: try TopicPattern("a.>"), .stream).map(\.name) == ["a.b", "a.c.d"])
+        #expect(try await log.topics(matching: try TopicPattern("a.*"), .stream).map(\.name) == ["a.b"])
+        #expect(try await log.topics(matching: try TopicPattern("a.*"), .sequence).map(\.name) == ["a.b", "a.e"])
+        #expect(try await log.topics(matching: try TopicPattern("ab.x"), .stream).map(\.name) == ["ab.x"])
+    }
+
     @Test func publishingWithoutRedisIsUnavailableAndWhatWasAckedSurvivesARestart() async throws {
         let redis = try await RedisServerProcess.start()
         defer { redis.stop() }

@@ -38,6 +38,10 @@ public final class Broker: Sendable {
     public let replayLog: ReplayLog?
     /// With `serve --cluster`: Redis sequences, stores and fans out every publish instead.
     let cluster: ClusterEngine?
+    /// Where publishes are sequenced and stored, and what resumers read.
+    let store: any TopicStore
+    /// What resuming subscribers read (`store.history`).
+    let history: (any TopicHistory)?
     let logger: Logger
     let limits: RequestDecoder.Limits
     private let authenticator: Authenticator
@@ -96,7 +100,7 @@ public final class Broker: Sendable {
     /// (their last seq is being read back from the replay log, or their retained messages
     /// are being committed) with whom to tell when they may go on, the retention rules
     /// publishes are decided by, and how many messages were published.
-    private struct Sequencing {
+    struct Sequencing {
         var topics = TopicTable()
         var loading: [Topic: [@Sendable (Result<Void, ReplayError>) -> Void]] = [:]
         /// The replay log's rules (nil without one), replaced under this lock
@@ -176,6 +180,16 @@ public final class Broker: Sendable {
                 deflate: configuration.deflate.enabled ? configuration.deflate : nil)
         }
         self.hubs = hubs
+        let sequencingBox = self.sequencing
+        let replay = configuration.replay
+        if let cluster {
+            self.store = ClusterStore(engine: cluster) { Self.retention(sequencingBox, replay) }
+        } else {
+            self.store = LocalTopicStore(
+                sequencing: sequencingBox, replayLog: replayLog, hubs: Array(hubs.values), configuration: configuration,
+                logger: logger)
+        }
+        self.history = store.history
         // A retained message reaches subscribers only once committed, so a seq a subscriber
         // saw is never handed out again after a crash. The writer commits in seq order per
         // topic, so each hub still gets every topic in seq order.
@@ -515,170 +529,18 @@ public final class Broker: Sendable {
         case deferred
     }
 
-    /// Sequences a message and hands it to every hub, or when its topic is retained appends it
-    /// to the replay log, whose writer hands it to the hubs once committed. `committed` (when
-    /// given) is called on the log's writer thread once the message is durable, or its batch
-    /// failed; only for `.awaitingCommit`.
-    ///
-    /// A topic the broker does not hold in memory (not published since start, or evicted
-    /// while idle) has its last seq read from the log first, off the caller's thread: the
-    /// publish returns `.deferred`, and `loaded` is called (on a reader thread) once the
-    /// topic is in memory or could not be read. The caller then publishes again from its own
-    /// thread, so that its answer still comes before the message reaches its own
-    /// subscriptions. So does a publish to a topic no longer retained whose last publish was:
-    /// it waits (`loaded` is called on the log's writer thread) until the messages appended
-    /// before it are committed and handed to the hubs, which its live copy must not overtake.
+    /// Hands a publish to the store (see `TopicStore.publish`).
     func publish(
         _ publish: Publish, from publisher: Principal,
         committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)? = nil,
         loaded: @escaping @Sendable (Result<Void, ReplayError>) -> Void = { _ in }
     ) -> Sequenced {
-        let now = clock()
-        if let cluster {
-            cluster.publish(publish, now: now, keep: clusterRetention(of: publish.topic)) { result in
-                switch result {
-                case .success(let sequence): committed?(sequence, .success(()))
-                case .failure(let error): committed?(0, .failure(error))
-                }
-            }
-            return .awaitingCommit(0)
-        }
-        // Decided outside the lock by the rules as they were; checked under it, decided again
-        // in the rare case that they were replaced meanwhile.
-        let rules = replayLog?.rules
-        var retained = rules?.retains(publish.topic) ?? false
-        // Made only for what is stored (one string per stored message), outside the lock.
-        var publisherLabel = retained ? publisher.logLabel : nil
-        var wait: Wait?
-        let outcome = sequencing.withLockedValue { (state: inout Sequencing) -> Sequenced in
-            if !state.loading.isEmpty, state.loading[publish.topic] != nil {
-                state.loading[publish.topic]?.append(loaded)
-                return .deferred
-            }
-            if let current = state.retention, current !== rules {
-                retained = current.retains(publish.topic)
-                publisherLabel = retained ? publisher.logLabel : nil
-            }
-            guard let entry = state.topics.entry(of: publish.topic) else {
-                guard makeRoom(&state) else { return .tooManyTopics }
-                guard replayLog == nil else {
-                    // Its stored seq first, retained or not: it may have been either before.
-                    state.loading[publish.topic] = [loaded]
-                    wait = .lookUp
-                    return .deferred
-                }
-                return sequence(publish, after: nil, retained: retained, publisher: publisherLabel, now: now, committed, &state)
-            }
-            // Pinned with a log: retained at its last publish (or at start).
-            if let replayLog, entry.pinned, !retained {
-                state.loading[publish.topic] = [loaded]
-                wait = .commits(replayLog.enqueuedCount)
-                return .deferred
-            }
-            return sequence(publish, after: entry.state, retained: retained, publisher: publisherLabel, now: now, committed, &state)
-        }
-        if let wait, let replayLog {
-            let topic = publish.topic
-            switch wait {
-            case .lookUp:
-                replayLog.lookUpSequence(topic) { [self] result in read(topic, result) }
-            case .commits(let ticket):
-                replayLog.whenSettled(ticket) { [self] in committedBefore(topic) }
-            }
-        }
-        return outcome
+        store.publish(publish, from: publisher, now: clock(), committed: committed, loaded: loaded)
     }
 
-    /// How many messages of `topic` the cluster's stream keeps: its rule's count, 0 when no
-    /// rule retains it. Age-only rules keep up to `ClusterEngine.ageOnlyLimit` (trimming
-    /// a stream by age is left to its count).
-    private func clusterRetention(of topic: Topic) -> Int {
-        let rules = sequencing.withLockedValue { $0.retention } ?? configuration.replay.retention
-        guard let rule = rules.rule(for: topic) else { return 0 }
-        return Int(clamping: rule.maxMessages ?? ClusterEngine.ageOnlyLimit)
-    }
-
-    /// What a deferred publish waits for.
-    private enum Wait {
-        /// Its topic's last seq, read from the replay log.
-        case lookUp
-        /// The settling of every append up to this ticket (`ReplayLog.whenSettled`).
-        case commits(UInt64)
-    }
-
-    /// Gives `publish` its topic's next seq (after `last`, nil for a new topic) and hands it
-    /// to the replay log and the hubs.
-    private func sequence(
-        _ publish: Publish, after last: LastPublish?, retained: Bool, publisher: String?, now: Int64,
-        _ committed: (@Sendable (UInt64, Result<Void, ReplayError>) -> Void)?, _ state: inout Sequencing
-    ) -> Sequenced {
-        let last = last ?? .init(sequence: 0, time: 0)
-        let sequence = last.sequence + 1
-        let time = max(now, last.time)
-        let frame = MessageEncoder.encodeFrame(publish, sequence: sequence, time: time)
-        var note: UInt64?
-        if let replayLog, retained {
-            var message = StoredMessage(
-                topic: publish.topic, sequence: sequence, time: time, format: publish.format,
-                payload: publish.payload, publisher: publisher)
-            var completion: (@Sendable (Result<Void, ReplayError>) -> Void)?
-            if let committed {
-                completion = { result in committed(sequence, result) }
-            }
-            message.frame = frame
-            do throws(ReplayError) {
-                // Fanned out once committed (see `init`).
-                try replayLog.append(message, completion: completion)
-            } catch {
-                return .rejected(error)
-            }
-        } else {
-            do throws(ReplayError) {
-                note = try replayLog?.recordSequence(topic: publish.topic, LastPublish(sequence: sequence, time: time))
-            } catch {
-                return .rejected(error)
-            }
-            let delivery = Delivery(
-                topic: publish.topic, sequence: sequence, frame: frame,
-                compressed: SharedCompression.make(for: frame, configuration.deflate))
-            for hub in hubs.values { hub.enqueue(delivery) }
-        }
-        state.topics.update(publish.topic, .init(sequence: sequence, time: time), note: note, published: now)
-        state.published += 1
-        state.publishedBytes &+= UInt64(publish.payload.readableBytes)
-        return retained && committed != nil ? .awaitingCommit(sequence) : .published(sequence)
-    }
-
-    /// A topic's last seq was read back: the topic is in memory, and the publishers that
-    /// waited for it are told.
-    private func read(_ topic: Topic, _ result: Result<LastPublish, ReplayError>) {
-        let waiting = sequencing.withLockedValue {
-            (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
-            guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
-            if case .success(let last) = result {
-                // Read from the store, so already durable: note 0.
-                state.topics.update(topic, last, note: 0)
-            }
-            return waiting
-        }
-        let outcome: Result<Void, ReplayError> = result.map { _ in }
-        if case .failure(let error) = outcome {
-            logger.error("cannot read a topic's last seq", metadata: ["topic": "\(topic)", "error": "\(error)"])
-        }
-        for loaded in waiting { loaded(outcome) }
-    }
-
-    /// The messages of a topic no longer retained that were appended before its first publish
-    /// since are committed (or failed) and handed to the hubs: it is unpinned (its last seq is
-    /// in `topic_sequences`, or was seen by nobody), and the publishers that waited are told.
-    private func committedBefore(_ topic: Topic) {
-        let waiting = sequencing.withLockedValue {
-            (state: inout Sequencing) -> [@Sendable (Result<Void, ReplayError>) -> Void] in
-            guard let waiting = state.loading.removeValue(forKey: topic) else { return [] }
-            if let last = state.topics.state(of: topic) { state.topics.update(topic, last, note: 0) }
-            return waiting
-        }
-        for loaded in waiting { loaded(.success(())) }
+    /// The retention rules in force: the replay log's (replaced at run time), else the configured ones.
+    private static func retention(_ sequencing: NIOLockedValueBox<Sequencing>, _ replay: ReplayConfiguration) -> RetentionRules {
+        sequencing.withLockedValue { $0.retention } ?? replay.retention
     }
 
     /// Makes `rules` the replay log's retention rules, stored so that they outlast a restart
@@ -692,14 +554,6 @@ public final class Broker: Sendable {
             sequencing.withLockedValue { $0.retention = rules }
         }
         logger.notice("retention rules replaced", metadata: ["rules": "\(rules)"])
-    }
-
-    /// Whether a topic may be added: under `maxTopics`, or once the least recently published
-    /// topic whose seq is committed has been evicted.
-    private func makeRoom(_ state: inout Sequencing) -> Bool {
-        guard state.topics.count + state.loading.count >= configuration.maxTopics else { return true }
-        guard let replayLog else { return false }
-        return state.topics.evict(publishedBefore: nil, durable: replayLog.durableSequenceNotes, limit: 1) == 1
     }
 
     /// Every so often, evicts the topics not published for `topicIdleSeconds` whose last seq
@@ -720,21 +574,9 @@ public final class Broker: Sendable {
         topicEviction.withLockedValue { $0 = task }
     }
 
-    /// The current seq of every topic in memory that `pattern` matches. Taken after a
-    /// subscription is registered on its hub: every later message of those topics reaches it
-    /// live. Topics not in memory have their last seq committed in the replay log.
+    /// The store's current seqs of the topics `pattern` matches (`TopicStore.currentSequences`).
     func currentSequences(matching pattern: TopicPattern) -> [Topic: UInt64] {
-        let concrete = pattern.isConcrete ? try? Topic(pattern.name) : nil
-        return sequencing.withLockedValue { state in
-            if let topic = concrete {
-                return state.topics.state(of: topic).map { [topic: $0.sequence] } ?? [:]
-            }
-            var matching: [Topic: UInt64] = [:]
-            state.topics.forEach { topic, last in
-                if pattern.matches(topic) { matching[topic] = last.sequence }
-            }
-            return matching
-        }
+        store.currentSequences(matching: pattern)
     }
 
     // MARK: Revocation and expiry

@@ -51,6 +51,9 @@ final class Session: Hashable {
     /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
     /// the requests that came after it wait too, so they are carried out in the order sent.
     private var awaitingTopic: Publish?
+    /// A subscription waits for its epoch (read from Redis on a cluster node): the requests
+    /// that came after it wait too.
+    private var awaitingEpoch = false
     private var held: [WebSocketMessage] = []
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
@@ -90,7 +93,7 @@ final class Session: Hashable {
     // MARK: Requests
 
     func handle(_ message: WebSocketMessage) {
-        guard awaitingTopic == nil else {
+        guard awaitingTopic == nil, !awaitingEpoch else {
             guard held.count < Self.heldLimit else {
                 return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
             }
@@ -145,22 +148,41 @@ final class Session: Hashable {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
         }
-        if since != nil, broker.cluster != nil {
-            // A cluster node's history is in Redis, which catch-up does not read yet: refusing
-            // says so, where replaying this node's own log would miss messages silently.
+        if !subscriptions.contains(pattern), subscriptions.count >= broker.configuration.maxSubscriptions {
             return reply(.error(ProtocolError(
-                .unavailable, "resuming (since, last, since_time) is not available on a cluster node yet", id: id)))
+                .limitExceeded, "at most \(broker.configuration.maxSubscriptions) subscriptions per connection", id: id)))
         }
-        if !subscriptions.contains(pattern) {
-            guard subscriptions.count < broker.configuration.maxSubscriptions else {
-                return reply(.error(ProtocolError(
-                    .limitExceeded, "at most \(broker.configuration.maxSubscriptions) subscriptions per connection",
-                    id: id)))
+        guard let history = broker.history else {
+            return subscribed(id: id, pattern, since: since, epoch: epoch, current: nil)
+        }
+        // The replay log knows its epoch at once; a cluster node asks Redis, holding the
+        // requests that follow meanwhile, so they are still carried out in the order sent.
+        var answered = false
+        history.epoch(of: pattern, on: socket.eventLoop).assumeIsolated().whenComplete { [self] result in
+            answered = true
+            if !closing {
+                switch result {
+                case .success(let current):
+                    subscribed(id: id, pattern, since: since, epoch: epoch, current: current)
+                case .failure(let error):
+                    reply(.error(ProtocolError(.unavailable, "not subscribed: \(error)", id: id)))
+                }
             }
+            if awaitingEpoch {
+                awaitingEpoch = false
+                handleHeld()
+            }
+        }
+        if !answered { awaitingEpoch = true }
+    }
+
+    /// Registers the subscription and answers it with the epoch of its history (`current`);
+    /// with `since`, the replay follows.
+    private func subscribed(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?, epoch: String?, current: String?) {
+        if !subscriptions.contains(pattern) {
             subscriptions.insert(pattern)
             _ = hub.subscribe(self, to: pattern)
         }
-        let current = broker.replayLog?.epoch
         reply(.subscribed(id: id, pattern: pattern, epoch: current))
         guard var since else { return }
         if let epoch, let current, epoch != current {
@@ -233,10 +255,15 @@ final class Session: Hashable {
         case .failure(let error):
             reply(.error(ProtocolError(.unavailable, "not published: \(error)", id: publish.id)))
         }
+        handleHeld()
+    }
+
+    /// Carries out the requests that waited, until one of them waits in turn.
+    private func handleHeld() {
         var waiting: [WebSocketMessage] = []
         swap(&waiting, &held)
         for (index, message) in waiting.enumerated() {
-            guard awaitingTopic == nil else {
+            guard awaitingTopic == nil, !awaitingEpoch else {
                 held.insert(contentsOf: waiting[index...], at: 0)
                 return
             }
@@ -431,7 +458,7 @@ final class Session: Hashable {
     /// here on reaches `deliver`; the topics' current seqs tell the replay how far it must go.
     private func catchUp(_ pattern: TopicPattern, from position: ReplayPosition, id: RequestID?) {
         let highWater = broker.currentSequences(matching: pattern)
-        guard let log = broker.replayLog else {
+        guard let log = broker.history else {
             // Nothing is retained: only report what was missed.
             var merger = ResumeMerger<Delivery>(position: position, highWater: highWater, isReplayed: { _ in false })
             var out: [ResumeMerger<Delivery>.Output] = []

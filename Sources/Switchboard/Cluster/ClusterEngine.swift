@@ -14,7 +14,7 @@ public final class ClusterEngine: Sendable {
     static let ageOnlyLimit: UInt64 = 1_000_000
     private let commands: RedisClient
     private let subscriber: RedisSubscriber
-    private let log: RedisTopicLog
+    let log: RedisTopicLog
     private let deliver = NIOLockedValueBox<(@Sendable ([Delivery]) -> Void)?>(nil)
     private let logger: Logger
     /// Revocations, retention rules and heartbeats shared with the other nodes.

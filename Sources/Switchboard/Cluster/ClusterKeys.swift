@@ -9,10 +9,29 @@ struct ClusterKeys: Sendable {
     var channel: String
 
     init(_ topic: Topic) {
-        sequence = "sb:{\(topic)}:seq"
-        stream = "sb:{\(topic)}:log"
+        sequence = Self.prefix + "\(topic)" + Kind.sequence.rawValue
+        stream = Self.prefix + "\(topic)" + Kind.stream.rawValue
         channel = ClusterKeys.channelPrefix + "\(topic)"
     }
 
     static let channelPrefix = "sb:msg:"
+    private static let prefix = "sb:{"
+
+    /// A topic's keys, by the end of their name.
+    enum Kind: String {
+        case sequence = "}:seq"
+        case stream = "}:log"
+    }
+
+    /// A `SCAN MATCH` glob for the keys of `kind` of the topics `pattern` may match (topic
+    /// names hold no glob characters; both wildcards become `*`, so `matches` decides).
+    static func glob(_ pattern: TopicPattern, _ kind: Kind) -> String {
+        prefix + pattern.name.replacingOccurrences(of: ">", with: "*") + kind.rawValue
+    }
+
+    /// The topic a key of `kind` belongs to; nil for another key.
+    static func topic(ofKey key: String, _ kind: Kind) -> Topic? {
+        guard key.hasPrefix(prefix), key.hasSuffix(kind.rawValue) else { return nil }
+        return try? Topic(String(key.dropFirst(prefix.count).dropLast(kind.rawValue.count)))
+    }
 }

@@ -111,6 +111,46 @@ struct RedisTopicLog: Sendable {
         return try Self.messages(reply, topic: topic).reversed()
     }
 
+    /// The topic's epoch, given one now when it has none (never published, or Redis lost its
+    /// data), so that a subscriber learns the history its seqs will count in before they come.
+    func epoch(topic: Topic) async throws -> String {
+        let key = RESPArgument(ClusterKeys(topic).sequence)
+        _ = try await redis.send(["HSETNX", key, "epoch", RESPArgument(newEpoch())])
+        let reply = try await redis.send(["HGET", key, "epoch"])
+        guard let epoch = reply.string else { throw RedisError.unexpectedReply("HGET epoch gave \(reply)") }
+        return epoch
+    }
+
+    /// The first stored message with seq >= `sequence`.
+    func first(topic: Topic, atOrAfter sequence: UInt64) async throws -> StoredMessage? {
+        try await read(topic: topic, after: max(sequence, 1) - 1, limit: 1).first
+    }
+
+    /// The newest stored message.
+    func newest(topic: Topic) async throws -> StoredMessage? {
+        try await last(topic: topic, count: 1).first
+    }
+
+    /// The topics `pattern` matches that have a key of `kind`, by name: a
+    /// `SCAN` of the keyspace, paged by Redis.
+    func topics(matching pattern: TopicPattern, _ kind: ClusterKeys.Kind) async throws -> [Topic] {
+        let glob = ClusterKeys.glob(pattern, kind)
+        var cursor = "0"
+        var found: Set<Topic> = []
+        repeat {
+            let reply = try await redis.send(["SCAN", RESPArgument(cursor), "MATCH", RESPArgument(glob), "COUNT", "1000"])
+            guard let parts = reply.elements, parts.count == 2, let next = parts[0].string, let keys = parts[1].elements
+            else { throw RedisError.unexpectedReply("SCAN gave \(reply)") }
+            for key in keys {
+                if let topic = key.string.flatMap({ ClusterKeys.topic(ofKey: $0, kind) }), pattern.matches(topic) {
+                    found.insert(topic)
+                }
+            }
+            cursor = next
+        } while cursor != "0"
+        return found.sorted { $0.name < $1.name }
+    }
+
     private static func messages(_ reply: RESPValue, topic: Topic) throws -> [StoredMessage] {
         guard let entries = reply.elements else { throw RedisError.unexpectedReply("stream read gave \(reply)") }
         return try entries.map { entry in

@@ -164,10 +164,8 @@ package final class ReplayCursor: @unchecked Sendable {
 
     private func resolveStart(_ topic: Topic, _ c: ReplayReadConnection) throws(ReplayError) -> UInt64 {
         switch position {
-        case .sequence(let n):
-            return n
-        case .perTopic(let map):
-            return map[topic] ?? 0
+        case .sequence, .perTopic:
+            return position.explicitStart(of: topic) ?? 0
         case .last(let count):
             // The last `count` stored, or all of them: older ones are not asked for, so no gap.
             return try c.snapshot { () throws(ReplayError) in

@@ -88,13 +88,8 @@ package struct ResumeMerger<Live> {
         for (topic, seq) in highWater where isReplayed(topic) { required[topic] = seq }
     }
 
-    /// The explicit position of a topic, nil for a time or last-N position.
     private func explicitStart(_ topic: Topic) -> UInt64? {
-        switch position {
-        case .sequence(let n): n
-        case .perTopic(let map): map[topic] ?? 0
-        case .time, .last: nil
-        }
+        position.explicitStart(of: topic)
     }
 
     private func baseline(_ topic: Topic) -> UInt64 {
@@ -258,8 +253,8 @@ package struct ResumeMerger<Live> {
     package var bufferedCount: Int { buffer.count }
 }
 
-/// Drives one subscription's catch-up on its connection's event loop: pages the log on the
-/// log's reader pool (never on the loop), feeds pages and live messages through a
+/// Drives one subscription's catch-up on its connection's event loop: pages the history
+/// (`TopicHistory`: the replay log, or a cluster's Redis streams) off the loop, feeds pages and live messages through a
 /// `ResumeMerger`, hands the output to `emit`, and respects the connection's backpressure.
 ///
 /// Every method runs on `eventLoop`; the callbacks are called there.
@@ -296,8 +291,9 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
     }
 
     package let eventLoop: any EventLoop
-    private let log: ReplayLog
-    private let cursor: ReplayCursor
+    private let log: any TopicHistory
+    private let cursor: any HistoryCursor
+    private let pattern: TopicPattern
     private let limits: Limits
     /// Topics whose current seq must be read from the log (nil: every topic the pattern
     /// matches that is not in `known`), when `needsResolution`.
@@ -315,7 +311,7 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
     package private(set) var replayedCount = 0
 
     package init(
-        log: ReplayLog, pattern: TopicPattern, position: ReplayPosition, highWater: [Topic: UInt64],
+        log: any TopicHistory, pattern: TopicPattern, position: ReplayPosition, highWater: [Topic: UInt64],
         eventLoop: any EventLoop, limits: Limits = Limits(),
         emit: @escaping ([Output]) -> Void, emitFrames: ((ByteBuffer, Int) -> Void)? = nil,
         canContinue: @escaping () -> Bool, finished: @escaping (Result<Void, ReplayError>) -> Void
@@ -323,7 +319,8 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
         self.log = log
         self.eventLoop = eventLoop
         self.limits = limits
-        self.cursor = ReplayCursor(log: log, pattern: pattern, position: position, encodeFrames: true)
+        self.cursor = log.cursor(pattern: pattern, position: position)
+        self.pattern = pattern
         var unresolved: Set<Topic>?
         switch position {
         case .time, .last:
@@ -351,13 +348,13 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
     package func start() {
         eventLoop.preconditionInEventLoop()
         guard state == .idle else { return }
-        ticket = log.enqueuedCount
+        ticket = log.ticket()
         var out: [Output] = []
         merger.begin(into: &out)
         if !out.isEmpty { emit(out) }
         guard needsResolution else { return read() }
         state = .resolving
-        log.lookUpSequences(of: unresolved, matching: cursor.pattern, except: known) { [self] result in
+        log.lookUpSequences(of: unresolved, matching: pattern, except: known) { [self] result in
             eventLoop.execute { [self] in resolved(result) }
         }
     }
@@ -385,7 +382,7 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
         case .buffered, .duplicate: return true
         case .overflowed:
             // What was dropped was appended before now: wait for it to settle too.
-            ticket = log.enqueuedCount
+            ticket = log.ticket()
             return true
         }
     }

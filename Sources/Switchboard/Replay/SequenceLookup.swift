@@ -38,7 +38,7 @@ extension ReplayLog {
     /// Reads the last committed seqs of `topics`, or when nil of every topic `pattern`
     /// matches, leaving out `known`, on a reader's queue, where `completion` runs. Topics
     /// the log has never seen are left out.
-    func lookUpSequences(
+    package func lookUpSequences(
         of topics: Set<Topic>?, matching pattern: TopicPattern, except known: Set<Topic>,
         completion: @escaping @Sendable (Result<[Topic: UInt64], ReplayError>) -> Void
     ) {
