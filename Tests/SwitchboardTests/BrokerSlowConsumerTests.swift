@@ -57,7 +57,7 @@ import WebSockets
         let client = try await broker.client()
         try await client.subscribe(topic)
         let tracker = Tracker()
-        client.ws.onMessage { message in
+        try await client.onMessage { message in
             tracker.add((try? JSON(message.text).int("seq")) ?? -1)
         }
         return (client, tracker)
@@ -400,7 +400,7 @@ import WebSockets
                 let subscriber = try await broker.client()
                 try await subscriber.subscribe("burst")
                 let account = Account()
-                subscriber.ws.onMessage { account.add($0.text) }
+                try await subscriber.onMessage { account.add($0.text) }
                 let data = #""\#(String(repeating: "x", count: 1000))""#
                 let topic = try Topic("burst")
                 let principal = Principal(kind: .anonymous, permissions: Permissions(publish: [TopicPattern(topic)]))

@@ -165,6 +165,14 @@ final class Client: Sendable {
         return client
     }
 
+    /// Hands every later message to `callback` instead of the inbox, once the connection's
+    /// loop has taken it: a loop handles the reads it is woken for before its queued tasks,
+    /// so messages read before the new callback is in place would still go to the inbox.
+    func onMessage(_ callback: @escaping @Sendable (WebSocketMessage) -> Void) async throws {
+        ws.onMessage(callback)
+        try await ws.eventLoop.submit {}.get()
+    }
+
     /// The status and body of a refused handshake (fails if it was accepted).
     static func refusal(port: Int, token: String? = nil, query: String = "") async throws -> (status: Int, body: String) {
         do {

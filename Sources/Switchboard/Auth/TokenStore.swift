@@ -235,8 +235,9 @@ public final class TokenStore: Sendable {
     static func milliseconds(_ date: Date) -> Int64 {
         let value = (date.timeIntervalSince1970 * 1000).rounded()
         guard value.isFinite else { return value < 0 ? .min : .max }
-        if value >= 9_223_372_036_854_775_807 { return .max }
-        if value <= -9_223_372_036_854_775_808 { return .min }
+        // 2^63 and -2^63 are exact in a Double; Int64(value) traps from 2^63 up.
+        if value >= Double(Int64.max) { return .max }
+        if value <= Double(Int64.min) { return .min }
         return Int64(value)
     }
     static func date(_ milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
