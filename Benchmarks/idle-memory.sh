@@ -6,7 +6,8 @@
 #   Benchmarks/idle-memory.sh                       # 10000 connections, both kinds
 #   COUNTS="10000 19000" KINDS="plain subscribed" REPEAT=1 HEARTBEAT=2 SETTLE=8 NO_BUILD=1 Benchmarks/idle-memory.sh
 #
-# Each cell starts a fresh server (anonymous access, temporary database, heartbeat HEARTBEAT), reads its VmRSS, opens the connections with wsload, waits until they are all
+# Each cell starts a fresh server (anonymous access, temporary database, heartbeat HEARTBEAT),
+# reads its VmRSS, opens the connections with wsload, waits until they are all
 # open and settled, reads VmRSS again: (after − before) / connections. A cell is the median
 # of REPEAT servers. RSS is not CPU-noise sensitive, so a busy machine gives the same figures.
 # A count is bounded by RLIMIT_NOFILE (the server holds one descriptor per connection).
