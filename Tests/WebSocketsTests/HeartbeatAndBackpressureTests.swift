@@ -55,20 +55,22 @@ import WebSockets
         try await withServer({
             $0.connection.heartbeat = .init(interval: .milliseconds(50), timeout: .seconds(5))
         }, group: group) { _, port in
-            var clients: [(ws: WebSocket, pings: Inbox<ByteBuffer>)] = []
+            var connected: [(ws: WebSocket, pings: Inbox<ByteBuffer>)] = []
             for _ in 0..<3 {
                 let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", group: group)
                 let pings = Inbox<ByteBuffer>()
                 ws.onPing { pings.put($0) }
                 ws.onMessage { _ in }
-                clients.append((ws, pings))
+                connected.append((ws, pings))
             }
+            let clients = connected
             for client in clients { for _ in 0..<2 { _ = try await client.pings.next() } }
-            try await withTimeout("close") { try await clients[1].ws.close() }
-            for client in [clients[0], clients[2]] {
-                for _ in 0..<4 { _ = try await client.pings.next() }
-                #expect(client.ws.readyState == .open)
-                try await withTimeout("close") { try await client.ws.close() }
+            let middle = clients[1].ws
+            try await withTimeout("close") { try await middle.close() }
+            for (ws, pings) in [clients[0], clients[2]] {
+                for _ in 0..<4 { _ = try await pings.next() }
+                #expect(ws.readyState == .open)
+                try await withTimeout("close") { try await ws.close() }
             }
         }
     }
