@@ -56,7 +56,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Also in `stateMachine`; kept here as a constant because `writeFrame` reads it on
     /// every send, and a read of a `let` needs no runtime exclusivity check.
     private let role: Role
-    let options: ConnectionOptions
+    /// Shared by the connections of a server: each would hold about 90 bytes of it.
+    private let sharedOptions: SharedConnectionOptions
+    var options: ConnectionOptions { sharedOptions.options }
     let status: ConnectionStatus
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
     private let compression: PerMessageDeflate?
@@ -174,14 +176,15 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         set { rare(forWriting: newValue != nil)?.partialFrameTimer = newValue }
     }
     init(
-        role: Role, options: ConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
+        role: Role, options sharedOptions: SharedConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
         leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil
     ) {
+        let options = sharedOptions.options
         self.heartbeatSchedule = heartbeatSchedule
         self.outbound = OutboundGatherer(maxBufferedAmount: options.maxBufferedAmount)
         self.stateMachine = ConnectionStateMachine(role: role)
         self.role = role
-        self.options = options
+        self.sharedOptions = sharedOptions
         self.status = status
         self.compression = compression
         self.receiver = Receiver(

@@ -197,6 +197,8 @@ public final class WebSocketServer: Sendable {
     private let handling: Handling
     private let state = NIOLockedValueBox(State())
     let admission: Admission
+    /// `options.connection`, referred to by every connection's handler.
+    let connectionOptions: SharedConnectionOptions
     /// With a heartbeat: one schedule per event loop of `group`, so that the connections of a
     /// loop are pinged from one timer instead of a scheduled task each.
     private let heartbeatSchedules: [ObjectIdentifier: NIOLoopBoundBox<HeartbeatSchedule>]
@@ -247,6 +249,7 @@ public final class WebSocketServer: Sendable {
         self.group = group
         self.handling = handling
         self.admission = Admission(options: options)
+        self.connectionOptions = SharedConnectionOptions(options.connection)
         self.accepted = AsyncStream.makeStream(of: WebSocket.self)
         var schedules: [ObjectIdentifier: NIOLoopBoundBox<HeartbeatSchedule>] = [:]
         if let heartbeat = options.connection.heartbeat {
