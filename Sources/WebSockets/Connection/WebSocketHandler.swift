@@ -79,7 +79,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// What an idle connection with a heartbeat and a close callback (every broker client)
     /// uses, kept inline: the other callbacks, timers and the outcome are out of line.
-    private var onCloseCallback: (@Sendable (CloseInfo) -> Void)?
+    var onClose: (@Sendable (CloseInfo) -> Void)?
     /// Where the next heartbeat ping waits: the server's schedule for this loop, or one of
     /// the connection's own; `heartbeatLink` is this connection's place in its queue.
     private var heartbeatSchedule: HeartbeatSchedule?
@@ -129,10 +129,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var onPong: (@Sendable (ByteBuffer) -> Void)? {
         get { rareStorage?.onPong }
         set { if !stateMachine.isClosed { rare(forWriting: newValue != nil)?.onPong = newValue } }
-    }
-    var onClose: (@Sendable (CloseInfo) -> Void)? {
-        get { onCloseCallback }
-        set { onCloseCallback = newValue }
     }
     var onError: (@Sendable (any Error) -> Void)? {
         get { rareStorage?.onError }
@@ -383,7 +379,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// are let go, or the two would keep each other alive for good.
     private func releaseCallbacks() {
         if case .queue = sink {} else { sink = .queue(CircularBuffer()) }
-        onCloseCallback = nil
+        onClose = nil
         guard let rareStorage else { return }
         rareStorage.onPing = nil
         rareStorage.onPong = nil
