@@ -47,6 +47,34 @@ import WebSockets
         }
     }
 
+    /// The connections of one loop wait for their pings in one queue: one leaving from the
+    /// middle of it leaves the others pinged, each every interval.
+    @Test func heartbeatGoesOnForTheOtherConnectionsOfALoopWhenOneCloses() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        try await withServer({
+            $0.connection.heartbeat = .init(interval: .milliseconds(50), timeout: .seconds(5))
+        }, group: group) { _, port in
+            var connected: [(ws: WebSocket, pings: Inbox<ByteBuffer>)] = []
+            for _ in 0..<3 {
+                let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/", group: group)
+                let pings = Inbox<ByteBuffer>()
+                ws.onPing { pings.put($0) }
+                ws.onMessage { _ in }
+                connected.append((ws, pings))
+            }
+            let clients = connected
+            for client in clients { for _ in 0..<2 { _ = try await client.pings.next() } }
+            let middle = clients[1].ws
+            try await withTimeout("close") { try await middle.close() }
+            for (ws, pings) in [clients[0], clients[2]] {
+                for _ in 0..<4 { _ = try await pings.next() }
+                #expect(ws.readyState == .open)
+                try await withTimeout("close") { try await ws.close() }
+            }
+        }
+    }
+
     @Test(arguments: [16 * 1024, 512 * 1024])
     func bufferedAmountBoundedForPeerThatStopsReading(limit: Int) async throws {
         let serverSide = Waiter<WebSocket>("server connection")

@@ -494,20 +494,23 @@ public final class Broker: Sendable {
         let session = Session(id: id, openedAt: clock(), socket: socket, principal: principal, broker: self, hub: hub)
         hub.add(session)
         metrics.connected()
-        let peer = session.peer
-        logger.info("connection opened", metadata: ["peer": "\(peer)", "principal": "\(principal.logLabel)"])
+        logger.info("connection opened", metadata: ["peer": "\(session.peer)", "principal": "\(principal.logLabel)"])
+        // Each callback captures only the session: an idle connection keeps both closures'
+        // contexts for its whole life, so what the close needs is read from the session then.
         let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }
-        socket.onClose { [logger, tokenConnections, metrics] info in
-            metrics.disconnected(info.code)
-            bound.value.connectionClosed()
-            hub.remove(bound.value)
-            if let key { tokenConnections.close(key) }
-            logger.info("connection closed", metadata: [
-                "peer": "\(peer)", "principal": "\(principal.logLabel)", "code": "\(info.code.rawValue)",
-                "reason": "\(info.reason)", "clean": "\(info.wasClean)",
-            ])
-        }
+        socket.onClose { info in bound.value.socketClosed(info) }
+    }
+
+    /// The end of a session's connection, on its loop: `Session.socketClosed` calls it.
+    func closed(_ session: Session, _ info: CloseInfo) {
+        metrics.disconnected(info.code)
+        session.hub.remove(session)
+        if let key = session.principal.connectionKey { tokenConnections.close(key) }
+        logger.info("connection closed", metadata: [
+            "peer": "\(session.peer)", "principal": "\(session.principal.logLabel)", "code": "\(info.code.rawValue)",
+            "reason": "\(info.reason)", "clean": "\(info.wasClean)",
+        ])
     }
 
     // MARK: Publishing

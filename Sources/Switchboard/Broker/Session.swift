@@ -14,7 +14,7 @@ final class Session: Hashable {
     let socket: WebSocket
     let principal: Principal
     private unowned let broker: Broker
-    private let hub: Hub
+    let hub: Hub
     private let counters: DeliveryCounters
     private(set) var subscriptions: Set<TopicPattern> = []
     /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
@@ -36,8 +36,15 @@ final class Session: Hashable {
     /// Answers to publishes that waited for the replay log's commit, handed over by its writer
     /// thread (the one piece of the session touched off its loop): the writer appends and
     /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends
-    /// them all as one buffer with one flush.
-    private let committed = NIOLockedValueBox(Committed())
+    /// them all as one buffer with one flush. Made on the loop by the first publish that
+    /// waits for a commit: most connections never publish, and a lock box is ~90 bytes.
+    private var committedBox: NIOLockedValueBox<Committed>?
+    private var committed: NIOLockedValueBox<Committed> {
+        if let committedBox { return committedBox }
+        let made = NIOLockedValueBox(Committed())
+        committedBox = made
+        return made
+    }
 
     private struct Committed {
         var answers: [(id: RequestID, sequence: UInt64, result: Result<Void, ReplayError>)] = []
@@ -66,6 +73,7 @@ final class Session: Hashable {
         self.principal = principal
         self.broker = broker
         self.hub = hub
+        self.peer = broker.clientAddress(socket.request, remote: socket.remoteAddress)
         // A limit under the channel's write watermark lowers the watermark to it: the socket
         // then turns unwritable once it holds more than the limit (when `enqueue` judges it)
         // and writable again at half (when a slow consumer hears of its gaps).
@@ -82,10 +90,9 @@ final class Session: Hashable {
             rate: broker.configuration.requestRate, burst: broker.configuration.requestBurst, now: .now())
     }
 
-    /// The client's address for logs and the admin API (see `Broker.clientAddress`).
-    var peer: String {
-        broker.clientAddress(socket.request, remote: socket.remoteAddress)
-    }
+    /// The client's address for logs and the admin API (see `Broker.clientAddress`), as it
+    /// was when the connection opened (the socket's address is gone once it closes).
+    let peer: String
 
     static func == (a: Session, b: Session) -> Bool { a === b }
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
@@ -276,7 +283,8 @@ final class Session: Hashable {
     /// Everything the writer handed over since the last call goes out in one write.
     private func writeCommitted() {
         var answers: [(id: RequestID, sequence: UInt64, result: Result<Void, ReplayError>)] = []
-        committed.withLockedValue { committed in
+        // Non-nil: this task was scheduled through it.
+        committedBox!.withLockedValue { committed in
             swap(&answers, &committed.answers)
             committed.scheduled = false
         }
@@ -562,7 +570,13 @@ final class Session: Hashable {
     }
 
     /// The connection is gone: stop its replays (they hold the session).
-    func connectionClosed() {
+    /// The connection closed: stops what the session started and lets the broker forget it.
+    func socketClosed(_ info: CloseInfo) {
+        connectionClosed()
+        broker.closed(self, info)
+    }
+
+    private func connectionClosed() {
         closing = true
         topicLoaded = { _ in }
         for entry in catchUps.values { entry.catchUp.cancel() }

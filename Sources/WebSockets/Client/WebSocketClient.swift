@@ -330,7 +330,8 @@ final class ClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
         let leftover = received.isEmpty ? nil : context.channel.allocator.buffer(bytes: received)
         received = []
         let handler = WebSocketHandler(
-            role: .client, options: options.connection, status: ConnectionStatus(), compression: compression,
+            role: .client, options: SharedConnectionOptions(options.connection), status: ConnectionStatus(),
+            compression: compression,
             leftover: leftover)
         let pipeline = context.pipeline.syncOperations
         try pipeline.addHandler(handler, position: .after(self))

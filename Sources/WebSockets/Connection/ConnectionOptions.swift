@@ -89,6 +89,15 @@ public struct ConnectionOptions: Sendable {
 }
 
 /// Why a send did not go out.
+/// One `ConnectionOptions` for many connections' handlers to refer to.
+final class SharedConnectionOptions: Sendable {
+    let options: ConnectionOptions
+
+    init(_ options: ConnectionOptions) {
+        self.options = options
+    }
+}
+
 public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The connection is closing or closed.
     case notOpen

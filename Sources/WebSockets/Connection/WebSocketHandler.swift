@@ -56,7 +56,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Also in `stateMachine`; kept here as a constant because `writeFrame` reads it on
     /// every send, and a read of a `let` needs no runtime exclusivity check.
     private let role: Role
-    let options: ConnectionOptions
+    /// Shared by the connections of a server: each would hold about 90 bytes of it.
+    private let sharedOptions: SharedConnectionOptions
+    var options: ConnectionOptions { sharedOptions.options }
     let status: ConnectionStatus
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
     private let compression: PerMessageDeflate?
@@ -75,112 +77,110 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var sink = MessageSink.queue(CircularBuffer())
 
-    /// The callbacks besides messages, the timers and how the connection ended: state that
-    /// most connections never set, kept out of line. Made by the first non-nil write, so an
-    /// idle connection carries one pointer instead of about 190 bytes of empty fields.
-    private final class CallbacksTimersAndOutcome {
+    /// What an idle connection with a heartbeat and a close callback (every broker client)
+    /// uses, kept inline: the other callbacks, timers and the outcome are out of line.
+    var onClose: (@Sendable (CloseInfo) -> Void)?
+    /// Where the next heartbeat ping waits: the server's schedule for this loop, or one of
+    /// the connection's own; `heartbeatLink` is this connection's place in its queue.
+    private var heartbeatSchedule: HeartbeatSchedule?
+    var heartbeatLink = HeartbeatLink()
+    private var pongDeadline: Scheduled<Void>?
+    /// `receiver.completedFrames` when the pong deadline started, and whether reading was
+    /// paused since: either excuses a missing pong.
+    private var framesAtPongDeadline = 0
+    private var pausedSincePongDeadline = false
+
+    /// The callbacks besides messages and close, the other timers and how the connection
+    /// ended: state that most connections never set, kept out of line. Made by the first
+    /// non-nil write, so an idle connection carries one pointer instead of about 200 bytes
+    /// of empty fields.
+    private final class Rare {
         var onPing: (@Sendable (ByteBuffer) -> Void)?
         var onPong: (@Sendable (ByteBuffer) -> Void)?
-        var onClose: (@Sendable (CloseInfo) -> Void)?
         var onError: (@Sendable (any Error) -> Void)?
         var onWritable: (@Sendable () -> Void)?
         var receivedClose: (code: CloseCode, reason: String)?
         var failure: (any Error)?
         var heldFailure: (any Error)?
         var closeTimer: Scheduled<Void>?
-        var heartbeatTask: Scheduled<Void>?
-        var pongDeadline: Scheduled<Void>?
-        /// `receiver.completedFrames` when the pong deadline started, and whether reading was
-        /// paused since: either excuses a missing pong.
-        var framesAtPongDeadline = 0
-        var pausedSincePongDeadline = false
         var closeInfo: CloseInfo?
         var partialFrame: (frame: Int, deadline: NIODeadline)?
         var partialFrameTimer: Scheduled<Void>?
     }
-    private var callbacksTimersAndOutcome: CallbacksTimersAndOutcome?
+    private var rareStorage: Rare?
 
-    /// Writes `value` into `callbacksTimersAndOutcome`, making it only when the value is not nil.
-    private func setCallbackTimerOrOutcome<T>(_ path: ReferenceWritableKeyPath<CallbacksTimersAndOutcome, T?>, _ value: T?) {
-        if let callbacksTimersAndOutcome {
-            callbacksTimersAndOutcome[keyPath: path] = value
-        } else if value != nil {
-            let made = CallbacksTimersAndOutcome()
-            made[keyPath: path] = value
-            callbacksTimersAndOutcome = made
-        }
+    /// `rareStorage` for a write of `isSet` (whether the value written is not nil): nil when
+    /// there is none and the write would only store nil. Each property writes its own field
+    /// (no key path: storing a closure through a generic key path boxes it in a thunk that
+    /// the connection would keep).
+    private func rare(forWriting isSet: Bool) -> Rare? {
+        if let rareStorage { return rareStorage }
+        guard isSet else { return nil }
+        let made = Rare()
+        rareStorage = made
+        return made
     }
 
     // Set once the connection is closed, a callback is not kept (see `releaseCallbacks`).
     var onPing: (@Sendable (ByteBuffer) -> Void)? {
-        get { callbacksTimersAndOutcome?.onPing }
-        set { if !stateMachine.isClosed { setCallbackTimerOrOutcome(\.onPing, newValue) } }
+        get { rareStorage?.onPing }
+        set { if !stateMachine.isClosed { rare(forWriting: newValue != nil)?.onPing = newValue } }
     }
     var onPong: (@Sendable (ByteBuffer) -> Void)? {
-        get { callbacksTimersAndOutcome?.onPong }
-        set { if !stateMachine.isClosed { setCallbackTimerOrOutcome(\.onPong, newValue) } }
-    }
-    var onClose: (@Sendable (CloseInfo) -> Void)? {
-        get { callbacksTimersAndOutcome?.onClose }
-        set { setCallbackTimerOrOutcome(\.onClose, newValue) }
+        get { rareStorage?.onPong }
+        set { if !stateMachine.isClosed { rare(forWriting: newValue != nil)?.onPong = newValue } }
     }
     var onError: (@Sendable (any Error) -> Void)? {
-        get { callbacksTimersAndOutcome?.onError }
-        set { if !stateMachine.isClosed { setCallbackTimerOrOutcome(\.onError, newValue) } }
+        get { rareStorage?.onError }
+        set { if !stateMachine.isClosed { rare(forWriting: newValue != nil)?.onError = newValue } }
     }
     var onWritable: (@Sendable () -> Void)? {
-        get { callbacksTimersAndOutcome?.onWritable }
-        set { if !stateMachine.isClosed { setCallbackTimerOrOutcome(\.onWritable, newValue) } }
+        get { rareStorage?.onWritable }
+        set { if !stateMachine.isClosed { rare(forWriting: newValue != nil)?.onWritable = newValue } }
     }
     private var receivedClose: (code: CloseCode, reason: String)? {
-        get { callbacksTimersAndOutcome?.receivedClose }
-        set { setCallbackTimerOrOutcome(\.receivedClose, newValue) }
+        get { rareStorage?.receivedClose }
+        set { rare(forWriting: newValue != nil)?.receivedClose = newValue }
     }
     private(set) var failure: (any Error)? {
-        get { callbacksTimersAndOutcome?.failure }
-        set { setCallbackTimerOrOutcome(\.failure, newValue) }
+        get { rareStorage?.failure }
+        set { rare(forWriting: newValue != nil)?.failure = newValue }
     }
     /// A protocol violation found behind messages the application has not taken yet (no
     /// sink): the connection fails once they are delivered, so that it can answer them first.
     private var heldFailure: (any Error)? {
-        get { callbacksTimersAndOutcome?.heldFailure }
-        set { setCallbackTimerOrOutcome(\.heldFailure, newValue) }
+        get { rareStorage?.heldFailure }
+        set { rare(forWriting: newValue != nil)?.heldFailure = newValue }
     }
     private var closeTimer: Scheduled<Void>? {
-        get { callbacksTimersAndOutcome?.closeTimer }
-        set { setCallbackTimerOrOutcome(\.closeTimer, newValue) }
-    }
-    private var heartbeatTask: Scheduled<Void>? {
-        get { callbacksTimersAndOutcome?.heartbeatTask }
-        set { setCallbackTimerOrOutcome(\.heartbeatTask, newValue) }
-    }
-    private var pongDeadline: Scheduled<Void>? {
-        get { callbacksTimersAndOutcome?.pongDeadline }
-        set { setCallbackTimerOrOutcome(\.pongDeadline, newValue) }
+        get { rareStorage?.closeTimer }
+        set { rare(forWriting: newValue != nil)?.closeTimer = newValue }
     }
     /// How the connection ended, once it has.
     private(set) var closeInfo: CloseInfo? {
-        get { callbacksTimersAndOutcome?.closeInfo }
-        set { setCallbackTimerOrOutcome(\.closeInfo, newValue) }
+        get { rareStorage?.closeInfo }
+        set { rare(forWriting: newValue != nil)?.closeInfo = newValue }
     }
     /// The frame the last read ended inside (as `receiver.completedFrames` numbers it) and
     /// when it must be whole.
     private var partialFrame: (frame: Int, deadline: NIODeadline)? {
-        get { callbacksTimersAndOutcome?.partialFrame }
-        set { setCallbackTimerOrOutcome(\.partialFrame, newValue) }
+        get { rareStorage?.partialFrame }
+        set { rare(forWriting: newValue != nil)?.partialFrame = newValue }
     }
     private var partialFrameTimer: Scheduled<Void>? {
-        get { callbacksTimersAndOutcome?.partialFrameTimer }
-        set { setCallbackTimerOrOutcome(\.partialFrameTimer, newValue) }
+        get { rareStorage?.partialFrameTimer }
+        set { rare(forWriting: newValue != nil)?.partialFrameTimer = newValue }
     }
     init(
-        role: Role, options: ConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
-        leftover: ByteBuffer? = nil
+        role: Role, options sharedOptions: SharedConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
+        leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil
     ) {
+        let options = sharedOptions.options
+        self.heartbeatSchedule = heartbeatSchedule
         self.outbound = OutboundGatherer(maxBufferedAmount: options.maxBufferedAmount)
         self.stateMachine = ConnectionStateMachine(role: role)
         self.role = role
-        self.options = options
+        self.sharedOptions = sharedOptions
         self.status = status
         self.compression = compression
         self.receiver = Receiver(
@@ -379,12 +379,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// are let go, or the two would keep each other alive for good.
     private func releaseCallbacks() {
         if case .queue = sink {} else { sink = .queue(CircularBuffer()) }
-        guard let callbacksTimersAndOutcome else { return }
-        callbacksTimersAndOutcome.onPing = nil
-        callbacksTimersAndOutcome.onPong = nil
-        callbacksTimersAndOutcome.onClose = nil
-        callbacksTimersAndOutcome.onError = nil
-        callbacksTimersAndOutcome.onWritable = nil
+        onClose = nil
+        guard let rareStorage else { return }
+        rareStorage.onPing = nil
+        rareStorage.onPong = nil
+        rareStorage.onError = nil
+        rareStorage.onWritable = nil
     }
 
     /// Ends the message sequence: cleanly after a close handshake, else with the error.
@@ -401,8 +401,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func cancelTimers() {
         closeTimer?.cancel()
         closeTimer = nil
-        heartbeatTask?.cancel()
-        heartbeatTask = nil
+        heartbeatSchedule?.remove(self)
         pongDeadline?.cancel()
         pongDeadline = nil
         partialFrameTimer?.cancel()
@@ -419,14 +418,20 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Pings every `interval`; a pong must come within `timeout` of the first unanswered ping.
     private func scheduleHeartbeat() {
         guard let heartbeat = options.heartbeat, let context else { return }
-        heartbeatTask = context.eventLoop.assumeIsolated().scheduleTask(in: heartbeat.intervalAmount) { [weak self] in
-            guard let self, self.context != nil else { return }
-            guard case .sendPing(let startPongDeadline) = self.stateMachine.heartbeatDue() else { return }
-            if startPongDeadline { self.armPongDeadline(heartbeat.timeoutAmount) }
-            self.writeFrame(.ping, payload: ByteBuffer())
-            self.flushUnlessReading()
-            self.scheduleHeartbeat()
+        if heartbeatSchedule == nil {
+            heartbeatSchedule = HeartbeatSchedule(eventLoop: context.eventLoop, interval: heartbeat.intervalAmount)
         }
+        heartbeatSchedule!.add(self)  // non-nil: set just above
+    }
+
+    /// The heartbeat's interval passed (`heartbeatSchedule` calls it).
+    func heartbeatIsDue() {
+        guard context != nil, let heartbeat = options.heartbeat else { return }
+        guard case .sendPing(let startPongDeadline) = stateMachine.heartbeatDue() else { return }
+        if startPongDeadline { armPongDeadline(heartbeat.timeoutAmount) }
+        writeFrame(.ping, payload: ByteBuffer())
+        flushUnlessReading()
+        scheduleHeartbeat()
     }
 
     private func armPongDeadline(_ timeout: TimeAmount) {
@@ -434,15 +439,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             self?.pongDeadlinePassed(timeout)
         }
-        // Non-nil: `pongDeadline` was just set.
-        callbacksTimersAndOutcome!.framesAtPongDeadline = receiver.completedFrames
-        callbacksTimersAndOutcome!.pausedSincePongDeadline = isPaused
+        framesAtPongDeadline = receiver.completedFrames
+        pausedSincePongDeadline = isPaused
     }
 
     private func pongDeadlinePassed(_ timeout: TimeAmount) {
         pongDeadline = nil
-        guard let watch = callbacksTimersAndOutcome else { return }
-        let excused = watch.pausedSincePongDeadline || isPaused || receiver.completedFrames != watch.framesAtPongDeadline
+        let excused = pausedSincePongDeadline || isPaused || receiver.completedFrames != framesAtPongDeadline
         switch stateMachine.pongDeadlinePassed(excused: excused) {
         case .none: break
         case .dropConnection: terminate()
@@ -462,7 +465,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func watchPartialFrame() {
         guard let timeout = options.partialFrameTimeoutAmount, stateMachine.isOpen else { return }
         guard receiver.isMidFrame else {
-            if callbacksTimersAndOutcome?.partialFrame != nil { partialFrame = nil }
+            if rareStorage?.partialFrame != nil { partialFrame = nil }
             return
         }
         let frame = receiver.completedFrames
@@ -494,7 +497,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func pause(_ reason: PauseReasons) {
         pauseReasons.insert(reason)
-        if pongDeadline != nil { callbacksTimersAndOutcome?.pausedSincePongDeadline = true }
+        if pongDeadline != nil { pausedSincePongDeadline = true }
     }
 
     func resume(_ reason: PauseReasons) {

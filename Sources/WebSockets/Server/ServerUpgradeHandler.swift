@@ -381,7 +381,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             }
             let status = ConnectionStatus()
             let handler = WebSocketHandler(
-                role: .server, options: options.connection, status: status, compression: compression)
+                role: .server, options: server.connectionOptions, status: status, compression: compression,
+                heartbeatSchedule: server.heartbeatSchedule(on: context.eventLoop))
             do {
                 try replaceHTTPHandlers(context: context, with: handler).assumeIsolated().whenSuccess {
                     handler.handoverComplete()

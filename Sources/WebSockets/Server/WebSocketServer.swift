@@ -197,6 +197,11 @@ public final class WebSocketServer: Sendable {
     private let handling: Handling
     private let state = NIOLockedValueBox(State())
     let admission: Admission
+    /// `options.connection`, referred to by every connection's handler.
+    let connectionOptions: SharedConnectionOptions
+    /// With a heartbeat: one schedule per event loop of `group`, so that the connections of a
+    /// loop are pinged from one timer instead of a scheduled task each.
+    private let heartbeatSchedules: [ObjectIdentifier: NIOLoopBoundBox<HeartbeatSchedule>]
     /// Upgraded connections on their way to `run()`'s task group (handler form only); finished
     /// when shutdown begins, which is what ends `run()`'s wait.
     private let accepted: (stream: AsyncStream<WebSocket>, continuation: AsyncStream<WebSocket>.Continuation)
@@ -244,7 +249,22 @@ public final class WebSocketServer: Sendable {
         self.group = group
         self.handling = handling
         self.admission = Admission(options: options)
+        self.connectionOptions = SharedConnectionOptions(options.connection)
         self.accepted = AsyncStream.makeStream(of: WebSocket.self)
+        var schedules: [ObjectIdentifier: NIOLoopBoundBox<HeartbeatSchedule>] = [:]
+        if let heartbeat = options.connection.heartbeat {
+            for loop in group.makeIterator() {
+                schedules[ObjectIdentifier(loop)] = NIOLoopBoundBox.makeBoxSendingValue(
+                    HeartbeatSchedule(eventLoop: loop, interval: heartbeat.intervalAmount), eventLoop: loop)
+            }
+        }
+        self.heartbeatSchedules = schedules
+    }
+
+    /// The heartbeat schedule of `loop`, on it; nil without a heartbeat or on a loop not of
+    /// `group` (an application's pipeline), where a connection keeps a schedule of its own.
+    func heartbeatSchedule(on loop: any EventLoop) -> HeartbeatSchedule? {
+        heartbeatSchedules[ObjectIdentifier(loop)]?.value
     }
 
     /// Starts listening on `options.host` and `options.port`; returns the bound address.
@@ -275,7 +295,7 @@ public final class WebSocketServer: Sendable {
         var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: options.backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.recvAllocator, value: Self.receiveAllocator)
+            .childChannelOption(.recvAllocator, value: ReceiveSizes())
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try self.configureStandalonePipeline(channel)
@@ -301,13 +321,6 @@ public final class WebSocketServer: Sendable {
         options.logger.info("listening", metadata: ["address": "\(peerDescription(address))"])
         return address
     }
-
-    /// Sizes each connection's reads. NIO keeps a connection's last read buffer for reuse
-    /// for as long as the connection lives, so its first size is what an idle connection
-    /// costs: NIO's default starts at 2 KiB. 256 B holds a minimal upgrade request; a
-    /// browser's takes one or two more reads. The size doubles after every read that fills
-    /// the buffer, up to 64 KiB, so busy connections reach full-size reads within a few reads.
-    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536)
 
     /// Returns when the listener has closed (after `shutdown()`).
     public func waitUntilStopped() async throws {
