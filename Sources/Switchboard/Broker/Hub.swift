@@ -16,15 +16,17 @@ struct Delivery: Sendable {
 /// Consecutive messages of one topic (a run of a hub's batch), delivered together: their
 /// frames concatenated once, so each subscriber gets one buffer (a retain, not a copy) per
 /// run instead of one per message. Subscribers of a topic are the same for the whole run.
-struct FanOut {
-    var topic: Topic
-    var first: UInt64
-    var last: UInt64
-    var frame: ByteBuffer
+/// A class: the hub hands the same run to every subscriber, and passing a struct of five
+/// references would retain and release each of them once per subscriber.
+final class FanOut {
+    let topic: Topic
+    let first: UInt64
+    let last: UInt64
+    let frame: ByteBuffer
     /// The messages one by one, for a session that must look at each (see `Session`).
-    var deliveries: ArraySlice<Delivery>
+    let deliveries: ArraySlice<Delivery>
     /// Some message of the run has a compressed frame (`Delivery.compressed`).
-    var isCompressible: Bool
+    let isCompressible: Bool
 
     init(_ run: ArraySlice<Delivery>) {
         deliveries = run

@@ -16,6 +16,9 @@ final class Session: Hashable {
     private unowned let broker: Broker
     let hub: Hub
     private let counters: DeliveryCounters
+    /// `broker.configuration.maxQueuedBytes`, kept here: `enqueue` reads it once per delivery,
+    /// and reaching it through the unowned `broker` costs a strong retain and release each time.
+    private let maxQueuedBytes: Int
     private(set) var subscriptions: Set<TopicPattern> = []
     /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
     private var needsFlush = false
@@ -78,6 +81,7 @@ final class Session: Hashable {
         // then turns unwritable once it holds more than the limit (when `enqueue` judges it)
         // and writable again at half (when a slow consumer hears of its gaps).
         let limit = broker.configuration.maxQueuedBytes
+        self.maxQueuedBytes = limit
         if let options = socket.channel.syncOptions, let mark = try? options.getOption(.writeBufferWaterMark),
             limit < mark.high
         {
@@ -373,7 +377,7 @@ final class Session: Hashable {
     }
 
     private func enqueue(_ frame: ByteBuffer, topic: Topic, first: UInt64, last: UInt64) -> Bool {
-        let limit = broker.configuration.maxQueuedBytes
+        let limit = maxQueuedBytes
         let gathered = unflushedBytes + frame.readableBytes
         if !socket.isWritableOnLoop || !missed.isEmpty || gathered > limit / 2 {
             if gathered > limit / 2, unflushedBytes > 0 { writeGathered() }
@@ -476,7 +480,7 @@ final class Session: Hashable {
         }
         catchUps.removeValue(forKey: pattern)?.catchUp.cancel()
         watchWritability()
-        let queueLimit = broker.configuration.maxQueuedBytes
+        let queueLimit = maxQueuedBytes
         var limits = ReplayCatchUp<Delivery>.Limits()
         // A page and the held-back live messages both fit under the slow-consumer limit.
         limits.pageBytes = min(limits.pageBytes, max(queueLimit / 4, 4096))
@@ -551,7 +555,7 @@ final class Session: Hashable {
     /// dropped hears about its gaps now rather than with the next message.
     private func socketWritable() {
         for entry in catchUps.values { entry.catchUp.resume() }
-        if !missed.isEmpty, !closing, backlog <= broker.configuration.maxQueuedBytes / 2 {
+        if !missed.isEmpty, !closing, backlog <= maxQueuedBytes / 2 {
             reportGaps()
             flush()
         }
