@@ -26,6 +26,11 @@ public enum ReceivedEvent: Sendable, Hashable {
 ///   even when the rest of its frame has not come yet.
 /// - `pending` holds bytes not yet consumed, with masked payloads already unmasked.
 ///   Single-frame messages are handed out as slices of it, without a copy.
+/// - `deferred` holds received bytes, still masked, that follow `pending`: the payload of
+///   a large frame that began after another frame ended in the same read. It gets storage
+///   of its own once `pending` is drained, so that handing out the frames before it does
+///   not force a copy of its bytes (a read ending inside a 64 KiB frame otherwise carried
+///   up to the whole of it over into fresh storage).
 public struct Receiver {
     /// What a receiver enforces.
     public struct Configuration: Sendable, Hashable {
@@ -64,6 +69,8 @@ public struct Receiver {
     private var pendingIsPrivate = false
     /// Unmasks client payloads while copying them into `pending` (server role only).
     private var unmasker: StreamUnmasker?
+    /// Masked bytes received after `pending`'s, appended once `pending` is drained.
+    private var deferred: ByteBuffer?
     /// The frame whose payload is being received, once its header has been accepted.
     private var frame: FrameHeader?
     /// How many payload bytes of `frame` the UTF-8 validator has seen.
@@ -89,11 +96,11 @@ public struct Receiver {
     public var isFinished: Bool { finished }
 
     /// Bytes received but not yet turned into events.
-    public var bufferedBytes: Int { pending.readableBytes }
+    public var bufferedBytes: Int { pending.readableBytes + (deferred?.readableBytes ?? 0) }
 
     /// True when, after `next()` returned nil, a frame has begun to arrive (part of its
     /// header, or its header and part of its payload) but is not whole.
-    public var isMidFrame: Bool { frame != nil || pending.readableBytes > 0 }
+    public var isMidFrame: Bool { frame != nil || pending.readableBytes > 0 || deferred != nil }
 
     /// Frames received whole so far (wrapping): tells one partial frame from the next.
     public private(set) var completedFrames = 0
@@ -101,8 +108,22 @@ public struct Receiver {
     /// Adds bytes read from the connection. Call `next()` until it returns nil afterwards.
     public mutating func append(_ incoming: ByteBuffer) {
         guard !finished else { return }
-        let count = incoming.readableBytes
-        guard count > 0 else { return }
+        guard incoming.readableBytes > 0 else { return }
+        if deferred != nil {
+            deferred!.writeImmutableBuffer(incoming)  // non-nil: checked just above
+            return
+        }
+        var count = incoming.readableBytes
+        if unmasker != nil, count > Self.ownStorageThreshold {
+            // Non-nil: checked just above. A copy of the unmasker only finds where to stop.
+            var scout = unmasker!
+            count = incoming.withUnsafeReadableBytes { source in
+                scout.advance(over: source, into: nil, stoppingBeforeFrameLargerThan: Self.ownStorageThreshold)
+            }
+            if count < incoming.readableBytes {
+                deferred = incoming.getSlice(at: incoming.readerIndex + count, length: incoming.readableBytes - count)
+            }
+        }
         if unmasker == nil, pending.readableBytes == 0 {
             pending = incoming
             pendingIsPrivate = false
@@ -119,7 +140,9 @@ public struct Receiver {
             pending.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { destination in
                 incoming.withUnsafeReadableBytes { source in
                     // Non-nil: checked just above, and nothing in between clears it.
-                    unmasker!.copy(from: source, to: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
+                    _ = unmasker!.advance(
+                        over: UnsafeRawBufferPointer(rebasing: source[..<count]),
+                        into: UnsafeMutableRawBufferPointer(rebasing: destination[..<count]))
                 }
                 return count
             }
@@ -145,6 +168,18 @@ public struct Receiver {
 
     private static let maxReservation = 1 << 20
 
+    /// Frames with a larger payload that begin after another frame ended in the same read
+    /// get storage of their own (see `deferred`); smaller ones cost less to copy over.
+    static let ownStorageThreshold = 8 * 1024
+
+    /// Once `pending` is drained, moves `deferred` into it; false if there was none.
+    private mutating func takeDeferred() -> Bool {
+        guard pending.readableBytes == 0, let bytes = deferred.take() else { return false }
+        releaseDrainedPending()
+        append(bytes)
+        return true
+    }
+
     /// The next event, or nil when more bytes are needed.
     public mutating func next() throws(WebSocketError) -> ReceivedEvent? {
         guard !finished else { return nil }
@@ -166,6 +201,7 @@ public struct Receiver {
                     try FrameHeader.parse(bytes)
                 }
                 guard case .header(let parsedHeader, let headerLength) = parsed else {
+                    if takeDeferred() { continue }
                     releaseDrainedPending()
                     return nil
                 }
@@ -185,6 +221,7 @@ public struct Receiver {
                 frameBytesValidated = available
             }
             guard available == header.payloadLength else {
+                if takeDeferred() { continue }
                 releaseDrainedPending()
                 return nil
             }
@@ -357,20 +394,31 @@ struct StreamUnmasker {
     private var payloadRemaining = 0
     private var payloadOffset = 0
 
-    mutating func copy(from source: UnsafeRawBufferPointer, to destination: UnsafeMutableRawBufferPointer) {
+    /// Follows `source`, copying it unmasked into `destination` (of the same size) unless
+    /// that is nil. With `threshold`, stops right after the header of a frame whose payload
+    /// exceeds it and goes on past `source`, when another frame ended before it in `source`.
+    /// Returns how many bytes it went over.
+    mutating func advance(
+        over source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer?,
+        stoppingBeforeFrameLargerThan threshold: Int = .max
+    ) -> Int {
         var index = 0
         let count = source.count
+        var frameEnded = false
         while index < count {
             if payloadRemaining > 0 {
                 let run = min(payloadRemaining, count - index)
-                key.apply(
-                    from: UnsafeRawBufferPointer(rebasing: source[index..<index + run]),
-                    to: UnsafeMutableRawBufferPointer(rebasing: destination[index..<index + run]),
-                    startingAt: payloadOffset
-                )
+                if let destination {
+                    key.apply(
+                        from: UnsafeRawBufferPointer(rebasing: source[index..<index + run]),
+                        to: UnsafeMutableRawBufferPointer(rebasing: destination[index..<index + run]),
+                        startingAt: payloadOffset
+                    )
+                }
                 index += run
                 payloadRemaining -= run
                 payloadOffset += run
+                frameEnded = payloadRemaining == 0
                 continue
             }
             // Header bytes: copy as they are, up to the end of the header.
@@ -382,7 +430,7 @@ struct StreamUnmasker {
             withUnsafeMutableBytes(of: &header) { headerBytes in
                 for offset in 0..<run {
                     let byte = source[index + offset]
-                    destination[index + offset] = byte
+                    destination?[index + offset] = byte
                     headerBytes[headerCount + offset] = byte
                 }
             }
@@ -403,6 +451,11 @@ struct StreamUnmasker {
                 // follows is never read; stop interpreting it.
                 payloadRemaining = .max
             }
+            if frameEnded, payloadRemaining > threshold, payloadRemaining > count - index {
+                return index
+            }
+            frameEnded = payloadRemaining == 0
         }
+        return count
     }
 }

@@ -268,3 +268,67 @@ import WebSocketCore
         }
     }
 }
+
+/// Reads larger than `Receiver.ownStorageThreshold` that end one large frame and begin the
+/// next, as a client pipelining large messages sends them: the rest of the read waits,
+/// masked, until the frames before it are out.
+@Suite struct ReceiverPipelinedLargeFramesTests {
+    static let binary = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) }
+    static let text = String(repeating: "aé€😀", count: 2_000)
+
+    static let stream: [UInt8] =
+        clientFrame(0x2, binary) + clientFrame(0x2, binary.reversed()) + clientFrame(0x9, "p".bytes)
+        + clientFrame(0x1, text.bytes) + clientFrame(0x2, []) + clientFrame(0x1, text.bytes, fin: false)
+        + clientFrame(0x0, binary.map { $0 & 0x7F }) + clientFrame(0x2, binary)
+        + clientFrame(0x8, [0x03, 0xE8])
+
+    static let expected: [Event] = [
+        .binary(binary), .binary(binary.reversed()), .ping("p".bytes), .text(text), .binary([]),
+        .text(text + String(decoding: binary.map { $0 & 0x7F }, as: UTF8.self)), .binary(binary), .close(1000, ""),
+    ]
+
+    @Test(arguments: [8_193, 12_000, 16_384, 30_001, 65_536])
+    func evenPiecesGiveTheSameEvents(piece: Int) {
+        let splits = Array(stride(from: piece, to: Self.stream.count, by: piece))
+        let result = receive(Self.stream, role: .server, splits: splits)
+        #expect(result.error == nil && result.events == Self.expected, "pieces of \(piece)")
+    }
+
+    @Test func randomLargePiecesGiveTheSameEvents() {
+        var generator = SplitMix(seed: 0xB16)
+        for round in 0..<100 {
+            var splits: [Int] = []
+            var position = 0
+            while position < Self.stream.count {
+                position += Int.random(in: 1..<40_000, using: &generator)
+                splits.append(position)
+            }
+            let result = receive(Self.stream, role: .server, splits: splits)
+            #expect(result.error == nil && result.events == Self.expected, "round \(round): splits \(splits)")
+        }
+    }
+
+    /// Bytes appended while earlier ones still wait are kept in order behind them.
+    @Test func appendsBeforeDrainingKeepTheirOrder() throws {
+        var receiver = Receiver(configuration: .init(role: .server))
+        let first = clientFrame(0x2, Self.binary)
+        let second = clientFrame(0x2, Self.binary.reversed())
+        let cut = first.count + 4 + 10_000
+        receiver.append(ByteBuffer(bytes: first[...] + second[..<(cut - first.count)]))
+        #expect(receiver.bufferedBytes == cut)
+        receiver.append(ByteBuffer(bytes: second[(cut - first.count)...]))
+        #expect(receiver.bufferedBytes == first.count + second.count)
+        var events: [Event] = []
+        while let event = try receiver.next() { events.append(Event(event)) }
+        #expect(events == [.binary(Self.binary), .binary(Self.binary.reversed())])
+        #expect(!receiver.isMidFrame && receiver.bufferedBytes == 0)
+    }
+
+    /// A bad header behind a large frame fails the connection once its turn comes.
+    @Test func badFrameAfterALargeOneStillFails() {
+        let stream = clientFrame(0x2, Self.binary) + clientFrame(0x3, Array(repeating: 1, count: 10_000))
+        let result = receive(stream, role: .server, splits: [stream.count - 100])
+        #expect(result.events == [.binary(Self.binary)])
+        #expect(result.error?.closeCode == .protocolError)
+    }
+}
