@@ -1,5 +1,7 @@
 import AsyncTestSupport
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import TestPeers
 import Testing
 import WebSocketCore
@@ -114,6 +116,40 @@ import WebSockets
 
     /// A second `listen()` throws instead of opening a second listener that `shutdown()`
     /// would not close: after shutdown nothing listens on either port.
+    /// The listener's close runs on its event loop; `shutdown()` returns only once it has
+    /// run. With the loop held busy, a `shutdown()` that merely asked for the close would
+    /// return at once and leave the port accepting connections (which a loaded machine
+    /// showed: a connect right after `shutdown()` was upgraded, then closed with 1001).
+    @Test func shutdownReturnsOnlyOnceTheListenerIsClosed() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = WebSocketServer(options: .init(), group: group) { _ in }
+        let port = try await server.listen().port!
+        let released = ConditionLock(value: false)
+        let loopHeld = Waiter<Void>("the loop to be held")
+        group.next().execute {
+            loopHeld.fulfill(())
+            // Holds the loop: nothing scheduled on it runs until the test lets go.
+            released.lock(whenValue: true)
+            released.unlock()
+        }
+        try await loopHeld.value()
+        let returned = NIOLockedValueBox(false)
+        let shutdown = Task {
+            await server.shutdown()
+            returned.withLockedValue { $0 = true }
+        }
+        // Time enough for a shutdown that does not wait for the close to return.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!returned.withLockedValue { $0 }, "shutdown() returned while the listener's close could not have run")
+        released.lock()
+        released.unlock(withValue: true)
+        await shutdown.value
+        await #expect(throws: (any Error).self, "port \(port) still listens after shutdown") {
+            _ = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/")
+        }
+        try await group.shutdownGracefully()
+    }
+
     @Test func listenTwiceThrowsAndShutdownClosesTheOneListener() async throws {
         var options = WebSocketServer.Options()
         options.port = 0

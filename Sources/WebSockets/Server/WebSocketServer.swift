@@ -447,7 +447,16 @@ public final class WebSocketServer: Sendable {
     /// their close handshakes, then drops whatever is left. A cancelled caller stops waiting;
     /// the closes go on. (`run()` returns once its handlers have returned as well.)
     public func shutdown() async {
-        await waitUntilClosed(beginShutdown())
+        let clients = beginShutdown()
+        await waitUntilNotListening()
+        await waitUntilClosed(clients)
+    }
+
+    /// Returns once the listener is closed. Its close runs on its event loop: until then the
+    /// port still accepts connections, which a caller of `shutdown()` must not meet.
+    private func waitUntilNotListening() async {
+        guard let listener = state.withLockedValue({ $0.listener }) else { return }
+        _ = try? await listener.closeFuture.getUnlessCancelled()
     }
 
     /// Stops accepting, ends `run()`'s intake and sends every client a close with 1001;
@@ -506,6 +515,7 @@ extension WebSocketServer: Service {
                 }
                 // Shutdown began: the clients were sent 1001. Handlers that read `messages` see
                 // them end as the connections close; the others are cancelled after that.
+                await waitUntilNotListening()
                 await waitUntilClosed(clients)
                 group.cancelAll()
             }
