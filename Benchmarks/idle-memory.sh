@@ -42,15 +42,7 @@ for count in $COUNTS; do
         { echo "idle-memory.sh: RLIMIT_NOFILE is $(ulimit -n); $count connections need $((count + 100))" >&2; exit 1; }
 done
 
-WORK=$(mktemp -d /tmp/switchboard-idle-memory.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work_dir idle-memory
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 

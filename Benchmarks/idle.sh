@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=Benchmarks/run-helpers.sh
+. "$ROOT/Benchmarks/run-helpers.sh"
 # shellcheck source=Benchmarks/load-tools.sh
 . "$ROOT/Benchmarks/load-tools.sh"
 BUILD=1; [ "${NO_BUILD:-0}" = 1 ] && BUILD=0
@@ -32,15 +34,7 @@ fi
 BIN="$(swift build -c release --show-bin-path)/switchboard"
 ulimit -n "$((CONNECTIONS + 1024))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work_dir idle
 
 DB=$WORK/idle.db
 "$BIN" token list --database "$DB" >/dev/null   # creates the schema

@@ -573,13 +573,13 @@ final class Session: Hashable {
         }
     }
 
-    /// The connection is gone: stop its replays (they hold the session).
     /// The connection closed: stops what the session started and lets the broker forget it.
     func socketClosed(_ info: CloseInfo) {
         connectionClosed()
         broker.closed(self, info)
     }
 
+    /// The connection is gone: stop its replays (they hold the session).
     private func connectionClosed() {
         closing = true
         topicLoaded = { _ in }
