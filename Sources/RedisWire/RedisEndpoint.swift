@@ -11,7 +11,8 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         self.database = database
     }
 
-    /// Parses a `redis://` URL; the error names what is wrong with it.
+    /// Parses a `redis://` URL; the error names what is wrong with it on one line (echoed text
+/// is shown escaped, since the URL comes from a config file or the environment).
     public init(url: String) throws(RedisEndpointError) {
         guard url.hasPrefix("redis://") else { throw RedisEndpointError("must start with redis://") }
         var rest = Substring(url.dropFirst("redis://".count))
@@ -21,7 +22,7 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
             rest = rest[..<slash]
             if !path.isEmpty {
                 guard let number = Int(path), (0...1_000_000).contains(number) else {
-                    throw RedisEndpointError("database '\(path)' is not a number")
+                    throw RedisEndpointError("database \(String(path).debugDescription) is not a number")
                 }
                 database = number
             }
@@ -31,8 +32,9 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         var port = 6379
         if let colon = rest.lastIndex(of: ":") {
             host = rest[..<colon]
-            guard let number = Int(rest[rest.index(after: colon)...]), (1...65535).contains(number) else {
-                throw RedisEndpointError("port '\(rest[rest.index(after: colon)...])' is not in 1...65535")
+            let portText = rest[rest.index(after: colon)...]
+            guard let number = Int(portText), (1...65535).contains(number) else {
+                throw RedisEndpointError("port \(String(portText).debugDescription) is not in 1...65535")
             }
             port = number
         }

@@ -56,7 +56,7 @@ import Testing
         for json in [
             #"{"port":"80\n80"}"#, #"{"a\r\nb":1}"#, #"{"anonymous_publish":["a\nb"]}"#,
             #"{"log_level":"info\n"}"#, #"{"replay_retain":"chat.>\ncount=1"}"#, #"{"replay_retain":"a count=1\n"}"#,
-            #"{"replay_queue_limit":"\r"}"#,
+            #"{"replay_queue_limit":"\r"}"#, #"{"cluster":"redis://h/1\n2"}"#, #"{"cluster":"redis://h:63\r79"}"#,
         ] {
             try Data(json.utf8).write(to: file)
             var configuration = BrokerConfiguration()
