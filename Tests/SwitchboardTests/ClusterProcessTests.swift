@@ -2,6 +2,9 @@ import AsyncTestSupport
 import BrokerProcess
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import RedisWire
 import Testing
 
 @testable import Switchboard
@@ -171,6 +174,46 @@ import Testing
         #expect(renewed["op"] == "subscribed" && renewed["epoch"] != nil && renewed["epoch"] != epoch, "\(renewed)")
         #expect(try await Self.receive(after, through: 1).map(\.data) == ["1001"])
         for client in [publisher, resumer, after] { await client.close() }
+    }
+
+    /// A node hears messages on its Redis subscriber connection, which can be behind a stream
+    /// read made on its command connection: a resumer that replayed a message does not get
+    /// it again when the node hears it after the catch-up.
+    @Test func aMessageHeardAfterItWasReplayedIsNotDeliveredAgain() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let node = try await Self.node(redis)
+        defer { node.process.kill() }
+        let publisher = try await Client.connect(port: node.port)
+        for n in 1...3 { _ = try await publisher.publish("c.d", "\(n)") }
+
+        // Message 4 stored by the publish script, its PUBLISH sent where no node listens:
+        // stored, not yet heard.
+        let commands = RedisClient(endpoint: try RedisEndpoint(url: redis.url), group: MultiThreadedEventLoopGroup.singleton)
+        commands.start()
+        defer { commands.close() }
+        try await withTimeout("connect to redis") { try await commands.waitUntilConnected() }
+        let topic = try Topic("c.d")
+        var (keys, arguments) = RedisTopicLog(redis: commands).publishCall(
+            topic: topic, format: .json, payload: ByteBuffer(string: "4"), now: 0, keep: 1000)
+        arguments[0] = "unheard"
+        let stored = try RedisTopicLog.published(
+            try await RedisTopicLog.publishScript.run(on: commands, keys: keys, arguments: arguments))
+        #expect(stored.sequence == 4)
+
+        let resumer = try await Client.connect(port: node.port)
+        let answer = try await resumer.request(#"{"op":"sub","topic":"c.d","id":"d","since":3}"#)
+        #expect(answer["op"] == "subscribed", "\(answer)")
+        // One topic, one short page: the catch-up ends in the turn that sends message 4.
+        #expect(try await Self.receive(resumer, through: 4).map(\.seq) == [4])
+
+        // The node hears message 4 now, then message 5 is published.
+        let heard = "4 \(stored.time) \(stored.epoch) \(ClusterMessage.code(.json))\n4"
+        _ = try await commands.send(["PUBLISH", RESPArgument(ClusterKeys(topic).channel), RESPArgument(heard)])
+        _ = try await publisher.publish("c.d", "5")
+        #expect(try await Self.receive(resumer, through: 5).map(\.seq) == [5])
+        try await resumer.expectNothingPending()
+        for client in [publisher, resumer] { await client.close() }
     }
 
     /// Subscribers on node A while a publisher on C publishes without pause; A is killed

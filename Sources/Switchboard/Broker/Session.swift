@@ -32,6 +32,10 @@ final class Session: Hashable {
     /// While one exists, live messages of the topics it matches go through it.
     private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
     private var nextCatchUpID = 0
+    /// After a catch-up on a history whose live messages may trail its reads
+    /// (`TopicHistory.liveMayTrailReads`): per topic, the last seq it delivered. A live
+    /// message at or below it was replayed and is dropped; the first one past it ends the entry.
+    private var replayedThrough: [Topic: UInt64] = [:]
     private var watchingWritability = false
     /// The connection agreed to permessage-deflate in a way the hub's shared compressed
     /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
@@ -211,6 +215,7 @@ final class Session: Hashable {
         }
         _ = hub.unsubscribe(self, from: pattern)
         catchUps.removeValue(forKey: pattern)?.catchUp.cancel()
+        replayedThrough = replayedThrough.filter { !pattern.matches($0.key) }
         reply(.unsubscribed(id: id, pattern: pattern))
     }
 
@@ -348,7 +353,7 @@ final class Session: Hashable {
     /// the deflate threshold compressed, for a connection that takes them.
     func deliver(_ run: FanOut, compressed: () -> ByteBuffer) -> Bool {
         guard !closing else { return false }
-        guard catchUps.isEmpty else { return deliverAroundCatchUps(run) }
+        guard catchUps.isEmpty, replayedThrough.isEmpty else { return deliverAroundCatchUps(run) }
         let frame = takesCompressedFrames && run.isCompressible ? compressed() : run.frame
         return enqueue(frame, topic: run.topic, first: run.first, last: run.last)
     }
@@ -359,8 +364,8 @@ final class Session: Hashable {
     }
 
     /// `deliver` while a subscription catches up: each message of a topic being replayed
-    /// goes to its catch-up (which holds it back, or drops it as already replayed); the
-    /// others are queued one by one.
+    /// goes to its catch-up (which holds it back, or drops it as already replayed), one
+    /// already replayed by a finished catch-up is dropped; the others are queued one by one.
     private func deliverAroundCatchUps(_ run: FanOut) -> Bool {
         var needsFlush = false
         for delivery in run.deliveries {
@@ -368,6 +373,10 @@ final class Session: Hashable {
                 catchUp.live(delivery, topic: delivery.topic, sequence: delivery.sequence, size: delivery.frame.readableBytes)
             {
                 continue
+            }
+            if let replayed = replayedThrough[delivery.topic] {
+                if delivery.sequence <= replayed { continue }
+                replayedThrough[delivery.topic] = nil
             }
             if enqueue(frame(of: delivery), topic: delivery.topic, first: delivery.sequence, last: delivery.sequence) {
                 needsFlush = true
@@ -562,8 +571,10 @@ final class Session: Hashable {
     }
 
     private func catchUpFinished(_ pattern: TopicPattern, _ catchUpID: Int, _ result: Result<Void, ReplayError>, id: RequestID?) {
-        guard catchUps[pattern]?.id == catchUpID else { return }
-        catchUps.removeValue(forKey: pattern)
+        guard catchUps[pattern]?.id == catchUpID, let catchUp = catchUps.removeValue(forKey: pattern)?.catchUp else { return }
+        if broker.history?.liveMayTrailReads == true {
+            replayedThrough.merge(catchUp.deliveredThrough, uniquingKeysWith: max)
+        }
         if case .failure(let error) = result {
             broker.logger.error("replay failed", metadata: [
                 "peer": "\(peer)", "principal": "\(principal.logLabel)", "topic": "\(pattern.name)", "error": "\(error)",

@@ -20,6 +20,10 @@ final class RedisHistory: TopicHistory {
 
     func retains(_ topic: Topic) -> Bool { rules().retains(topic) }
 
+    /// The script's PUBLISH reaches a node on its subscriber connection, which may be behind
+    /// a stream read made on the command connection.
+    var liveMayTrailReads: Bool { true }
+
     func ticket() -> UInt64 {
         clock.withLockedValue {
             $0 += 1

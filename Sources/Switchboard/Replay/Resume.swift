@@ -251,6 +251,9 @@ package struct ResumeMerger<Live> {
 
     /// Messages held right now.
     package var bufferedCount: Int { buffer.count }
+
+    /// Per topic, the last seq delivered or reported missing.
+    package var deliveredThrough: [Topic: UInt64] { delivered }
 }
 
 /// Drives one subscription's catch-up on its connection's event loop: pages the history
@@ -344,6 +347,9 @@ package final class ReplayCatchUp<Live>: @unchecked Sendable {
     }
 
     package var isCatchingUp: Bool { merger.phase == .catchingUp && state != .cancelled }
+
+    /// Per topic, the last seq delivered or reported missing (`ResumeMerger.deliveredThrough`).
+    package var deliveredThrough: [Topic: UInt64] { merger.deliveredThrough }
 
     package func start() {
         eventLoop.preconditionInEventLoop()

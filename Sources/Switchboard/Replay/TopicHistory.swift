@@ -10,6 +10,11 @@ import NIOCore
 package protocol TopicHistory: AnyObject, Sendable {
     /// Whether the history keeps `topic`'s messages (a retention rule matches it).
     func retains(_ topic: Topic) -> Bool
+    /// Whether a live message can reach the session after a read already returned it (a
+    /// cluster node hears messages on another Redis connection than the one it reads the
+    /// streams on). The session then drops, once the catch-up is over, live messages at or
+    /// below what it replayed.
+    var liveMayTrailReads: Bool { get }
     /// A ticket for the appends accepted so far.
     func ticket() -> UInt64
     /// Calls `callback` (on any thread) once every append up to `ticket` is readable or failed.
@@ -35,6 +40,9 @@ package protocol HistoryCursor: AnyObject, Sendable {
 }
 
 extension ReplayLog: TopicHistory {
+    /// The hub hands a message to the subscriber's loop before its append can be read.
+    package var liveMayTrailReads: Bool { false }
+
     package func ticket() -> UInt64 { enqueuedCount }
 
     package func cursor(pattern: TopicPattern, position: ReplayPosition) -> any HistoryCursor {
