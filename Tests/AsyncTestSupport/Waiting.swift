@@ -24,19 +24,22 @@ public final class Waiter<T: Sendable>: Sendable {
 
     public init(_ what: String = "an event") { self.what = what }
 
-    public func fulfill(_ value: T) { complete(.success(value)) }
-    public func fail(_ error: any Error) { complete(.failure(error)) }
+    /// Returns false when the waiter had already completed (fulfilled, failed or timed out)
+    /// and `value` was not taken.
+    @discardableResult public func fulfill(_ value: T) -> Bool { complete(.success(value)) }
+    @discardableResult public func fail(_ error: any Error) -> Bool { complete(.failure(error)) }
 
     public var isFulfilled: Bool { state.withLockedValue { $0.result != nil } }
 
-    private func complete(_ result: Result<T, any Error>) {
-        let continuation = state.withLockedValue { state -> CheckedContinuation<T, any Error>? in
-            guard state.result == nil else { return nil }
+    private func complete(_ result: Result<T, any Error>) -> Bool {
+        let (taken, continuation) = state.withLockedValue { state -> (Bool, CheckedContinuation<T, any Error>?) in
+            guard state.result == nil else { return (false, nil) }
             state.result = result
             defer { state.continuation = nil }
-            return state.continuation
+            return (true, state.continuation)
         }
         continuation?.resume(with: result)
+        return taken
     }
 
     public func value(timeout: Duration = testTimeout) async throws -> T {
@@ -93,15 +96,15 @@ public final class Inbox<T: Sendable>: Sendable {
 
     public init() {}
 
+    /// Hands `value` to the oldest waiter still waiting (one whose `next` timed out does
+    /// not take it), else keeps it for the next `next`.
     public func put(_ value: T) {
-        let waiter = state.withLockedValue { state -> Waiter<T>? in
-            if state.waiters.isEmpty {
-                state.items.append(value)
-                return nil
+        state.withLockedValue { state in
+            while !state.waiters.isEmpty {
+                if state.waiters.removeFirst().fulfill(value) { return }
             }
-            return state.waiters.removeFirst()
+            state.items.append(value)
         }
-        waiter?.fulfill(value)
     }
 
     public func next(timeout: Duration = testTimeout) async throws -> T {

@@ -411,7 +411,8 @@ import WebSockets
                 try await group.next().submit {
                     let probe = Publish(id: nil, topic: topic, payload: ByteBuffer(string: data), format: .json)
                     guard case .deferred = broker.broker.publish(probe, from: principal, loaded: { _ in loaded.fulfill(()) }) else {
-                        return loaded.fail(TopicNotDeferred())
+                        loaded.fail(TopicNotDeferred())
+                        return
                     }
                 }.get()
                 try await loaded.value()
