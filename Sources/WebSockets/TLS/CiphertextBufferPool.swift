@@ -16,8 +16,8 @@ import NIOPosix
 /// only threads that wrote large TLS flushes have any; when all of them are still being
 /// written (slow peers), `take` allocates one.
 final class CiphertextBufferPool: @unchecked Sendable {
-    // @unchecked: an instance is reachable only from its own thread's slot in `perThread`
-    // and from handlers on that thread's event loop, so it is never used from two threads.
+    // @unchecked: an instance is reachable only through its own thread's slot in
+    // `perThread` (callers look it up each time, never keep it), so only that thread uses it.
 
     /// The capacity of each pooled buffer: a 64 KiB message's ciphertext and then some.
     static let bufferSize = 128 * 1024
@@ -45,9 +45,9 @@ final class CiphertextBufferPool: @unchecked Sendable {
         return allocator.buffer(capacity: Self.bufferSize)
     }
 
-    /// Keeps a reference to a buffer from `take` that is handed to the channel, for reuse
-    /// once the channel is done with it.
+    /// Keeps a reference to a buffer of `bufferSize` that is handed to the channel, for
+    /// reuse once the channel is done with it.
     func keep(_ buffer: ByteBuffer) {
-        if buffers.count < Self.limit, buffer.capacity == Self.bufferSize { buffers.append(buffer) }
+        if buffers.count < Self.limit { buffers.append(buffer) }
     }
 }

@@ -8,8 +8,9 @@ import NIOCore
 /// and no copy out of it. Plaintext comes out of `SSL_read` and goes up the pipeline.
 /// Plaintext written by the handlers after this one goes into `SSL_write` (small writes
 /// are gathered until the flush, or 16 KiB, so many small messages share a record); the
-/// ciphertext is written to the socket in one buffer per flush (so once per read cycle
-/// when the handlers above batch their flushes).
+/// ciphertext is written to the socket in one buffer per flush, or per 128 KiB of it (so
+/// once per read cycle when the handlers above batch their flushes). Large ciphertext goes
+/// into buffers the thread reuses (`CiphertextBufferPool`) rather than fresh ones.
 ///
 /// Invariants:
 /// - Writes made before the handshake completes wait in `pendingWrites` and go out, in
@@ -45,8 +46,6 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     fileprivate var outbound: ByteBuffer?
     /// The allocator for `outbound` (the channel's, once known).
     fileprivate var allocator = ByteBufferAllocator()
-    /// Large ciphertext buffers, reused: the event loop's thread's pool, looked up there.
-    private lazy var pool = CiphertextBufferPool.current
     /// Small plaintext writes gathered for one `SSL_write` (one record instead of one each).
     private var gathered: ByteBuffer?
     private let handshakeTimeout: TimeAmount
@@ -385,7 +384,7 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         if (outbound?.readableBytes ?? 0) + upcoming >= Self.recordSize {
-            var pooled = pool.take(allocator: allocator)
+            var pooled = CiphertextBufferPool.current.take(allocator: allocator)
             if let small = outbound.take() { pooled.writeImmutableBuffer(small) }
             outbound = pooled
         } else {
@@ -406,7 +405,7 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func hand(
         _ buffer: ByteBuffer, context: ChannelHandlerContext, flushing: Bool, promise: EventLoopPromise<Void>?
     ) {
-        pool.keep(buffer)
+        if buffer.capacity == CiphertextBufferPool.bufferSize { CiphertextBufferPool.current.keep(buffer) }
         if flushing {
             context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
         } else {
