@@ -509,24 +509,29 @@ private enum ByteBufferBIO {
         BIO_meth_set_read(method) { bio, out, length in
             BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
             guard let out, length > 0, let data = BIO_get_data(bio) else { return 0 }
-            let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
             let wanted = Int(length)
-            var copied = 0
-            while copied < wanted, var first = handler.inbound.first {
-                let count = min(wanted - copied, first.readableBytes)
-                // `feed` never queues an empty buffer and drained ones are removed: a base address exists.
-                first.withUnsafeReadableBytes { bytes in
-                    UnsafeMutableRawPointer(out + copied).copyMemory(from: bytes.baseAddress!, byteCount: count)
+            // Guaranteed: OpenSSL calls the BIO only inside the handler's own SSL_* calls.
+            // (Retaining it each time would take the slow path: a handler with a weak
+            // reference has a side table.)
+            let copied = Unmanaged<TLSHandler>.fromOpaque(data)._withUnsafeGuaranteedRef { handler in
+                var copied = 0
+                while copied < wanted, var first = handler.inbound.first {
+                    let count = min(wanted - copied, first.readableBytes)
+                    // `feed` never queues an empty buffer and drained ones are removed: a base address exists.
+                    first.withUnsafeReadableBytes { bytes in
+                        UnsafeMutableRawPointer(out + copied).copyMemory(from: bytes.baseAddress!, byteCount: count)
+                    }
+                    first.moveReaderIndex(forwardBy: count)
+                    copied += count
+                    if first.readableBytes == 0 {
+                        handler.inbound.removeFirst()  // let the socket's receive buffer go back to it
+                    } else {
+                        handler.inbound[handler.inbound.startIndex] = first
+                    }
                 }
-                first.moveReaderIndex(forwardBy: count)
-                copied += count
-                if first.readableBytes == 0 {
-                    handler.inbound.removeFirst()  // let the socket's receive buffer go back to it
-                } else {
-                    handler.inbound[handler.inbound.startIndex] = first
-                }
+                handler.inboundBytes -= copied
+                return copied
             }
-            handler.inboundBytes -= copied
             if copied == 0 {
                 BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)
                 return -1
@@ -536,10 +541,11 @@ private enum ByteBufferBIO {
         BIO_meth_set_write(method) { bio, input, length in
             BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
             guard let input, length > 0, let data = BIO_get_data(bio) else { return 0 }
-            let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
             let count = Int(length)
-            handler.reserveOutbound(count)
-            handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))  // made just above
+            Unmanaged<TLSHandler>.fromOpaque(data)._withUnsafeGuaranteedRef { handler in  // guaranteed: as in read
+                handler.reserveOutbound(count)
+                handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))  // made just above
+            }
             return length
         }
         BIO_meth_set_ctrl(method) { bio, command, _, _ in
@@ -548,7 +554,7 @@ private enum ByteBufferBIO {
                 return 1
             case BIO_CTRL_PENDING:
                 guard let data = BIO_get_data(bio) else { return 0 }
-                return Int(Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue().inboundBytes)
+                return Unmanaged<TLSHandler>.fromOpaque(data)._withUnsafeGuaranteedRef { $0.inboundBytes }
             default:
                 return 0
             }
