@@ -87,6 +87,52 @@ struct TLSTests {
         }
     }
 
+    /// Large messages on eight connections served by one thread, all in flight at once, each
+    /// with its own bytes, some larger than one pooled ciphertext buffer: the buffers the
+    /// thread reuses across its connections (some still queued for a full socket) never put
+    /// one connection's bytes into another's echo, in either direction.
+    @Test func largeMessagesOnManyConnectionsOfOneThreadArriveIntact() async throws {
+        let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var options = WebSocketServer.Options()
+        options.tls = TLSConfiguration(
+            certificateFile: TestCertificates.pem("server"), privateKeyFile: TestCertificates.key("server"))
+        let server = WebSocketServer(options: options, group: serverGroup) { ws in
+            ws.onMessage { message in ws.send(message, promise: nil) }
+        }
+        let port = try await server.listen().port ?? 0
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for connection in 0..<8 {
+                    tasks.addTask {
+                        let ws = try await WebSocket.connect(
+                            to: "wss://127.0.0.1:\(port)/", options: trustingTestCA(deflate: false))
+                        // A 251-byte pattern of its own (a prime length, so it never lines up with records).
+                        let payloads = (0..<12).map { index in
+                            let pattern = (0..<251).map { UInt8(truncatingIfNeeded: $0 &* (2 * connection + 1) &+ index) }
+                            var payload = ByteBuffer()
+                            while payload.readableBytes < 65536 + index * 17_000 { payload.writeBytes(pattern) }
+                            return payload
+                        }
+                        for payload in payloads { ws.sendWithoutWaiting(.init(kind: .binary, data: payload)) }
+                        var iterator = ws.messages.makeAsyncIterator()
+                        for (index, payload) in payloads.enumerated() {
+                            let echo = try await iterator.next()
+                            #expect(echo?.data == payload, "connection \(connection), message \(index)")
+                        }
+                        try await ws.close()
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+        } catch {
+            await server.shutdown()
+            try await serverGroup.shutdownGracefully()
+            throw error
+        }
+        await server.shutdown()
+        try await serverGroup.shutdownGracefully()
+    }
+
     /// The reason OpenSSL gave, as the error's description carries it.
     private func failure(connecting url: String, _ options: ClientOptions) async -> String {
         do {

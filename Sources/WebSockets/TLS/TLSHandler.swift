@@ -8,8 +8,9 @@ import NIOCore
 /// and no copy out of it. Plaintext comes out of `SSL_read` and goes up the pipeline.
 /// Plaintext written by the handlers after this one goes into `SSL_write` (small writes
 /// are gathered until the flush, or 16 KiB, so many small messages share a record); the
-/// ciphertext is written to the socket in one buffer per flush (so once per read cycle
-/// when the handlers above batch their flushes).
+/// ciphertext is written to the socket in one buffer per flush, or per 128 KiB of it (so
+/// once per read cycle when the handlers above batch their flushes). Large ciphertext goes
+/// into buffers the thread reuses (`CiphertextBufferPool`) rather than fresh ones.
 ///
 /// Invariants:
 /// - Writes made before the handshake completes wait in `pendingWrites` and go out, in
@@ -61,10 +62,10 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private static let readChunk = 16 * 1024
     /// Writes up to this size are gathered; larger ones go to `SSL_write` as they are.
     private static let gatherLimit = 4 * 1024
-    /// Ciphertext buffers handed to the channel stay about this size.
-    private static let outboundLimit = 64 * 1024
     /// A TLS 1.3 record's plaintext maximum, and the most one gathers.
     private static let recordSize = 16 * 1024
+    /// A record's ciphertext beyond its plaintext: header (5), content type (1), AEAD tag (16).
+    private static let recordOverhead = 22
 
     /// - Parameters:
     ///   - serverName: client side: the host name for SNI and for certificate verification
@@ -237,13 +238,20 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var failure: TLSError?
         ERR_clear_error()
         reading: while true {
-            // Plaintext is never longer than the ciphertext it came in, so one allocation
-            // of the input's size usually takes a whole read.
+            // Plaintext is never longer than the ciphertext it came in, so a buffer the size
+            // of what is queued (and what OpenSSL holds decrypted) usually takes the whole
+            // read, without rounding a 64 KiB read up to a 128 KiB buffer. A record begun in
+            // an earlier read can make it longer: then the full buffer goes up the pipeline
+            // and another takes the rest, rather than growing (and copying) the first.
             // Taken out of `plaintext` so that it is uniquely referenced: writing into a
             // shared copy would copy everything read so far, on every record.
             var chunk = plaintext.take() ?? context.channel.allocator.buffer(
-                capacity: inboundBytes + Int(SSL_pending(ssl)) + 1024)
-            if chunk.writableBytes == 0 { chunk.reserveCapacity(minimumWritableBytes: Self.readChunk) }
+                capacity: max(inboundBytes + Int(SSL_pending(ssl)), 1024))
+            if chunk.writableBytes == 0 {
+                context.fireChannelRead(wrapInboundOut(chunk))
+                guard state == .open || state == .closing else { return }  // a handler above closed
+                chunk = context.channel.allocator.buffer(capacity: max(inboundBytes + Int(SSL_pending(ssl)), Self.readChunk))
+            }
             var result: Int32 = 0
             chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { space in
                 result = SSL_read(ssl, space.baseAddress, Int32(clamping: space.count))
@@ -336,20 +344,18 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func encrypt(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
         var failure: TLSError?
         ERR_clear_error()
-        // Room for the records' ciphertext (plaintext + 22 bytes each), so it is written once.
-        let records = (buffer.readableBytes + Self.recordSize - 1) / Self.recordSize
-        if let outbound, outbound.readableBytes >= Self.outboundLimit {
-            // Hand the ciphertext so far to the channel (flushed with the rest) rather than
-            // growing one buffer to the size of the whole flush (16 × 64 KiB messages = 1 MiB).
-            let buffer = self.outbound.take()!  // non-nil: `if let outbound` just above
-            context.write(wrapOutboundOut(buffer), promise: nil)
-        }
-        reserveOutbound(buffer.readableBytes + records * 22)
         buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
+                // One record per SSL_write, with room made for its ciphertext first, so the
+                // BIO never grows (and copies) a buffer.
+                let length = min(bytes.count - offset, Self.recordSize)
+                let records = (bytes.count - offset + Self.recordSize - 1) / Self.recordSize
+                makeRoom(
+                    context: context, for: length + Self.recordOverhead,
+                    of: bytes.count - offset + records * Self.recordOverhead)
                 // A non-empty buffer (offset < count) has a base address.
-                let written = SSL_write(ssl, bytes.baseAddress! + offset, Int32(clamping: bytes.count - offset))
+                let written = SSL_write(ssl, bytes.baseAddress! + offset, Int32(length))
                 if written > 0 {
                     offset += Int(written)
                 } else {
@@ -366,6 +372,26 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Makes room in `outbound` for `count` bytes of ciphertext, the next of `upcoming`
+    /// bytes this write produces. Large ciphertext goes into the thread's pooled buffers;
+    /// a full one is handed to the channel (flushed with the rest) rather than grown to the
+    /// size of the whole flush (16 × 64 KiB messages = 1 MiB).
+    private func makeRoom(context: ChannelHandlerContext, for count: Int, of upcoming: Int) {
+        if let outbound {
+            if outbound.writableBytes >= count { return }
+            if outbound.readableBytes + count > CiphertextBufferPool.bufferSize {
+                hand(self.outbound.take()!, context: context, flushing: false, promise: nil)  // non-nil: `if let`
+            }
+        }
+        if (outbound?.readableBytes ?? 0) + upcoming >= Self.recordSize {
+            var pooled = CiphertextBufferPool.current.take(allocator: allocator)
+            if let small = outbound.take() { pooled.writeImmutableBuffer(small) }
+            outbound = pooled
+        } else {
+            reserveOutbound(upcoming)
+        }
+    }
+
     fileprivate func reserveOutbound(_ count: Int) {
         if outbound == nil {
             outbound = allocator.buffer(capacity: max(count, 1024))
@@ -374,11 +400,24 @@ final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Passes ciphertext to the channel; a pooled buffer goes back to the pool for reuse
+    /// once written.
+    private func hand(
+        _ buffer: ByteBuffer, context: ChannelHandlerContext, flushing: Bool, promise: EventLoopPromise<Void>?
+    ) {
+        if buffer.capacity == CiphertextBufferPool.bufferSize { CiphertextBufferPool.current.keep(buffer) }
+        if flushing {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: promise)
+        }
+    }
+
     /// Writes and flushes whatever ciphertext OpenSSL produced; false if there was none.
     @discardableResult
     private func writeCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
         guard let buffer = outbound.take(), buffer.readableBytes > 0 else { return false }
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+        hand(buffer, context: context, flushing: true, promise: promise)
         return true
     }
 
@@ -470,24 +509,29 @@ private enum ByteBufferBIO {
         BIO_meth_set_read(method) { bio, out, length in
             BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
             guard let out, length > 0, let data = BIO_get_data(bio) else { return 0 }
-            let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
             let wanted = Int(length)
-            var copied = 0
-            while copied < wanted, var first = handler.inbound.first {
-                let count = min(wanted - copied, first.readableBytes)
-                // `feed` never queues an empty buffer and drained ones are removed: a base address exists.
-                first.withUnsafeReadableBytes { bytes in
-                    UnsafeMutableRawPointer(out + copied).copyMemory(from: bytes.baseAddress!, byteCount: count)
+            // Guaranteed: OpenSSL calls the BIO only inside the handler's own SSL_* calls.
+            // (Retaining it each time would take the slow path: a handler with a weak
+            // reference has a side table.)
+            let copied = Unmanaged<TLSHandler>.fromOpaque(data)._withUnsafeGuaranteedRef { handler in
+                var copied = 0
+                while copied < wanted, var first = handler.inbound.first {
+                    let count = min(wanted - copied, first.readableBytes)
+                    // `feed` never queues an empty buffer and drained ones are removed: a base address exists.
+                    first.withUnsafeReadableBytes { bytes in
+                        UnsafeMutableRawPointer(out + copied).copyMemory(from: bytes.baseAddress!, byteCount: count)
+                    }
+                    first.moveReaderIndex(forwardBy: count)
+                    copied += count
+                    if first.readableBytes == 0 {
+                        handler.inbound.removeFirst()  // let the socket's receive buffer go back to it
+                    } else {
+                        handler.inbound[handler.inbound.startIndex] = first
+                    }
                 }
-                first.moveReaderIndex(forwardBy: count)
-                copied += count
-                if first.readableBytes == 0 {
-                    handler.inbound.removeFirst()  // let the socket's receive buffer go back to it
-                } else {
-                    handler.inbound[handler.inbound.startIndex] = first
-                }
+                handler.inboundBytes -= copied
+                return copied
             }
-            handler.inboundBytes -= copied
             if copied == 0 {
                 BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)
                 return -1
@@ -497,10 +541,11 @@ private enum ByteBufferBIO {
         BIO_meth_set_write(method) { bio, input, length in
             BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
             guard let input, length > 0, let data = BIO_get_data(bio) else { return 0 }
-            let handler = Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue()
             let count = Int(length)
-            handler.reserveOutbound(count)
-            handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))  // made just above
+            Unmanaged<TLSHandler>.fromOpaque(data)._withUnsafeGuaranteedRef { handler in  // guaranteed: as in read
+                handler.reserveOutbound(count)
+                handler.outbound!.writeBytes(UnsafeRawBufferPointer(start: input, count: count))  // made just above
+            }
             return length
         }
         BIO_meth_set_ctrl(method) { bio, command, _, _ in
@@ -509,7 +554,7 @@ private enum ByteBufferBIO {
                 return 1
             case BIO_CTRL_PENDING:
                 guard let data = BIO_get_data(bio) else { return 0 }
-                return Int(Unmanaged<TLSHandler>.fromOpaque(data).takeUnretainedValue().inboundBytes)
+                return Unmanaged<TLSHandler>.fromOpaque(data)._withUnsafeGuaranteedRef { $0.inboundBytes }
             default:
                 return 0
             }
