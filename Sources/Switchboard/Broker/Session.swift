@@ -19,7 +19,10 @@ final class Session: Hashable {
     /// `broker.configuration.maxQueuedBytes`, kept here: `enqueue` reads it once per delivery,
     /// and reaching it through the unowned `broker` costs a strong retain and release each time.
     private let maxQueuedBytes: Int
-    private(set) var subscriptions: Set<TopicPattern> = []
+    /// The names of the patterns subscribed to. Names, not `TopicPattern`s: a pattern's tokens
+    /// are an allocation of their own (~130 bytes for a two-segment name, most of what a
+    /// subscription costs), and only `Hub.remove` needs them again, once, at close.
+    private(set) var subscriptions: Set<String> = []
     /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
     private var needsFlush = false
     /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
@@ -159,7 +162,7 @@ final class Session: Hashable {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
         }
-        if !subscriptions.contains(pattern), subscriptions.count >= broker.configuration.maxSubscriptions {
+        if !subscriptions.contains(pattern.name), subscriptions.count >= broker.configuration.maxSubscriptions {
             return reply(.error(ProtocolError(
                 .limitExceeded, "at most \(broker.configuration.maxSubscriptions) subscriptions per connection", id: id)))
         }
@@ -190,8 +193,7 @@ final class Session: Hashable {
     /// Registers the subscription and answers it with the epoch of its history (`current`);
     /// with `since`, the replay follows.
     private func subscribed(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?, epoch: String?, current: String?) {
-        if !subscriptions.contains(pattern) {
-            subscriptions.insert(pattern)
+        if subscriptions.insert(pattern.name).inserted {
             _ = hub.subscribe(self, to: pattern)
         }
         reply(.subscribed(id: id, pattern: pattern, epoch: current))
@@ -206,7 +208,7 @@ final class Session: Hashable {
     }
 
     private func unsubscribe(id: RequestID?, _ pattern: TopicPattern) {
-        guard subscriptions.remove(pattern) != nil else {
+        guard subscriptions.remove(pattern.name) != nil else {
             return reply(.error(ProtocolError(.notFound, "not subscribed to \(pattern.name)", id: id)))
         }
         _ = hub.unsubscribe(self, from: pattern)
