@@ -238,6 +238,8 @@ public final class Broker: Sendable {
         }
         options.maxConnections = configuration.maxConnections
         options.trustedProxies = configuration.trustedProxies
+        // A session reads its request once, when it opens, for the client's address.
+        options.keptRequestHeaders = ["X-Forwarded-For"]
         options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
         options.handshakeRate = configuration.handshakeRate > 0
             ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
