@@ -61,13 +61,38 @@ final class Session: Hashable {
     private var malformedInARow = 0
     private static let malformedLimit = 16
     private var rateLimit: RequestRateLimit
-    /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
-    /// the requests that came after it wait too, so they are carried out in the order sent.
-    private var awaitingTopic: Publish?
-    /// A subscription waits for its epoch (read from Redis on a cluster node): the requests
-    /// that came after it wait too.
-    private var awaitingEpoch = false
-    private var held: [WebSocketMessage] = []
+    /// What requests wait for, in a box made by the first request that waits: most
+    /// connections never wait, and a publish's fields cost every session ~70 bytes.
+    private var waitsBox: Waits?
+    private var waits: Waits {
+        if let waitsBox { return waitsBox }
+        let made = Waits()
+        waitsBox = made
+        return made
+    }
+
+    private final class Waits {
+        /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
+        /// the requests that came after it wait too, so they are carried out in the order sent.
+        var awaitingTopic: Publish?
+        /// A subscription waits for its epoch (read from Redis on a cluster node): the requests
+        /// that came after it wait too.
+        var awaitingEpoch = false
+        var held: [WebSocketMessage] = []
+    }
+
+    private var awaitingTopic: Publish? {
+        get { waitsBox?.awaitingTopic }
+        set { waits.awaitingTopic = newValue }
+    }
+    private var awaitingEpoch: Bool {
+        get { waitsBox?.awaitingEpoch ?? false }
+        set { waits.awaitingEpoch = newValue }
+    }
+    private var held: [WebSocketMessage] {
+        get { waitsBox?.held ?? [] }
+        set { waits.held = newValue }
+    }
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
 
@@ -111,7 +136,7 @@ final class Session: Hashable {
             guard held.count < Self.heldLimit else {
                 return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
             }
-            held.append(message)
+            waits.held.append(message)
             return
         }
         let request: ClientRequest
