@@ -87,6 +87,35 @@ import WebSockets
         }
     }
 
+    /// `keptRequestHeaders` trims what `ws.request` keeps, not what `verifyClient` sees.
+    @Test func keptRequestHeadersAreAllTheConnectionKeeps() async throws {
+        let verified = Waiter<HTTPFields>("headers in verifyClient")
+        let kept = Waiter<UpgradeRequest?>("the connection's request")
+        try await withServer({
+            $0.keptRequestHeaders = ["x-kept"]
+            $0.verifyClient = { request in
+                verified.fulfill(request.headers)
+                return .accept()
+            }
+        }, onConnection: { ws in kept.fulfill(ws.request) }) { _, port in
+            var options = ClientOptions()
+            options.headers.add(name: "X-Kept", value: "one")
+            options.headers.add(name: "X-Dropped", value: "two")
+            options.origin = "https://example.com"
+            let ws = try await WebSocket.connect(to: "ws://127.0.0.1:\(port)/room?id=1", options: options)
+            let seen = try await verified.value()
+            #expect(seen.first("X-Kept") == "one")
+            #expect(seen.first("X-Dropped") == "two")
+            let request = try #require(try await kept.value())
+            #expect(request.headers.map(\.name) == ["X-Kept"])
+            #expect(request.headers.first("x-kept") == "one")
+            #expect(request.path == "/room")
+            #expect(request.query == ["id": "1"])
+            #expect(request.origin == "https://example.com")
+            try await withTimeout("close") { try await ws.close() }
+        }
+    }
+
     enum UserKey: ConnectionUserInfoKey { typealias Value = String }
     enum LevelKey: ConnectionUserInfoKey { typealias Value = Int }
     enum UnsetKey: ConnectionUserInfoKey { typealias Value = String }

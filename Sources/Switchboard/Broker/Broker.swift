@@ -238,6 +238,8 @@ public final class Broker: Sendable {
         }
         options.maxConnections = configuration.maxConnections
         options.trustedProxies = configuration.trustedProxies
+        // A session reads its request once, when it opens, for the client's address.
+        options.keptRequestHeaders = ["X-Forwarded-For"]
         options.maxConnectionsPerAddress = configuration.maxConnectionsPerIP > 0 ? configuration.maxConnectionsPerIP : nil
         options.handshakeRate = configuration.handshakeRate > 0
             ? HandshakeRateLimit(perSecond: configuration.handshakeRate, burst: configuration.handshakeBurst) : nil
@@ -495,9 +497,11 @@ public final class Broker: Sendable {
         hub.add(session)
         metrics.connected()
         logger.info("connection opened", metadata: ["peer": "\(session.peer)", "principal": "\(principal.logLabel)"])
-        // Each callback captures only the session: an idle connection keeps both closures'
-        // contexts for its whole life, so what the close needs is read from the session then.
-        let bound = NIOLoopBound(session, eventLoop: socket.eventLoop)
+        // Each callback captures only the session, through one box: a closure whose only
+        // capture is one object needs no context of its own, so an idle connection keeps
+        // the box alone (a `NIOLoopBound` struct would cost each closure a context). What
+        // the close needs is read from the session then.
+        let bound = NIOLoopBoundBox(session, eventLoop: socket.eventLoop)
         socket.onMessage { message in bound.value.handle(message) }
         socket.onClose { info in bound.value.socketClosed(info) }
     }

@@ -82,7 +82,7 @@ extension Broker {
                 state.sessions.values.filter { $0.id > after }.sorted { $0.id < $1.id }.prefix(limit).map { session in
                     ConnectionSummary(
                         id: session.id, peer: session.peer, principal: session.principal.logLabel,
-                        subscriptions: session.subscriptions.map(\.name).sorted(),
+                        subscriptions: session.subscriptions.sorted(),
                         queuedBytes: session.socket.bufferedAmountOnLoop, openedAt: session.openedAt)
                 }
             }.get()

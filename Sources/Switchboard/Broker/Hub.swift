@@ -241,8 +241,8 @@ final class Hub: Sendable {
         let state = state.value
         state.access.remove(session)
         state.sessions[session.id] = nil
-        for pattern in session.subscriptions {
-            state.index.remove(pattern, session)
+        for name in session.subscriptions {
+            state.index.remove(TopicPattern(checked: name), session)
         }
     }
 

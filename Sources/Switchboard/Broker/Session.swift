@@ -19,7 +19,10 @@ final class Session: Hashable {
     /// `broker.configuration.maxQueuedBytes`, kept here: `enqueue` reads it once per delivery,
     /// and reaching it through the unowned `broker` costs a strong retain and release each time.
     private let maxQueuedBytes: Int
-    private(set) var subscriptions: Set<TopicPattern> = []
+    /// The names of the patterns subscribed to. Names, not `TopicPattern`s: a pattern's tokens
+    /// are an allocation of their own (~130 bytes for a two-segment name, most of what a
+    /// subscription costs), and only `Hub.remove` needs them again, once, at close.
+    private(set) var subscriptions: Set<String> = []
     /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
     private var needsFlush = false
     /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
@@ -62,13 +65,38 @@ final class Session: Hashable {
     private var malformedInARow = 0
     private static let malformedLimit = 16
     private var rateLimit: RequestRateLimit
-    /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
-    /// the requests that came after it wait too, so they are carried out in the order sent.
-    private var awaitingTopic: Publish?
-    /// A subscription waits for its epoch (read from Redis on a cluster node): the requests
-    /// that came after it wait too.
-    private var awaitingEpoch = false
-    private var held: [WebSocketMessage] = []
+    /// What requests wait for, in a box made by the first request that waits: most
+    /// connections never wait, and a publish's fields cost every session ~70 bytes.
+    private var waitsBox: Waits?
+    private var waits: Waits {
+        if let waitsBox { return waitsBox }
+        let made = Waits()
+        waitsBox = made
+        return made
+    }
+
+    private final class Waits {
+        /// A publish of this connection waits for its topic's last seq (`Broker.Sequenced.deferred`):
+        /// the requests that came after it wait too, so they are carried out in the order sent.
+        var awaitingTopic: Publish?
+        /// A subscription waits for its epoch (read from Redis on a cluster node): the requests
+        /// that came after it wait too.
+        var awaitingEpoch = false
+        var held: [WebSocketMessage] = []
+    }
+
+    private var awaitingTopic: Publish? {
+        get { waitsBox?.awaitingTopic }
+        set { waits.awaitingTopic = newValue }
+    }
+    private var awaitingEpoch: Bool {
+        get { waitsBox?.awaitingEpoch ?? false }
+        set { waits.awaitingEpoch = newValue }
+    }
+    private var held: [WebSocketMessage] {
+        get { waitsBox?.held ?? [] }
+        set { waits.held = newValue }
+    }
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
 
@@ -112,7 +140,7 @@ final class Session: Hashable {
             guard held.count < Self.heldLimit else {
                 return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
             }
-            held.append(message)
+            waits.held.append(message)
             return
         }
         let request: ClientRequest
@@ -163,7 +191,7 @@ final class Session: Hashable {
         guard principal.canSubscribe(pattern) else {
             return reply(.error(ProtocolError(.forbidden, "not allowed to subscribe to \(pattern.name)", id: id)))
         }
-        if !subscriptions.contains(pattern), subscriptions.count >= broker.configuration.maxSubscriptions {
+        if !subscriptions.contains(pattern.name), subscriptions.count >= broker.configuration.maxSubscriptions {
             return reply(.error(ProtocolError(
                 .limitExceeded, "at most \(broker.configuration.maxSubscriptions) subscriptions per connection", id: id)))
         }
@@ -194,8 +222,7 @@ final class Session: Hashable {
     /// Registers the subscription and answers it with the epoch of its history (`current`);
     /// with `since`, the replay follows.
     private func subscribed(id: RequestID?, _ pattern: TopicPattern, since: ReplayPosition?, epoch: String?, current: String?) {
-        if !subscriptions.contains(pattern) {
-            subscriptions.insert(pattern)
+        if subscriptions.insert(pattern.name).inserted {
             _ = hub.subscribe(self, to: pattern)
         }
         reply(.subscribed(id: id, pattern: pattern, epoch: current))
@@ -210,7 +237,7 @@ final class Session: Hashable {
     }
 
     private func unsubscribe(id: RequestID?, _ pattern: TopicPattern) {
-        guard subscriptions.remove(pattern) != nil else {
+        guard subscriptions.remove(pattern.name) != nil else {
             return reply(.error(ProtocolError(.notFound, "not subscribed to \(pattern.name)", id: id)))
         }
         _ = hub.unsubscribe(self, from: pattern)

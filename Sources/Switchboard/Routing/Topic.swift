@@ -89,7 +89,16 @@ public struct TopicPattern: Sendable, Hashable, CustomStringConvertible, Codable
     }
 
     public init(_ name: String) throws(TopicError) {
-        let parts = try TopicSyntax.split(name, allowWildcards: true)
+        self.init(name: name, parts: try TopicSyntax.split(name, allowWildcards: true))
+    }
+
+    /// The pattern named `name`, which a pattern made before had (so it is valid): a session
+    /// keeps only its subscriptions' names (see `Session.subscriptions`).
+    init(checked name: String) {
+        self.init(name: name, parts: TopicSyntax.segments(of: name))
+    }
+
+    private init(name: String, parts: [Substring]) {
         self.name = name
         self.tokens = parts.map { part in
             switch part {
@@ -240,8 +249,12 @@ enum TopicSyntax {
             Result { () throws(TopicError) in try checkBytes(UnsafeRawBufferPointer(bytes), allowWildcards: allowWildcards) }
         }
         try result.get()
-        // The name is ASCII now: split on its UTF-8 view. `String.split` works on Characters
-        // (grapheme breaking), which cost more than the rest of parsing a publish.
+        return segments(of: name)
+    }
+
+    /// The segments of a checked (so ASCII) name, split on its UTF-8 view: `String.split`
+    /// works on Characters (grapheme breaking), which cost more than the rest of parsing a publish.
+    static func segments(of name: String) -> [Substring] {
         let utf8 = name.utf8
         var segments: [Substring] = []
         var start = utf8.startIndex

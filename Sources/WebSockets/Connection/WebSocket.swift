@@ -26,7 +26,8 @@ public final class WebSocket: Sendable {
     public let role: Role
     /// What the opening handshake settled.
     public let handshake: HandshakeInfo
-    /// Server side: the client's upgrade request (headers, remote address, origin).
+    /// Server side: the client's upgrade request (headers, remote address, origin); its
+    /// headers are those `WebSocketServer.Options.keptRequestHeaders` keeps.
     public var request: UpgradeRequest? {
         storedRequest?.expanded(remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
     }
@@ -59,7 +60,7 @@ public final class WebSocket: Sendable {
         self.channel = channel
         self.role = role
         self.handshake = handshake
-        self.storedRequest = request.map(StoredRequest.init)
+        self.storedRequest = request.map { StoredRequest($0, keeping: server?.options.keptRequestHeaders) }
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         self.handlerOnLoop = handler
         self.eventLoop = channel.eventLoop
@@ -373,9 +374,12 @@ struct StoredRequest: Sendable {
     let protocols: [String]
     let version: WebSocketVersion
 
-    init(_ request: UpgradeRequest) {
+    /// `kept`: the names of the headers to keep (`WebSocketServer.Options.keptRequestHeaders`).
+    init(_ request: UpgradeRequest, keeping kept: [String]?) {
         target = request.target
-        headers = request.headers.map { "\($0.name): \($0.value)" }.joined(separator: "\n")
+        headers = request.headers
+            .filter { field in kept?.contains { HTTPFields.namesEqual($0, field.name) } ?? true }
+            .map { "\($0.name): \($0.value)" }.joined(separator: "\n")
         origin = request.origin
         protocols = request.protocols
         version = request.version

@@ -96,6 +96,11 @@ public final class WebSocketServer: Sendable {
         /// the header that is not a trusted proxy. Exact IPv4 or IPv6 addresses, as
         /// `SocketAddress.ipAddress` spells them. Default none: the header is ignored.
         public var trustedProxies: [String] = []
+        /// The upgrade request's headers that `WebSocket.request` keeps for the connection's
+        /// life, by name (any case); nil keeps them all. Kept headers cost every connection
+        /// their size for as long as it is open; `verifyClient`, `selectSubprotocol` and
+        /// `responseHeaders` always see every header. Default nil.
+        public var keptRequestHeaders: [String]? = nil
         /// Answers the requests on the server's port that are not upgrades (no `Upgrade`
         /// header): a health check, an admin API. The request is read whole (its head within
         /// `maxHandshakeSize`, its body within `maxPlainHTTPBody`, else 431 or 413), the answer
