@@ -305,7 +305,10 @@ public struct Receiver {
     }
 
     /// Acts on a frame whose payload is complete; returns an event when one is ready.
-    private mutating func complete(_ header: FrameHeader, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent? {
+    /// Takes `payload` consumed: it goes into the event without a retain of its own.
+    private mutating func complete(_ header: FrameHeader, _ payload: consuming ByteBuffer) throws(WebSocketError)
+        -> ReceivedEvent?
+    {
         // `accept` refused reserved opcodes (nil) before the payload was read.
         switch header.opcode! {
         case .ping:
@@ -363,7 +366,9 @@ public struct Receiver {
         guard valid else { throw .invalidPayload("text is not valid UTF-8") }
     }
 
-    private mutating func finishMessage(_ opcode: Opcode, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent {
+    private mutating func finishMessage(_ opcode: Opcode, _ payload: consuming ByteBuffer) throws(WebSocketError)
+        -> ReceivedEvent
+    {
         guard opcode == .text else { return .binary(payload) }
         if configuration.validateUTF8 {
             guard utf8.isAtCharacterBoundary else {
