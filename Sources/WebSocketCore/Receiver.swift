@@ -305,7 +305,10 @@ public struct Receiver {
     }
 
     /// Acts on a frame whose payload is complete; returns an event when one is ready.
-    private mutating func complete(_ header: FrameHeader, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent? {
+    /// Takes `payload` consumed: it goes into the event without a retain of its own.
+    private mutating func complete(_ header: FrameHeader, _ payload: consuming ByteBuffer) throws(WebSocketError)
+        -> ReceivedEvent?
+    {
         // `accept` refused reserved opcodes (nil) before the payload was read.
         switch header.opcode! {
         case .ping:
@@ -363,7 +366,9 @@ public struct Receiver {
         guard valid else { throw .invalidPayload("text is not valid UTF-8") }
     }
 
-    private mutating func finishMessage(_ opcode: Opcode, _ payload: ByteBuffer) throws(WebSocketError) -> ReceivedEvent {
+    private mutating func finishMessage(_ opcode: Opcode, _ payload: consuming ByteBuffer) throws(WebSocketError)
+        -> ReceivedEvent
+    {
         guard opcode == .text else { return .binary(payload) }
         if configuration.validateUTF8 {
             guard utf8.isAtCharacterBoundary else {
@@ -421,27 +426,42 @@ struct StreamUnmasker {
                 frameEnded = payloadRemaining == 0
                 continue
             }
-            // Header bytes: copy as they are, up to the end of the header.
-            let needed =
-                headerCount < 2
-                ? 2
-                : withUnsafeBytes(of: header) { FrameHeader.encodedLength(firstTwo: $0[0], $0[1]) }
-            let run = min(needed - headerCount, count - index)
-            withUnsafeMutableBytes(of: &header) { headerBytes in
-                for offset in 0..<run {
-                    let byte = source[index + offset]
-                    destination?[index + offset] = byte
-                    headerBytes[headerCount + offset] = byte
+            let parsed: FrameHeader.ParseResult?
+            if headerCount == 0, count - index >= 2,
+                case let length = FrameHeader.encodedLength(firstTwo: source[index], source[index + 1]),
+                count - index >= length
+            {
+                // The whole header is in `source` (the usual case): parsed and copied in place.
+                let bytes = UnsafeRawBufferPointer(rebasing: source[index..<index + length])
+                if let destination {
+                    UnsafeMutableRawBufferPointer(rebasing: destination[index..<index + length]).copyMemory(from: bytes)
                 }
+                parsed = try? FrameHeader.parse(bytes)
+                index += length
+            } else {
+                // Header bytes split across reads: collected byte by byte, up to the end of the header.
+                let needed =
+                    headerCount < 2
+                    ? 2
+                    : withUnsafeBytes(of: header) { FrameHeader.encodedLength(firstTwo: $0[0], $0[1]) }
+                let run = min(needed - headerCount, count - index)
+                withUnsafeMutableBytes(of: &header) { headerBytes in
+                    for offset in 0..<run {
+                        let byte = source[index + offset]
+                        destination?[index + offset] = byte
+                        headerBytes[headerCount + offset] = byte
+                    }
+                }
+                index += run
+                headerCount += run
+                guard headerCount >= 2,
+                    headerCount == withUnsafeBytes(of: header, { FrameHeader.encodedLength(firstTwo: $0[0], $0[1]) })
+                else { continue }
+                parsed = withUnsafeBytes(of: header) { bytes in
+                    try? FrameHeader.parse(UnsafeRawBufferPointer(rebasing: bytes[..<headerCount]))
+                }
+                headerCount = 0
             }
-            index += run
-            headerCount += run
-            guard headerCount >= 2, headerCount == withUnsafeBytes(of: header, { FrameHeader.encodedLength(firstTwo: $0[0], $0[1]) })
-            else { continue }
-            let parsed = withUnsafeBytes(of: header) { bytes in
-                try? FrameHeader.parse(UnsafeRawBufferPointer(rebasing: bytes[..<headerCount]))
-            }
-            headerCount = 0
             payloadOffset = 0
             if case .header(let frameHeader, _) = parsed {
                 key = frameHeader.maskingKey ?? MaskingKey(value: 0)

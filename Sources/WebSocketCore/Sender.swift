@@ -45,6 +45,13 @@ public struct Sender {
         let header = FrameHeader(
             fin: fin, reservedBits: reservedBits, opcode: opcode, maskingKey: key, payloadLength: payload.count
         )
+        Self.write(header, payload: payload, into: &output)
+    }
+
+    /// Appends `header` and the payload at `payload`, masked with the header's key if it has
+    /// one; `header.payloadLength` must be `payload.count`. Holds no state: a connection
+    /// that never masks encodes its frames without a `Sender`.
+    package static func write(_ header: FrameHeader, payload: UnsafeRawBufferPointer, into output: inout ByteBuffer) {
         // Header and payload go in with one write into the buffer's memory: each of
         // ByteBuffer's typed writes checks uniqueness and capacity and begins an access.
         let total = header.encodedLength + payload.count
@@ -52,7 +59,7 @@ public struct Sender {
             let base = destination.baseAddress!  // `total` >= 2 bytes were asked for
             let headerLength = header.write(to: base)
             let body = UnsafeMutableRawBufferPointer(start: base + headerLength, count: payload.count)
-            if let key {
+            if let key = header.maskingKey {
                 key.apply(from: payload, to: body)
             } else if let source = payload.baseAddress {
                 // `body` starts inside `destination`, so it has a base address.
@@ -110,12 +117,14 @@ public struct Sender {
 ///
 /// The block is allocated on the first key: a server's sender never masks, and an empty
 /// array costs an idle connection nothing (a full one is 1 KiB).
-struct MaskingKeySource {
+package struct MaskingKeySource {
     /// Empty until the first key: a server's sender never masks and never allocates it.
     private var block: [UInt32] = []
     private var index = 0
 
-    mutating func next() -> MaskingKey {
+    package init() {}
+
+    package mutating func next() -> MaskingKey {
         if index == block.count {
             if block.isEmpty { block = [UInt32](repeating: 0, count: 256) }
             block.withUnsafeMutableBytes { Crypto.fillRandom($0) }

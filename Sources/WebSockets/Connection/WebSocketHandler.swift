@@ -62,8 +62,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let status: ConnectionStatus
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
     private let compression: PerMessageDeflate?
-    private var receiver: Receiver
-    private var sender: Sender
+    /// Nil only while `process` decodes: it moves the receiver out, so that decoding a read's
+    /// frames costs one runtime exclusivity check instead of one per frame (nothing that
+    /// `process` calls reads it).
+    private var receiver: Receiver?
+    /// Keys for masking our frames: used by a client only (a server never masks).
+    private var maskingKeys = MaskingKeySource()
     /// Bytes handed over with the handler (frames that came in with the handshake).
     private var leftover: ByteBuffer?
 
@@ -187,7 +191,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8),
             compression: compression
         )
-        self.sender = Sender(role: role)
         self.leftover = leftover
     }
 
@@ -273,11 +276,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func process(_ buffer: ByteBuffer) {
-        guard stateMachine.acceptsFrames else { return }
+        guard stateMachine.acceptsFrames, var receiver = receiver.take() else { return }
+        defer { self.receiver = receiver }
         receiver.append(buffer)
         do {
             while let event = try receiver.next() {
-                handle(event)
+                handle(consume event)
                 if stateMachine.isClosed { return }
             }
         } catch {
@@ -292,30 +296,31 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func handle(_ event: ReceivedEvent) {
-        switch event {
+    /// Takes `event` consumed: a message's bytes go on to the application without a retain.
+    private func handle(_ event: consuming ReceivedEvent) {
+        switch consume event {
         case .text(let data):
-            deliver(WebSocketMessage(kind: .text, data: data))
+            deliver(WebSocketMessage(kind: .text, data: consume data))
         case .binary(let data):
-            deliver(WebSocketMessage(kind: .binary, data: data))
+            deliver(WebSocketMessage(kind: .binary, data: consume data))
         case .ping(let payload):
             if options.autoPong, stateMachine.isOpen {
                 writeFrame(.pong, payload: payload)
             }
             onPing?(payload)
         case .pong(let payload):
-            if stateMachine.pongReceived() {
+            if transition({ $0.pongReceived() }) {
                 pongDeadline?.cancel()
                 pongDeadline = nil
             }
             onPong?(payload)
         case .close(let code, let reason):
             receivedClose = (code, reason)
-            perform(stateMachine.closeFrameReceived(code: code))
+            perform(transition { $0.closeFrameReceived(code: code) })
         }
     }
 
-    private func deliver(_ message: WebSocketMessage) {
+    private func deliver(_ message: consuming WebSocketMessage) {
         switch sink {
         case .callback(let callback):
             callback(message)
@@ -334,7 +339,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Fails the connection (RFC 6455 §7.1.7): a close frame with the error's code, then TCP closes.
     private func fail(_ error: any Error) {
         if failure == nil { failure = error }
-        perform(stateMachine.failed(error))
+        perform(transition { $0.failed(error) })
     }
 
     /// Carries out what `stateMachine` decided for a close.
@@ -361,7 +366,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func handleInactive() {
-        guard let info = stateMachine.channelInactive(receivedClose: receivedClose, failed: failure != nil) else {
+        let receivedClose = receivedClose
+        let failed = failure != nil
+        guard let info = transition({ $0.channelInactive(receivedClose: receivedClose, failed: failed) }) else {
             return
         }
         status.readyState.store(ReadyState.closed.rawValue, ordering: .releasing)
@@ -411,7 +418,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func armCloseTimer() {
         guard closeTimer == nil, let context else { return }
         closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeoutAmount) { [self] in
-            if case .dropConnection = stateMachine.closeTimeoutPassed() { context.close(mode: .all, promise: nil) }
+            if case .dropConnection = transition({ $0.closeTimeoutPassed() }) { context.close(mode: .all, promise: nil) }
         }
     }
 
@@ -427,7 +434,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The heartbeat's interval passed (`heartbeatSchedule` calls it).
     func heartbeatIsDue() {
         guard context != nil, let heartbeat = options.heartbeat else { return }
-        guard case .sendPing(let startPongDeadline) = stateMachine.heartbeatDue() else { return }
+        guard case .sendPing(let startPongDeadline) = transition({ $0.heartbeatDue() }) else { return }
         if startPongDeadline { armPongDeadline(heartbeat.timeoutAmount) }
         writeFrame(.ping, payload: ByteBuffer())
         flushUnlessReading()
@@ -439,22 +446,37 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         pongDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             self?.pongDeadlinePassed(timeout)
         }
-        framesAtPongDeadline = receiver.completedFrames
+        framesAtPongDeadline = completedFrames
         pausedSincePongDeadline = isPaused
     }
 
     private func pongDeadlinePassed(_ timeout: TimeAmount) {
         pongDeadline = nil
-        let excused = pausedSincePongDeadline || isPaused || receiver.completedFrames != framesAtPongDeadline
-        switch stateMachine.pongDeadlinePassed(excused: excused) {
+        let excused = pausedSincePongDeadline || isPaused || completedFrames != framesAtPongDeadline
+        switch transition({ $0.pongDeadlinePassed(excused: excused) }) {
         case .none: break
         case .dropConnection: terminate()
         case .extendDeadline: armPongDeadline(timeout)
         }
     }
 
+    /// `receiver.completedFrames` (read outside `process` only).
+    private var completedFrames: Int { receiver?.completedFrames ?? 0 }
+
     /// Reading is held back by a pause of ours (not reading through it for a close).
     private var isPaused: Bool { !pauseReasons.isEmpty && !stateMachine.readsThroughPause }
+
+    /// Runs an event through `stateMachine` on a copy and stores the copy back. The machine
+    /// builds close frames (calls into NIO): run on the field itself, such a call would sit
+    /// inside an access to it, and the compiler would then check every access to the field at
+    /// run time, the `isOpen` each send reads among them. The copy is three bytes.
+    @inline(__always)
+    private func transition<Result>(_ event: (inout ConnectionStateMachine) -> Result) -> Result {
+        var machine = stateMachine
+        let result = event(&machine)
+        stateMachine = machine
+        return result
+    }
 
     // MARK: Partial frames
 
@@ -464,11 +486,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// frame already timed, cost a comparison or two.
     private func watchPartialFrame() {
         guard let timeout = options.partialFrameTimeoutAmount, stateMachine.isOpen else { return }
-        guard receiver.isMidFrame else {
+        guard receiver?.isMidFrame ?? false else {
             if rareStorage?.partialFrame != nil { partialFrame = nil }
             return
         }
-        let frame = receiver.completedFrames
+        let frame = completedFrames
         if let partialFrame, partialFrame.frame == frame { return }
         let deadline = NIODeadline.now() + timeout
         partialFrame = (frame, deadline)
@@ -562,27 +584,46 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let starting = streamingKind == nil
         let opcode: Opcode = starting ? (kind == .text ? .text : .binary) : .continuation
         streamingKind = isFinal ? nil : kind
-        var payload = data
-        var reservedBits: ReservedBits = []
-        if let compression {
-            if starting {
-                // A streamed message's size is unknown, so it is compressed whatever its first piece.
-                streamingCompressed = !isFinal || compression.shouldCompress(byteCount: data.readableBytes)
-                if streamingCompressed { reservedBits = .rsv1 }
-            }
-            if streamingCompressed {
-                do {
-                    payload = context.channel.allocator.buffer(capacity: data.readableBytes / 2 + 64)
-                    try compression.compress(data, isFinal: isFinal, into: &payload)
-                } catch {
-                    promise?.fail(error)
-                    fail(error)
-                    return
-                }
-            }
+        guard let compression else {
+            writeMessage(opcode, isFinal: isFinal, starting: starting, reservedBits: [], payload: data, promise: promise)
+            if flush { flushUnlessReading() }
+            return
         }
+        var reservedBits: ReservedBits = []
+        if starting {
+            // A streamed message's size is unknown, so it is compressed whatever its first piece.
+            streamingCompressed = !isFinal || compression.shouldCompress(byteCount: data.readableBytes)
+            if streamingCompressed { reservedBits = .rsv1 }
+        }
+        if streamingCompressed {
+            var compressed = context.channel.allocator.buffer(capacity: data.readableBytes / 2 + 64)
+            do {
+                try compression.compress(data, isFinal: isFinal, into: &compressed)
+            } catch {
+                promise?.fail(error)
+                fail(error)
+                return
+            }
+            writeMessage(
+                opcode, isFinal: isFinal, starting: starting, reservedBits: reservedBits, payload: compressed,
+                promise: promise)
+        } else {
+            writeMessage(
+                opcode, isFinal: isFinal, starting: starting, reservedBits: reservedBits, payload: data, promise: promise)
+        }
+        if flush { flushUnlessReading() }
+    }
+
+    /// Writes a message or a piece of one as a frame, or as fragments of `fragmentSize`.
+    /// Takes `payload` borrowed: the uncompressed path passes the caller's buffer on without
+    /// a copy of the reference (a retain and a release per message).
+    @inline(__always)
+    private func writeMessage(
+        _ opcode: Opcode, isFinal: Bool, starting: Bool, reservedBits: ReservedBits, payload: borrowing ByteBuffer,
+        promise: EventLoopPromise<Void>?
+    ) {
         if isFinal, starting, let fragmentSize = options.fragmentSize, payload.readableBytes > fragmentSize {
-            var rest = payload
+            var rest = copy payload
             var pieceOpcode = opcode
             var pieceBits = reservedBits
             while rest.readableBytes > fragmentSize {
@@ -595,7 +636,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else {
             writeFrame(opcode, fin: isFinal, reservedBits: reservedBits, payload: payload, promise: promise)
         }
-        if flush { flushUnlessReading() }
     }
 
     /// Sends a frame encoded elsewhere (the same bytes for many connections).
@@ -637,7 +677,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Starts the close handshake; the peer has `closeTimeout` to answer.
     func close(code: CloseCode, reason: String, promise: EventLoopPromise<Void>?) {
-        switch stateMachine.closeRequested(code: code, reason: reason, protocolErrorPending: heldFailure != nil) {
+        let protocolErrorPending = heldFailure != nil
+        let action = transition {
+            $0.closeRequested(code: code, reason: reason, protocolErrorPending: protocolErrorPending)
+        }
+        switch action {
         case .alreadyClosing:
             promise?.succeed()
         case .failWithPendingError:
@@ -687,29 +731,47 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // Inlined: left to itself the compiler calls it from `send`, one call more per message.
     @inline(__always)
     private func writeFrame(
-        _ opcode: Opcode, fin: Bool = true, reservedBits: ReservedBits = [], payload: ByteBuffer,
+        _ opcode: Opcode, fin: Bool = true, reservedBits: ReservedBits = [], payload: borrowing ByteBuffer,
         promise: EventLoopPromise<Void>? = nil
     ) {
         let count = payload.readableBytes
         if role == .server, !OutboundGatherer.gathers(byteCount: count) {
             let header = FrameHeader(
                 fin: fin, reservedBits: reservedBits, opcode: opcode, maskingKey: nil, payloadLength: count)
-            outbound.gather(capacity: header.encodedLength, allocator: context.channel.allocator) {
-                header.write(to: &$0)
+            withOutbound { outbound in
+                outbound.gather(capacity: header.encodedLength, allocator: context.channel.allocator) {
+                    header.write(to: &$0)
+                }
             }
-            writeOwnBuffer(payload, promise: promise)
+            writeOwnBuffer(copy payload, promise: promise)
             return
         }
-        let capacity = FrameHeader.encodedLength(payloadLength: count, masked: role == .client) + count
-        outbound.gather(capacity: capacity, allocator: context.channel.allocator) {
-            sender.writeFrame(opcode: opcode, fin: fin, reservedBits: reservedBits, payload: payload, into: &$0)
+        let header = FrameHeader(
+            fin: fin, reservedBits: reservedBits, opcode: opcode,
+            maskingKey: role == .client ? maskingKeys.next() : nil, payloadLength: count)
+        withOutbound { outbound in
+            outbound.gather(capacity: header.encodedLength + count, allocator: context.channel.allocator) { buffer in
+                payload.withUnsafeReadableBytes { Sender.write(header, payload: $0, into: &buffer) }
+            }
         }
         if let promise { writeGathered(promise: promise) }
     }
 
+    /// Runs `body` on `outbound` moved out of the handler and back. Gathering calls into NIO
+    /// (allocating, growing the buffer): inside an access to the field, such a call would make
+    /// the compiler check every access to it at run time, the per-send `hasRoom` among them.
+    /// Nothing `body` reaches reads `outbound`.
+    @inline(__always)
+    private func withOutbound<Result>(_ body: (inout OutboundGatherer) -> Result) -> Result {
+        var moved = OutboundGatherer(maxBufferedAmount: 0)
+        swap(&moved, &outbound)
+        defer { swap(&moved, &outbound) }
+        return body(&moved)
+    }
+
     private func appendOutbound(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>?) {
         if OutboundGatherer.gathers(byteCount: bytes.readableBytes) {
-            outbound.gather(bytes)
+            withOutbound { $0.gather(bytes) }
             if let promise { writeGathered(promise: promise) }
         } else {
             writeOwnBuffer(bytes, promise: promise)
@@ -726,7 +788,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Writes (unflushed) the gathered frames, carrying `promise`.
     private func writeGathered(promise: EventLoopPromise<Void>) {
-        if let buffer = outbound.takeForWrite(forPromise: true) {
+        if let buffer = withOutbound({ $0.takeForWrite(forPromise: true) }) {
             context.write(wrapOutboundOut(buffer), promise: promise)
         }
     }
@@ -736,7 +798,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             promise?.succeed()
             return
         }
-        switch outbound.takeForFlush(forPromise: promise != nil) {
+        let forPromise = promise != nil
+        switch withOutbound({ $0.takeForFlush(forPromise: forPromise) }) {
         case .nothing:
             break
         case .writeAndFlush(let buffer):
