@@ -264,6 +264,9 @@ public struct RawFrame: CustomStringConvertible, Sendable {
             guard available >= 10 else { return nil }
             length = bytes[start + 2..<start + 10].reduce(0) { $0 << 8 | Int($1) }
             offset = 10
+            // A length past Int.max (RFC 6455 forbids the top bit) never completes; left
+            // to wrap, it would make a negative one.
+            guard length >= 0 else { return nil }
         }
         var mask: [UInt8]?
         if bytes[start + 1] & 0x80 != 0 {

@@ -7,6 +7,33 @@ import WebSockets
 /// One client connection of the broker: who it is, what it subscribed to, and how far
 /// behind it is. Lives on its connection's event loop; every method runs there.
 final class Session: Hashable {
+    // What a delivery reads comes first: properties are laid out in declaration order, so
+    // these share the object's first two cache lines (fetched as a pair) with its header,
+    // and a fan-out, which reaches each session cold, does not stall on a third.
+    /// `socket`'s send path, kept here so a delivery goes from the session to the handler.
+    private let writer: WebSocket.LoopWriter
+    private let counters: DeliveryCounters
+    /// `broker.configuration.maxQueuedBytes`, kept here: `enqueue` reads it once per delivery,
+    /// and reaching it through the unowned `broker` costs a strong retain and release each time.
+    private let maxQueuedBytes: Int
+    /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
+    /// handed to the kernel, so no measure of how far behind the reader is.
+    private var unflushedBytes = 0
+    /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
+    private var needsFlush = false
+    private var closing = false
+    /// The connection agreed to permessage-deflate in a way the hub's shared compressed
+    /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
+    private let takesCompressedFrames: Bool
+    /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
+    private var missed: [Topic: ClosedRange<UInt64>] = [:]
+    /// Subscriptions catching up from the replay log (`since`), by pattern; usually none.
+    /// While one exists, live messages of the topics it matches go through it.
+    private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
+    /// After a catch-up on a history whose live messages may trail its reads
+    /// (`TopicHistory.liveMayTrailReads`): per topic, the last seq it delivered. A live
+    /// message at or below it was replayed and is dropped; the first one past it ends the entry.
+    private var replayedThrough: [Topic: UInt64] = [:]
     /// The connection's id in the admin API, unique in this process.
     let id: UInt64
     /// When the connection opened, unix milliseconds.
@@ -15,34 +42,12 @@ final class Session: Hashable {
     let principal: Principal
     private unowned let broker: Broker
     let hub: Hub
-    private let counters: DeliveryCounters
-    /// `broker.configuration.maxQueuedBytes`, kept here: `enqueue` reads it once per delivery,
-    /// and reaching it through the unowned `broker` costs a strong retain and release each time.
-    private let maxQueuedBytes: Int
     /// The names of the patterns subscribed to. Names, not `TopicPattern`s: a pattern's tokens
     /// are an allocation of their own (~130 bytes for a two-segment name, most of what a
     /// subscription costs), and only `Hub.remove` needs them again, once, at close.
     private(set) var subscriptions: Set<String> = []
-    /// A frame was queued since the hub last flushed this session (it is in the hub's batch).
-    private var needsFlush = false
-    /// Bytes of the frames queued since the last flush: gathered for this batch, not yet
-    /// handed to the kernel, so no measure of how far behind the reader is.
-    private var unflushedBytes = 0
-    /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
-    private var missed: [Topic: ClosedRange<UInt64>] = [:]
-    private var closing = false
-    /// Subscriptions catching up from the replay log (`since`), by pattern; usually none.
-    /// While one exists, live messages of the topics it matches go through it.
-    private var catchUps: [TopicPattern: (id: Int, catchUp: ReplayCatchUp<Delivery>)] = [:]
     private var nextCatchUpID = 0
-    /// After a catch-up on a history whose live messages may trail its reads
-    /// (`TopicHistory.liveMayTrailReads`): per topic, the last seq it delivered. A live
-    /// message at or below it was replayed and is dropped; the first one past it ends the entry.
-    private var replayedThrough: [Topic: UInt64] = [:]
     private var watchingWritability = false
-    /// The connection agreed to permessage-deflate in a way the hub's shared compressed
-    /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
-    private let takesCompressedFrames: Bool
     /// Answers to publishes that waited for the replay log's commit, handed over by its writer
     /// thread (the one piece of the session touched off its loop): the writer appends and
     /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends
@@ -105,6 +110,7 @@ final class Session: Hashable {
         self.openedAt = openedAt
         self.counters = hub.counters
         self.socket = socket
+        self.writer = socket.loopWriter
         self.principal = principal
         self.broker = broker
         self.hub = hub
@@ -336,7 +342,7 @@ final class Session: Hashable {
                 ).writeFrame(into: &frames)
             }
         }
-        socket.queueEncoded(frames)
+        writer.queueEncoded(frames)
         flush()
     }
 
@@ -353,7 +359,7 @@ final class Session: Hashable {
         guard case .bufferFull = socket.sendRefusalOnLoop else { return true }
         if !closing {
             counters.slowConsumerCloses += 1
-            close(.tryAgainLater, "slow reader: \(socket.bufferedAmountOnLoop) bytes queued, answers unread")
+            close(.tryAgainLater, "slow reader: \(writer.bufferedAmount) bytes queued, answers unread")
         }
         return false
     }
@@ -415,7 +421,7 @@ final class Session: Hashable {
     private func enqueue(_ frame: ByteBuffer, topic: Topic, first: UInt64, last: UInt64) -> Bool {
         let limit = maxQueuedBytes
         let gathered = unflushedBytes + frame.readableBytes
-        if !socket.isWritableOnLoop || !missed.isEmpty || gathered > limit / 2 {
+        if !writer.isWritable || !missed.isEmpty || gathered > limit / 2 {
             if gathered > limit / 2, unflushedBytes > 0 { writeGathered() }
             let backlog = self.backlog
             if !missed.isEmpty {
@@ -442,7 +448,7 @@ final class Session: Hashable {
                 }
             }
         }
-        socket.queueEncoded(frame)
+        writer.queueEncoded(frame)
         unflushedBytes += frame.readableBytes
         counters.messages &+= last - first + 1
         counters.bytes &+= UInt64(frame.readableBytes)
@@ -455,14 +461,14 @@ final class Session: Hashable {
     /// their read, catch-up pages, acks after a commit), so during a batch the bytes not yet
     /// flushed are exactly `unflushedBytes`.
     private var backlog: Int {
-        max(0, socket.bufferedAmountOnLoop - unflushedBytes)
+        max(0, writer.bufferedAmount - unflushedBytes)
     }
 
     /// Hands the frames gathered so far in this batch to the kernel; the hub still flushes
     /// the session at the end of the batch for what comes after.
     private func writeGathered() {
         unflushedBytes = 0
-        socket.flush()
+        writer.flush()
     }
 
     /// Tells a consumer that caught up which sequence ranges it missed, per topic.
@@ -470,7 +476,7 @@ final class Session: Hashable {
         var count: UInt64 = 0
         for (topic, range) in missed.sorted(by: { $0.key.name < $1.key.name }) {
             let frame = Self.gapFrame(topic, range)
-            socket.queueEncoded(frame)
+            writer.queueEncoded(frame)
             unflushedBytes += frame.readableBytes
             count += range.upperBound - range.lowerBound + 1
         }
@@ -496,7 +502,7 @@ final class Session: Hashable {
     func flush() {
         needsFlush = false
         unflushedBytes = 0
-        socket.flush()
+        writer.flush()
     }
 
     // MARK: Catching up (`since`)
@@ -545,17 +551,17 @@ final class Session: Hashable {
             case .replayed(let message):
                 let encoded = message.frame ?? message.encodeFrame()
                 let frame = takesCompressedFrames ? hub.compressedFrames(encoded) : encoded
-                socket.queueEncoded(frame)
+                writer.queueEncoded(frame)
                 replayed += 1
                 counters.messages &+= 1
                 counters.bytes &+= UInt64(frame.readableBytes)
             case .live(let delivery):
                 let frame = frame(of: delivery)
-                socket.queueEncoded(frame)
+                writer.queueEncoded(frame)
                 counters.messages &+= 1
                 counters.bytes &+= UInt64(frame.readableBytes)
             case .gap(let topic, let missing):
-                socket.queueEncoded(Self.gapFrame(topic, missing))
+                writer.queueEncoded(Self.gapFrame(topic, missing))
                 counters.gaps &+= 1
             }
         }
@@ -572,12 +578,12 @@ final class Session: Hashable {
         broker.countReplayed(count)
         counters.messages &+= UInt64(count)
         counters.bytes &+= UInt64(frames.readableBytes)
-        socket.queueEncoded(frames)
+        writer.queueEncoded(frames)
         flush()
     }
 
     /// A replay reads its next page only while the socket takes more without queueing.
-    private var canTakeReplay: Bool { !closing && socket.isWritableOnLoop }
+    private var canTakeReplay: Bool { !closing && writer.isWritable }
 
     /// From now on `socketWritable()` runs each time the socket drains below NIO's low watermark.
     private func watchWritability() {

@@ -144,15 +144,6 @@ public final class WebSocket: Sendable {
         }
     }
 
-    /// For fan-out on the connection's own event loop: queues a pre-encoded frame without
-    /// flushing, so that a batch of messages costs one flush (`flush()`) per connection.
-    /// The frame is not copied while nothing else is queued for the connection.
-    /// Must be called on the connection's event loop (checked in debug builds).
-    package func queueEncoded(_ frame: ByteBuffer) {
-        eventLoop.assertInEventLoop()
-        handlerOnLoop.sendEncoded(frame, flush: false, promise: nil)
-    }
-
     /// Queues a message without flushing, so that many sends made apart (a client's publishes
     /// from many tasks) cost one flush (`flush()`). On the connection's event loop.
     package func queue(_ message: WebSocketMessage, promise: EventLoopPromise<Void>?) {
@@ -167,21 +158,35 @@ public final class WebSocket: Sendable {
         return handlerOnLoop.sendRefusal
     }
 
-    /// Writes and flushes frames queued with `queue` or `queueEncoded`; on the connection's event loop.
+    /// The connection's send path for code on its event loop that writes to many connections
+    /// in a row (a fan-out) and keeps this beside its own state: each write then reaches the
+    /// handler without first bringing the `WebSocket` into cache only to find the handler.
+    /// Every member must be used on the connection's event loop.
+    package struct LoopWriter {
+        fileprivate let handler: WebSocketHandler
+
+        /// Queues a pre-encoded frame without flushing, so that a batch of messages costs one
+        /// flush per connection. The frame is not copied while nothing else is queued.
+        package func queueEncoded(_ frame: ByteBuffer) { handler.sendEncoded(frame, flush: false, promise: nil) }
+        /// Writes and flushes what was queued.
+        package func flush() { handler.flush() }
+        /// Whether the socket takes more bytes without queueing past NIO's high watermark;
+        /// when false, `bufferedAmount` tells how far behind it is.
+        package var isWritable: Bool { handler.isWritable }
+        package var bufferedAmount: Int { handler.bufferedAmount }
+    }
+
+    /// This connection's `LoopWriter`.
+    package var loopWriter: LoopWriter { LoopWriter(handler: handlerOnLoop) }
+
+    /// Writes and flushes frames queued with `queue`; on the connection's event loop.
     package func flush() {
         eventLoop.assertInEventLoop()
         handlerOnLoop.flush()
     }
 
-    /// Whether the socket takes more bytes without queueing past NIO's high watermark;
-    /// on the connection's event loop. When false, `bufferedAmount` tells how far behind it is.
-    package var isWritableOnLoop: Bool {
-        eventLoop.assertInEventLoop()
-        return handlerOnLoop.isWritable
-    }
-
     /// The permessage-deflate parameters agreed in the handshake (nil without it), for code on
-    /// the connection's event loop that sends frames it compressed itself (`queueEncoded` with
+    /// the connection's event loop that sends frames it compressed itself (`LoopWriter.queueEncoded` with
     /// RSV1 set: only with `serverNoContextTakeover`, as the peer then inflates each message alone).
     package var deflateParametersOnLoop: PerMessageDeflateParameters? {
         eventLoop.assertInEventLoop()
@@ -325,7 +330,7 @@ public final class WebSocket: Sendable {
     }
 
     /// Called on the event loop each time the socket becomes writable again after
-    /// `isWritableOnLoop` was false (NIO's low watermark was reached): the moment to produce more.
+    /// `LoopWriter.isWritable` was false (NIO's low watermark was reached): the moment to produce more.
     package func onWritable(_ callback: @escaping @Sendable () -> Void) {
         onLoop { $0.onWritable = callback }
     }

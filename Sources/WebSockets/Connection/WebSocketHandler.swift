@@ -52,6 +52,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var outbound: OutboundGatherer
     private var stateMachine: ConnectionStateMachine
     private var isReading = false
+    /// The socket's descriptor when a lone frame may be written straight to it (see
+    /// `writeDirect`): only a server connection whose pipeline holds no other outbound
+    /// handler; -1 otherwise, and from the moment the channel goes inactive.
+    private var directSocket: CInt = -1
+    /// NIO may still hold bytes of an earlier write (false only once it said it holds none,
+    /// and nothing went through it since): until then writes go through NIO, to keep their order.
+    private var channelMayHoldBytes = true
 
     /// Also in `stateMachine`; kept here as a constant because `writeFrame` reads it on
     /// every send, and a read of a `let` needs no runtime exclusivity check.
@@ -75,6 +82,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var streamingKind: WebSocketMessage.Kind?
     /// Whether that message is being compressed (decided by its first piece).
     private var streamingCompressed = false
+
+    /// Whether to look up `directSocket` when added: the creator knows the pipeline.
+    private let writesDirectly: Bool
 
     private var pauseReasons: PauseReasons = [.noSink]
     private var readPending = false
@@ -177,8 +187,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
     init(
         role: Role, options sharedOptions: SharedConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
-        leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil
+        leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil, writesDirectly: Bool = false
     ) {
+        self.writesDirectly = writesDirectly
         let options = sharedOptions.options
         self.heartbeatSchedule = heartbeatSchedule
         self.outbound = OutboundGatherer(maxBufferedAmount: options.maxBufferedAmount)
@@ -202,6 +213,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             outbound.setWriteHighWatermark(watermark.high, maxBufferedAmount: options.maxBufferedAmount)
         }
         outbound.channelIsWritable = context.channel.isWritable
+        if writesDirectly, role == .server, let descriptor = SocketDescriptor.of(context.channel) {
+            directSocket = descriptor
+        }
         status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
@@ -223,6 +237,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        directSocket = -1
         cancelTimers()
         self.context = nil
     }
@@ -243,6 +258,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        directSocket = -1
         handleInactive()
         context.fireChannelInactive()
     }
@@ -250,7 +266,20 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if failure == nil { failure = error }
         onError?(error)
-        context.close(promise: nil)
+        closeChannel(context)
+    }
+
+    /// A close from further up the pipeline, on its way to NIO.
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        closeChannel(context, mode: mode, promise: promise)
+    }
+
+    /// Closes the channel; direct writes stop first: NIO closes the descriptor before
+    /// `channelInactive`, and code it calls in between (a close promise's callbacks) must
+    /// not write to a number another thread may have been given meanwhile.
+    private func closeChannel(_ context: ChannelHandlerContext, mode: CloseMode = .all, promise: EventLoopPromise<Void>? = nil) {
+        directSocket = -1
+        context.close(mode: mode, promise: promise)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -362,7 +391,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         let written = context.eventLoop.makePromise(of: Void.self)
         flushOutbound(promise: written)
-        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in closeChannel(context) }
     }
 
     private func handleInactive() {
@@ -418,7 +447,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func armCloseTimer() {
         guard closeTimer == nil, let context else { return }
         closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: options.closeTimeoutAmount) { [self] in
-            if case .dropConnection = transition({ $0.closeTimeoutPassed() }) { context.close(mode: .all, promise: nil) }
+            if case .dropConnection = transition({ $0.closeTimeoutPassed() }) { closeChannel(context) }
         }
     }
 
@@ -708,7 +737,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Drops the connection at once, without a close handshake.
     func terminate() {
-        context?.close(mode: .all, promise: nil)
+        if let context { closeChannel(context) }
     }
 
     var bufferedAmount: Int {
@@ -780,6 +809,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Writes (unflushed) the gathered frames, then `buffer` on its own.
     private func writeOwnBuffer(_ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        channelMayHoldBytes = true
         if let gathered = outbound.takeBeforeOwnWrite() {
             context.write(wrapOutboundOut(gathered), promise: nil)
         }
@@ -789,6 +819,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Writes (unflushed) the gathered frames, carrying `promise`.
     private func writeGathered(promise: EventLoopPromise<Void>) {
         if let buffer = withOutbound({ $0.takeForWrite(forPromise: true) }) {
+            channelMayHoldBytes = true
             context.write(wrapOutboundOut(buffer), promise: promise)
         }
     }
@@ -803,13 +834,49 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .nothing:
             break
         case .writeAndFlush(let buffer):
+            if promise == nil, directSocket >= 0 {
+                guard let rest = writeDirect(buffer) else { return }
+                context.writeAndFlush(wrapOutboundOut(rest), promise: nil)
+                return
+            }
+            channelMayHoldBytes = true
             context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
         case .writeThenFlush(let buffer):
+            channelMayHoldBytes = true
             context.write(wrapOutboundOut(buffer), promise: promise)
             context.flush()
         case .flush:
             context.flush()
         }
+    }
+
+    /// Writes `buffer` straight to the socket when NIO holds nothing for it, so that a lone
+    /// buffer (a fan-out delivery, a read cycle's answers) costs one `send` and no trip down
+    /// the pipeline and through NIO's write queue, whose objects are cold by the time a
+    /// fan-out reaches this connection. Returns what the kernel did not take (all of it on
+    /// an error or a full socket buffer), for NIO to write next, in order: NIO then meets
+    /// the same error or waits for the socket to drain, as it would have.
+    ///
+    /// The descriptor is still this connection's: it is dropped at `channelInactive`, and
+    /// NIO closes it only inside its own `close0`, which calls out to other code before
+    /// `channelInactive` only to fail writes it held, and while it holds any, this path is
+    /// not taken (`channelMayHoldBytes`).
+    @inline(__always)
+    private func writeDirect(_ buffer: ByteBuffer) -> ByteBuffer? {
+        if channelMayHoldBytes {
+            guard (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 else {
+                return buffer
+            }
+            channelMayHoldBytes = false
+        }
+        let count = buffer.readableBytes
+        let sent = buffer.withUnsafeReadableBytes { SocketDescriptor.sendNow(directSocket, $0) }
+        if sent == count { return nil }
+        channelMayHoldBytes = true
+        guard sent > 0 else { return buffer }
+        var rest = buffer
+        rest.moveReaderIndex(forwardBy: sent)
+        return rest
     }
 
     private func flushUnlessReading() {

@@ -382,7 +382,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             let status = ConnectionStatus()
             let handler = WebSocketHandler(
                 role: .server, options: server.connectionOptions, status: status, compression: compression,
-                heartbeatSchedule: server.heartbeatSchedule(on: context.eventLoop))
+                heartbeatSchedule: server.heartbeatSchedule(on: context.eventLoop),
+                writesDirectly: writesDirectly(context.pipeline.syncOperations))
             do {
                 try replaceHTTPHandlers(context: context, with: handler).assumeIsolated().whenSuccess {
                     handler.handoverComplete()
@@ -398,6 +399,15 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 request: request, userInfo: userInfo, server: server, handler: handler)
             server.didOpen(socket)
         }
+    }
+
+    /// Whether the connection's handler may write to the socket itself (`WebSocketHandler.writeDirect`):
+    /// only in a pipeline of our own without TLS, where nothing but the WebSocket handler
+    /// remains once the HTTP handlers are gone. An application's pipeline may have handlers
+    /// of its own that must see every write.
+    private func writesDirectly(_ pipeline: ChannelPipeline.SynchronousOperations) -> Bool {
+        guard case .standalone = mode else { return false }
+        return (try? pipeline.handler(type: TLSHandler.self)) == nil
     }
 
     /// Puts `handler` right after the request decoder, removes the other HTTP handlers
