@@ -94,6 +94,6 @@ for count in $COUNTS; do
         for _ in $(seq "$REPEAT"); do values+=("$(measure "$kind" "$count")"); done
         median=$(printf '%s\n' "${values[@]}" | sort -n | sed -n "$(( (${#values[@]} + 1) / 2 ))p")
         echo "| $count | $kind | $median |"
-        [ "$REPEAT" -gt 1 ] && echo "  runs: ${values[*]}" >&2
+        if [ "$REPEAT" -gt 1 ]; then echo "  runs: ${values[*]}" >&2; fi
     done
 done
