@@ -16,6 +16,8 @@ apt_packages+=(chromium fonts-dejavu-core)
 apt_packages+=(nginx)
 # redis-server: Tests/SwitchboardTests' cluster and RedisWire tests start their own on a loopback port.
 apt_packages+=(redis-server)
+# systemd: DeployFilesTests runs `systemd-analyze verify` on deploy/switchboard.service (nothing is started).
+apt_packages+=(systemd)
 
 # Python `websockets` for Tests/Peers/python-peer.py, into the interpreter `python3` runs
 # (a pyenv shim here), hence `python3 -m pip`.

@@ -150,11 +150,14 @@ public struct Positions: Sendable, Hashable, Codable, ExpressibleByDictionaryLit
     /// known (a broker without a replay log, or no answer seen yet).
     public var epoch: String?
 
+    /// Positions from saved seqs per topic and the epoch they count in (see ``epoch``).
     public init(seqs: [String: UInt64] = [:], epoch: String? = nil) {
         self.seqs = seqs
         self.epoch = epoch
     }
 
+    /// Positions written as `["chat.room1": 42]`: seqs per topic, epoch unknown; a topic
+    /// given twice keeps its last seq.
     public init(dictionaryLiteral elements: (String, UInt64)...) {
         self.init(seqs: Dictionary(elements) { $1 })
     }

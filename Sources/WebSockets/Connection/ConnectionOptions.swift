@@ -88,7 +88,6 @@ public struct ConnectionOptions: Sendable {
     }
 }
 
-/// Why a send did not go out.
 /// One `ConnectionOptions` for many connections' handlers to refer to.
 final class SharedConnectionOptions: Sendable {
     let options: ConnectionOptions
@@ -98,6 +97,7 @@ final class SharedConnectionOptions: Sendable {
     }
 }
 
+/// Why a send did not go out: the error a `send` throws and a write's future fails with.
 public enum SendError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The connection is closing or closed.
     case notOpen
