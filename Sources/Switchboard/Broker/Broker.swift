@@ -605,9 +605,10 @@ public struct BrokerStatistics: Sendable, Hashable {
     /// Open WebSocket connections.
     public var connections: Int
     /// Topics held in memory: published since start and not evicted since, or retained by
-    /// the replay log (at most `maxTopics`, but for retained topics loaded at start).
+    /// the replay log (at most `maxTopics`, but for retained topics loaded at start). On a
+    /// cluster node: the topics published through this node, by the same rules.
     public var topics: Int
-    /// Messages published since start.
+    /// Messages published since start (on a cluster node: through this node, acknowledged by Redis).
     public var published: UInt64
     /// Messages sent from the replay log to subscribers resuming with `since` / `since_time`,
     /// since start: written to their sockets (a subscriber that stops reading holds up its
