@@ -77,15 +77,28 @@ final class ClusterStore: TopicStore {
 /// What operators see: the cluster's topics as Redis holds them, with each one's publishes
 /// per second through this node.
 extension ClusterStore {
-    /// Every topic Redis has a seq for (a `SCAN` of the keyspace), by name.
+    /// Every topic Redis has a seq for (a `SCAN` of the keyspace), by name; their seq hashes
+    /// read at once, pipelined on the one connection.
     func topics(matching pattern: TopicPattern, limit: Int, now: Int64) async throws(ReplayError) -> [TopicActivity] {
         let log = engine.log
-        let names = try await Self.redis { try await log.topics(matching: pattern, .sequence) }
-        var found: [TopicActivity] = []
-        for topic in names.prefix(limit) {
-            if let activity = try await self.topic(topic, now: now) { found.append(activity) }
+        let names = try await Self.redis { try await log.topics(matching: pattern, .sequence) }.prefix(limit)
+        let states = try await Self.redis {
+            try await withThrowingTaskGroup(of: (Topic, LastPublish?).self) { reads in
+                for topic in names {
+                    reads.addTask {
+                        (topic, try await log.current(topic: topic).map { LastPublish(sequence: $0.sequence, time: $0.time) })
+                    }
+                }
+                return try await reads.reduce(into: [Topic: LastPublish]()) { states, read in states[read.0] = read.1 }
+            }
         }
-        return found
+        return sequencing.withLockedValue { table in
+            names.compactMap { topic in
+                states[topic].map {
+                    TopicActivity(topic: topic, last: $0, perSecond: table.activity(of: topic, now: now)?.perSecond ?? 0)
+                }
+            }
+        }
     }
 
     func topic(_ topic: Topic, now: Int64) async throws(ReplayError) -> TopicActivity? {
