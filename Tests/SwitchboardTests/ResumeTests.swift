@@ -40,6 +40,33 @@ import Testing
         }
     }
 
+    /// A history that knows a topic's seq the broker's sequence map does not (a cluster's
+    /// Redis): a purged stream is a gap up to that seq at the end of the replay, with no
+    /// later message needed to reveal it.
+    @Test func aSeqTheHistoryReachedIsAGapWhenItsMessagesAreGone() {
+        var merger = ResumeMerger<(Topic, UInt64)>(position: .sequence(2), highWater: [:], isReplayed: { _ in true })
+        var out: [ResumeMerger<(Topic, UInt64)>.Output] = []
+        merger.begin(into: &out)
+        var empty = Self.page([], starts: [Self.a: 2], exhausted: true)
+        empty.reached = [Self.a: 5]
+        merger.replayed(empty, into: &out)
+        #expect(!merger.reachedRequired)
+        merger.finish(into: &out)
+        #expect(Self.seen(out) == [.gap("chat.a", 3...5)])
+        #expect(merger.live((Self.a, 6), topic: Self.a, sequence: 6) == .deliver)
+
+        // Reached through the messages read: nothing missing.
+        var whole = ResumeMerger<(Topic, UInt64)>(position: .sequence(2), highWater: [:], isReplayed: { _ in true })
+        var read = Self.page([Self.message(Self.a, 3)], starts: [Self.a: 2], exhausted: true)
+        read.reached = [Self.a: 3]
+        let asItIs = whole.replayedWhole(read)
+        #expect(asItIs)
+        #expect(whole.reachedRequired)
+        var tail: [ResumeMerger<(Topic, UInt64)>.Output] = []
+        whole.finish(into: &tail)
+        #expect(tail.isEmpty)
+    }
+
     @Test func replayThenBufferedLiveWithoutDuplicates() {
         var merger = ResumeMerger<(Topic, UInt64)>(
             position: .sequence(3), highWater: [Self.a: 6], isReplayed: { _ in true })

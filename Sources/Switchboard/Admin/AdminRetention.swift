@@ -39,8 +39,8 @@ extension AdminAPI {
             }
             return retention()
         }
-        try await blocking(failing: "the retention rules were not changed") { [broker] () throws(ReplayError) in
-            try broker.replaceRetention(rules)
+        try await stored(failing: "the retention rules were not changed") { [broker] () async throws(ReplayError) in
+            try await ReplayLog.offLoop { () throws(ReplayError) in try broker.replaceRetention(rules) }
         }
         return retention()
     }

@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import NIOPosix
 import WebSockets
 
 /// `/admin/v1/topics…`: what topics there are, what they hold, and purging what is retained.
@@ -12,8 +11,8 @@ extension AdminAPI {
     static let maxHistory = 1000
     static let defaultHistory = 100
 
-    /// `GET /admin/v1/topics?pattern=P&limit=N`: the topics in memory (published since
-    /// start and not idle since, or retained) that P matches (default `>`), by name.
+    /// `GET /admin/v1/topics?pattern=P&limit=N`: the topics the store lists (a single node's
+    /// in memory, a cluster's in Redis) that P matches (default `>`), by name.
     func topics(_ request: PlainHTTPRequest) async throws(AdminError) -> PlainHTTPResponse {
         let query = request.query
         let pattern: TopicPattern
@@ -23,11 +22,12 @@ extension AdminAPI {
             throw .badRequest("bad pattern \((query["pattern"] ?? "").debugDescription): \(error.message)")
         }
         let limit = Int(try AdminJSON.query(query, "limit", maximum: UInt64(Self.maxTopicsListed)) ?? UInt64(Self.defaultTopicsListed))
-        let found = broker.topicsInMemory(matching: pattern, limit: limit)
+        let (store, now) = (broker.store, broker.clock())
+        let found = try await stored { () async throws(ReplayError) in try await store.topics(matching: pattern, limit: limit, now: now) }
         return AdminJSON.response(200, ["topics": try await describe(found)])
     }
 
-    /// `GET /admin/v1/topics/{topic}`: one topic, in memory or known to the replay log.
+    /// `GET /admin/v1/topics/{topic}`: one topic the store knows.
     func topic(_ name: String) async throws(AdminError) -> PlainHTTPResponse {
         let activity = try await known(try Self.topic(name))
         return AdminJSON.response(200, try await describe([activity])[0])
@@ -47,19 +47,17 @@ extension AdminAPI {
             after = activity.last.sequence > last ? activity.last.sequence - last : 0
             limit = Int(last)
         }
-        let log = try replayLog()
+        let store = try retainingStore()
         let topic = activity.topic
         let (from, count) = (after, limit)
-        let page = try await blocking { () throws(ReplayError) in
-            (try log.read(topic: topic, after: from, limit: count), try log.firstRetained(topic: topic))
-        }
+        let page = try await stored { () async throws(ReplayError) in try await store.read(topic, after: from, limit: count) }
         var body = ByteBuffer()
         body.writeString("{\"topic\":")
         JSONWriter.writeString(topic.name, to: &body)
         body.writeString(",\"last_seq\":\(activity.last.sequence),\"first_retained_seq\":")
-        body.writeString(page.1.map(String.init) ?? "null")
+        body.writeString(page.firstRetained.map(String.init) ?? "null")
         body.writeString(",\"messages\":[")
-        for (index, message) in page.0.enumerated() {
+        for (index, message) in page.messages.enumerated() {
             if index > 0 { body.writeString(",") }
             body.writeString("{\"seq\":\(message.sequence),\"time\":\(message.time),")
             switch message.format {
@@ -79,27 +77,25 @@ extension AdminAPI {
     /// continue; a subscriber resuming from before is told of a gap.
     func purge(_ name: String) async throws(AdminError) -> PlainHTTPResponse {
         let activity = try await known(try Self.topic(name))
-        let log = try replayLog()
+        let store = try retainingStore()
         let topic = activity.topic
-        let purged = try await blocking { () throws(ReplayError) in try log.purge(topic) }
+        let purged = try await stored { () async throws(ReplayError) in try await store.purge(topic) }
         return AdminJSON.response(200, ["topic": topic.name, "purged": purged, "last_seq": activity.last.sequence])
     }
 
-    /// The topic as it stands: in memory, else as the replay log last stored it; 404 when
-    /// it was never published.
+    /// The topic as the store knows it; 404 when it was never published.
     private func known(_ topic: Topic) async throws(AdminError) -> TopicActivity {
-        if let activity = broker.topicInMemory(topic) { return activity }
-        if let log = broker.replayLog,
-            let state = try await blocking({ () throws(ReplayError) in try log.topicState(topic) })
-        {
-            return TopicActivity(topic: topic, last: LastPublish(sequence: state.lastSequence, time: state.lastTime), perSecond: 0)
+        let (store, now) = (broker.store, broker.clock())
+        if let activity = try await stored({ () async throws(ReplayError) in try await store.topic(topic, now: now) }) {
+            return activity
         }
         throw .notFound("no topic \(topic.name) (never published)")
     }
 
-    private func replayLog() throws(AdminError) -> ReplayLog {
-        guard let log = broker.replayLog else { throw .notFound("this broker has no replay log") }
-        return log
+    /// The store, when it retains anything (a replay log, or a cluster's streams).
+    private func retainingStore() throws(AdminError) -> any TopicStore {
+        guard broker.history != nil else { throw .notFound("this broker has no replay log") }
+        return broker.store
     }
 
     /// The JSON of each topic: in memory, subscribers on this node, rate, what is retained.
@@ -112,9 +108,8 @@ extension AdminAPI {
                 "subscribers": subscribers, "messages_per_second": (activity.perSecond * 100).rounded() / 100,
                 "retained": NSNull(),
             ]
-            if let log = broker.replayLog, log.retains(activity.topic) {
-                let topic = activity.topic
-                let size = try await blocking { () throws(ReplayError) in try log.retainedSize(of: topic) }
+            let (store, topic) = (broker.store, activity.topic)
+            if let size = try await stored({ () async throws(ReplayError) in try await store.retained(topic) }) {
                 entry["retained"] = ["count": size.count, "bytes": size.bytes]
             }
             described.append(entry)
@@ -122,26 +117,14 @@ extension AdminAPI {
         return described
     }
 
-    /// Runs a blocking read or write of the replay log on NIO's thread pool; its failure is
-    /// 503 `failing`: the error.
-    func blocking<T: Sendable>(
-        failing: String = "the replay log cannot be read", _ body: @escaping @Sendable () throws(ReplayError) -> T
+    /// Runs a read or write of the topic store; its failure is 503 `failing`: the error.
+    func stored<T: Sendable>(
+        failing: String = "the topic store cannot be read", _ body: () async throws(ReplayError) -> T
     ) async throws(AdminError) -> T {
-        let result: Result<T, ReplayError>
-        do {
-            result = try await NIOThreadPool.singleton.runIfActive { () -> Result<T, ReplayError> in
-                do throws(ReplayError) {
-                    return .success(try body())
-                } catch {
-                    return .failure(error)
-                }
-            }
+        do throws(ReplayError) {
+            return try await body()
         } catch {
-            throw .unavailable("the broker is shutting down")
-        }
-        switch result {
-        case .success(let value): return value
-        case .failure(let error): throw .unavailable("\(failing): \(error)")
+            throw .unavailable("\(failing): \(error)")
         }
     }
 }

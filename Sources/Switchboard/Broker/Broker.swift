@@ -142,7 +142,8 @@ public final class Broker: Sendable {
         self.replayLog = replayLog
         var sequencing = Sequencing()
         sequencing.retention = replayLog?.rules
-        for (topic, last) in replayLog?.retainedTopics() ?? [:] {
+        // A cluster node's seqs are Redis's: what a local log kept from a single-node life is not.
+        for (topic, last) in cluster == nil ? replayLog?.retainedTopics() ?? [:] : [:] {
             sequencing.topics.update(topic, last, note: nil)
         }
         self.sequencing = NIOLockedValueBox(sequencing)
@@ -183,7 +184,9 @@ public final class Broker: Sendable {
         let sequencingBox = self.sequencing
         let replay = configuration.replay
         if let cluster {
-            self.store = ClusterStore(engine: cluster) { Self.retention(sequencingBox, replay) }
+            self.store = ClusterStore(engine: cluster, sequencing: sequencingBox, maxTopics: configuration.maxTopics) {
+                Self.retention(sequencingBox, replay)
+            }
         } else {
             self.store = LocalTopicStore(
                 sequencing: sequencingBox, replayLog: replayLog, hubs: Array(hubs.values), configuration: configuration,
@@ -379,33 +382,6 @@ public final class Broker: Sendable {
     /// Messages and payload bytes published since start.
     var publishedTotals: (messages: UInt64, bytes: UInt64) {
         sequencing.withLockedValue { ($0.published, $0.publishedBytes) }
-    }
-
-    /// The topics in memory that `pattern` matches, by name, at most `limit`: each one's last
-    /// seq and time, and its publishes per second over the last minute.
-    func topicsInMemory(matching pattern: TopicPattern, limit: Int) -> [TopicActivity] {
-        let now = clock()
-        var found: [TopicActivity] = []
-        sequencing.withLockedValue { state in
-            state.topics.forEach { topic, last in
-                if pattern.matches(topic) {
-                    found.append(TopicActivity(
-                        topic: topic, last: last, perSecond: state.topics.messagesPerSecond(topic, now: now)))
-                }
-            }
-        }
-        found.sort { $0.topic.name < $1.topic.name }
-        return Array(found.prefix(limit))
-    }
-
-    /// `topic` if it is in memory.
-    func topicInMemory(_ topic: Topic) -> TopicActivity? {
-        let now = clock()
-        return sequencing.withLockedValue { state in
-            state.topics.state(of: topic).map {
-                TopicActivity(topic: topic, last: $0, perSecond: state.topics.messagesPerSecond(topic, now: now))
-            }
-        }
     }
 
     /// A session wrote `count` messages of a catch-up to its socket.
@@ -629,9 +605,10 @@ public struct BrokerStatistics: Sendable, Hashable {
     /// Open WebSocket connections.
     public var connections: Int
     /// Topics held in memory: published since start and not evicted since, or retained by
-    /// the replay log (at most `maxTopics`, but for retained topics loaded at start).
+    /// the replay log (at most `maxTopics`, but for retained topics loaded at start). On a
+    /// cluster node: the topics published through this node, by the same rules.
     public var topics: Int
-    /// Messages published since start.
+    /// Messages published since start (on a cluster node: through this node, acknowledged by Redis).
     public var published: UInt64
     /// Messages sent from the replay log to subscribers resuming with `since` / `since_time`,
     /// since start: written to their sockets (a subscriber that stops reading holds up its

@@ -198,3 +198,44 @@ final class LocalTopicStore: TopicStore {
         }
     }
 }
+
+/// What operators see: the topics in memory, and what the replay log holds of them.
+extension LocalTopicStore {
+    func topics(matching pattern: TopicPattern, limit: Int, now: Int64) -> [TopicActivity] {
+        var found: [TopicActivity] = []
+        sequencing.withLockedValue { state in
+            state.topics.forEach { topic, _ in
+                if pattern.matches(topic), let activity = state.activity(of: topic, now: now) { found.append(activity) }
+            }
+        }
+        found.sort { $0.topic.name < $1.topic.name }
+        return Array(found.prefix(limit))
+    }
+
+    /// In memory, else as the replay log last stored it.
+    func topic(_ topic: Topic, now: Int64) async throws(ReplayError) -> TopicActivity? {
+        if let activity = sequencing.withLockedValue({ $0.activity(of: topic, now: now) }) { return activity }
+        guard let replayLog else { return nil }
+        let state = try await ReplayLog.offLoop { () throws(ReplayError) in try replayLog.topicState(topic) }
+        return state.map { TopicActivity(topic: topic, last: LastPublish(sequence: $0.lastSequence, time: $0.lastTime), perSecond: 0) }
+    }
+
+    func retained(_ topic: Topic) async throws(ReplayError) -> (count: Int, bytes: Int64)? {
+        guard let replayLog, replayLog.retains(topic) else { return nil }
+        return try await ReplayLog.offLoop { () throws(ReplayError) in try replayLog.retainedSize(of: topic) }
+    }
+
+    func read(_ topic: Topic, after: UInt64, limit: Int) async throws(ReplayError)
+        -> (messages: [StoredMessage], firstRetained: UInt64?)
+    {
+        guard let replayLog else { return ([], nil) }
+        return try await ReplayLog.offLoop { () throws(ReplayError) in
+            (try replayLog.read(topic: topic, after: after, limit: limit), try replayLog.firstRetained(topic: topic))
+        }
+    }
+
+    func purge(_ topic: Topic) async throws(ReplayError) -> Int {
+        guard let replayLog else { return 0 }
+        return try await ReplayLog.offLoop { () throws(ReplayError) in try replayLog.purge(topic) }
+    }
+}

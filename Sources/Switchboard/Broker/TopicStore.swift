@@ -17,4 +17,27 @@ protocol TopicStore: Sendable {
 
     /// What resumers read; nil when nothing is retained.
     var history: (any TopicHistory)? { get }
+
+    // What operators see (the admin API), as the store knows it. Failures are `unavailable`.
+
+    /// The topics `pattern` matches, by name, at most `limit`. `now`: unix ms, for the rates.
+    func topics(matching pattern: TopicPattern, limit: Int, now: Int64) async throws(ReplayError) -> [TopicActivity]
+    /// One topic; nil when it was never published.
+    func topic(_ topic: Topic, now: Int64) async throws(ReplayError) -> TopicActivity?
+    /// What `topic` retains (messages, bytes); nil when no rule retains it.
+    func retained(_ topic: Topic) async throws(ReplayError) -> (count: Int, bytes: Int64)?
+    /// Up to `limit` retained messages of `topic` after seq `after`, oldest first, and the
+    /// seq of the oldest it retains.
+    func read(_ topic: Topic, after: UInt64, limit: Int) async throws(ReplayError)
+        -> (messages: [StoredMessage], firstRetained: UInt64?)
+    /// Deletes what `topic` retains; its seqs continue, and a subscriber resuming from
+    /// before is told of a gap. Returns how many messages went.
+    func purge(_ topic: Topic) async throws(ReplayError) -> Int
+}
+
+extension Broker.Sequencing {
+    /// `topic` as this node's table holds it, with its publishes per second here.
+    func activity(of topic: Topic, now: Int64) -> TopicActivity? {
+        topics.state(of: topic).map { TopicActivity(topic: topic, last: $0, perSecond: topics.messagesPerSecond(topic, now: now)) }
+    }
 }

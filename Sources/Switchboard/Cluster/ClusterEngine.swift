@@ -89,15 +89,16 @@ public final class ClusterEngine: Sendable {
     }
 
     /// Sends the publish script at once, so one connection's publishes keep their order;
-    /// `completion` gets the seq, or `unavailable` when Redis did not take the message.
+    /// `completion` gets the seq and time given, or `unavailable` when Redis did not take the message.
     func publish(
-        _ publish: Publish, now: Int64, keep: Int, completion: @escaping @Sendable (Result<UInt64, ReplayError>) -> Void
+        _ publish: Publish, now: Int64, keep: Int,
+        completion: @escaping @Sendable (Result<RedisTopicLog.Published, ReplayError>) -> Void
     ) {
         let call = log.publishCall(topic: publish.topic, format: publish.format, payload: publish.payload, now: now, keep: keep)
         RedisTopicLog.publishScript.runPipelined(on: commands, keys: call.keys, arguments: call.arguments)
             .whenComplete { result in
                 do {
-                    completion(.success(try RedisTopicLog.published(result.get()).sequence))
+                    completion(.success(try RedisTopicLog.published(result.get())))
                 } catch {
                     completion(.failure(.unavailable("redis: \(error)")))
                 }

@@ -137,6 +137,8 @@ final class RedisHistoryCursor: HistoryCursor, @unchecked Sendable {
             if let known = after[topic] {
                 start = known
             } else {
+                // Read before the stream: every seq up to it is stored, or was trimmed or purged.
+                page.reached[topic] = try await log.current(topic: topic)?.sequence
                 start = try await self.start(of: topic)
                 after[topic] = start
                 page.starts[topic] = start

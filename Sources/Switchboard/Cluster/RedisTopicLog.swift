@@ -85,14 +85,34 @@ struct RedisTopicLog: Sendable {
         return Published(sequence: UInt64(sequence), time: time, epoch: epoch)
     }
 
-    /// The topic's last seq and epoch; nil when Redis has never seen the topic.
-    func current(topic: Topic) async throws -> (sequence: UInt64, epoch: String)? {
-        let reply = try await redis.send(["HMGET", RESPArgument(ClusterKeys(topic).sequence), "seq", "epoch"])
-        guard let fields = reply.elements, fields.count == 2 else {
+    /// The topic's last seq, its publish time and the topic's epoch; nil when Redis has never
+    /// seen the topic.
+    func current(topic: Topic) async throws -> (sequence: UInt64, time: Int64, epoch: String)? {
+        let reply = try await redis.send(["HMGET", RESPArgument(ClusterKeys(topic).sequence), "seq", "epoch", "time"])
+        guard let fields = reply.elements, fields.count == 3 else {
             throw RedisError.unexpectedReply("HMGET gave \(reply)")
         }
         guard let sequence = fields[0].int, let epoch = fields[1].string else { return nil }
-        return (UInt64(sequence), epoch)
+        return (UInt64(sequence), fields[2].int ?? 0, epoch)
+    }
+
+    /// How many messages the topic's stream holds, and the bytes Redis spends on it
+    /// (`MEMORY USAGE`: entries, ids and the stream's own structure, not payloads alone).
+    func retainedSize(topic: Topic) async throws -> (count: Int, bytes: Int64) {
+        let key = RESPArgument(ClusterKeys(topic).stream)
+        let count = try await redis.send(["XLEN", key])
+        let bytes = try await redis.send(["MEMORY", "USAGE", key])
+        guard let count = count.int else { throw RedisError.unexpectedReply("XLEN gave \(count)") }
+        return (Int(count), bytes.int ?? 0)
+    }
+
+    /// Trims every entry of the topic's stream (the key stays, so the topic is still listed
+    /// as retained); returns how many went. Its seqs continue in the seq hash, so a resumer
+    /// from before finds nothing up to the topic's seq: a gap.
+    func purge(topic: Topic) async throws -> Int {
+        let reply = try await redis.send(["XTRIM", RESPArgument(ClusterKeys(topic).stream), "MAXLEN", "0"])
+        guard let trimmed = reply.int else { throw RedisError.unexpectedReply("XTRIM gave \(reply)") }
+        return Int(trimmed)
     }
 
     /// Up to `limit` stored messages after seq `after`, in seq order.

@@ -1,9 +1,28 @@
 import CSQLite
 import NIOConcurrencyHelpers
+import NIOPosix
 
 /// What operators ask of the log (the admin API): how much a topic holds, and purging it.
 /// Blocking: call off the event loops.
 extension ReplayLog {
+    /// Runs a blocking call of the log on NIO's thread pool, never on an event loop or the
+    /// cooperative pool; `unavailable` once the pool is stopped (the broker is shutting down).
+    static func offLoop<T: Sendable>(_ body: @escaping @Sendable () throws(ReplayError) -> T) async throws(ReplayError) -> T {
+        let result: Result<T, ReplayError>
+        do {
+            result = try await NIOThreadPool.singleton.runIfActive { () -> Result<T, ReplayError> in
+                do throws(ReplayError) {
+                    return .success(try body())
+                } catch {
+                    return .failure(error)
+                }
+            }
+        } catch {
+            throw .unavailable("the broker is shutting down")
+        }
+        return try result.get()
+    }
+
     /// Retained messages of `topic` and their payload bytes.
     package func retainedSize(of topic: Topic) throws(ReplayError) -> (count: Int, bytes: Int64) {
         try withReader { (c) throws(ReplayError) in

@@ -53,6 +53,10 @@ package struct ReplayPage: Sendable {
     /// With frames encoded: every message's frame, in order, in one buffer (each `frame` is a
     /// slice of it), so a page that needs no filtering is written to a socket at once.
     package var frames: ByteBuffer? = nil
+    /// The seq each topic visited for the first time in this page had reached, when the
+    /// history knows it and the broker's sequence map does not (a cluster's Redis): the
+    /// replay reaches it or reports a gap up to it, as it does a topic's seq at registration.
+    package var reached: [Topic: UInt64] = [:]
 }
 
 /// Pages through the retained messages of a topic or pattern from a replay position, in

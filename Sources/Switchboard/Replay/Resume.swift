@@ -189,11 +189,19 @@ package struct ResumeMerger<Live> {
         delivered[entry.topic] = entry.sequence
     }
 
-    /// A page read from the log.
-    package mutating func replayed(_ page: ReplayPage, into out: inout [Output]) {
+    /// Where the topics a page visits first start, and what they must reach.
+    private mutating func enter(_ page: ReplayPage) {
         for (topic, start) in page.starts where delivered[topic] == nil {
             delivered[topic] = start
         }
+        for (topic, seq) in page.reached where seq > required[topic] ?? 0 {
+            required[topic] = seq
+        }
+    }
+
+    /// A page read from the log.
+    package mutating func replayed(_ page: ReplayPage, into out: inout [Output]) {
+        enter(page)
         for message in page.messages {
             let base = baseline(message.topic)
             guard message.sequence > base else { continue }
@@ -211,9 +219,7 @@ package struct ResumeMerger<Live> {
     /// without an output per message. Otherwise returns false having delivered nothing:
     /// call `replayed(_:into:)`.
     package mutating func replayedWhole(_ page: ReplayPage) -> Bool {
-        for (topic, start) in page.starts where delivered[topic] == nil {
-            delivered[topic] = start
-        }
+        enter(page)
         // A page holds each topic's messages together, in seq order (see `ReplayCursor`):
         // first and last of one topic means all of one topic, and their seqs tell whether
         // they are contiguous.
