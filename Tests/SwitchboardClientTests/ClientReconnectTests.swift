@@ -69,4 +69,60 @@ import WebSockets
             await relay.close()
         }
     }
+
+    /// Full jitter: a delay is uniform between 0 and min(maxDelay, initialDelay × 2^attempt).
+    @Test func theBackoffDoublesFromHalfASecondToTwentySeconds() {
+        let backoff = SwitchboardClient.Options().reconnect
+        #expect(backoff == .init(initialDelay: .milliseconds(500), maxDelay: .seconds(20)))
+        let ceilings = (0..<10).map { backoff.delay(attempt: $0, random: 1) }
+        #expect(ceilings == [0.5, 1, 2, 4, 8, 16, 20, 20, 20, 20].map { Duration.milliseconds(Int($0 * 1000)) })
+        #expect(backoff.delay(attempt: 3, random: 0) == .zero)
+        #expect(backoff.delay(attempt: 3, random: 0.25) == .seconds(1))
+        // Far past the cap the shift must not overflow.
+        #expect(backoff.delay(attempt: Int.max, random: 1) == .seconds(20))
+        for attempt in 0..<8 {
+            let delay = backoff.delay(attempt: attempt)
+            #expect(delay >= .zero && delay <= ceilings[attempt])
+        }
+    }
+
+    /// Through the client's states: each refused attempt waits at most its attempt's ceiling,
+    /// and a successful connection starts the doubling again from `initialDelay`.
+    @Test func aSuccessfulConnectionResetsTheBackoff() async throws {
+        try await withBroker { broker in
+            let relay = try await CuttingRelay(target: broker.port)
+            var options = testOptions()
+            let initial = Duration.milliseconds(10)
+            options.reconnect = .init(initialDelay: initial, maxDelay: .seconds(30))
+            let client = try SwitchboardClient(url: "ws://127.0.0.1:\(relay.port)/", options: options)
+            try await withTimeout("the refusals and the reset") {
+                var states = client.states.makeAsyncIterator()
+                func nextDelay() async throws -> Duration {
+                    while let state = await states.next() {
+                        if case .disconnected(_, _, let retryIn) = state { return retryIn }
+                    }
+                    throw TestFailure("the states ended")
+                }
+                while let state = await states.next(), state != .connected {}
+                // Twice, so that a backoff that kept counting would have to draw a delay under
+                // 1/64 and then under 1/128 of its ceiling to pass.
+                for _ in 0..<2 {
+                    relay.setRefusing(true)
+                    relay.cutAll()
+                    for attempt in 0..<7 {
+                        let delay = try await nextDelay()
+                        #expect(delay <= initial * (1 << attempt), "attempt \(attempt): \(delay)")
+                    }
+                    relay.setRefusing(false)
+                    while let state = await states.next(), state != .connected {}
+                    relay.cutAll()
+                    let afterSuccess = try await nextDelay()
+                    #expect(afterSuccess <= initial, "the first delay after a connection: \(afterSuccess)")
+                    while let state = await states.next(), state != .connected {}
+                }
+            }
+            await client.close()
+            await relay.close()
+        }
+    }
 }
