@@ -90,6 +90,41 @@ import WebSockets
         #expect(connections == 0 && table.contains("orders.*"), "\(table)")
     }
 
+    /// `stats --watch` refreshes (here twice, bounded by `--count`), the later views with
+    /// rates; `connections --close ID` closes that client with 4003.
+    @Test func statsWatchRefreshesAndConnectionsCloseClosesOne() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let client = try await Client.connect(port: server.port, token: server.token)
+        try await client.subscribe("watched.*")
+
+        let (watched, frames, watchErr) = try await server.run(["stats", "--watch", "--interval", "0.1", "--count", "2"])
+        #expect(watched == 0, "\(watchErr)")
+        let views = frames.components(separatedBy: "status ").dropFirst()
+        #expect(views.count == 2, "\(frames)")
+        #expect(views.first.map { !$0.contains("/s") } == true && views.last?.contains("messages in") == true, "\(frames)")
+        #expect(views.last?.contains("/s") == true, "the second view has rates: \(frames)")
+        let (samples, json, _) = try await server.run(["stats", "--watch", "--interval", "0.1", "--count", "3", "--json"])
+        #expect(samples == 0 && json.components(separatedBy: "\"uptime_seconds\"").count == 4, "\(json)")
+        let (refused, _, refusedErr) = try await server.run(["stats", "--count", "2"])
+        #expect(refused == 64 && refusedErr.contains("--watch"), "\(refusedErr)")
+
+        /// The ids `connections --json` lists.
+        func connectionIDs() async throws -> [String] {
+            let (status, list, stderr) = try await server.run(["connections", "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [String: Any]
+            let connections = try #require(object?["connections"] as? [[String: Any]], "\(status) \(list) \(stderr)")
+            return connections.compactMap { $0["id"].map { "\($0)" } }
+        }
+        let ids = try await connectionIDs()
+        #expect(ids.count == 1, "\(ids)")
+        let id = try #require(ids.first)
+        let (closed, closeOut, closeErr) = try await server.run(["connections", "--close", id])
+        #expect(closed == 0 && closeOut == "closed connection \(id)\n", "\(closeOut) \(closeErr)")
+        #expect(try await client.waitForClose(timeout: .seconds(2)).code.rawValue == 4003)
+        try await eventually("no connection left") { try await connectionIDs().isEmpty }
+    }
+
     @Test func purgeThroughTheCLIThenAResumeShowsTheGap() async throws {
         let server = try await Server.start(environment: ["SWITCHBOARD_REPLAY_RETAIN": "chat.> count=100"])
         defer { server.stop() }
