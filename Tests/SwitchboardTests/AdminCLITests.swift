@@ -68,6 +68,41 @@ import WebSockets
         #expect(missing == 65 && missingErr.hasPrefix("switchboard: ") && missingErr.split(separator: "\n").count == 1, "\(missingErr)")
     }
 
+    /// Without --server, the token commands use the API of the broker serving the store,
+    /// found through `<database>.admin-url`; once no broker answers there they open the store.
+    @Test func tokenCommandsGoThroughTheBrokerServingTheStoreElseTheFile() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let files = { (directory: URL, suffix: String) in directory.appendingPathComponent("switchboard.db" + suffix) }
+        // The broker's address and admin token files but no store: a token created here
+        // reaches the broker only through its API (opening the store would make a new one).
+        let elsewhere = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        for suffix in [".admin-url", ".admin-token"] {
+            try FileManager.default.copyItem(at: files(server.directory, suffix), to: files(elsewhere, suffix))
+        }
+        let create = try SwitchboardProcess.start(["token", "create", "--name", "via-api", "--subscribe", "x.>"], in: elsewhere)
+        #expect(try await create.exitStatus() == 0, "\(create.stderr.text)")
+        #expect(!FileManager.default.fileExists(atPath: files(elsewhere, "").path), "no store opened")
+        let client = try await Client.connect(port: server.port, token: create.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines))
+        try await client.subscribe("x.y")
+
+        // Killed, the broker leaves its address file behind; nothing answers there any more.
+        server.process.kill()
+        _ = try await server.process.exitStatus()
+        #expect(FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
+        let list = try SwitchboardProcess.start(["token", "list"], in: server.directory)
+        #expect(try await list.exitStatus() == 0, "\(list.stderr.text)")
+        #expect(list.stdout.text.contains("via-api"), "\(list.stdout.text)")
+
+        // A broker that stops cleanly removes its address file.
+        let again = try await Server.start(in: server.directory)
+        #expect(FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
+        again.process.terminate()
+        #expect(try await again.process.exitStatus() == 0)
+        #expect(!FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
+    }
+
     @Test func publishThroughTheAPIIsReceivedOnceWithAnIdempotencyKey() async throws {
         let server = try await Server.start()
         defer { server.stop() }
