@@ -27,24 +27,28 @@ struct AdminOptions: ParsableArguments {
     func client() -> AdminClient { client(server: givenServer ?? "http://127.0.0.1:8080") }
 
     /// Where the token commands go: the given server; else the broker serving this database
-    /// (named in `<database>.admin-url`) when it answers; nil when none does (no broker
-    /// runs, or it was killed and left the file): then they open the store file itself.
+    /// (named in `<database>.admin-url`) when it answers and an admin token is at hand; nil
+    /// otherwise (no broker runs, a killed one left the file, no token): then they open the
+    /// store file itself.
     func tokenClient() async -> AdminClient? {
         if givenServer != nil { return client() }
-        guard let text = try? String(contentsOfFile: serverFilePath, encoding: .utf8) else { return nil }
+        guard adminToken != nil, let text = try? String(contentsOfFile: serverFilePath, encoding: .utf8) else { return nil }
         let server = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard server.hasPrefix("http://") || server.hasPrefix("https://") else { return nil }
         let candidate = client(server: server)
         return await candidate.answers() ? candidate : nil
     }
 
+    /// `--token`, else `SWITCHBOARD_ADMIN_TOKEN`, else the token file beside the database.
+    private var adminToken: String? {
+        let token = token ?? environment["SWITCHBOARD_ADMIN_TOKEN"]
+            ?? (try? String(contentsOfFile: databasePath + ".admin-token", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return token?.isEmpty == false ? token : nil
+    }
+
     private func client(server: String) -> AdminClient {
-        var token = token ?? environment["SWITCHBOARD_ADMIN_TOKEN"]
-        if token == nil {
-            let file = databasePath + ".admin-token"
-            token = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        guard let token, !token.isEmpty else {
+        guard let token = adminToken else {
             Terminal.exit(
                 withError: "no admin token: pass --token, set SWITCHBOARD_ADMIN_TOKEN, or run where "
                     + "\(databasePath).admin-token is readable", status: ExitStatus.noPermission)

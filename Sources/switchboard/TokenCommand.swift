@@ -10,8 +10,9 @@ struct TokenCommand: AsyncParsableCommand {
         discussion: """
             With --server (or SWITCHBOARD_URL) the commands go through that broker's admin API. \
             Without, they go through the API of the broker serving the store (--database), which \
-            names its address in <database>.admin-url while it runs; when that file is absent or \
-            nothing answers there (no broker runs), they open the store file itself.
+            names its address in <database>.admin-url while it runs; when that file is absent, \
+            nothing answers there (no broker runs) or no admin token is at hand, they open the \
+            store file itself.
 
             \(ExitStatus.help)
             """,
