@@ -20,18 +20,40 @@ struct AdminOptions: ParsableArguments {
 
     var databasePath: String { database ?? environment["SWITCHBOARD_DATABASE"] ?? "switchboard.db" }
 
-    func client() -> AdminClient {
-        var token = token ?? environment["SWITCHBOARD_ADMIN_TOKEN"]
-        if token == nil {
-            let file = databasePath + ".admin-token"
-            token = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        guard let token, !token.isEmpty else {
+    /// Where a running `serve` names its admin API for this database (see `Serve`).
+    var serverFilePath: String { databasePath + ".admin-url" }
+
+    /// A client of the given server, else of http://127.0.0.1:8080.
+    func client() -> AdminClient { client(server: givenServer ?? "http://127.0.0.1:8080") }
+
+    /// Where the token commands go: the given server; else the broker serving this database
+    /// (named in `<database>.admin-url`) when it answers and an admin token is at hand; nil
+    /// otherwise (no broker runs, a killed one left the file, no token): then they open the
+    /// store file itself.
+    func tokenClient() async -> AdminClient? {
+        if givenServer != nil { return client() }
+        guard adminToken != nil, let text = try? String(contentsOfFile: serverFilePath, encoding: .utf8) else { return nil }
+        let server = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard server.hasPrefix("http://") || server.hasPrefix("https://") else { return nil }
+        let candidate = client(server: server)
+        return await candidate.answers() ? candidate : nil
+    }
+
+    /// `--token`, else `SWITCHBOARD_ADMIN_TOKEN`, else the token file beside the database.
+    private var adminToken: String? {
+        let token = token ?? environment["SWITCHBOARD_ADMIN_TOKEN"]
+            ?? (try? String(contentsOfFile: databasePath + ".admin-token", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return token?.isEmpty == false ? token : nil
+    }
+
+    private func client(server: String) -> AdminClient {
+        guard let token = adminToken else {
             Terminal.exit(
                 withError: "no admin token: pass --token, set SWITCHBOARD_ADMIN_TOKEN, or run where "
                     + "\(databasePath).admin-token is readable", status: ExitStatus.noPermission)
         }
-        return AdminClient.at(givenServer ?? "http://127.0.0.1:8080", token: token, json: json)
+        return AdminClient.at(server, token: token, json: json)
     }
 }
 
@@ -98,6 +120,12 @@ struct AdminClient {
             Terminal.exit(withError: "\(base.absoluteString) answered something other than JSON", status: ExitStatus.software)
         }
         return object
+    }
+
+    /// Whether anything answers HTTP at `base` (`/healthz`) within 2 seconds.
+    func answers() async -> Bool {
+        guard let url = URL(string: "healthz", relativeTo: base) else { return false }
+        return (try? await URLSession.shared.data(for: URLRequest(url: url, timeoutInterval: 2))) != nil
     }
 
     /// Prints the answer as it came when `--json` was given; returns whether it did.

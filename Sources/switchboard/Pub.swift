@@ -2,18 +2,26 @@ import ArgumentParser
 import Foundation
 import SwitchboardClient
 
-/// `switchboard pub TOPIC [DATA | -]`: publishes and prints each acked seq.
+/// `switchboard pub TOPIC [DATA | -]`: publishes and prints each acked seq; without DATA,
+/// each line of standard input.
 struct Pub: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Publish to a topic and print the seq of each acknowledged message.",
         discussion: """
-            DATA is sent as JSON when it parses as JSON, else as a string; "-" publishes each line \
-            of standard input. Exit status: 0 when every publish was acknowledged, 64 bad argument, \
-            69 broker unreachable or the connection lost, 77 token or topic refused, 65 other refusals.
+            DATA is sent as JSON when it parses as JSON, else as a string; "-" or no DATA publishes \
+            each line of standard input. Status 0 when every publish was acknowledged.
+
+            Examples:
+              switchboard pub chat.room1 '{"user":"ann","text":"hi"}'
+              switchboard pub metrics.cpu 0.42 --count 100 --rate 10
+              tail -f app.log | switchboard pub logs.app
+              switchboard pub blobs.1 "$(cat note.txt)" --binary --token-file writer.token
+
+            \(ClientConnection.exitStatusHelp)
             """)
 
     @Argument(help: "A concrete topic.") var topic: String
-    @Argument(help: "The data, or - for each line of standard input.") var data: String
+    @Argument(help: "The data; - or none for each line of standard input.") var data: String?
     @OptionGroup var connection: ClientConnection
     @Flag(help: "Publish the data's bytes as a binary message.") var binary = false
     @Option(help: "Publish DATA this many times (default 1).") var count = 1
@@ -22,7 +30,9 @@ struct Pub: AsyncParsableCommand {
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count \(count): at least 1") }
         if let rate, !(rate > 0) { throw ValidationError("--rate \(rate): must be above 0") }
-        if data == "-", count != 1 { throw ValidationError("--count with -: each line of standard input is published once") }
+        if data == nil || data == "-", count != 1 {
+            throw ValidationError("--count with standard input: each line is published once")
+        }
     }
 
     func run() async throws {
@@ -44,10 +54,10 @@ struct Pub: AsyncParsableCommand {
                 }
                 Terminal.printUnbuffered("\(seq)")
             }
-            if data == "-" {
-                while let line = readLine() { try await publish(line) }
-            } else {
+            if let data, data != "-" {
                 for _ in 0..<count { try await publish(data) }
+            } else {
+                while let line = readLine() { try await publish(line) }
             }
         } catch {
             ClientConnection.exit(error)

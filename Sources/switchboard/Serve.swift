@@ -133,6 +133,8 @@ struct Serve: AsyncParsableCommand {
             let host = address.ipAddress ?? "?"
             let port = address.port ?? 0
             let secure = configuration.tlsCertificate != nil
+            // The address a local client reaches a wildcard listener at.
+            let local = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "[::1]" : host.contains(":") ? "[\(host)]" : host
             var lines = [
                 "switchboard listening on \(host):\(port)",
                 "switchboard: clients connect to \(secure ? "wss" : "ws")://\(host):\(port)/; admin API, /metrics and "
@@ -142,7 +144,7 @@ struct Serve: AsyncParsableCommand {
             if let cluster { lines.append("switchboard: cluster node on \(cluster.endpoint)") }
             if configuration.demo {
                 lines.append(
-                    "switchboard: demo on: open \(secure ? "https" : "http")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)/ "
+                    "switchboard: demo on: open \(secure ? "https" : "http")://\(local):\(port)/ "
                         + "(anonymous clients may publish and subscribe on \(Demo.topics); /admin takes the admin token)")
             }
             lines += [
@@ -153,6 +155,11 @@ struct Serve: AsyncParsableCommand {
                 "switchboard: the admin token is in \(configuration.database).admin-token; "
                     + "`switchboard token create --admin --name NAME` makes another",
             ]
+            // Names this broker's admin API to the token commands run beside the store
+            // (`AdminOptions.tokenClient`); without the file they use the store directly.
+            let serverFile = configuration.database + ".admin-url"
+            try? "\(secure ? "https" : "http")://\(local):\(port)\n".write(toFile: serverFile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: serverFile) }
             let sighup = secure ? reloadTLSOnSIGHUP(broker, logger: logger) : nil
             defer { sighup?.cancel() }
             // Runs the started broker until SIGTERM or SIGINT, then drains it.

@@ -9,6 +9,7 @@ struct StatsCommand: AsyncParsableCommand {
             Examples:
               switchboard stats
               switchboard stats --watch --interval 2
+              switchboard stats --watch --count 5 --json    # five samples, one a second
               switchboard stats --json
 
             \(ExitStatus.help)
@@ -16,14 +17,20 @@ struct StatsCommand: AsyncParsableCommand {
     @OptionGroup var admin: AdminOptions
     @Flag(help: "Refresh until interrupted, with rates per second.") var watch = false
     @Option(help: "Seconds between refreshes with --watch (default 1).") var interval: Double = 1
+    @Option(help: "With --watch: stop after this many refreshes (default: until interrupted).") var count: Int?
 
     func validate() throws {
         guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be 0.1 to 3600 seconds") }
+        if let count {
+            guard watch else { throw ValidationError("--count needs --watch") }
+            guard count >= 1 else { throw ValidationError("--count must be at least 1, not \(count)") }
+        }
     }
 
     func run() async throws {
         let client = admin.client()
         var previous: (at: ContinuousClock.Instant, info: [String: Any])?
+        var shown = 0
         repeat {
             let info = await client.call("GET", "admin/v1/info")
             let now = ContinuousClock.now
@@ -32,6 +39,8 @@ struct StatsCommand: AsyncParsableCommand {
                 render(info, since: previous.map { (now - $0.at, $0.info) })
             }
             previous = (now, info)
+            shown += 1
+            if shown == count { return }
             if watch { try await Task.sleep(for: .seconds(interval)) }
         } while watch
     }

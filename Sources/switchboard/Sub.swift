@@ -12,8 +12,15 @@ struct Sub: AsyncParsableCommand {
             Lines: TOPIC SEQ DATA (DATA as published: JSON text, or base64 for binary), and \
             "gap TOPIC FROM-TO" for messages that cannot be delivered. With --json: one object per \
             line, {"topic","seq","time","data"} ("data_base64" for binary) or {"gap":{…}}. \
-            Exit status: 0 at the end, 64 bad argument, 69 broker unreachable, \
-            77 token or topic refused, 65 other refusals.
+            Seqs count per topic, so --since N > 0 takes one topic; on a pattern, --since 0 \
+            replays every retained message and --last N the last N of each topic.
+
+            Examples:
+              switchboard sub chat.room1
+              switchboard sub 'chat.*' --last 10 --json
+              switchboard sub orders.42 --since 120 --token-file reader.token
+
+            \(ClientConnection.exitStatusHelp)
             """)
 
     @Argument(help: "Topic or pattern (chat.*, chat.>).") var pattern: String
@@ -27,7 +34,8 @@ struct Sub: AsyncParsableCommand {
     func validate() throws {
         if since != nil, last != nil { throw ValidationError("give --since or --last, not both") }
         if let since, since > 0, pattern.contains("*") || pattern.contains(">") {
-            throw ValidationError("--since \(since): a pattern has a position per topic; use --since 0 (all retained)")
+            throw ValidationError(
+                "--since \(since) with a pattern: seqs count per topic; use --since 0 (all retained) or --last N")
         }
     }
 

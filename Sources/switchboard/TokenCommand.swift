@@ -2,15 +2,17 @@ import ArgumentParser
 import Foundation
 import Switchboard
 
-/// `switchboard token …`: opaque client tokens, through a running broker's admin API when
-/// a server is given (`--server` or `SWITCHBOARD_URL`), else directly in the store file (a
-/// running broker picks up those changes within a second).
+/// `switchboard token …`: opaque client tokens, through a running broker's admin API, else
+/// (no broker runs) directly in the store file.
 struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token", abstract: "Create, list, show and revoke client tokens.",
         discussion: """
-            With --server (or SWITCHBOARD_URL) the commands go through the broker's admin API; \
-            without, they open the store file (--database).
+            With --server (or SWITCHBOARD_URL) the commands go through that broker's admin API. \
+            Without, they go through the API of the broker serving the store (--database), which \
+            names its address in <database>.admin-url while it runs; when that file is absent, \
+            nothing answers there (no broker runs) or no admin token is at hand, they open the \
+            store file itself.
 
             \(ExitStatus.help)
             """,
@@ -61,8 +63,7 @@ struct TokenCommand: AsyncParsableCommand {
         }
 
         func run() async {
-            if admin.givenServer != nil {
-                let client = admin.client()
+            if let client = await admin.tokenClient() {
                 var body: [String: Any] = [
                     "name": name, "subscribe": Self.split(subscribe), "publish": Self.split(publish), "admin": grantAdmin,
                 ]
@@ -105,8 +106,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async {
             let tokens: [[String: Any]]
-            if admin.givenServer != nil {
-                let client = admin.client()
+            if let client = await admin.tokenClient() {
                 let answer = await client.call("GET", "admin/v1/tokens")
                 guard !client.printJSON(answer) else { return }
                 tokens = answer["tokens"] as? [[String: Any]] ?? []
@@ -130,8 +130,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async {
             let token: [String: Any]
-            if admin.givenServer != nil {
-                let client = admin.client()
+            if let client = await admin.tokenClient() {
                 token = await client.call("GET", "admin/v1/tokens/\(AdminClient.segment(id))")
                 guard !client.printJSON(token) else { return }
             } else {
@@ -157,8 +156,7 @@ struct TokenCommand: AsyncParsableCommand {
         @Argument(help: "The token id (tok_…).") var id: String
 
         func run() async {
-            if admin.givenServer != nil {
-                let client = admin.client()
+            if let client = await admin.tokenClient() {
                 let answer = await client.call("DELETE", "admin/v1/tokens/\(AdminClient.segment(id))")
                 if !client.printJSON(answer) { print("revoked \(id)") }
                 return

@@ -3,12 +3,14 @@ import NIOCore
 import NIOPosix
 
 /// A TCP relay on 127.0.0.1 between clients and a broker, for resume tests: it can cut every
-/// connection through it at a moment the test picks, refuse new ones for a while, follow the
+/// connection through it at a moment the test picks, refuse new ones for a while, drop every
+/// byte both ways while keeping the connections open (a dead path: no FIN, no RST), follow the
 /// broker to a new port after a restart, and can keep what the broker sent (to read the wire).
 public final class CuttingRelay: Sendable {
     private struct State {
         var target: Int
         var refusing = false
+        var blackholed = false
         var fronts: [ObjectIdentifier: any Channel] = [:]
         var cuts = 0
         var accepted = 0
@@ -42,7 +44,7 @@ public final class CuttingRelay: Sendable {
                 return ClientBootstrap(group: front.eventLoop)
                     .channelInitializer { back in
                         back.eventLoop.makeCompletedFuture {
-                            try back.pipeline.syncOperations.addHandler(Pipe(to: front, record: state))
+                            try back.pipeline.syncOperations.addHandler(Pipe(to: front, state: state, fromBroker: true))
                         }
                     }
                     .connect(host: "127.0.0.1", port: target)
@@ -50,7 +52,7 @@ public final class CuttingRelay: Sendable {
                         back.closeFuture.whenComplete { _ in front.close(promise: nil) }
                         front.closeFuture.whenComplete { _ in back.close(promise: nil) }
                         return front.eventLoop.makeCompletedFuture {
-                            try front.pipeline.syncOperations.addHandler(Pipe(to: back, record: nil))
+                            try front.pipeline.syncOperations.addHandler(Pipe(to: back, state: state, fromBroker: false))
                         }.flatMap { front.setOption(.autoRead, value: true) }
                     }
                     .flatMapErrorThrowing { _ in front.close(promise: nil) }
@@ -70,6 +72,12 @@ public final class CuttingRelay: Sendable {
     /// Refuses (closes at once) new connections while true.
     public func setRefusing(_ refusing: Bool) {
         state.withLockedValue { $0.refusing = refusing }
+    }
+
+    /// While true, every byte read on either side of every connection (open or new) is
+    /// dropped and nothing is closed: only a heartbeat notices. Bytes dropped stay dropped.
+    public func setBlackholed(_ blackholed: Bool) {
+        state.withLockedValue { $0.blackholed = blackholed }
     }
 
     /// New connections go to this port from now on.
@@ -92,18 +100,23 @@ public final class CuttingRelay: Sendable {
     private final class Pipe: ChannelInboundHandler, Sendable {
         typealias InboundIn = ByteBuffer
         let peer: any Channel
-        let record: NIOLockedValueBox<State>?
+        let state: NIOLockedValueBox<State>
+        let fromBroker: Bool
 
-        init(to peer: any Channel, record: NIOLockedValueBox<State>?) {
+        init(to peer: any Channel, state: NIOLockedValueBox<State>, fromBroker: Bool) {
             self.peer = peer
-            self.record = record
+            self.state = state
+            self.fromBroker = fromBroker
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
-            record?.withLockedValue { state in
-                if state.recording { state.fromBroker.append(contentsOf: buffer.readableBytesView) }
+            let forward = state.withLockedValue { state in
+                guard !state.blackholed else { return false }
+                if fromBroker, state.recording { state.fromBroker.append(contentsOf: buffer.readableBytesView) }
+                return true
             }
+            guard forward else { return }
             peer.writeAndFlush(buffer, promise: nil)
         }
     }

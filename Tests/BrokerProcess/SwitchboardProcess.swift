@@ -84,20 +84,22 @@ public final class SwitchboardProcess: @unchecked Sendable {
     public let exited = Waiter<Int32>("the process to exit")
     public let exitedAt = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
 
-    /// Starts `executable` (default `switchboard`) with `arguments` in `directory`.
+    /// Starts `executable` (default `switchboard`) with `arguments` in `directory`; with
+    /// `input`, that is all its standard input holds.
     public static func start(
         _ arguments: [String], in directory: URL, environment: [String: String] = [:],
-        executable name: String = "switchboard"
+        executable name: String = "switchboard", input: String? = nil
     ) throws -> SwitchboardProcess {
         guard let executable = name == "switchboard" ? switchboardExecutable : builtExecutable(name) else {
             throw TestFailure("the \(name) executable was not built (looked beside the test bundle and in .build/debug)")
         }
-        return try run(executable, arguments, in: directory, environment: environment)
+        return try run(executable, arguments, in: directory, environment: environment, input: input)
     }
 
     /// Runs any executable with its output collected, as `start` does for `switchboard`.
     public static func run(
-        _ executable: URL, _ arguments: [String], in directory: URL, environment: [String: String] = [:]
+        _ executable: URL, _ arguments: [String], in directory: URL, environment: [String: String] = [:],
+        input: String? = nil
     ) throws -> SwitchboardProcess {
         let child = SwitchboardProcess()
         child.process.executableURL = executable
@@ -114,7 +116,13 @@ public final class SwitchboardProcess: @unchecked Sendable {
             exitedAt.withLockedValue { $0 = .now }
             exited.fulfill(process.terminationStatus)
         }
+        let stdin = input.map { _ in Pipe() }
+        if let stdin { child.process.standardInput = stdin }
         try child.process.run()
+        if let stdin, let input {
+            try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
         readUntilEnd(of: stdout, child.stdout.append)
         readUntilEnd(of: stderr, child.stderr.append)
         return child

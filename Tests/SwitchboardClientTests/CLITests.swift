@@ -1,6 +1,7 @@
 import AsyncTestSupport
 import BrokerProcess
 import Foundation
+import SwitchboardClient
 import Testing
 
 /// `switchboard sub` and `switchboard pub` as subprocesses against a real broker.
@@ -105,5 +106,58 @@ import Testing
             #expect(try await viaHTTP.exitStatus() == 0, "\(viaHTTP.stderr.text)")
             #expect(viaHTTP.stdout.text == "2\n")
         }
+    }
+
+    /// Without DATA, `pub` publishes each line of standard input, as with `-`.
+    @Test func pubWithoutDataPublishesEachLineOfStandardInput() async throws {
+        try await withBroker(retain: "t.>") { broker in
+            let pub = try SwitchboardProcess.start(
+                ["pub", "t.in", "--url", broker.url], in: broker.directory, input: "plain text\n{\"n\":1}\n")
+            #expect(try await pub.exitStatus() == 0, "\(pub.stderr.text)")
+            #expect(pub.stdout.text == "1\n2\n")
+            let client = try SwitchboardClient(url: broker.url, options: testOptions())
+            try await withTimeout("the published lines") {
+                var events = try await client.subscribe("t.in", from: .beginning).makeAsyncIterator()
+                #expect(try await events.nextMessage().text == "plain text")
+                #expect(try await events.nextMessage().json == #"{"n":1}"#)
+            }
+            await client.close()
+        }
+    }
+
+    /// The broker's `unavailable` (here its replay log's full queue) is temporary: exit 75
+    /// (EX_TEMPFAIL), as the admin commands answer a 503.
+    @Test func anUnavailableBrokerIsExitStatus75() async throws {
+        try await withBroker(
+            retain: "t.>", arguments: ["--request-rate", "0"], environment: ["SWITCHBOARD_REPLAY_QUEUE_LIMIT": "1"]
+        ) { broker in
+            let blaster = try SwitchboardClient(url: broker.url, options: testOptions())
+            let pub = try SwitchboardProcess.start(["pub", "t.full", "x", "--count", "5000", "--url", broker.url], in: broker.directory)
+            defer { pub.kill() }
+            // Bursts of publishes keep the queue full while `pub` publishes one at a time.
+            let bursts = Task {
+                for _ in 0..<200 where pub.process.isRunning {
+                    await withTaskGroup(of: Void.self) { group in
+                        for _ in 0..<200 { group.addTask { _ = try? await blaster.publish("t.full", text: "burst") } }
+                    }
+                }
+            }
+            let status = try await pub.exitStatus()
+            bursts.cancel()
+            await bursts.value
+            #expect(status == 75, "\(pub.stderr.text)")
+            #expect(pub.stderr.text.split(separator: "\n").contains { $0.contains("unavailable") }, "\(pub.stderr.text)")
+            await blaster.close()
+        }
+    }
+
+    @Test(arguments: ["sub", "pub"])
+    func helpShowsExamplesAndExitStatuses(_ command: String) async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let help = try SwitchboardProcess.start([command, "--help"], in: directory)
+        #expect(try await help.exitStatus() == 0)
+        #expect(help.stdout.text.contains("Examples:\n") && help.stdout.text.contains("switchboard \(command) "), "\(help.stdout.text)")
+        #expect(help.stdout.text.contains("75 broker unavailable"), "\(help.stdout.text)")
     }
 }

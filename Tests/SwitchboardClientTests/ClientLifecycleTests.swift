@@ -44,9 +44,10 @@ import Testing
         }
     }
 
-    /// Seen on the wire (a relay between client and broker): once the task iterating a
-    /// subscription is cancelled, the client unsubscribes, and the broker sends nothing more
-    /// of that topic while the client's other subscription still gets its messages.
+    /// Once the task iterating a subscription is cancelled, the client unsubscribes: the
+    /// broker's admin API (another connection) counts no subscriber of that topic any more
+    /// while the client's other subscription stays, and the wire (a relay between client and
+    /// broker) carries nothing more of that topic.
     @Test func cancellingTheIteratingTaskUnsubscribes() async throws {
         try await withBroker { broker in
             let relay = try await CuttingRelay(target: broker.port, recording: true)
@@ -61,7 +62,14 @@ import Testing
                 }
                 try await publisher.publish("t.cancelled", text: "before")
                 try await first.value()
+                func subscribers(_ topic: String) async throws -> Int? {
+                    try await broker.adminGET("/admin/v1/topics/\(topic)")["subscribers"] as? Int
+                }
+                try await publisher.publish("t.kept", text: "opened")
+                #expect(try await subscribers("t.cancelled") == 1)
                 consumer.cancel()
+                try await eventually("no subscriber of t.cancelled on the broker") { try await subscribers("t.cancelled") == 0 }
+                #expect(try await subscribers("t.kept") == 1)
                 let unsubscribed = Array(#"{"op":"unsubscribed""#.utf8)
                 try await eventually("the broker's unsubscribed") { relay.fromBroker.firstRange(of: unsubscribed) != nil }
                 let after = relay.fromBroker.count
@@ -69,6 +77,7 @@ import Testing
                 try await publisher.publish("t.cancelled", text: "after")
                 try await publisher.publish("t.kept", text: "marker")
                 var keptEvents = kept.makeAsyncIterator()
+                #expect(try await keptEvents.nextMessage().text == "opened")
                 #expect(try await keptEvents.nextMessage().text == "marker")
                 let wire = Array(relay.fromBroker[after...])
                 #expect(wire.firstRange(of: Array(#""topic":"t.kept""#.utf8)) != nil)

@@ -1,6 +1,9 @@
 import AsyncTestSupport
 import BrokerProcess
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import SwitchboardClient
 import Testing
 
@@ -62,6 +65,18 @@ final class ServedBroker: @unchecked Sendable {
         let token = create.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines)
         let id = try #require(create.stderr.text.split(separator: " ").first { $0.hasPrefix("tok_") }.map(String.init))
         return (token, id)
+    }
+
+    /// The JSON object the admin API answers to `GET path` (`/admin/v1/…`), with the admin token.
+    func adminGET(_ path: String) async throws -> [String: Any] {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.setValue("Bearer \(try adminToken)", forHTTPHeaderField: "Authorization")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200, let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TestFailure("GET \(path): \(status) \(String(decoding: data, as: UTF8.self))")
+        }
+        return object
     }
 
     func revoke(_ id: String) async throws {

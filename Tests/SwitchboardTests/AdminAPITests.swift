@@ -69,10 +69,13 @@ import WebSockets
         try await TestBroker.with({ $0.maxPayload = 64 }) { broker in
             let admin = try broker.adminToken()
             let subscriber = try await broker.client()
-            try await subscriber.subscribe("orders.*")
+            let subscribed = try await subscriber.request(#"{"op":"sub","topic":"orders.*","id":"s"}"#)
+            let epoch = try #require(subscribed["epoch"])
             let published = try await broker.http(
                 "POST", "/admin/v1/publish", token: admin, body: #"{"topic":"orders.1","data":{"n":1.50,"big":12345678901234567890}}"#)
             #expect(published.status == 200 && published.json.int("seq") == 1, "\(published)")
+            // The epoch a resuming subscriber passes with `since` to continue after this seq.
+            #expect(published.json["epoch"] == epoch && published.json["topic"] == "orders.1", "\(published)")
             let message = try await subscriber.nextJSON()
             #expect(message["topic"] == "orders.1" && message.int("seq") == 1)
             // The data's bytes are forwarded as they came.

@@ -68,6 +68,41 @@ import WebSockets
         #expect(missing == 65 && missingErr.hasPrefix("switchboard: ") && missingErr.split(separator: "\n").count == 1, "\(missingErr)")
     }
 
+    /// Without --server, the token commands use the API of the broker serving the store,
+    /// found through `<database>.admin-url`; once no broker answers there they open the store.
+    @Test func tokenCommandsGoThroughTheBrokerServingTheStoreElseTheFile() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let files = { (directory: URL, suffix: String) in directory.appendingPathComponent("switchboard.db" + suffix) }
+        // The broker's address and admin token files but no store: a token created here
+        // reaches the broker only through its API (opening the store would make a new one).
+        let elsewhere = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        for suffix in [".admin-url", ".admin-token"] {
+            try FileManager.default.copyItem(at: files(server.directory, suffix), to: files(elsewhere, suffix))
+        }
+        let create = try SwitchboardProcess.start(["token", "create", "--name", "via-api", "--subscribe", "x.>"], in: elsewhere)
+        #expect(try await create.exitStatus() == 0, "\(create.stderr.text)")
+        #expect(!FileManager.default.fileExists(atPath: files(elsewhere, "").path), "no store opened")
+        let client = try await Client.connect(port: server.port, token: create.stdout.text.trimmingCharacters(in: .whitespacesAndNewlines))
+        try await client.subscribe("x.y")
+
+        // Killed, the broker leaves its address file behind; nothing answers there any more.
+        server.process.kill()
+        _ = try await server.process.exitStatus()
+        #expect(FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
+        let list = try SwitchboardProcess.start(["token", "list"], in: server.directory)
+        #expect(try await list.exitStatus() == 0, "\(list.stderr.text)")
+        #expect(list.stdout.text.contains("via-api"), "\(list.stdout.text)")
+
+        // A broker that stops cleanly removes its address file.
+        let again = try await Server.start(in: server.directory)
+        #expect(FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
+        again.process.terminate()
+        #expect(try await again.process.exitStatus() == 0)
+        #expect(!FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
+    }
+
     @Test func publishThroughTheAPIIsReceivedOnceWithAnIdempotencyKey() async throws {
         let server = try await Server.start()
         defer { server.stop() }
@@ -88,6 +123,41 @@ import WebSockets
         #expect(listed == 0 && topics.contains("orders.1"), "\(topics)")
         let (connections, table, _) = try await server.run(["connections"])
         #expect(connections == 0 && table.contains("orders.*"), "\(table)")
+    }
+
+    /// `stats --watch` refreshes (here twice, bounded by `--count`), the later views with
+    /// rates; `connections --close ID` closes that client with 4003.
+    @Test func statsWatchRefreshesAndConnectionsCloseClosesOne() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let client = try await Client.connect(port: server.port, token: server.token)
+        try await client.subscribe("watched.*")
+
+        let (watched, frames, watchErr) = try await server.run(["stats", "--watch", "--interval", "0.1", "--count", "2"])
+        #expect(watched == 0, "\(watchErr)")
+        let views = frames.components(separatedBy: "status ").dropFirst()
+        #expect(views.count == 2, "\(frames)")
+        #expect(views.first.map { !$0.contains("/s") } == true && views.last?.contains("messages in") == true, "\(frames)")
+        #expect(views.last?.contains("/s") == true, "the second view has rates: \(frames)")
+        let (samples, json, _) = try await server.run(["stats", "--watch", "--interval", "0.1", "--count", "3", "--json"])
+        #expect(samples == 0 && json.components(separatedBy: "\"uptime_seconds\"").count == 4, "\(json)")
+        let (refused, _, refusedErr) = try await server.run(["stats", "--count", "2"])
+        #expect(refused == 64 && refusedErr.contains("--watch"), "\(refusedErr)")
+
+        /// The ids `connections --json` lists.
+        func connectionIDs() async throws -> [String] {
+            let (status, list, stderr) = try await server.run(["connections", "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(list.utf8)) as? [String: Any]
+            let connections = try #require(object?["connections"] as? [[String: Any]], "\(status) \(list) \(stderr)")
+            return connections.compactMap { $0["id"].map { "\($0)" } }
+        }
+        let ids = try await connectionIDs()
+        #expect(ids.count == 1, "\(ids)")
+        let id = try #require(ids.first)
+        let (closed, closeOut, closeErr) = try await server.run(["connections", "--close", id])
+        #expect(closed == 0 && closeOut == "closed connection \(id)\n", "\(closeOut) \(closeErr)")
+        #expect(try await client.waitForClose(timeout: .seconds(2)).code.rawValue == 4003)
+        try await eventually("no connection left") { try await connectionIDs().isEmpty }
     }
 
     @Test func purgeThroughTheCLIThenAResumeShowsTheGap() async throws {

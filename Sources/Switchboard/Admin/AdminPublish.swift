@@ -20,7 +20,10 @@ extension AdminAPI {
             switch await broker.publishAwaitingCommit(
                 Publish(id: nil, topic: topic, payload: payload, format: format), from: principal)
             {
-            case .success(let sequence): return AdminJSON.response(200, ["topic": name, "seq": sequence])
+            case .success(let sequence):
+                var answer: [String: Any] = ["topic": name, "seq": sequence]
+                if let epoch = await epoch(of: topic) { answer["epoch"] = epoch }
+                return AdminJSON.response(200, answer)
             case .failure(let failure): return AdminJSON.response(Self.error(failure))
             }
         }
@@ -52,6 +55,14 @@ extension AdminAPI {
             }
             return AdminJSON.response(200, ["results": results])
         }
+    }
+
+    /// The epoch a subscriber of `topic` is told in `subscribed` (what a `since` resumes
+    /// against); nil without a history, or when a cluster's history cannot say right now:
+    /// the publish happened either way.
+    private func epoch(of topic: Topic) async -> String? {
+        guard let history = broker.history else { return nil }
+        return try? await history.epoch(of: TopicPattern(checked: topic.name), on: broker.group.next()).get()
     }
 
     /// Runs `body` once per `idempotency_key` (when the request has one) within the window.
