@@ -825,7 +825,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func flushOutbound(promise: EventLoopPromise<Void>? = nil) {
-        guard let context else {
+        // `context` is read where it is used, not bound here: binding it retains it, and a
+        // direct write (a fan-out delivery) would touch that object, cold by then, for nothing.
+        guard context != nil else {
             promise?.succeed()
             return
         }
