@@ -42,8 +42,11 @@ public final class WebSocket: Sendable {
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal);
     /// read a value with its key, `ws.userInfo[PrincipalKey.self]`.
     public let userInfo: ConnectionUserInfo
-    let handler: NIOLoopBound<WebSocketHandler>
-    private let status: ConnectionStatus
+    /// The handler, on its event loop (checked on every use, as `NIOLoopBound.value` does).
+    var handler: WebSocketHandler {
+        eventLoop.preconditionInEventLoop()
+        return handlerOnLoop
+    }
     /// Made by the first use of `messages`, under `messageSequenceLock`: one lock shared by
     /// every connection (taken about once per connection), so that an idle connection does
     /// not carry a lock box of its own.
@@ -61,16 +64,14 @@ public final class WebSocket: Sendable {
         self.role = role
         self.handshake = handshake
         self.storedRequest = request.map { StoredRequest($0, keeping: server?.options.keptRequestHeaders) }
-        self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         self.handlerOnLoop = handler
         self.eventLoop = channel.eventLoop
-        self.status = handler.status
     }
 
     /// Where the connection stands (`ws`'s `readyState`); readable from any thread.
     public var readyState: ReadyState {
         // Only ever stored from a `ReadyState`'s raw value.
-        ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
+        ReadyState(rawValue: handlerOnLoop.readyState.load(ordering: .acquiring))!
     }
 
     /// The peer's address (for a server, the client's socket address; behind a proxy, the
@@ -123,7 +124,7 @@ public final class WebSocket: Sendable {
         if eventLoop.inEventLoop {
             handlerOnLoop.send(message.kind, message.data, promise: promise)
         } else {
-            eventLoop.execute { [handler] in handler.value.send(message.kind, message.data, promise: promise) }
+            eventLoop.execute { [self] in handler.send(message.kind, message.data, promise: promise) }
         }
     }
 
@@ -140,7 +141,7 @@ public final class WebSocket: Sendable {
         if eventLoop.inEventLoop {
             handlerOnLoop.sendEncoded(frame, promise: promise)
         } else {
-            eventLoop.execute { [handler] in handler.value.sendEncoded(frame, promise: promise) }
+            eventLoop.execute { [self] in handler.sendEncoded(frame, promise: promise) }
         }
     }
 
@@ -241,9 +242,9 @@ public final class WebSocket: Sendable {
     /// cancelled task stops waiting (`CancellationError`).
     public func waitUntilClosed() async throws -> CloseInfo {
         try await channel.closeFuture.getUnlessCancelled()
-        return try await eventLoop.submit { [handler] in
+        return try await eventLoop.submit { [self] in
             // Set when the channel went inactive, which comes before the close future completes.
-            handler.value.closeInfo ?? CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
+            handler.closeInfo ?? CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
         }.get()
     }
 
@@ -255,7 +256,7 @@ public final class WebSocket: Sendable {
     /// Bytes waiting to be written to the socket.
     public var bufferedAmount: Int {
         get async {
-            (try? await eventLoop.submit { [handler] in handler.value.bufferedAmount }.get()) ?? 0
+            (try? await eventLoop.submit { [self] in handler.bufferedAmount }.get()) ?? 0
         }
     }
 
@@ -280,7 +281,7 @@ public final class WebSocket: Sendable {
                     lowWatermark: MessageSequence.lowWatermark, highWatermark: MessageSequence.highWatermark
                 ),
                 finishOnDeinit: false,
-                delegate: MessageSequence.Delegate(handler: handler)
+                delegate: MessageSequence.Delegate(eventLoop: eventLoop, handler: handlerOnLoop)
             )
             let sequence = MessageSequence(producer: made.sequence)
             messageSequence = sequence
@@ -341,7 +342,7 @@ public final class WebSocket: Sendable {
         if eventLoop.inEventLoop {
             body(handlerOnLoop)
         } else {
-            eventLoop.execute { [handler] in body(handler.value) }
+            eventLoop.execute { [self] in body(handler) }
         }
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import WebSocketCore
 
 /// One open WebSocket connection on its event loop: decodes what the peer sends, answers
@@ -66,7 +67,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Shared by the connections of a server: each would hold about 90 bytes of it.
     private let sharedOptions: SharedConnectionOptions
     var options: ConnectionOptions { sharedOptions.options }
-    let status: ConnectionStatus
+    /// `ReadyState`'s raw value, for `WebSocket.readyState` on any thread.
+    let readyState = Atomic<UInt8>(ReadyState.connecting.rawValue)
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
     private let compression: PerMessageDeflate?
     /// Nil only while `process` decodes: it moves the receiver out, so that decoding a read's
@@ -186,7 +188,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         set { rare(forWriting: newValue != nil)?.partialFrameTimer = newValue }
     }
     init(
-        role: Role, options sharedOptions: SharedConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
+        role: Role, options sharedOptions: SharedConnectionOptions, compression: PerMessageDeflate? = nil,
         leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil, writesDirectly: Bool = false
     ) {
         self.writesDirectly = writesDirectly
@@ -196,7 +198,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.stateMachine = ConnectionStateMachine(role: role)
         self.role = role
         self.sharedOptions = sharedOptions
-        self.status = status
         self.compression = compression
         self.receiver = Receiver(
             configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8),
@@ -216,7 +217,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if writesDirectly, role == .server, let descriptor = SocketDescriptor.of(context.channel) {
             directSocket = descriptor
         }
-        status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
+        readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
             context.eventLoop.assumeIsolated().execute { [self] in
@@ -374,7 +375,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Carries out what `stateMachine` decided for a close.
     private func perform(_ steps: ConnectionStateMachine.CloseSteps, promise: EventLoopPromise<Void>? = nil) {
         if let frame = steps.closeFrame { writeFrame(.close, payload: frame, promise: promise) }
-        status.readyState.store(stateMachine.readyState.rawValue, ordering: .releasing)
+        readyState.store(stateMachine.readyState.rawValue, ordering: .releasing)
         if steps.closeWhenFlushed {
             closeAfterFlush()
         } else {
@@ -400,7 +401,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let info = transition({ $0.channelInactive(receivedClose: receivedClose, failed: failed) }) else {
             return
         }
-        status.readyState.store(ReadyState.closed.rawValue, ordering: .releasing)
+        readyState.store(ReadyState.closed.rawValue, ordering: .releasing)
         cancelTimers()
         closeInfo = info
         onClose?(info)
