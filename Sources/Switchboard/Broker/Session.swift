@@ -39,7 +39,8 @@ final class Session: Hashable {
     /// When the connection opened, unix milliseconds.
     let openedAt: Int64
     let socket: WebSocket
-    let principal: Principal
+    private let sharedPrincipal: SharedPrincipal
+    var principal: Principal { sharedPrincipal.principal }
     private unowned let broker: Broker
     let hub: Hub
     /// The names of the patterns subscribed to. Names, not `TopicPattern`s: a pattern's tokens
@@ -105,13 +106,13 @@ final class Session: Hashable {
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
 
-    init(id: UInt64, openedAt: Int64, socket: WebSocket, principal: Principal, broker: Broker, hub: Hub) {
+    init(id: UInt64, openedAt: Int64, socket: WebSocket, principal: SharedPrincipal, broker: Broker, hub: Hub) {
         self.id = id
         self.openedAt = openedAt
         self.counters = hub.counters
         self.socket = socket
         self.writer = socket.loopWriter
-        self.principal = principal
+        self.sharedPrincipal = principal
         self.broker = broker
         self.hub = hub
         self.peer = broker.clientAddress(socket.request, remote: socket.remoteAddress)

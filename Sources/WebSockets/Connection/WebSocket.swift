@@ -29,7 +29,8 @@ public final class WebSocket: Sendable {
     /// Server side: the client's upgrade request (headers, remote address, origin); its
     /// headers are those `WebSocketServer.Options.keptRequestHeaders` keeps.
     public var request: UpgradeRequest? {
-        storedRequest?.expanded(remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
+        storedRequest?.expanded(
+            target: handshake.target, remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
     }
     /// The request as kept for the connection's life: every header in one string, so an
     /// idle connection does not hold a few hundred bytes of small allocations.
@@ -371,9 +372,9 @@ public struct HandshakeInfo: Sendable {
     public var query: [String: String] { URLQuery(target: target).dictionary }
 }
 
-/// An `UpgradeRequest` folded into a few strings (see `WebSocket.request`).
+/// An `UpgradeRequest` folded into a few strings (see `WebSocket.request`); its target is
+/// the handshake's.
 struct StoredRequest: Sendable {
-    let target: String
     /// `name: value` lines joined by newlines (which no header value may contain).
     let headers: String
     let origin: String?
@@ -382,7 +383,6 @@ struct StoredRequest: Sendable {
 
     /// `kept`: the names of the headers to keep (`WebSocketServer.Options.keptRequestHeaders`).
     init(_ request: UpgradeRequest, keeping kept: [String]?) {
-        target = request.target
         headers = request.headers
             .filter { field in kept?.contains { HTTPFields.namesEqual($0, field.name) } ?? true }
             .map { "\($0.name): \($0.value)" }.joined(separator: "\n")
@@ -391,7 +391,7 @@ struct StoredRequest: Sendable {
         version = request.version
     }
 
-    func expanded(remoteAddress: SocketAddress?, trustedProxies: [String]) -> UpgradeRequest {
+    func expanded(target: String, remoteAddress: SocketAddress?, trustedProxies: [String]) -> UpgradeRequest {
         var fields = HTTPFields()
         for line in headers.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
