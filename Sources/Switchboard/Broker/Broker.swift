@@ -511,16 +511,10 @@ public final class Broker: Sendable {
         hub.add(session)
         metrics.connected()
         logger.info("connection opened", metadata: ["peer": "\(session.peer)", "principal": "\(principal.logLabel)"])
-        // Each callback captures only the session, through one box: a closure whose only
-        // capture is one object needs no context of its own, so an idle connection keeps
-        // the box alone (a `NIOLoopBound` struct would cost each closure a context). What
-        // the close needs is read from the session then.
-        let bound = NIOLoopBoundBox(session, eventLoop: socket.eventLoop)
-        socket.onMessage { message in bound.value.handle(message) }
-        socket.onClose { info in bound.value.socketClosed(info) }
+        socket.setConsumer(session)
     }
 
-    /// The end of a session's connection, on its loop: `Session.socketClosed` calls it.
+    /// The end of a session's connection, on its loop: `Session.closed` calls it.
     func closed(_ session: Session, _ info: CloseInfo) {
         metrics.disconnected(info.code)
         session.hub.remove(session)

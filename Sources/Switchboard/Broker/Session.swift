@@ -6,7 +6,7 @@ import WebSockets
 
 /// One client connection of the broker: who it is, what it subscribed to, and how far
 /// behind it is. Lives on its connection's event loop; every method runs there.
-final class Session: Hashable {
+final class Session: Hashable, LoopConsumer {
     // What a delivery reads comes first: properties are laid out in declaration order, so
     // these share the object's first two cache lines (fetched as a pair) with its header,
     // and a fan-out, which reaches each session cold, does not stall on a third.
@@ -142,7 +142,7 @@ final class Session: Hashable {
 
     // MARK: Requests
 
-    func handle(_ message: WebSocketMessage) {
+    func received(_ message: WebSocketMessage) {
         guard awaitingTopic == nil, !awaitingEpoch else {
             guard held.count < Self.heldLimit else {
                 return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
@@ -317,7 +317,7 @@ final class Session: Hashable {
                 held.insert(contentsOf: waiting[index...], at: 0)
                 return
             }
-            handle(message)
+            received(message)
         }
     }
 
@@ -619,7 +619,7 @@ final class Session: Hashable {
     }
 
     /// The connection closed: stops what the session started and lets the broker forget it.
-    func socketClosed(_ info: CloseInfo) {
+    func closed(_ info: CloseInfo) {
         connectionClosed()
         broker.closed(self, info)
     }

@@ -297,6 +297,13 @@ public final class WebSocket: Sendable {
         onLoop { $0.setSink(.callback(callback)) }
     }
 
+    /// Hands every message and the close to `consumer`, in place of `onMessage` and `onClose`;
+    /// on the connection's event loop only. The connection holds the consumer itself until it
+    /// closes, where the two callbacks would each need a `Sendable` box around a loop-bound object.
+    package func setConsumer(_ consumer: any LoopConsumer) {
+        handler.setSink(.consumer(consumer))
+    }
+
     /// Calls `callback` on the event loop with the payload of every ping received (after the
     /// automatic pong, when `autoPong` is on). Starts reading, as the class describes.
     public func onPing(_ callback: @escaping @Sendable (ByteBuffer) -> Void) {

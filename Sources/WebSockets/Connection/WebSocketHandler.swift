@@ -34,6 +34,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case queue(CircularBuffer<WebSocketMessage>)
         case callback(@Sendable (WebSocketMessage) -> Void)
         case stream(WebSocket.MessageSequence.Source)
+        case consumer(any LoopConsumer)
     }
 
     /// Why reading from the socket is paused; reading resumes when the set is empty.
@@ -77,8 +78,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var receiver: Receiver?
     /// Keys for masking our frames: used by a client only (a server never masks).
     private var maskingKeys = MaskingKeySource()
-    /// Bytes handed over with the handler (frames that came in with the handshake).
-    private var leftover: ByteBuffer?
 
     /// The kind of a message being sent in fragments, between its first and last piece.
     private var streamingKind: WebSocketMessage.Kind?
@@ -122,6 +121,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closeInfo: CloseInfo?
         var partialFrame: (frame: Int, deadline: NIODeadline)?
         var partialFrameTimer: Scheduled<Void>?
+        var leftover: ByteBuffer?
     }
     private var rareStorage: Rare?
 
@@ -187,6 +187,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         get { rareStorage?.partialFrameTimer }
         set { rare(forWriting: newValue != nil)?.partialFrameTimer = newValue }
     }
+    /// Bytes handed over with the handler (frames that came in with the handshake).
+    private var leftover: ByteBuffer? {
+        get { rareStorage?.leftover }
+        set { rare(forWriting: newValue != nil)?.leftover = newValue }
+    }
     init(
         role: Role, options sharedOptions: SharedConnectionOptions, compression: PerMessageDeflate? = nil,
         leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil, writesDirectly: Bool = false
@@ -203,7 +208,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8),
             compression: compression
         )
-        self.leftover = leftover
+        if let leftover, leftover.readableBytes > 0 { self.leftover = leftover }
     }
 
     // MARK: Channel events
@@ -354,6 +359,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch sink {
         case .callback(let callback):
             callback(message)
+        case .consumer(let consumer):
+            consumer.received(message)
         case .stream(let source):
             if case .stopProducing = source.yield(message) {
                 pause(.consumerBehind)
@@ -405,8 +412,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         cancelTimers()
         closeInfo = info
         onClose?(info)
-        if case .stream(let source) = sink {
-            finish(source, info)
+        switch sink {
+        case .stream(let source): finish(source, info)
+        case .consumer(let consumer): consumer.closed(info)
+        case .queue, .callback: break
         }
         releaseCallbacks()
     }
@@ -586,7 +595,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         sink = newSink
         for message in queued { deliver(message) }
         if let closeInfo {
-            if case .stream(let source) = newSink { finish(source, closeInfo) }
+            switch newSink {
+            case .stream(let source): finish(source, closeInfo)
+            case .consumer(let consumer): consumer.closed(closeInfo)
+            case .queue, .callback: break
+            }
             releaseCallbacks()
         }
         if let heldFailure {
