@@ -76,8 +76,6 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// frames costs one runtime exclusivity check instead of one per frame (nothing that
     /// `process` calls reads it).
     private var receiver: Receiver?
-    /// Keys for masking our frames: used by a client only (a server never masks).
-    private var maskingKeys = MaskingKeySource()
 
     /// The kind of a message being sent in fragments, between its first and last piece.
     private var streamingKind: WebSocketMessage.Kind?
@@ -105,10 +103,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var framesAtPongDeadline = 0
     private var pausedSincePongDeadline = false
 
-    /// The callbacks besides messages and close, the other timers and how the connection
-    /// ended: state that most connections never set, kept out of line. Made by the first
-    /// non-nil write, so an idle connection carries one pointer instead of about 200 bytes
-    /// of empty fields.
+    /// The callbacks besides messages and close, the other timers, how the connection ended,
+    /// bytes that came with the handshake and a client's masking keys: state that most
+    /// server connections never set, kept out of line. Made by the first non-nil write (a
+    /// client's by its first frame), so an idle connection carries one pointer instead of
+    /// about 250 bytes of empty fields.
     private final class Rare {
         var onPing: (@Sendable (ByteBuffer) -> Void)?
         var onPong: (@Sendable (ByteBuffer) -> Void)?
@@ -122,6 +121,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var partialFrame: (frame: Int, deadline: NIODeadline)?
         var partialFrameTimer: Scheduled<Void>?
         var leftover: ByteBuffer?
+        /// Keys for masking our frames: used by a client only (a server never masks).
+        var maskingKeys = MaskingKeySource()
     }
     private var rareStorage: Rare?
 
@@ -791,7 +792,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let header = FrameHeader(
             fin: fin, reservedBits: reservedBits, opcode: opcode,
-            maskingKey: role == .client ? maskingKeys.next() : nil, payloadLength: count)
+            maskingKey: role == .client ? rare(forWriting: true)?.maskingKeys.next() : nil, payloadLength: count)
         withOutbound { outbound in
             outbound.gather(capacity: header.encodedLength + count, allocator: context.channel.allocator) { buffer in
                 payload.withUnsafeReadableBytes { Sender.write(header, payload: $0, into: &buffer) }
