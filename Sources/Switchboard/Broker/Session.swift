@@ -25,6 +25,9 @@ final class Session: Hashable, LoopConsumer {
     /// The connection agreed to permessage-deflate in a way the hub's shared compressed
     /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
     private let takesCompressedFrames: Bool
+    /// Whether `watchWritability` installed its callback (set once, by a replay). Beside the
+    /// other flags, where it fills padding.
+    private var watchingWritability = false
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
     /// Subscriptions catching up from the replay log (`since`), by pattern; usually none.
@@ -48,7 +51,6 @@ final class Session: Hashable, LoopConsumer {
     /// subscription costs), and only `Hub.remove` needs them again, once, at close.
     private(set) var subscriptions: Set<String> = []
     private var nextCatchUpID = 0
-    private var watchingWritability = false
     /// Answers to publishes that waited for the replay log's commit, handed over by its writer
     /// thread (the one piece of the session touched off its loop): the writer appends and
     /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends

@@ -65,11 +65,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Also in `stateMachine`; kept here as a constant because `writeFrame` reads it on
     /// every send, and a read of a `let` needs no runtime exclusivity check.
     private let role: Role
+    /// `ReadyState`'s raw value, for `WebSocket.readyState` on any thread. Here, beside the
+    /// other one-byte fields, it fills padding (before `sharedOptions` it would cost 8 bytes).
+    let readyState = Atomic<UInt8>(ReadyState.connecting.rawValue)
     /// Shared by the connections of a server: each would hold about 90 bytes of it.
     private let sharedOptions: SharedConnectionOptions
     var options: ConnectionOptions { sharedOptions.options }
-    /// `ReadyState`'s raw value, for `WebSocket.readyState` on any thread.
-    let readyState = Atomic<UInt8>(ReadyState.connecting.rawValue)
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
     private let compression: PerMessageDeflate?
     /// Nil only while `process` decodes: it moves the receiver out, so that decoding a read's
