@@ -21,7 +21,7 @@ func frameBenchmarks() -> [Benchmark] {
 
     /// Feeds `input` to a fresh server-role receiver and drains every event.
     func decodeAll(_ input: ByteBuffer, expecting count: Int) {
-        var receiver = Receiver(configuration: .init(role: .server), allocator: allocator)
+        var receiver = Receiver(configuration: .init(role: .server))
         receiver.append(identity(input))
         var events = 0
         do {
@@ -67,7 +67,7 @@ func frameBenchmarks() -> [Benchmark] {
             decodeAll(largeTextFrame, expecting: 1)
         },
         Benchmark("frame/decode/64KiB-binary/4KiB-reads", .bytes(65536)) {
-            var receiver = Receiver(configuration: .init(role: .server), allocator: allocator)
+            var receiver = Receiver(configuration: .init(role: .server))
             var events = 0
             do {
                 for piece in largePieces {

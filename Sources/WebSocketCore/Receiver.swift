@@ -62,7 +62,6 @@ public struct Receiver {
     public let configuration: Configuration
     /// The permessage-deflate engine when the extension was negotiated; it owns RSV1.
     public let compression: PerMessageDeflate?
-    private let allocator: ByteBufferAllocator
     private var pending: ByteBuffer
     /// True while no slice of `pending`'s storage has been handed out, so it can grow in
     /// place. A buffer that came from outside is never private.
@@ -80,14 +79,10 @@ public struct Receiver {
     private var finished = false
 
     /// A receiver with `configuration`, decompressing with `compression` when the extension was
-    /// negotiated, allocating from `allocator`.
-    public init(
-        configuration: Configuration, compression: PerMessageDeflate? = nil,
-        allocator: ByteBufferAllocator = ByteBufferAllocator()
-    ) {
+    /// negotiated.
+    public init(configuration: Configuration, compression: PerMessageDeflate? = nil) {
         self.configuration = configuration
         self.compression = compression
-        self.allocator = allocator
         self.pending = Self.empty
         self.unmasker = configuration.role == .server ? StreamUnmasker() : nil
     }
@@ -161,7 +156,7 @@ public struct Receiver {
             let frameRemainder = frame.payloadLength - leftover
             capacity = max(capacity, leftover + min(frameRemainder, Self.maxReservation))
         }
-        var fresh = allocator.buffer(capacity: capacity)
+        var fresh = ByteBufferAllocator().buffer(capacity: capacity)
         fresh.writeImmutableBuffer(pending)
         return fresh
     }
@@ -327,7 +322,7 @@ public struct Receiver {
             }
             let capacity = min(payload.readableBytes * (compressed ? 4 : 2) + 64, configuration.maxPayload)
             var partial = PartialMessage(
-                opcode: opcode, compressed: compressed, buffer: allocator.buffer(capacity: capacity), wireBytes: 0)
+                opcode: opcode, compressed: compressed, buffer: ByteBufferAllocator().buffer(capacity: capacity), wireBytes: 0)
             try append(payload, isFinal: header.fin, to: &partial)
             if header.fin {
                 return try finishMessage(opcode, partial.buffer)

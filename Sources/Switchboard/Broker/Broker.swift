@@ -62,6 +62,8 @@ public final class Broker: Sendable {
     let startedAt: Int64
     /// The last connection id handed out (the admin API names connections by it).
     private let lastSessionID = NIOLockedValueBox<UInt64>(0)
+    /// The principal anonymous connections share (see `shared`).
+    private let anonymousPrincipal = NIOLockedValueBox<SharedPrincipal?>(nil)
     /// Admin API publishes by idempotency key.
     let idempotency = IdempotencyCache()
     /// What `/metrics` serves.
@@ -430,7 +432,7 @@ public final class Broker: Sendable {
     /// Accepts an authenticated client unless its token already holds its share of connections.
     private func admit(_ request: UpgradeRequest, _ principal: Principal) -> UpgradeDecision {
         guard let key = principal.connectionKey, tokenConnections.isFull(key) else {
-            return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, principal))
+            return .accept(userInfo: ConnectionUserInfo(PrincipalKey.self, shared(principal)))
         }
         metrics.handshakeFailed("too_many_for_token")
         logger.notice("connection refused", metadata: [
@@ -440,6 +442,17 @@ public final class Broker: Sendable {
         return .reject(
             status: 429,
             body: "too many connections: this token already has \(tokenConnections.limit) (max_connections_per_token)")
+    }
+
+    /// `principal` in a `SharedPrincipal`: the last anonymous one when it is equal.
+    private func shared(_ principal: Principal) -> SharedPrincipal {
+        guard case .anonymous = principal.kind else { return SharedPrincipal(principal) }
+        return anonymousPrincipal.withLockedValue { last in
+            if let last, last.principal == principal { return last }
+            let made = SharedPrincipal(principal)
+            last = made
+            return made
+        }
     }
 
     private func refuse(_ request: UpgradeRequest, _ error: AuthError) -> UpgradeDecision {
@@ -455,10 +468,11 @@ public final class Broker: Sendable {
     }
 
     private func open(_ socket: WebSocket) {
-        guard let principal = socket.userInfo[PrincipalKey.self], let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
+        guard let shared = socket.userInfo[PrincipalKey.self], let hub = hubs[ObjectIdentifier(socket.eventLoop)] else {
             socket.terminate()
             return
         }
+        let principal = shared.principal
         let key = principal.connectionKey
         if let key, !tokenConnections.open(key) {
             // Handshakes of one token that raced past `admit` together: the one over the limit goes.
@@ -469,20 +483,14 @@ public final class Broker: Sendable {
             last += 1
             return last
         }
-        let session = Session(id: id, openedAt: clock(), socket: socket, principal: principal, broker: self, hub: hub)
+        let session = Session(id: id, openedAt: clock(), socket: socket, principal: shared, broker: self, hub: hub)
         hub.add(session)
         metrics.connected()
         logger.info("connection opened", metadata: ["peer": "\(session.peer)", "principal": "\(principal.logLabel)"])
-        // Each callback captures only the session, through one box: a closure whose only
-        // capture is one object needs no context of its own, so an idle connection keeps
-        // the box alone (a `NIOLoopBound` struct would cost each closure a context). What
-        // the close needs is read from the session then.
-        let bound = NIOLoopBoundBox(session, eventLoop: socket.eventLoop)
-        socket.onMessage { message in bound.value.handle(message) }
-        socket.onClose { info in bound.value.socketClosed(info) }
+        socket.setConsumer(session)
     }
 
-    /// The end of a session's connection, on its loop: `Session.socketClosed` calls it.
+    /// The end of a session's connection, on its loop: `Session.closed` calls it.
     func closed(_ session: Session, _ info: CloseInfo) {
         metrics.disconnected(info.code)
         session.hub.remove(session)
@@ -619,7 +627,19 @@ public struct BrokerStatistics: Sendable, Hashable {
     public var replay: ReplayStatistics?
 }
 
-/// The key of the `Principal` the broker's handshake attaches to a connection.
+/// The key of the principal the broker's handshake attaches to a connection.
 enum PrincipalKey: ConnectionUserInfoKey {
-    typealias Value = Principal
+    typealias Value = SharedPrincipal
+}
+
+/// A connection's principal in one object that its user info and its session share: a user
+/// info value is an existential, which keeps a class reference inline but puts a `Principal`
+/// in a box of its own, and the session would hold a second copy. Anonymous connections
+/// all share one.
+final class SharedPrincipal: Sendable {
+    let principal: Principal
+
+    init(_ principal: Principal) {
+        self.principal = principal
+    }
 }

@@ -6,7 +6,7 @@ import WebSockets
 
 /// One client connection of the broker: who it is, what it subscribed to, and how far
 /// behind it is. Lives on its connection's event loop; every method runs there.
-final class Session: Hashable {
+final class Session: Hashable, LoopConsumer {
     // What a delivery reads comes first: properties are laid out in declaration order, so
     // these share the object's first two cache lines (fetched as a pair) with its header,
     // and a fan-out, which reaches each session cold, does not stall on a third.
@@ -25,6 +25,9 @@ final class Session: Hashable {
     /// The connection agreed to permessage-deflate in a way the hub's shared compressed
     /// frames suit (`FrameCompressor.accepts`); other connections get uncompressed frames.
     private let takesCompressedFrames: Bool
+    /// Whether `watchWritability` installed its callback (set once, by a replay). Beside the
+    /// other flags, where it fills padding.
+    private var watchingWritability = false
     /// Messages dropped for this slow consumer, per topic: the first and last seq missed.
     private var missed: [Topic: ClosedRange<UInt64>] = [:]
     /// Subscriptions catching up from the replay log (`since`), by pattern; usually none.
@@ -39,7 +42,8 @@ final class Session: Hashable {
     /// When the connection opened, unix milliseconds.
     let openedAt: Int64
     let socket: WebSocket
-    let principal: Principal
+    private let sharedPrincipal: SharedPrincipal
+    var principal: Principal { sharedPrincipal.principal }
     private unowned let broker: Broker
     let hub: Hub
     /// The names of the patterns subscribed to. Names, not `TopicPattern`s: a pattern's tokens
@@ -47,7 +51,6 @@ final class Session: Hashable {
     /// subscription costs), and only `Hub.remove` needs them again, once, at close.
     private(set) var subscriptions: Set<String> = []
     private var nextCatchUpID = 0
-    private var watchingWritability = false
     /// Answers to publishes that waited for the replay log's commit, handed over by its writer
     /// thread (the one piece of the session touched off its loop): the writer appends and
     /// schedules one task per batch on the loop, not one per ack, and `writeCommitted` sends
@@ -105,13 +108,13 @@ final class Session: Hashable {
     /// Requests that may wait behind a topic lookup; past it the connection is closed (1013).
     static let heldLimit = 4096
 
-    init(id: UInt64, openedAt: Int64, socket: WebSocket, principal: Principal, broker: Broker, hub: Hub) {
+    init(id: UInt64, openedAt: Int64, socket: WebSocket, principal: SharedPrincipal, broker: Broker, hub: Hub) {
         self.id = id
         self.openedAt = openedAt
         self.counters = hub.counters
         self.socket = socket
         self.writer = socket.loopWriter
-        self.principal = principal
+        self.sharedPrincipal = principal
         self.broker = broker
         self.hub = hub
         self.peer = broker.clientAddress(socket.request, remote: socket.remoteAddress)
@@ -141,7 +144,7 @@ final class Session: Hashable {
 
     // MARK: Requests
 
-    func handle(_ message: WebSocketMessage) {
+    func received(_ message: WebSocketMessage) {
         guard awaitingTopic == nil, !awaitingEpoch else {
             guard held.count < Self.heldLimit else {
                 return close(.tryAgainLater, "\(Self.heldLimit) requests waiting for a topic lookup")
@@ -316,7 +319,7 @@ final class Session: Hashable {
                 held.insert(contentsOf: waiting[index...], at: 0)
                 return
             }
-            handle(message)
+            received(message)
         }
     }
 
@@ -618,7 +621,7 @@ final class Session: Hashable {
     }
 
     /// The connection closed: stops what the session started and lets the broker forget it.
-    func socketClosed(_ info: CloseInfo) {
+    func closed(_ info: CloseInfo) {
         connectionClosed()
         broker.closed(self, info)
     }

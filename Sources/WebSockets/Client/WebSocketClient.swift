@@ -330,7 +330,7 @@ final class ClientHandshakeHandler: ChannelInboundHandler, RemovableChannelHandl
         let leftover = received.isEmpty ? nil : context.channel.allocator.buffer(bytes: received)
         received = []
         let handler = WebSocketHandler(
-            role: .client, options: SharedConnectionOptions(options.connection), status: ConnectionStatus(),
+            role: .client, options: SharedConnectionOptions(options.connection),
             compression: compression,
             leftover: leftover)
         let pipeline = context.pipeline.syncOperations

@@ -25,7 +25,7 @@ extension WebSocket {
     /// Logs how the connection ended: a protocol error of the peer at `.info`, any other
     /// close at `.debug`. On the connection's event loop, once its channel has closed.
     func logClose(to logger: Logger) {
-        let handler = self.handler.value
+        let handler = self.handler
         guard let info = handler.closeInfo else { return }
         let failure = handler.failure
         let level: Logger.Level = failure is WebSocketError ? .info : .debug

@@ -43,14 +43,19 @@ extension WebSocket {
 
         /// Resumes reading when the consumer catches up or stops listening.
         struct Delegate: NIOAsyncSequenceProducerDelegate {
-            let handler: NIOLoopBound<WebSocketHandler>
+            let eventLoop: any EventLoop
+            /// Used only on `eventLoop`, inside `resume`.
+            nonisolated(unsafe) let handler: WebSocketHandler
 
-            func produceMore() {
-                handler.eventLoop.execute { handler.value.resume(.consumerBehind) }
-            }
+            func produceMore() { resume() }
 
-            func didTerminate() {
-                handler.eventLoop.execute { handler.value.resume(.consumerBehind) }
+            func didTerminate() { resume() }
+
+            private func resume() {
+                eventLoop.execute {
+                    eventLoop.preconditionInEventLoop()
+                    handler.resume(.consumerBehind)
+                }
             }
         }
     }

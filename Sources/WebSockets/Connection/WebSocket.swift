@@ -29,7 +29,8 @@ public final class WebSocket: Sendable {
     /// Server side: the client's upgrade request (headers, remote address, origin); its
     /// headers are those `WebSocketServer.Options.keptRequestHeaders` keeps.
     public var request: UpgradeRequest? {
-        storedRequest?.expanded(remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
+        storedRequest?.expanded(
+            target: handshake.target, remoteAddress: channel.remoteAddress, trustedProxies: server?.options.trustedProxies ?? [])
     }
     /// The request as kept for the connection's life: every header in one string, so an
     /// idle connection does not hold a few hundred bytes of small allocations.
@@ -42,8 +43,11 @@ public final class WebSocket: Sendable {
     /// Server side: what `verifyClient` attached when it accepted (e.g. the principal);
     /// read a value with its key, `ws.userInfo[PrincipalKey.self]`.
     public let userInfo: ConnectionUserInfo
-    let handler: NIOLoopBound<WebSocketHandler>
-    private let status: ConnectionStatus
+    /// The handler, on its event loop (checked on every use, as `NIOLoopBound.value` does).
+    var handler: WebSocketHandler {
+        eventLoop.preconditionInEventLoop()
+        return handlerOnLoop
+    }
     /// Made by the first use of `messages`, under `messageSequenceLock`: one lock shared by
     /// every connection (taken about once per connection), so that an idle connection does
     /// not carry a lock box of its own.
@@ -61,16 +65,14 @@ public final class WebSocket: Sendable {
         self.role = role
         self.handshake = handshake
         self.storedRequest = request.map { StoredRequest($0, keeping: server?.options.keptRequestHeaders) }
-        self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         self.handlerOnLoop = handler
         self.eventLoop = channel.eventLoop
-        self.status = handler.status
     }
 
     /// Where the connection stands (`ws`'s `readyState`); readable from any thread.
     public var readyState: ReadyState {
         // Only ever stored from a `ReadyState`'s raw value.
-        ReadyState(rawValue: status.readyState.load(ordering: .acquiring))!
+        ReadyState(rawValue: handlerOnLoop.readyState.load(ordering: .acquiring))!
     }
 
     /// The peer's address (for a server, the client's socket address; behind a proxy, the
@@ -123,7 +125,7 @@ public final class WebSocket: Sendable {
         if eventLoop.inEventLoop {
             handlerOnLoop.send(message.kind, message.data, promise: promise)
         } else {
-            eventLoop.execute { [handler] in handler.value.send(message.kind, message.data, promise: promise) }
+            eventLoop.execute { [self] in handler.send(message.kind, message.data, promise: promise) }
         }
     }
 
@@ -140,7 +142,7 @@ public final class WebSocket: Sendable {
         if eventLoop.inEventLoop {
             handlerOnLoop.sendEncoded(frame, promise: promise)
         } else {
-            eventLoop.execute { [handler] in handler.value.sendEncoded(frame, promise: promise) }
+            eventLoop.execute { [self] in handler.sendEncoded(frame, promise: promise) }
         }
     }
 
@@ -241,9 +243,9 @@ public final class WebSocket: Sendable {
     /// cancelled task stops waiting (`CancellationError`).
     public func waitUntilClosed() async throws -> CloseInfo {
         try await channel.closeFuture.getUnlessCancelled()
-        return try await eventLoop.submit { [handler] in
+        return try await eventLoop.submit { [self] in
             // Set when the channel went inactive, which comes before the close future completes.
-            handler.value.closeInfo ?? CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
+            handler.closeInfo ?? CloseInfo(code: .abnormalClosure, reason: "", wasClean: false)
         }.get()
     }
 
@@ -255,7 +257,7 @@ public final class WebSocket: Sendable {
     /// Bytes waiting to be written to the socket.
     public var bufferedAmount: Int {
         get async {
-            (try? await eventLoop.submit { [handler] in handler.value.bufferedAmount }.get()) ?? 0
+            (try? await eventLoop.submit { [self] in handler.bufferedAmount }.get()) ?? 0
         }
     }
 
@@ -280,7 +282,7 @@ public final class WebSocket: Sendable {
                     lowWatermark: MessageSequence.lowWatermark, highWatermark: MessageSequence.highWatermark
                 ),
                 finishOnDeinit: false,
-                delegate: MessageSequence.Delegate(handler: handler)
+                delegate: MessageSequence.Delegate(eventLoop: eventLoop, handler: handlerOnLoop)
             )
             let sequence = MessageSequence(producer: made.sequence)
             messageSequence = sequence
@@ -293,6 +295,13 @@ public final class WebSocket: Sendable {
     /// Calls `callback` on the event loop for every message, instead of `messages`.
     public func onMessage(_ callback: @escaping @Sendable (WebSocketMessage) -> Void) {
         onLoop { $0.setSink(.callback(callback)) }
+    }
+
+    /// Hands every message and the close to `consumer`, in place of `onMessage` and `onClose`;
+    /// on the connection's event loop only. The connection holds the consumer itself until it
+    /// closes, where the two callbacks would each need a `Sendable` box around a loop-bound object.
+    package func setConsumer(_ consumer: any LoopConsumer) {
+        handler.setSink(.consumer(consumer))
     }
 
     /// Calls `callback` on the event loop with the payload of every ping received (after the
@@ -341,7 +350,7 @@ public final class WebSocket: Sendable {
         if eventLoop.inEventLoop {
             body(handlerOnLoop)
         } else {
-            eventLoop.execute { [handler] in body(handler.value) }
+            eventLoop.execute { [self] in body(handler) }
         }
     }
 }
@@ -370,9 +379,9 @@ public struct HandshakeInfo: Sendable {
     public var query: [String: String] { URLQuery(target: target).dictionary }
 }
 
-/// An `UpgradeRequest` folded into a few strings (see `WebSocket.request`).
+/// An `UpgradeRequest` folded into a few strings (see `WebSocket.request`); its target is
+/// the handshake's.
 struct StoredRequest: Sendable {
-    let target: String
     /// `name: value` lines joined by newlines (which no header value may contain).
     let headers: String
     let origin: String?
@@ -381,7 +390,6 @@ struct StoredRequest: Sendable {
 
     /// `kept`: the names of the headers to keep (`WebSocketServer.Options.keptRequestHeaders`).
     init(_ request: UpgradeRequest, keeping kept: [String]?) {
-        target = request.target
         headers = request.headers
             .filter { field in kept?.contains { HTTPFields.namesEqual($0, field.name) } ?? true }
             .map { "\($0.name): \($0.value)" }.joined(separator: "\n")
@@ -390,7 +398,7 @@ struct StoredRequest: Sendable {
         version = request.version
     }
 
-    func expanded(remoteAddress: SocketAddress?, trustedProxies: [String]) -> UpgradeRequest {
+    func expanded(target: String, remoteAddress: SocketAddress?, trustedProxies: [String]) -> UpgradeRequest {
         var fields = HTTPFields()
         for line in headers.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }

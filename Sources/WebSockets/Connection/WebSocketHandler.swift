@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import WebSocketCore
 
 /// One open WebSocket connection on its event loop: decodes what the peer sends, answers
@@ -33,6 +34,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case queue(CircularBuffer<WebSocketMessage>)
         case callback(@Sendable (WebSocketMessage) -> Void)
         case stream(WebSocket.MessageSequence.Source)
+        case consumer(any LoopConsumer)
     }
 
     /// Why reading from the socket is paused; reading resumes when the set is empty.
@@ -63,20 +65,18 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Also in `stateMachine`; kept here as a constant because `writeFrame` reads it on
     /// every send, and a read of a `let` needs no runtime exclusivity check.
     private let role: Role
+    /// `ReadyState`'s raw value, for `WebSocket.readyState` on any thread. Here, beside the
+    /// other one-byte fields, it fills padding (before `sharedOptions` it would cost 8 bytes).
+    let readyState = Atomic<UInt8>(ReadyState.connecting.rawValue)
     /// Shared by the connections of a server: each would hold about 90 bytes of it.
     private let sharedOptions: SharedConnectionOptions
     var options: ConnectionOptions { sharedOptions.options }
-    let status: ConnectionStatus
     /// permessage-deflate, when negotiated; shared with `receiver`, which inflates.
     private let compression: PerMessageDeflate?
     /// Nil only while `process` decodes: it moves the receiver out, so that decoding a read's
     /// frames costs one runtime exclusivity check instead of one per frame (nothing that
     /// `process` calls reads it).
     private var receiver: Receiver?
-    /// Keys for masking our frames: used by a client only (a server never masks).
-    private var maskingKeys = MaskingKeySource()
-    /// Bytes handed over with the handler (frames that came in with the handshake).
-    private var leftover: ByteBuffer?
 
     /// The kind of a message being sent in fragments, between its first and last piece.
     private var streamingKind: WebSocketMessage.Kind?
@@ -104,10 +104,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var framesAtPongDeadline = 0
     private var pausedSincePongDeadline = false
 
-    /// The callbacks besides messages and close, the other timers and how the connection
-    /// ended: state that most connections never set, kept out of line. Made by the first
-    /// non-nil write, so an idle connection carries one pointer instead of about 200 bytes
-    /// of empty fields.
+    /// The callbacks besides messages and close, the other timers, how the connection ended,
+    /// bytes that came with the handshake and a client's masking keys: state that most
+    /// server connections never set, kept out of line. Made by the first non-nil write (a
+    /// client's by its first frame), so an idle connection carries one pointer instead of
+    /// about 250 bytes of empty fields.
     private final class Rare {
         var onPing: (@Sendable (ByteBuffer) -> Void)?
         var onPong: (@Sendable (ByteBuffer) -> Void)?
@@ -120,6 +121,9 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closeInfo: CloseInfo?
         var partialFrame: (frame: Int, deadline: NIODeadline)?
         var partialFrameTimer: Scheduled<Void>?
+        var leftover: ByteBuffer?
+        /// Keys for masking our frames: used by a client only (a server never masks).
+        var maskingKeys = MaskingKeySource()
     }
     private var rareStorage: Rare?
 
@@ -185,8 +189,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         get { rareStorage?.partialFrameTimer }
         set { rare(forWriting: newValue != nil)?.partialFrameTimer = newValue }
     }
+    /// Bytes handed over with the handler (frames that came in with the handshake).
+    private var leftover: ByteBuffer? {
+        get { rareStorage?.leftover }
+        set { rare(forWriting: newValue != nil)?.leftover = newValue }
+    }
     init(
-        role: Role, options sharedOptions: SharedConnectionOptions, status: ConnectionStatus, compression: PerMessageDeflate? = nil,
+        role: Role, options sharedOptions: SharedConnectionOptions, compression: PerMessageDeflate? = nil,
         leftover: ByteBuffer? = nil, heartbeatSchedule: HeartbeatSchedule? = nil, writesDirectly: Bool = false
     ) {
         self.writesDirectly = writesDirectly
@@ -196,13 +205,12 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.stateMachine = ConnectionStateMachine(role: role)
         self.role = role
         self.sharedOptions = sharedOptions
-        self.status = status
         self.compression = compression
         self.receiver = Receiver(
             configuration: .init(role: role, maxPayload: options.maxPayload, validateUTF8: options.validateUTF8),
             compression: compression
         )
-        self.leftover = leftover
+        if let leftover, leftover.readableBytes > 0 { self.leftover = leftover }
     }
 
     // MARK: Channel events
@@ -216,7 +224,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if writesDirectly, role == .server, let descriptor = SocketDescriptor.of(context.channel) {
             directSocket = descriptor
         }
-        status.readyState.store(ReadyState.open.rawValue, ordering: .releasing)
+        readyState.store(ReadyState.open.rawValue, ordering: .releasing)
         scheduleHeartbeat()
         if let leftover, leftover.readableBytes > 0 {
             context.eventLoop.assumeIsolated().execute { [self] in
@@ -353,6 +361,8 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch sink {
         case .callback(let callback):
             callback(message)
+        case .consumer(let consumer):
+            consumer.received(message)
         case .stream(let source):
             if case .stopProducing = source.yield(message) {
                 pause(.consumerBehind)
@@ -374,7 +384,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Carries out what `stateMachine` decided for a close.
     private func perform(_ steps: ConnectionStateMachine.CloseSteps, promise: EventLoopPromise<Void>? = nil) {
         if let frame = steps.closeFrame { writeFrame(.close, payload: frame, promise: promise) }
-        status.readyState.store(stateMachine.readyState.rawValue, ordering: .releasing)
+        readyState.store(stateMachine.readyState.rawValue, ordering: .releasing)
         if steps.closeWhenFlushed {
             closeAfterFlush()
         } else {
@@ -400,12 +410,14 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let info = transition({ $0.channelInactive(receivedClose: receivedClose, failed: failed) }) else {
             return
         }
-        status.readyState.store(ReadyState.closed.rawValue, ordering: .releasing)
+        readyState.store(ReadyState.closed.rawValue, ordering: .releasing)
         cancelTimers()
         closeInfo = info
         onClose?(info)
-        if case .stream(let source) = sink {
-            finish(source, info)
+        switch sink {
+        case .stream(let source): finish(source, info)
+        case .consumer(let consumer): consumer.closed(info)
+        case .queue, .callback: break
         }
         releaseCallbacks()
     }
@@ -585,7 +597,11 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         sink = newSink
         for message in queued { deliver(message) }
         if let closeInfo {
-            if case .stream(let source) = newSink { finish(source, closeInfo) }
+            switch newSink {
+            case .stream(let source): finish(source, closeInfo)
+            case .consumer(let consumer): consumer.closed(closeInfo)
+            case .queue, .callback: break
+            }
             releaseCallbacks()
         }
         if let heldFailure {
@@ -777,7 +793,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let header = FrameHeader(
             fin: fin, reservedBits: reservedBits, opcode: opcode,
-            maskingKey: role == .client ? maskingKeys.next() : nil, payloadLength: count)
+            maskingKey: role == .client ? rare(forWriting: true)?.maskingKeys.next() : nil, payloadLength: count)
         withOutbound { outbound in
             outbound.gather(capacity: header.encodedLength + count, allocator: context.channel.allocator) { buffer in
                 payload.withUnsafeReadableBytes { Sender.write(header, payload: $0, into: &buffer) }

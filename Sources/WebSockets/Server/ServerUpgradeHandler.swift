@@ -379,9 +379,8 @@ final class ServerUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 context.close(promise: nil)
                 return
             }
-            let status = ConnectionStatus()
             let handler = WebSocketHandler(
-                role: .server, options: server.connectionOptions, status: status, compression: compression,
+                role: .server, options: server.connectionOptions, compression: compression,
                 heartbeatSchedule: server.heartbeatSchedule(on: context.eventLoop),
                 writesDirectly: writesDirectly(context.pipeline.syncOperations))
             do {

@@ -425,7 +425,7 @@ public final class WebSocketServer: Sendable {
             return state.shuttingDown
         }
         if shuttingDown {
-            socket.handler.value.close(code: .goingAway, reason: Self.shutdownReason, promise: nil)
+            socket.handler.close(code: .goingAway, reason: Self.shutdownReason, promise: nil)
             return
         }
         options.logger.debug("connection opened", metadata: socket.logMetadata)
@@ -435,7 +435,7 @@ public final class WebSocketServer: Sendable {
         case .task:
             if case .terminated = accepted.continuation.yield(socket) {
                 // Shutdown began since the check above; it may not have seen this connection.
-                socket.handler.value.close(code: .goingAway, reason: Self.shutdownReason, promise: nil)
+                socket.handler.close(code: .goingAway, reason: Self.shutdownReason, promise: nil)
             }
         }
     }
