@@ -309,4 +309,58 @@ import Testing
         }
         #expect(seen == [1, 2, 3, 4, 5, 7])
     }
+
+    /// A Redis connection of the test's own, for commands the nodes never send.
+    static func redisClient(_ redis: RedisServerProcess) async throws -> RedisClient {
+        let client = RedisClient(endpoint: try RedisEndpoint(url: redis.url), group: MultiThreadedEventLoopGroup.singleton)
+        client.start()
+        try await withTimeout("connect to redis") { try await client.waitUntilConnected() }
+        return client
+    }
+
+    /// Drops the nodes' subscriber connections (`CLIENT KILL TYPE pubsub`) and keeps them
+    /// from coming back (a password their new connections do not give) until `restore`.
+    /// Connections made before keep working: the nodes' command connections are untouched.
+    /// `lost` and `restored`: how many times each node's log must say so (its first
+    /// subscription counts as restored once).
+    static func cutSubscriptions(_ admin: RedisClient, of nodes: [SwitchboardProcess], lost: Int = 1) async throws {
+        _ = try await admin.send(["CONFIG", "SET", "requirepass", "cut-off"])
+        _ = try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"])
+        for node in nodes {
+            _ = try await node.stderr.wait(for: "the subscription lost") {
+                $0.components(separatedBy: "redis subscription lost").count - 1 >= lost ? true : nil
+            }
+        }
+    }
+
+    static func restoreSubscriptions(_ admin: RedisClient, of nodes: [SwitchboardProcess], restored: Int = 2) async throws {
+        _ = try await admin.send(["CONFIG", "SET", "requirepass", ""])
+        for node in nodes {
+            _ = try await node.stderr.wait(for: "the subscription restored") {
+                $0.components(separatedBy: "redis subscription restored").count - 1 >= restored ? true : nil
+            }
+        }
+    }
+
+    @Test func publishesWhileTheSubscriptionIsDownAreUnavailableSoEveryAckedOneIsHeard() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let node = try await Self.node(redis)
+        defer { node.process.kill() }
+        let admin = try await Self.redisClient(redis)
+        defer { admin.close() }
+        let subscriber = try await Client.connect(port: node.port)
+        try await subscriber.subscribe("c.s")
+        let publisher = try await Client.connect(port: node.port)
+        #expect(try await publisher.publish("c.s", "1") == 1)
+
+        try await Self.cutSubscriptions(admin, of: [node.process])
+        let refused = try await publisher.request(#"{"op":"pub","topic":"c.s","data":2,"id":"p"}"#)
+        #expect(refused["op"] == "error" && refused["code"] == "unavailable", "\(refused)")
+
+        try await Self.restoreSubscriptions(admin, of: [node.process])
+        #expect(try await publisher.publish("c.s", "3") == 2)
+        #expect(try await Self.receive(subscriber, through: 2).map(\.data) == ["1", "3"])
+        try await subscriber.expectNothingPending()
+    }
 }

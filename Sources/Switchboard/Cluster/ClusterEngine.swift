@@ -50,9 +50,11 @@ public final class ClusterEngine: Sendable {
                 handOut([Delivery(topic: topic, sequence: parsed.sequence, frame: frame)])
             },
             onEvent: { event in
-                if case .disconnected(let why) = event {
+                switch event {
+                case .connected: logger.notice("cluster: redis subscription restored")
+                case .disconnected(let why):
                     // Messages published meanwhile are not heard here; resumers fill the gap from the streams.
-                    logger.error("cluster: redis subscription lost", metadata: ["error": "\(why)"])
+                    logger.error("cluster: redis subscription lost; publishes are answered unavailable", metadata: ["error": "\(why)"])
                 }
             })
     }
@@ -90,10 +92,15 @@ public final class ClusterEngine: Sendable {
 
     /// Sends the publish script at once, so one connection's publishes keep their order;
     /// `completion` gets the seq and time given, or `unavailable` when Redis did not take the message.
+    /// Refused while the subscription is down: an acked message this node would not hear
+    /// would never reach its own subscribers.
     func publish(
         _ publish: Publish, now: Int64, keep: Int,
         completion: @escaping @Sendable (Result<RedisTopicLog.Published, ReplayError>) -> Void
     ) {
+        guard subscriber.isSubscribed else {
+            return completion(.failure(.unavailable("redis: this node's subscription to the topics is down")))
+        }
         let call = log.publishCall(topic: publish.topic, format: publish.format, payload: publish.payload, now: now, keep: keep)
         RedisTopicLog.publishScript.runPipelined(on: commands, keys: call.keys, arguments: call.arguments)
             .whenComplete { result in
