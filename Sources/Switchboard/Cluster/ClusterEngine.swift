@@ -15,7 +15,7 @@ public final class ClusterEngine: Sendable {
     private let commands: RedisClient
     private let subscriber: RedisSubscriber
     let log: RedisTopicLog
-    private let deliver = NIOLockedValueBox<(@Sendable ([Delivery]) -> Void)?>(nil)
+    private let catchUp: ClusterCatchUp
     private let logger: Logger
     /// Revocations, retention rules and heartbeats shared with the other nodes.
     let control: ClusterControl
@@ -35,26 +35,29 @@ public final class ClusterEngine: Sendable {
             })
         self.commands = commands
         self.log = RedisTopicLog(redis: commands)
-        let deliver = self.deliver
+        let catchUp = ClusterCatchUp(log: log, logger: logger)
+        self.catchUp = catchUp
         self.subscriber = RedisSubscriber(
             endpoint: endpoint, group: group,
             onMessage: { message in
-                guard let handOut = deliver.withLockedValue({ $0 }),
-                    message.channel.hasPrefix(ClusterKeys.channelPrefix),
+                guard message.channel.hasPrefix(ClusterKeys.channelPrefix),
                     let topic = try? Topic(String(message.channel.dropFirst(ClusterKeys.channelPrefix.count))),
                     let parsed = ClusterMessage(channelPayload: message.payload)
                 else { return }
                 let frame = MessageEncoder.encodeFrame(
                     topic: topic, sequence: parsed.sequence, time: parsed.time, payload: parsed.payload,
                     format: parsed.format, allocator: ByteBufferAllocator())
-                handOut([Delivery(topic: topic, sequence: parsed.sequence, frame: frame)])
+                catchUp.heard(Delivery(topic: topic, sequence: parsed.sequence, frame: frame))
             },
             onEvent: { event in
                 switch event {
-                case .connected: logger.notice("cluster: redis subscription restored")
+                case .connected:
+                    logger.notice("cluster: redis subscription restored")
+                    catchUp.subscriptionRestored()
                 case .disconnected(let why):
-                    // Messages published meanwhile are not heard here; resumers fill the gap from the streams.
+                    // Messages published meanwhile are not heard here: caught up once it is restored.
                     logger.error("cluster: redis subscription lost; publishes are answered unavailable", metadata: ["error": "\(why)"])
+                    catchUp.subscriptionLost()
                 }
             })
     }
@@ -85,9 +88,12 @@ public final class ClusterEngine: Sendable {
         return ready.withLockedValue { $0 }
     }
 
-    /// Where heard messages go: every hub of the broker.
-    func onDeliveries(_ body: @escaping @Sendable ([Delivery]) -> Void) {
-        deliver.withLockedValue { $0 = body }
+    /// Where heard messages go: every hub of the broker. `subscribed`: the patterns the
+    /// broker's sessions subscribe to, whose topics are caught up after a lost subscription.
+    func onDeliveries(
+        _ body: @escaping @Sendable ([Delivery]) -> Void, subscribed: @escaping @Sendable () async -> Set<TopicPattern>
+    ) {
+        catchUp.start(deliver: body, subscribed: subscribed)
     }
 
     /// Sends the publish script at once, so one connection's publishes keep their order;
