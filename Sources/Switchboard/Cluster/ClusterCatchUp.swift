@@ -17,6 +17,9 @@ final class ClusterCatchUp: Sendable {
     /// How far before the moment the subscription was lost a topic never heard here is caught
     /// up from, by publish time: the loss is noticed a little late, and nodes' clocks differ.
     static let clockAllowance: Int64 = 1000
+    /// Messages of one topic a catch-up hands out at most (the newest). Default 10,000; the
+    /// older missed ones are a gap, as for a slow consumer.
+    static let maxMessagesPerTopic: UInt64 = 10_000
 
     private enum Phase {
         case live
@@ -140,8 +143,9 @@ final class ClusterCatchUp: Sendable {
             }
             guard current.sequence > after else { continue }
             var found = Missed(after: after, through: current.sequence, messages: [])
+            let first = max(after, current.sequence - min(current.sequence, Self.maxMessagesPerTopic))
             while true {
-                let page = try await log.read(topic: topic, after: found.messages.last?.sequence ?? after, limit: RedisHistoryCursor.chunk)
+                let page = try await log.read(topic: topic, after: found.messages.last?.sequence ?? first, limit: RedisHistoryCursor.chunk)
                 found.messages += page.prefix { $0.sequence <= current.sequence }
                 if page.count < RedisHistoryCursor.chunk || (found.messages.last?.sequence ?? 0) >= current.sequence { break }
             }
