@@ -94,15 +94,13 @@ final class ClusterCatchUp: Sendable {
         Task { await catchUp(since: started.since, losses: started.losses, tracked: started.tracked) }
     }
 
+    /// The latest seq heard, not the highest: after Redis lost its data a topic counts from 1 again.
     private static func track(_ topic: Topic, _ sequence: UInt64, in state: inout State) {
-        if let known = state.lastHeard[topic] {
-            if sequence > known { state.lastHeard[topic] = sequence }
-            return
+        if state.lastHeard.updateValue(sequence, forKey: topic) == nil, state.lastHeard.count > maxTrackedTopics {
+            for forgotten in Array(state.lastHeard.keys.prefix(maxTrackedTopics / 8)) where forgotten != topic {
+                state.lastHeard[forgotten] = nil
+            }
         }
-        if state.lastHeard.count >= maxTrackedTopics {
-            for forgotten in Array(state.lastHeard.keys.prefix(maxTrackedTopics / 8)) { state.lastHeard[forgotten] = nil }
-        }
-        state.lastHeard[topic] = sequence
     }
 
     /// Reads what was missed until it succeeds or the subscription is lost again.
