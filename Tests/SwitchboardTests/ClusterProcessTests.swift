@@ -379,6 +379,21 @@ import Testing
         })
     }
 
+    /// Reads `msg` and `gap` notices into `seen` by topic (a gap as `gap FROM-TO`) until `done`.
+    static func collect(
+        _ client: Client, into seen: inout [String: [String]], until done: ([String: [String]]) -> Bool
+    ) async throws {
+        while !done(seen) {
+            let message = try await client.nextJSON()
+            let topic = message["topic"] ?? "?"
+            switch message["op"] {
+            case "msg": seen[topic, default: []].append(message["data"] ?? "")
+            case "gap": seen[topic, default: []].append("gap \(message.int("from") ?? 0)-\(message.int("to") ?? 0)")
+            default: continue
+            }
+        }
+    }
+
     @Test func aNodeWhoseSubscriptionWasLostCatchesUpItsLiveSubscribersInOrderOnce() async throws {
         let redis = try await RedisServerProcess.start()
         defer { redis.stop() }
@@ -396,19 +411,8 @@ import Testing
         #expect(try await publisher.publish("c.k", "1") == 1)
         #expect(try await publisher.publish("c.q", "201") == 1)
         var seen: [String: [String]] = [:]
-        func collect(until done: ([String: [String]]) -> Bool) async throws {
-            while !done(seen) {
-                let message = try await subscriber.nextJSON()
-                let topic = message["topic"] ?? "?"
-                switch message["op"] {
-                case "msg": seen[topic, default: []].append(message["data"] ?? "")
-                case "gap": seen[topic, default: []].append("gap \(message.int("from") ?? 0)-\(message.int("to") ?? 0)")
-                default: continue
-                }
-            }
-        }
         // Heard by B before its subscription is cut.
-        try await collect { $0["c.k"] != nil && $0["c.q"] != nil }
+        try await Self.collect(subscriber, into: &seen) { $0["c.k"] != nil && $0["c.q"] != nil }
 
         try await Self.cutSubscriptions(admin, of: [b.process], only: bConnections)
         for n in 2...6 { #expect(try await publisher.publish("c.k", "\(n)") == n) }
@@ -421,11 +425,41 @@ import Testing
         #expect(try await publisher.publish("c.k", "7") == 7)
         #expect(try await publisher.publish("c.q", "204") == 4)
 
-        try await collect { $0["c.k"]?.count ?? 0 >= 7 && $0["c.q"]?.count ?? 0 >= 3 }
+        try await Self.collect(subscriber, into: &seen) { $0["c.k"]?.count ?? 0 >= 7 && $0["c.q"]?.count ?? 0 >= 3 }
         #expect(seen["c.k"] == (1...7).map(String.init))
         #expect(seen["c.n.new"] == ["101", "102", "103"])
         // Not retained: what was missed is a gap notice, as a resume gives.
         #expect(seen["c.q"] == ["201", "gap 2-3", "204"])
+        try await subscriber.expectNothingPending()
+    }
+
+    @Test func aNodeWhoseSubscriptionWasLostWhileRedisLostItsDataCatchesUpTheNewEpoch() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let admin = try await Self.redisClient(redis)
+        defer { admin.close() }
+        let b = try await Self.node(redis)
+        defer { b.process.kill() }
+        let bConnections = try await Self.pubsubConnections(admin)
+        let a = try await Self.node(redis)
+        defer { a.process.kill() }
+        let subscriber = try await Client.connect(port: b.port)
+        try await subscriber.subscribe("c.f")
+        let publisher = try await Client.connect(port: a.port)
+        for n in 1...3 { #expect(try await publisher.publish("c.f", "\(n)") == n) }
+        var seen: [String: [String]] = [:]
+        try await Self.collect(subscriber, into: &seen) { $0["c.f"]?.count ?? 0 >= 3 }
+
+        try await Self.cutSubscriptions(admin, of: [b.process], only: bConnections)
+        _ = try await admin.send(["FLUSHALL"])
+        // The topic starts again at seq 1, under a new epoch.
+        for n in 1...2 { #expect(try await publisher.publish("c.f", "\(10 + n)") == n) }
+        try await Self.restoreSubscriptions(admin, of: [b.process])
+        _ = try await b.process.stderr.wait(for: "the catch-up") { $0.contains("caught up after the subscription") ? true : nil }
+        #expect(try await publisher.publish("c.f", "13") == 3)
+
+        try await Self.collect(subscriber, into: &seen) { $0["c.f"]?.count ?? 0 >= 6 }
+        #expect(seen["c.f"] == ["1", "2", "3", "11", "12", "13"])
         try await subscriber.expectNothingPending()
     }
 }

@@ -32,15 +32,23 @@ final class ClusterCatchUp: Sendable {
         var phase = Phase.live
         /// Counts losses, so a catch-up overtaken by another loss is dropped.
         var losses: UInt64 = 0
-        var lastHeard: [Topic: UInt64] = [:]
+        var lastHeard: [Topic: Heard] = [:]
         /// Heard while not live, in the order heard.
-        var held: [Delivery] = []
+        var held: [(delivery: Delivery, epoch: Int)] = []
         var deliver: (@Sendable ([Delivery]) -> Void)?
         var subscribed: (@Sendable () async -> Set<TopicPattern>)?
     }
 
+    /// The last message heard of a topic: its seq, and its epoch's hash (a flushed Redis
+    /// starts a topic again at 1 under a new epoch).
+    private struct Heard {
+        var sequence: UInt64
+        var epoch: Int
+    }
+
     /// What a catch-up found of one topic.
     private struct Missed {
+        var epoch: Int
         var after: UInt64
         var through: UInt64
         var messages: [StoredMessage]
@@ -64,10 +72,11 @@ final class ClusterCatchUp: Sendable {
     }
 
     /// A message heard on the subscription, in Redis's order.
-    func heard(_ delivery: Delivery) {
+    func heard(_ delivery: Delivery, epoch: String) {
+        let epoch = epoch.hashValue
         state.withLockedValue { state in
-            guard case .live = state.phase else { return state.held.append(delivery) }
-            Self.track(delivery.topic, delivery.sequence, in: &state)
+            guard case .live = state.phase else { return state.held.append((delivery, epoch)) }
+            Self.track(delivery.topic, Heard(sequence: delivery.sequence, epoch: epoch), in: &state)
             state.deliver?([delivery])
         }
     }
@@ -85,7 +94,7 @@ final class ClusterCatchUp: Sendable {
     }
 
     func subscriptionRestored() {
-        let started: (since: Int64, losses: UInt64, tracked: [Topic: UInt64])? = state.withLockedValue { state in
+        let started: (since: Int64, losses: UInt64, tracked: [Topic: Heard])? = state.withLockedValue { state in
             guard case .interrupted(let since) = state.phase else { return nil }
             state.phase = .catchingUp(since: since)
             return (since, state.losses, state.lastHeard)
@@ -94,9 +103,9 @@ final class ClusterCatchUp: Sendable {
         Task { await catchUp(since: started.since, losses: started.losses, tracked: started.tracked) }
     }
 
-    /// The latest seq heard, not the highest: after Redis lost its data a topic counts from 1 again.
-    private static func track(_ topic: Topic, _ sequence: UInt64, in state: inout State) {
-        if state.lastHeard.updateValue(sequence, forKey: topic) == nil, state.lastHeard.count > maxTrackedTopics {
+    /// The latest message heard, not the highest seq: after Redis lost its data a topic counts from 1 again.
+    private static func track(_ topic: Topic, _ heard: Heard, in state: inout State) {
+        if state.lastHeard.updateValue(heard, forKey: topic) == nil, state.lastHeard.count > maxTrackedTopics {
             for forgotten in Array(state.lastHeard.keys.prefix(maxTrackedTopics / 8)) where forgotten != topic {
                 state.lastHeard[forgotten] = nil
             }
@@ -104,7 +113,7 @@ final class ClusterCatchUp: Sendable {
     }
 
     /// Reads what was missed until it succeeds or the subscription is lost again.
-    private func catchUp(since: Int64, losses: UInt64, tracked: [Topic: UInt64]) async {
+    private func catchUp(since: Int64, losses: UInt64, tracked: [Topic: Heard]) async {
         let backoff = RedisBackoff()
         var attempt = 0
         while state.withLockedValue({ $0.losses }) == losses {
@@ -120,7 +129,7 @@ final class ClusterCatchUp: Sendable {
         }
     }
 
-    private func read(since: Int64, tracked: [Topic: UInt64]) async throws -> [Topic: Missed] {
+    private func read(since: Int64, tracked: [Topic: Heard]) async throws -> [Topic: Missed] {
         guard let subscribed = state.withLockedValue({ $0.subscribed }) else { return [:] }
         let patterns = await subscribed()
         var topics = tracked.filter { topic, _ in patterns.contains { $0.matches(topic) } }.mapValues { Optional($0) }
@@ -131,16 +140,18 @@ final class ClusterCatchUp: Sendable {
         var missed: [Topic: Missed] = [:]
         for (topic, lastHeard) in topics {
             guard let current = try await log.current(topic: topic) else { continue }
+            let epoch = current.epoch.hashValue
             let after: UInt64
             if let lastHeard {
-                after = lastHeard
+                // Another epoch: Redis lost its data since, and the topic started again at 1.
+                after = lastHeard.epoch == epoch ? lastHeard.sequence : 0
             } else {
                 // Never heard here: what was published since the loss, or (not retained) the latest.
                 guard current.time >= since else { continue }
                 after = try await log.sequence(before: since, topic: topic) ?? current.sequence - 1
             }
             guard current.sequence > after else { continue }
-            var found = Missed(after: after, through: current.sequence, messages: [])
+            var found = Missed(epoch: epoch, after: after, through: current.sequence, messages: [])
             let first = max(after, current.sequence - min(current.sequence, Self.maxMessagesPerTopic))
             while true {
                 let page = try await log.read(topic: topic, after: found.messages.last?.sequence ?? first, limit: RedisHistoryCursor.chunk)
@@ -159,12 +170,12 @@ final class ClusterCatchUp: Sendable {
             guard state.losses == losses, case .catchingUp = state.phase else { return }
             var out: [Delivery] = []
             var heldOf: [Topic: [UInt64: Delivery]] = [:]
-            var rest: [Delivery] = []
-            for delivery in state.held {
-                if missed[delivery.topic] != nil {
+            var rest: [(delivery: Delivery, epoch: Int)] = []
+            for (delivery, epoch) in state.held {
+                if let found = missed[delivery.topic], found.epoch == epoch {
                     heldOf[delivery.topic, default: [:]][delivery.sequence] = delivery
                 } else {
-                    rest.append(delivery)
+                    rest.append((delivery, epoch))
                 }
             }
             for (topic, found) in missed.sorted(by: { $0.key.name < $1.key.name }) {
@@ -182,10 +193,12 @@ final class ClusterCatchUp: Sendable {
                     out.append(Self.gap(topic, expected...found.through))
                     expected = found.through + 1
                 }
-                Self.track(topic, expected - 1, in: &state)
+                Self.track(topic, Heard(sequence: expected - 1, epoch: found.epoch), in: &state)
             }
-            for delivery in rest { Self.track(delivery.topic, delivery.sequence, in: &state) }
-            out += rest
+            for (delivery, epoch) in rest {
+                Self.track(delivery.topic, Heard(sequence: delivery.sequence, epoch: epoch), in: &state)
+                out.append(delivery)
+            }
             state.held = []
             state.phase = .live
             logger.notice("cluster: caught up after the subscription was lost", metadata: [

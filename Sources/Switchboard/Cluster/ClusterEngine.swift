@@ -47,7 +47,7 @@ public final class ClusterEngine: Sendable {
                 let frame = MessageEncoder.encodeFrame(
                     topic: topic, sequence: parsed.sequence, time: parsed.time, payload: parsed.payload,
                     format: parsed.format, allocator: ByteBufferAllocator())
-                catchUp.heard(Delivery(topic: topic, sequence: parsed.sequence, frame: frame))
+                catchUp.heard(Delivery(topic: topic, sequence: parsed.sequence, frame: frame), epoch: parsed.epoch)
             },
             onEvent: { event in
                 switch event {
