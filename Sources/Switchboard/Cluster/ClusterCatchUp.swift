@@ -30,7 +30,7 @@ final class ClusterCatchUp: Sendable {
 
     private struct State {
         var phase = Phase.live
-        /// Counts losses, so a catch-up overtaken by another loss is dropped.
+        /// Counts losses (and the close), so a catch-up overtaken by another one is dropped.
         var losses: UInt64 = 0
         var lastHeard: [Topic: Heard] = [:]
         /// Heard while not live, in the order heard.
@@ -68,6 +68,14 @@ final class ClusterCatchUp: Sendable {
         state.withLockedValue {
             $0.deliver = deliver
             $0.subscribed = subscribed
+        }
+    }
+
+    /// Ends a catch-up that is running (it may be waiting for Redis); nothing is handed out after.
+    func close() {
+        state.withLockedValue { state in
+            state.losses += 1
+            state.deliver = nil
         }
     }
 

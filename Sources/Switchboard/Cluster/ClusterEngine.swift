@@ -7,7 +7,9 @@ import RedisWire
 /// publish runs the topic log's script, which sequences, stores and PUBLISHes it; every node
 /// (the publishing one too) hears it on the topic's channel and hands it to its hubs. So a
 /// node delivers a message only from Redis: one order for all nodes, no echo, and a message
-/// Redis did not take reaches nobody and is answered `unavailable`.
+/// Redis did not take reaches nobody and is answered `unavailable`. What a node does not
+/// hear while its subscription is down it catches up afterwards (`ClusterCatchUp`), and it
+/// takes no publish meanwhile.
 public final class ClusterEngine: Sendable {
     public let endpoint: RedisEndpoint
     /// Entries a stream keeps for a topic retained by age only. Default 1,000,000.
@@ -119,6 +121,7 @@ public final class ClusterEngine: Sendable {
     }
 
     public func close() {
+        catchUp.close()
         control.close()
         subscriber.close()
         commands.close()
