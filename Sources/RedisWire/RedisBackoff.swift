@@ -18,7 +18,7 @@ public struct RedisBackoff: Sendable, Equatable {
         return grown < maximum ? grown : maximum
     }
 
-    func delay(attempt: Int) -> Duration {
+    public func delay(attempt: Int) -> Duration {
         let ceiling = ceiling(attempt: attempt)
         guard ceiling > .zero else { return .zero }
         let nanoseconds = ceiling.components.seconds * 1_000_000_000 + ceiling.components.attoseconds / 1_000_000_000

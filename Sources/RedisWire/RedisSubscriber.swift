@@ -29,6 +29,8 @@ public final class RedisSubscriber: Sendable {
     private struct State {
         var wanted: Set<Key> = []
         var connection: RedisConnection?
+        /// What Redis confirmed on `connection`.
+        var confirmed: Set<Key> = []
         var confirmations: [Key: [CheckedContinuation<Void, any Error>]] = [:]
     }
 
@@ -49,11 +51,15 @@ public final class RedisSubscriber: Sendable {
             onConnect: { [state] connection in
                 let wanted = state.withLockedValue { state in
                     state.connection = connection
+                    state.confirmed = []
                     return state.wanted
                 }
                 connection.closeFuture.whenComplete { _ in
                     let waiting = state.withLockedValue { state in
-                        if state.connection === connection { state.connection = nil }
+                        if state.connection === connection {
+                            state.connection = nil
+                            state.confirmed = []
+                        }
                         defer { state.confirmations = [:] }
                         return state.confirmations.values.flatMap { $0 }
                     }
@@ -69,6 +75,13 @@ public final class RedisSubscriber: Sendable {
     public func start() { client.withLockedValue { $0 }?.start() }
     public func waitUntilConnected() async throws { try await client.withLockedValue { $0 }!.waitUntilConnected() }
     public func close() { client.withLockedValue { $0 }?.close() }
+
+    /// Connected, and Redis confirmed every subscription wanted on this connection: nothing
+    /// published from now on is missed. False from the moment the connection is lost (on its
+    /// event loop, before `.disconnected` is reported) until every one is confirmed again.
+    public var isSubscribed: Bool {
+        state.withLockedValue { $0.connection != nil && $0.wanted.isSubset(of: $0.confirmed) }
+    }
 
     /// Subscribes to `channel` and waits for Redis to confirm it when connected; when not
     /// connected the subscription is kept and made on the next connection.
@@ -112,6 +125,7 @@ public final class RedisSubscriber: Sendable {
     private func remove(_ key: Key) async throws {
         let connection = state.withLockedValue { state in
             state.wanted.remove(key)
+            state.confirmed.remove(key)
             return state.connection
         }
         try await connection?.sendExpectingPush([key.kind.unsubscribe, RESPArgument(key.name)]).get()
@@ -134,7 +148,10 @@ public final class RedisSubscriber: Sendable {
         case "subscribe", "psubscribe":
             guard elements.count >= 2, let name = elements[1].string else { return }
             let key = Key(kind: kind == "subscribe" ? .channel : .pattern, name: name)
-            let waiting = state.withLockedValue { $0.confirmations.removeValue(forKey: key) } ?? []
+            let waiting = state.withLockedValue { state in
+                state.confirmed.insert(key)
+                return state.confirmations.removeValue(forKey: key) ?? []
+            }
             for waiter in waiting { waiter.resume() }
         default:
             return

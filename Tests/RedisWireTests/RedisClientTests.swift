@@ -169,4 +169,33 @@ import Testing
         #expect(third.channel == "p.y" && String(buffer: third.payload) == "three")
         #expect(messages.count == 0)
     }
+
+    @Test func aSubscriberIsSubscribedOnlyWhileRedisConfirmedEverySubscription() async throws {
+        let redis = try await RedisServerProcess.start()
+        defer { redis.stop() }
+        let endpoint = try RedisEndpoint(url: redis.url)
+        let events = Inbox<RedisClientEvent>()
+        let subscriber = RedisSubscriber(
+            endpoint: endpoint, group: group, backoff: RedisBackoff(initial: .milliseconds(20), maximum: .milliseconds(200)),
+            onMessage: { _ in }, onEvent: { events.put($0) })
+        defer { subscriber.close() }
+        #expect(!subscriber.isSubscribed)
+        subscriber.start()
+        #expect(try await events.next() == .connected)
+        try await subscriber.subscribe(pattern: "p.*")
+        #expect(subscriber.isSubscribed)
+
+        let admin = RedisClient(endpoint: endpoint, group: group)
+        defer { admin.close() }
+        admin.start()
+        try await withTimeout("connect") { try await admin.waitUntilConnected() }
+        // New connections are refused (no password given) until it is cleared.
+        _ = try await admin.send(["CONFIG", "SET", "requirepass", "cut-off"])
+        _ = try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"])
+        guard case .disconnected = try await events.next() else { Issue.record("no disconnect event"); return }
+        #expect(!subscriber.isSubscribed)
+        _ = try await admin.send(["CONFIG", "SET", "requirepass", ""])
+        #expect(try await events.next() == .connected)
+        #expect(subscriber.isSubscribed)
+    }
 }

@@ -209,9 +209,18 @@ public final class Broker: Sendable {
             }
             for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
         }
-        cluster?.onDeliveries { deliveries in
-            for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
-        }
+        cluster?.onDeliveries(
+            { deliveries in
+                for hub in everyHub { hub.enqueue(contentsOf: deliveries) }
+            },
+            subscribed: {
+                var names: Set<String> = []
+                for hub in everyHub {
+                    names.formUnion(
+                        (try? await hub.inspect { state in Set(state.sessions.values.flatMap(\.subscriptions)) }.get()) ?? [])
+                }
+                return Set(names.map(TopicPattern.init(checked:)))
+            })
         self.tokenConnections = TokenConnections(limit: configuration.maxConnectionsPerToken)
         tokens.onRevoke { [weak self] record in self?.revoked([record.id]) }
         replayLog?.onCommit { [metrics] nanoseconds in metrics.commitLatency.recordNanoseconds(nanoseconds) }

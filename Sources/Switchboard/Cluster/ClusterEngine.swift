@@ -7,7 +7,9 @@ import RedisWire
 /// publish runs the topic log's script, which sequences, stores and PUBLISHes it; every node
 /// (the publishing one too) hears it on the topic's channel and hands it to its hubs. So a
 /// node delivers a message only from Redis: one order for all nodes, no echo, and a message
-/// Redis did not take reaches nobody and is answered `unavailable`.
+/// Redis did not take reaches nobody and is answered `unavailable`. What a node does not
+/// hear while its subscription is down it catches up afterwards (`ClusterCatchUp`), and it
+/// takes no publish meanwhile.
 public final class ClusterEngine: Sendable {
     public let endpoint: RedisEndpoint
     /// Entries a stream keeps for a topic retained by age only. Default 1,000,000.
@@ -15,7 +17,7 @@ public final class ClusterEngine: Sendable {
     private let commands: RedisClient
     private let subscriber: RedisSubscriber
     let log: RedisTopicLog
-    private let deliver = NIOLockedValueBox<(@Sendable ([Delivery]) -> Void)?>(nil)
+    private let catchUp: ClusterCatchUp
     private let logger: Logger
     /// Revocations, retention rules and heartbeats shared with the other nodes.
     let control: ClusterControl
@@ -35,24 +37,29 @@ public final class ClusterEngine: Sendable {
             })
         self.commands = commands
         self.log = RedisTopicLog(redis: commands)
-        let deliver = self.deliver
+        let catchUp = ClusterCatchUp(log: log, logger: logger)
+        self.catchUp = catchUp
         self.subscriber = RedisSubscriber(
             endpoint: endpoint, group: group,
             onMessage: { message in
-                guard let handOut = deliver.withLockedValue({ $0 }),
-                    message.channel.hasPrefix(ClusterKeys.channelPrefix),
+                guard message.channel.hasPrefix(ClusterKeys.channelPrefix),
                     let topic = try? Topic(String(message.channel.dropFirst(ClusterKeys.channelPrefix.count))),
                     let parsed = ClusterMessage(channelPayload: message.payload)
                 else { return }
                 let frame = MessageEncoder.encodeFrame(
                     topic: topic, sequence: parsed.sequence, time: parsed.time, payload: parsed.payload,
                     format: parsed.format, allocator: ByteBufferAllocator())
-                handOut([Delivery(topic: topic, sequence: parsed.sequence, frame: frame)])
+                catchUp.heard(Delivery(topic: topic, sequence: parsed.sequence, frame: frame), epoch: parsed.epoch)
             },
             onEvent: { event in
-                if case .disconnected(let why) = event {
-                    // Messages published meanwhile are not heard here; resumers fill the gap from the streams.
-                    logger.error("cluster: redis subscription lost", metadata: ["error": "\(why)"])
+                switch event {
+                case .connected:
+                    logger.notice("cluster: redis subscription restored")
+                    catchUp.subscriptionRestored()
+                case .disconnected(let why):
+                    // Messages published meanwhile are not heard here: caught up once it is restored.
+                    logger.error("cluster: redis subscription lost; publishes are answered unavailable", metadata: ["error": "\(why)"])
+                    catchUp.subscriptionLost()
                 }
             })
     }
@@ -83,17 +90,25 @@ public final class ClusterEngine: Sendable {
         return ready.withLockedValue { $0 }
     }
 
-    /// Where heard messages go: every hub of the broker.
-    func onDeliveries(_ body: @escaping @Sendable ([Delivery]) -> Void) {
-        deliver.withLockedValue { $0 = body }
+    /// Where heard messages go: every hub of the broker. `subscribed`: the patterns the
+    /// broker's sessions subscribe to, whose topics are caught up after a lost subscription.
+    func onDeliveries(
+        _ body: @escaping @Sendable ([Delivery]) -> Void, subscribed: @escaping @Sendable () async -> Set<TopicPattern>
+    ) {
+        catchUp.start(deliver: body, subscribed: subscribed)
     }
 
     /// Sends the publish script at once, so one connection's publishes keep their order;
     /// `completion` gets the seq and time given, or `unavailable` when Redis did not take the message.
+    /// Refused while the subscription is down: an acked message this node would not hear
+    /// would never reach its own subscribers.
     func publish(
         _ publish: Publish, now: Int64, keep: Int,
         completion: @escaping @Sendable (Result<RedisTopicLog.Published, ReplayError>) -> Void
     ) {
+        guard subscriber.isSubscribed else {
+            return completion(.failure(.unavailable("redis: this node's subscription to the topics is down")))
+        }
         let call = log.publishCall(topic: publish.topic, format: publish.format, payload: publish.payload, now: now, keep: keep)
         RedisTopicLog.publishScript.runPipelined(on: commands, keys: call.keys, arguments: call.arguments)
             .whenComplete { result in
@@ -106,6 +121,7 @@ public final class ClusterEngine: Sendable {
     }
 
     public func close() {
+        catchUp.close()
         control.close()
         subscriber.close()
         commands.close()

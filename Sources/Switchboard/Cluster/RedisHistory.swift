@@ -168,26 +168,8 @@ final class RedisHistoryCursor: HistoryCursor, @unchecked Sendable {
             else { return try await log.current(topic: topic)?.sequence ?? 0 }
             return max(newest.sequence - min(count, newest.sequence), first.sequence - 1)
         case .time(let time):
-            guard let newest = try await log.newest(topic: topic), let first = try await log.first(topic: topic, atOrAfter: 0)
-            else { return try await log.current(topic: topic)?.sequence ?? 0 }
-            guard newest.time >= time else { return newest.sequence }
-            if first.time >= time {
-                // Trimmed messages may have been published at or after `time` (their times are
-                // gone with them): start before the newest of them, so a gap is reported.
-                return first.sequence > 1 ? first.sequence - 2 : 0
-            }
-            // Times never decrease with seqs: bisect for the first entry at or after `time`.
-            var low = first.sequence
-            var high = newest.sequence
-            while low < high {
-                let middle = low + (high - low) / 2
-                if let probe = try await log.first(topic: topic, atOrAfter: middle), probe.time < time {
-                    low = probe.sequence + 1
-                } else {
-                    high = middle
-                }
-            }
-            return (try await log.first(topic: topic, atOrAfter: low)?.sequence ?? newest.sequence + 1) - 1
+            if let start = try await log.sequence(before: time, topic: topic) { return start }
+            return try await log.current(topic: topic)?.sequence ?? 0
         }
     }
 }

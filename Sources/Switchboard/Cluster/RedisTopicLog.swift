@@ -151,6 +151,31 @@ struct RedisTopicLog: Sendable {
         try await last(topic: topic, count: 1).first
     }
 
+    /// The seq after which the messages published at or after `time` start: the one before
+    /// the first stored at or after it. nil when the stream holds nothing.
+    func sequence(before time: Int64, topic: Topic) async throws -> UInt64? {
+        guard let newest = try await newest(topic: topic), let first = try await first(topic: topic, atOrAfter: 0)
+        else { return nil }
+        guard newest.time >= time else { return newest.sequence }
+        if first.time >= time {
+            // Trimmed messages may have been published at or after `time` (their times are
+            // gone with them): start before the newest of them, so a gap is reported.
+            return first.sequence > 1 ? first.sequence - 2 : 0
+        }
+        // Times never decrease with seqs: bisect for the first entry at or after `time`.
+        var low = first.sequence
+        var high = newest.sequence
+        while low < high {
+            let middle = low + (high - low) / 2
+            if let probe = try await self.first(topic: topic, atOrAfter: middle), probe.time < time {
+                low = probe.sequence + 1
+            } else {
+                high = middle
+            }
+        }
+        return (try await self.first(topic: topic, atOrAfter: low)?.sequence ?? newest.sequence + 1) - 1
+    }
+
     /// The topics `pattern` matches that have a key of `kind`, by name: a
     /// `SCAN` of the keyspace, paged by Redis.
     func topics(matching pattern: TopicPattern, _ kind: ClusterKeys.Kind) async throws -> [Topic] {
