@@ -22,7 +22,9 @@
 # across the processes (one clock on one machine). With -r 0 the publisher waits for its own
 # subscribers only (those on A, the busiest node); B and C may lag without slowing it, which
 # shows as a delivered share under 100 % and longer latencies. Combined: deliveries/s summed,
-# delivered % = deliveries/s / (SUBS × published/s), p50/p99 the worst node's.
+# delivered % = deliveries/s / (SUBS × published/s), p50/p99 the worst node's; "missing on A"
+# = deliveries of messages published in A's window that A's subscribers had not received
+# when wsload's drain ended; errors = wsload errors + duplicates + out-of-order, all nodes.
 #
 # CPU: each node's CPU over its wsload window from /proc/PID/stat (wsload --server-pid),
 # divided by that node's deliveries: µs per delivery, which does not depend on how much of
@@ -35,7 +37,7 @@
 #
 # Environment: DURATION (s, default 10), REPEAT (default 3; runs alternate setups and rates),
 # SUBS (1000), RATES ("50 max"), SETUPS ("single cluster1 cluster3"), SWITCHBOARD_BIN,
-# NO_BUILD=1, KEEP_RAW=1 (every run's combined figures on stderr).
+# NO_BUILD=1, KEEP_RAW=1 (every run's figures on stderr, with each node's delivered %, p50, p99, CPU %).
 # Every run is bounded (wsload's own limits plus `timeout`); everything started is killed on exit.
 set -euo pipefail
 
@@ -205,14 +207,14 @@ echo "Latencies in µs (worst node); CPU µs per delivery per node; Redis CPU in
 echo
 echo "Redis with the three nodes connected and nothing published: $(jq -r '.redis_cpu_pct * 100 | round / 100' <<<"$IDLE") % CPU."
 echo
-echo "| rate | setup | published/s | deliveries/s | delivered % | lat p50 | lat p99 | µs/deliv A | µs/deliv B | µs/deliv C | A CPU % | Redis CPU % | Redis µs/publish | in script µs | errors | load 1 min |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| rate | setup | published/s | deliveries/s | delivered % | lat p50 | lat p99 | µs/deliv A | µs/deliv B | µs/deliv C | A CPU % | Redis CPU % | Redis µs/publish | in script µs | missing on A | errors | load 1 min |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for rate in $RATES; do
     for setup in $SETUPS; do
         r=${RAW[$rate.$setup]}
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$rate" "$setup" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$rate" "$setup" \
             "$(med pub_per_s 0)" "$(med deliveries_per_s 0)" "$(med delivered_pct 1)" "$(med p50 0)" "$(med p99 0)" \
             "$(med us_A 2)" "$(med us_B 2)" "$(med us_C 2)" "$(med cpu_A 0)" "$(med redis_cpu_pct 1)" \
-            "$(med redis_us_per_publish 1)" "$(med redis_script_us 1)" "$(med errors 0)" "$(med load 1)"
+            "$(med redis_us_per_publish 1)" "$(med redis_script_us 1)" "$(med missing_on_A 0)" "$(med errors 0)" "$(med load 1)"
     done
 done
