@@ -292,6 +292,8 @@ import Testing
         try await redis.kill()
         let refused = try await publisher.request(#"{"op":"pub","topic":"c.o","data":6,"id":"p"}"#)
         #expect(refused["op"] == "error" && refused["code"] == "unavailable", "\(refused)")
+        // Redis never took it, so nobody got it: not "delivered live but not durable".
+        #expect((refused["message"] ?? "").hasPrefix("not published: "), "\(refused)")
 
         try await redis.launch()
         // The node reconnects with backoff (at most 2 s apart); nothing announces it to a client.
@@ -364,6 +366,7 @@ import Testing
         try await Self.cutSubscriptions(admin, of: [node.process])
         let refused = try await publisher.request(#"{"op":"pub","topic":"c.s","data":2,"id":"p"}"#)
         #expect(refused["op"] == "error" && refused["code"] == "unavailable", "\(refused)")
+        #expect((refused["message"] ?? "").hasPrefix("not published: "), "\(refused)")
 
         try await Self.restoreSubscriptions(admin, of: [node.process])
         #expect(try await publisher.publish("c.s", "3") == 2)

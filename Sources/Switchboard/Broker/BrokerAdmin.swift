@@ -131,7 +131,7 @@ extension Broker {
         let outcome = self.publish(
             publish, from: principal,
             committed: { sequence, result in
-                done(result.map { sequence }.mapError { .unavailable("seq \(sequence) was delivered live but is not durable: \($0)") })
+                done(result.map { sequence }.mapError { .unavailable(ReplayError.notDurable(sequence: sequence, $0)) })
             },
             loaded: { [self] result in
                 switch result {

@@ -341,7 +341,7 @@ final class Session: Hashable, LoopConsumer {
                 ServerMessage.ack(id: id, sequence: sequence).writeFrame(into: &frames)
             case .failure(let error):
                 ServerMessage.error(ProtocolError(
-                    .unavailable, "seq \(sequence) was delivered live but is not durable: \(error)", id: id)
+                    .unavailable, ReplayError.notDurable(sequence: sequence, error), id: id)
                 ).writeFrame(into: &frames)
             }
         }

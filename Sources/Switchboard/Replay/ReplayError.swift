@@ -23,6 +23,13 @@ public enum ReplayError: Error, Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// The one line a publisher gets for a publish that was not made durable. Seq 0: the
+    /// message was never sequenced (a cluster node's Redis did not take it), so nobody got it;
+    /// any other seq went out live before its commit failed.
+    package static func notDurable(sequence: UInt64, _ error: ReplayError) -> String {
+        sequence == 0 ? "not published: \(error)" : "seq \(sequence) was delivered live but is not durable: \(error)"
+    }
+
     /// The wire code for this failure.
     package var wireCode: String {
         switch self {
