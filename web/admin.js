@@ -29,7 +29,10 @@ function cell(row, text) {
 
 function fill(table, rows, make) {
   const body = $(table).tBodies[0];
+  // A keyboard user's focus on a row's button stays on that button's new copy, not lost every refresh.
+  const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute('aria-label') : null;
   body.replaceChildren(...rows.map((item) => { const tr = document.createElement('tr'); make(tr, item); return tr; }));
+  if (focused) [...body.querySelectorAll('button')].find((button) => button.getAttribute('aria-label') === focused)?.focus();
 }
 
 async function refresh() {

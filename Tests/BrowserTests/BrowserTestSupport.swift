@@ -152,6 +152,24 @@ func sendChat(_ page: BrowserPage, name: String, text: String) async throws {
         """)
 }
 
+/// Fills in the admin page's token and tail forms and submits them, as a person would;
+/// returns once the page has loaded with the token and shown a tailed message.
+func signInAndTail(_ page: BrowserPage, token: String, topic: String) async throws {
+    try await page.evaluate(
+        """
+        new Promise((resolve, reject) => {
+          const admin = window.switchboardAdmin;
+          const check = () => { if (admin.loaded >= 1 && admin.tail.length >= 1) resolve(true); };
+          admin.listeners.add(check);
+          setTimeout(() => reject(new Error('the admin page did not load: ' + document.getElementById('error').textContent)), 20000);
+          document.getElementById('token').value = \(jsString(token));
+          document.getElementById('token-form').requestSubmit();
+          document.getElementById('tail-topic').value = \(jsString(topic));
+          document.getElementById('tail-form').requestSubmit();
+        })
+        """)
+}
+
 /// Where screenshots go: `.build/browser-artifacts/` of the package (CI keeps it).
 let artifactsDirectory: URL = {
     let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

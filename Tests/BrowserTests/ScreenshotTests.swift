@@ -31,19 +31,7 @@ import Testing
             try await demo.evaluate(demoState("demo.metrics.length >= 1"))
             let page = try await tabs.open("\(broker.base)/admin")
             try await setViewport(page)
-            try await page.evaluate(
-                """
-                new Promise((resolve, reject) => {
-                  const admin = window.switchboardAdmin;
-                  const check = () => { if (admin.loaded >= 1 && admin.tail.length >= 1) resolve(true); };
-                  admin.listeners.add(check);
-                  setTimeout(() => reject(new Error('the admin page did not load: ' + document.getElementById('error').textContent)), 20000);
-                  document.getElementById('token').value = \(jsString(try broker.adminToken));
-                  document.getElementById('token-form').requestSubmit();
-                  document.getElementById('tail-topic').value = 'demo.metrics';
-                  document.getElementById('tail-form').requestSubmit();
-                })
-                """)
+            try await signInAndTail(page, token: try broker.adminToken, topic: "demo.metrics")
             let text = try #require(try await page.evaluate("document.body.innerText").string)
             for expected in ["Switchboard admin", "signed in", "Connections", "demo.metrics", "tok_", "Revoke", "demo.metrics #"] {
                 #expect(text.contains(expected), "\(expected) not on the page: \(text)")

@@ -104,7 +104,10 @@ enum EmbeddedWeb {
 
             function fill(table, rows, make) {
               const body = $(table).tBodies[0];
+              // A keyboard user's focus on a row's button stays on that button's new copy, not lost every refresh.
+              const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute('aria-label') : null;
               body.replaceChildren(...rows.map((item) => { const tr = document.createElement('tr'); make(tr, item); return tr; }));
+              if (focused) [...body.querySelectorAll('button')].find((button) => button.getAttribute('aria-label') === focused)?.focus();
             }
 
             async function refresh() {
@@ -394,7 +397,8 @@ enum EmbeddedWeb {
             input { width: 100%; background: #fff; color: var(--fg); }
             button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; margin-top: 0.5rem; }
             button.secondary { background: #fff; color: var(--accent); }
-            :focus-visible { outline: 3px solid #f2a900; outline-offset: 2px; }
+            :focus-visible { outline: 3px solid var(--fg); outline-offset: 2px; }
+            header :focus-visible { outline-color: #fff; }
             .row { display: flex; gap: 0.5rem; align-items: end; }
             .row > * { flex: 1; }
             .row > button { flex: 0 0 auto; }
@@ -402,7 +406,8 @@ enum EmbeddedWeb {
             #messages li, .log li { padding: 0.3rem 0.6rem; border-bottom: 1px solid #e6eaef; overflow-wrap: anywhere; }
             .who { font-weight: 700; margin-right: 0.4rem; }
             .meta { color: var(--muted); font-size: 0.85rem; }
-            .status { font-size: 0.9rem; }
+            /* On white: the state's dot needs 3:1 against what is behind it, which the header's blue is not. */
+            .status { font-size: 0.9rem; background: #fff; color: var(--fg); padding: 0 0.5rem; border-radius: 1rem; }
             .status[data-state="connected"]::before { content: "● "; color: #1a7f37; }
             .status[data-state="disconnected"]::before, .status[data-state="connecting"]::before { content: "● "; color: var(--bad); }
             canvas { width: 100%; height: 14rem; background: #fff; border: 1px solid var(--line); border-radius: 4px; display: block; }
