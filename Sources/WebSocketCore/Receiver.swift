@@ -109,15 +109,38 @@ public struct Receiver {
             return
         }
         var count = incoming.readableBytes
+        // Payload of the last frame begun in `incoming` that is still to come, when known.
+        var payloadToCome: Int?
         if unmasker != nil, count > Self.ownStorageThreshold {
             // Non-nil: checked just above. A copy of the unmasker only finds where to stop.
             var scout = unmasker!
             count = incoming.withUnsafeReadableBytes { source in
                 scout.advance(over: source, into: nil, stoppingBeforeFrameLargerThan: Self.ownStorageThreshold)
             }
-            if count < incoming.readableBytes {
-                deferred = incoming.getSlice(at: incoming.readerIndex + count, length: incoming.readableBytes - count)
-            }
+            // When it stopped early, that frame's payload goes to `deferred`, not to `pending`.
+            payloadToCome = count < incoming.readableBytes ? 0 : scout.payloadRemaining
+        }
+        if unmasker != nil, pendingIsPrivate, let frame, count > pending.writableBytes,
+            case let frameRemainder = frame.payloadLength - pending.readableBytes,
+            frameRemainder <= pending.writableBytes
+        {
+            // The frame under way ends inside the room reserved for it (storage comes in
+            // powers of two, so a 64 KiB payload fills it): what follows waits in `deferred`
+            // rather than moving the whole frame into storage twice its size. The cut is at
+            // the frame's end, so `pending` drains and `deferred` follows it whole.
+            count = frameRemainder
+        }
+        if payloadToCome != nil, !pendingIsPrivate, pending.readableBytes == 0, frame == nil,
+            let headerLength = Self.leadingHeaderOfFrameGoingPast(incoming)
+        {
+            // A large frame begins here and goes on past this read: its header goes first,
+            // alone, so that once it is parsed the payload gets storage sized for it (a
+            // header in front of a 64 KiB payload would double the storage).
+            count = headerLength
+            payloadToCome = 0
+        }
+        if count < incoming.readableBytes {
+            deferred = incoming.getSlice(at: incoming.readerIndex + count, length: incoming.readableBytes - count)
         }
         if unmasker == nil, pending.readableBytes == 0 {
             pending = incoming
@@ -128,7 +151,7 @@ public struct Receiver {
             // Copy what is left into storage of our own, once; it stays private (and grows
             // in place) until a slice of it is handed out. Without setting the flag, every
             // read of a frame spread over several reads re-copied all of it (quadratic).
-            pending = freshPending(adding: count)
+            pending = freshPending(adding: count, payloadToCome: payloadToCome)
             pendingIsPrivate = true
         }
         if unmasker != nil {
@@ -148,13 +171,14 @@ public struct Receiver {
 
     /// A private buffer holding what is left of `pending`, with room for `count` more bytes
     /// and, when a frame is under way, for the rest of it (up to a cap, so a peer that
-    /// announces a huge frame cannot make us reserve its size up front).
-    private func freshPending(adding count: Int) -> ByteBuffer {
+    /// announces a huge frame cannot make us reserve its size up front): `payloadToCome`
+    /// when the unmasker's scout knows it, else what the parsed header says.
+    private func freshPending(adding count: Int, payloadToCome: Int?) -> ByteBuffer {
         let leftover = pending.readableBytes
         var capacity = leftover + count
-        if let frame {
-            let frameRemainder = frame.payloadLength - leftover
-            capacity = max(capacity, leftover + min(frameRemainder, Self.maxReservation))
+        let toCome = payloadToCome ?? frame.map { $0.payloadLength - leftover - count } ?? 0
+        if toCome > 0 {
+            capacity += min(toCome, Self.maxReservation)
         }
         var fresh = ByteBufferAllocator().buffer(capacity: capacity)
         fresh.writeImmutableBuffer(pending)
@@ -173,6 +197,16 @@ public struct Receiver {
         releaseDrainedPending()
         append(bytes)
         return true
+    }
+
+    /// The length of the header `bytes` begin with, when the frame it starts goes on past them.
+    private static func leadingHeaderOfFrameGoingPast(_ bytes: ByteBuffer) -> Int? {
+        bytes.withUnsafeReadableBytes { raw in
+            guard case .header(let header, let length)? = try? FrameHeader.parse(raw),
+                length + header.payloadLength > raw.count
+            else { return nil }
+            return length
+        }
     }
 
     /// The next event, or nil when more bytes are needed.
@@ -391,7 +425,7 @@ struct StreamUnmasker {
     private var headerCount = 0
     private var key = MaskingKey(value: 0)
     /// Payload bytes of the current frame still to unmask, and how many were unmasked.
-    private var payloadRemaining = 0
+    private(set) var payloadRemaining = 0
     private var payloadOffset = 0
 
     /// Follows `source`, copying it unmasked into `destination` (of the same size) unless

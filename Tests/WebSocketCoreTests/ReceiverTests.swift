@@ -324,6 +324,26 @@ import WebSocketCore
         #expect(!receiver.isMidFrame && receiver.bufferedBytes == 0)
     }
 
+    /// 64 KiB messages pipelined and read 64 KiB at a time, as a socket hands them over: each
+    /// message keeps storage of its own size. Storage comes in powers of two, so a frame's
+    /// storage that also took in the next header, or a header in front of the payload, is
+    /// twice as large (and was reached by moving the whole frame).
+    @Test func pipelined64KiBMessagesEachHoldStorageOfTheirSize() throws {
+        let payload = (0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let stream = Array((0..<6).map { _ in clientFrame(0x2, payload) }.joined())
+        var receiver = Receiver(configuration: .init(role: .server))
+        var capacities: [Int] = []
+        for start in stride(from: 0, to: stream.count, by: 65_536) {
+            receiver.append(ByteBuffer(bytes: stream[start..<min(start + 65_536, stream.count)]))
+            while let event = try receiver.next() {
+                guard case .binary(let message) = event else { Issue.record("unexpected \(event)"); continue }
+                #expect(Array(message.readableBytesView) == payload)
+                capacities.append(message.storageCapacity)
+            }
+        }
+        #expect(capacities == Array(repeating: 65_536, count: 6))
+    }
+
     /// A bad header behind a large frame fails the connection once its turn comes.
     @Test func badFrameAfterALargeOneStillFails() {
         let stream = clientFrame(0x2, Self.binary) + clientFrame(0x3, Array(repeating: 1, count: 10_000))
