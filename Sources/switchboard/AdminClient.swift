@@ -6,10 +6,15 @@ import FoundationNetworking
 
 /// Where the admin commands find the broker and their token, and how they print.
 struct AdminOptions: ParsableArguments {
-    @Option(help: "The broker's URL (default $SWITCHBOARD_URL, else http://127.0.0.1:8080).") var server: String?
+    @Option(
+        help: """
+            The broker's URL (default $SWITCHBOARD_URL, else the broker serving --database, named in \
+            <database>.admin-url while it runs, else http://127.0.0.1:8080).
+            """)
+    var server: String?
     @Option(help: "Admin token (default $SWITCHBOARD_ADMIN_TOKEN, else the file <database>.admin-token).")
     var token: String?
-    @Option(help: "The store whose admin token file is read (default ./switchboard.db, or $SWITCHBOARD_DATABASE).")
+    @Option(help: "The store whose broker and admin token file are used (default ./switchboard.db, or $SWITCHBOARD_DATABASE).")
     var database: String?
     @Flag(help: "Print JSON as the API returns it, for scripts.") var json = false
 
@@ -21,22 +26,31 @@ struct AdminOptions: ParsableArguments {
     var databasePath: String { database ?? environment["SWITCHBOARD_DATABASE"] ?? "switchboard.db" }
 
     /// Where a running `serve` names its admin API for this database (see `Serve`).
-    var serverFilePath: String { databasePath + ".admin-url" }
+    private var serverFilePath: String { databasePath + ".admin-url" }
 
-    /// A client of the given server, else of http://127.0.0.1:8080.
-    func client() -> AdminClient { client(server: givenServer ?? "http://127.0.0.1:8080") }
+    /// A client of the given server; else of the broker serving this database when it
+    /// answers; else of http://127.0.0.1:8080.
+    func client() async -> AdminClient {
+        if let givenServer { return client(server: givenServer) }
+        return client(server: await runningServer() ?? "http://127.0.0.1:8080")
+    }
 
     /// Where the token commands go: the given server; else the broker serving this database
-    /// (named in `<database>.admin-url`) when it answers and an admin token is at hand; nil
-    /// otherwise (no broker runs, a killed one left the file, no token): then they open the
-    /// store file itself.
+    /// when it answers and an admin token is at hand; nil otherwise (no broker runs, a killed
+    /// one left the file, no token): then they open the store file itself.
     func tokenClient() async -> AdminClient? {
-        if givenServer != nil { return client() }
-        guard adminToken != nil, let text = try? String(contentsOfFile: serverFilePath, encoding: .utf8) else { return nil }
+        if let givenServer { return client(server: givenServer) }
+        guard adminToken != nil, let server = await runningServer() else { return nil }
+        return client(server: server)
+    }
+
+    /// The admin address `serve` names in `<database>.admin-url` while it runs, when
+    /// something answers there; nil without the file, or when a killed broker left it behind.
+    private func runningServer() async -> String? {
+        guard let text = try? String(contentsOfFile: serverFilePath, encoding: .utf8) else { return nil }
         let server = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard server.hasPrefix("http://") || server.hasPrefix("https://") else { return nil }
-        let candidate = client(server: server)
-        return await candidate.answers() ? candidate : nil
+        guard let url = URL(string: server), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else { return nil }
+        return await AdminClient(base: url, token: nil, json: json).answers() ? server : nil
     }
 
     /// `--token`, else `SWITCHBOARD_ADMIN_TOKEN`, else the token file beside the database.

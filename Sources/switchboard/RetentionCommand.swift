@@ -18,7 +18,7 @@ struct RetentionCommand: AsyncParsableCommand {
         @OptionGroup var admin: AdminOptions
 
         func run() async {
-            let client = admin.client()
+            let client = await admin.client()
             let answer = await client.call("GET", "admin/v1/retention")
             guard !client.printJSON(answer) else { return }
             RetentionCommand.print(answer)
@@ -49,7 +49,7 @@ struct RetentionCommand: AsyncParsableCommand {
         }
 
         func run() async {
-            let client = admin.client()
+            let client = await admin.client()
             let texts = rules.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty }
             let answer = await client.call("PUT", "admin/v1/retention", body: ["rules": texts])

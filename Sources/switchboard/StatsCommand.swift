@@ -28,7 +28,7 @@ struct StatsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = admin.client()
+        let client = await admin.client()
         var previous: (at: ContinuousClock.Instant, info: [String: Any])?
         var shown = 0
         repeat {
@@ -95,7 +95,7 @@ struct ConnectionsCommand: AsyncParsableCommand {
     }
 
     func run() async {
-        let client = admin.client()
+        let client = await admin.client()
         if let close {
             let answer = await client.call("POST", "admin/v1/connections/\(close)/close")
             if !client.printJSON(answer) { print("closed connection \(close)") }

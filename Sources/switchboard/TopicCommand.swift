@@ -26,7 +26,7 @@ struct TopicCommand: AsyncParsableCommand {
         }
 
         func run() async {
-            let client = admin.client()
+            let client = await admin.client()
             let query = "pattern=\(pattern.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? pattern)&limit=\(limit)"
             let answer = await client.call("GET", "admin/v1/topics?\(query)")
             guard !client.printJSON(answer) else { return }
@@ -49,7 +49,7 @@ struct TopicCommand: AsyncParsableCommand {
         @Argument(help: "The topic.") var topic: String
 
         func run() async {
-            let client = admin.client()
+            let client = await admin.client()
             let answer = await client.call("GET", "admin/v1/topics/\(AdminClient.segment(topic))")
             guard !client.printJSON(answer) else { return }
             Table.print(["TOPIC", "LAST SEQ", "SUBSCRIBERS", "MSG/S", "RETAINED", "BYTES"], [TopicCommand.row(answer)])
@@ -77,7 +77,7 @@ struct TopicCommand: AsyncParsableCommand {
         }
 
         func run() async {
-            let client = admin.client()
+            let client = await admin.client()
             var query = "limit=\(limit)"
             if let last { query = "last=\(last)" }
             if let since { query += "&since=\(since)" }
@@ -113,7 +113,7 @@ struct TopicCommand: AsyncParsableCommand {
         @Argument(help: "The topic.") var topic: String
 
         func run() async {
-            let client = admin.client()
+            let client = await admin.client()
             let answer = await client.call("DELETE", "admin/v1/topics/\(AdminClient.segment(topic))/history")
             guard !client.printJSON(answer) else { return }
             print("purged \(Table.text(answer["purged"])) messages of \(topic) (last seq \(Table.text(answer["last_seq"])))")

@@ -137,12 +137,18 @@ import WebSockets
         try await TestBroker.with { broker in
             let admin = try broker.adminToken()
             let subscriber = try await broker.client()
-            try await subscriber.subscribe("room.*")
+            var epochs: [String?] = []
+            for topic in ["room.a", "room.b"] {
+                epochs.append(try await subscriber.request(#"{"op":"sub","topic":"\#(topic)","id":"\#(topic)"}"#)["epoch"])
+            }
             let answer = try await broker.http(
                 "POST", "/admin/v1/broadcast", token: admin, body: #"{"topics":["room.a","room.b"],"data":{"hi":1}}"#)
             #expect(answer.status == 200, "\(answer)")
             let results = try #require(answer.json.object["results"] as? [[String: Any]])
             #expect(results.map { $0["topic"] as? String } == ["room.a", "room.b"])
+            #expect(results.map { ($0["seq"] as? NSNumber)?.intValue } == [1, 1], "\(answer)")
+            // Each topic's epoch, as `publish` answers it: what a resume with `since` passes.
+            #expect(!epochs.contains(nil) && results.map { $0["epoch"] as? String } == epochs, "\(epochs) \(answer)")
             #expect(try await subscriber.nextJSON()["topic"] == "room.a")
             #expect(try await subscriber.nextJSON()["topic"] == "room.b")
             let bad = try await broker.http("POST", "/admin/v1/broadcast", token: admin, body: #"{"topics":[],"data":1}"#)

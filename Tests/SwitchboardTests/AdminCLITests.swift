@@ -103,6 +103,26 @@ import WebSockets
         #expect(!FileManager.default.fileExists(atPath: files(server.directory, ".admin-url").path))
     }
 
+    /// Without --server or SWITCHBOARD_URL, the other admin commands too reach the broker
+    /// serving the store (here on a free port, not 8080) through `<database>.admin-url`.
+    @Test func adminCommandsWithoutAServerReachTheBrokerServingTheStore() async throws {
+        let server = try await Server.start()
+        defer { server.stop() }
+        let client = try await Client.connect(port: server.port, token: server.token)
+        #expect(try await client.publish("found.here", "1") == 1)
+
+        let stats = try SwitchboardProcess.start(["stats", "--json"], in: server.directory)
+        try #require(try await stats.exitStatus() == 0, "\(stats.stderr.text)")
+        #expect(try JSON(stats.stdout.text).int("messages_in") == 1, "\(stats.stdout.text)")
+
+        let elsewhere = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        let database = server.directory.appendingPathComponent("switchboard.db").path
+        let topics = try SwitchboardProcess.start(["topic", "list", "--database", database], in: elsewhere)
+        #expect(try await topics.exitStatus() == 0, "\(topics.stderr.text)")
+        #expect(topics.stdout.text.contains("found.here"), "\(topics.stdout.text)")
+    }
+
     @Test func publishThroughTheAPIIsReceivedOnceWithAnIdempotencyKey() async throws {
         let server = try await Server.start()
         defer { server.stop() }

@@ -20,10 +20,7 @@ extension AdminAPI {
             switch await broker.publishAwaitingCommit(
                 Publish(id: nil, topic: topic, payload: payload, format: format), from: principal)
             {
-            case .success(let sequence):
-                var answer: [String: Any] = ["topic": name, "seq": sequence]
-                if let epoch = await epoch(of: topic) { answer["epoch"] = epoch }
-                return AdminJSON.response(200, answer)
+            case .success(let sequence): return AdminJSON.response(200, await published(topic, sequence))
             case .failure(let failure): return AdminJSON.response(Self.error(failure))
             }
         }
@@ -47,7 +44,7 @@ extension AdminAPI {
                     Publish(id: nil, topic: topic, payload: payload, format: format), from: principal)
                 {
                 case .success(let sequence):
-                    results.append(["topic": topic.name, "seq": sequence])
+                    results.append(await published(topic, sequence))
                 case .failure(let failure):
                     let error = Self.error(failure)
                     results.append(["topic": topic.name, "error": ["code": error.code, "message": error.message]])
@@ -55,6 +52,14 @@ extension AdminAPI {
             }
             return AdminJSON.response(200, ["results": results])
         }
+    }
+
+    /// What a publish to `topic` answers: the topic, its seq and epoch (the pair a resume
+    /// with `since` passes).
+    private func published(_ topic: Topic, _ sequence: UInt64) async -> [String: Any] {
+        var answer: [String: Any] = ["topic": topic.name, "seq": sequence]
+        if let epoch = await epoch(of: topic) { answer["epoch"] = epoch }
+        return answer
     }
 
     /// The epoch a subscriber of `topic` is told in `subscribed` (what a `since` resumes

@@ -414,12 +414,18 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         cancelTimers()
         closeInfo = info
         onClose?(info)
-        switch sink {
+        reportClose(info, to: sink)
+        releaseCallbacks()
+    }
+
+    /// Tells `target` the connection closed: ends the message stream, or tells the consumer;
+    /// a queue or callback has nothing to be told.
+    private func reportClose(_ info: CloseInfo, to target: MessageSink) {
+        switch target {
         case .stream(let source): finish(source, info)
         case .consumer(let consumer): consumer.closed(info)
         case .queue, .callback: break
         }
-        releaseCallbacks()
     }
 
     /// The application's callbacks usually capture its `WebSocket`, which holds this handler
@@ -597,11 +603,7 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         sink = newSink
         for message in queued { deliver(message) }
         if let closeInfo {
-            switch newSink {
-            case .stream(let source): finish(source, closeInfo)
-            case .consumer(let consumer): consumer.closed(closeInfo)
-            case .queue, .callback: break
-            }
+            reportClose(closeInfo, to: newSink)
             releaseCallbacks()
         }
         if let heldFailure {
