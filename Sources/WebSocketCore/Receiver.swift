@@ -27,7 +27,8 @@ public enum ReceivedEvent: Sendable, Hashable {
 /// - `pending` holds bytes not yet consumed, with masked payloads already unmasked.
 ///   Single-frame messages are handed out as slices of it, without a copy.
 /// - `deferred` holds received bytes, still masked, that follow `pending`: the payload of
-///   a large frame that began after another frame ended in the same read. It gets storage
+///   a large frame that began after another frame ended in the same read, or whatever
+///   follows a frame that ends inside the room `pending` reserved for it. It gets storage
 ///   of its own once `pending` is drained, so that handing out the frames before it does
 ///   not force a copy of its bytes (a read ending inside a 64 KiB frame otherwise carried
 ///   up to the whole of it over into fresh storage).
@@ -120,14 +121,14 @@ public struct Receiver {
             // When it stopped early, that frame's payload goes to `deferred`, not to `pending`.
             payloadToCome = count < incoming.readableBytes ? 0 : scout.payloadRemaining
         }
-        if unmasker != nil, pendingIsPrivate, let frame, count > pending.writableBytes,
-            case let frameRemainder = frame.payloadLength - pending.readableBytes,
-            frameRemainder <= pending.writableBytes
+        if let frame, frame.payloadLength > Self.ownStorageThreshold,
+            case let frameRemainder = frame.payloadLength - pending.readableBytes, frameRemainder < count
         {
-            // The frame under way ends inside the room reserved for it (storage comes in
-            // powers of two, so a 64 KiB payload fills it): what follows waits in `deferred`
-            // rather than moving the whole frame into storage twice its size. The cut is at
-            // the frame's end, so `pending` drains and `deferred` follows it whole.
+            // A large frame ends in this read: what follows waits in `deferred`, so that the
+            // frame's storage holds it alone. Storage comes in powers of two and a 64 KiB
+            // payload fills its own: the next header would double it, or move the whole
+            // frame into storage twice its size. The cut is at the frame's end, so `pending`
+            // drains and `deferred` follows it whole.
             count = frameRemainder
         }
         if payloadToCome != nil, !pendingIsPrivate, pending.readableBytes == 0, frame == nil,
@@ -139,8 +140,10 @@ public struct Receiver {
             count = headerLength
             payloadToCome = 0
         }
+        var incoming = incoming
         if count < incoming.readableBytes {
             deferred = incoming.getSlice(at: incoming.readerIndex + count, length: incoming.readableBytes - count)
+            incoming = incoming.getSlice(at: incoming.readerIndex, length: count)!  // count is less
         }
         if unmasker == nil, pending.readableBytes == 0 {
             pending = incoming
@@ -187,8 +190,9 @@ public struct Receiver {
 
     private static let maxReservation = 1 << 20
 
-    /// Frames with a larger payload that begin after another frame ended in the same read
-    /// get storage of their own (see `deferred`); smaller ones cost less to copy over.
+    /// Frames with a larger payload get storage of their own (see `deferred`): one that begins
+    /// after another frame ended in the same read, and what follows one in the read that
+    /// ends it. Smaller ones cost less to copy over.
     static let ownStorageThreshold = 8 * 1024
 
     /// Once `pending` is drained, moves `deferred` into it; false if there was none.

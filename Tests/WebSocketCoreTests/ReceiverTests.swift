@@ -328,10 +328,12 @@ import WebSocketCore
     /// message keeps storage of its own size. Storage comes in powers of two, so a frame's
     /// storage that also took in the next header, or a header in front of the payload, is
     /// twice as large (and was reached by moving the whole frame).
-    @Test func pipelined64KiBMessagesEachHoldStorageOfTheirSize() throws {
+    @Test(arguments: [Role.server, .client])
+    func pipelined64KiBMessagesEachHoldStorageOfTheirSize(role: Role) throws {
         let payload = (0..<65_536).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
-        let stream = Array((0..<6).map { _ in clientFrame(0x2, payload) }.joined())
-        var receiver = Receiver(configuration: .init(role: .server))
+        let frame = role == .server ? clientFrame(0x2, payload) : frameBytes(0x2, payload)
+        let stream = Array(repeatElement(frame, count: 6).joined())
+        var receiver = Receiver(configuration: .init(role: role))
         var capacities: [Int] = []
         for start in stride(from: 0, to: stream.count, by: 65_536) {
             receiver.append(ByteBuffer(bytes: stream[start..<min(start + 65_536, stream.count)]))
