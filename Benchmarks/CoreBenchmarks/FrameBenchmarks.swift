@@ -46,6 +46,14 @@ func frameBenchmarks() -> [Benchmark] {
         largeBinary.getSlice(at: $0, length: min(4096, largeBinary.readableBytes - $0))!
     }
 
+    // 64 KiB frames pipelined, read 64 KiB at a time: each read ends one frame and begins
+    // the next, as an echo of large messages at depth 4 sees them.
+    let pipelinedCount = 8
+    let pipelined = clientFrames(.binary, large, count: pipelinedCount)
+    let pipelinedReads: [ByteBuffer] = stride(from: 0, to: pipelined.readableBytes, by: 65536).map {
+        pipelined.getSlice(at: $0, length: min(65536, pipelined.readableBytes - $0))!
+    }
+
     var clientSender = Sender(role: .client)
     var serverSender = Sender(role: .server)
     var output = allocator.buffer(capacity: 65536 + 64)
@@ -65,6 +73,22 @@ func frameBenchmarks() -> [Benchmark] {
         },
         Benchmark("frame/decode/64KiB-text", .bytes(65536)) {
             decodeAll(largeTextFrame, expecting: 1)
+        },
+        Benchmark("frame/decode/64KiB-binary/pipelined-64KiB-reads", .bytes(65536 * pipelinedCount)) {
+            var receiver = Receiver(configuration: .init(role: .server))
+            var events = 0
+            do {
+                for read in pipelinedReads {
+                    receiver.append(identity(read))
+                    while let event = try receiver.next() {
+                        blackHole(event)
+                        events += 1
+                    }
+                }
+            } catch {
+                fatalError("decode failed: \(error)")
+            }
+            precondition(events == pipelinedCount)
         },
         Benchmark("frame/decode/64KiB-binary/4KiB-reads", .bytes(65536)) {
             var receiver = Receiver(configuration: .init(role: .server))
