@@ -414,12 +414,17 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         cancelTimers()
         closeInfo = info
         onClose?(info)
+        reportClose(info)
+        releaseCallbacks()
+    }
+
+    /// Tells the message sink that the connection closed; a callback hears it through `onClose`.
+    private func reportClose(_ info: CloseInfo) {
         switch sink {
         case .stream(let source): finish(source, info)
         case .consumer(let consumer): consumer.closed(info)
         case .queue, .callback: break
         }
-        releaseCallbacks()
     }
 
     /// The application's callbacks usually capture its `WebSocket`, which holds this handler
@@ -596,12 +601,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         sink = newSink
         for message in queued { deliver(message) }
+        // To `sink`, not `newSink`: a callback those messages reached may have installed another.
+        // A close that came during the delivery was reported and the sink let go already.
         if let closeInfo {
-            switch newSink {
-            case .stream(let source): finish(source, closeInfo)
-            case .consumer(let consumer): consumer.closed(closeInfo)
-            case .queue, .callback: break
-            }
+            reportClose(closeInfo)
             releaseCallbacks()
         }
         if let heldFailure {
