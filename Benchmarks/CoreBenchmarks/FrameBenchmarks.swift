@@ -19,10 +19,8 @@ func frameBenchmarks() -> [Benchmark] {
         return buffer
     }
 
-    /// Feeds `input` to a fresh server-role receiver and drains every event.
-    func decodeAll(_ input: ByteBuffer, expecting count: Int) {
-        var receiver = Receiver(configuration: .init(role: .server))
-        receiver.append(identity(input))
+    /// Takes every event `receiver` has; how many there were.
+    func drain(_ receiver: inout Receiver) -> Int {
         var events = 0
         do {
             while let event = try receiver.next() {
@@ -31,6 +29,24 @@ func frameBenchmarks() -> [Benchmark] {
             }
         } catch {
             fatalError("decode failed: \(error)")
+        }
+        return events
+    }
+
+    /// Feeds `input` to a fresh server-role receiver and drains every event.
+    func decodeAll(_ input: ByteBuffer, expecting count: Int) {
+        var receiver = Receiver(configuration: .init(role: .server))
+        receiver.append(identity(input))
+        precondition(drain(&receiver) == count)
+    }
+
+    /// Feeds `reads` one after another to a fresh server-role receiver, draining after each.
+    func decodeAll(_ reads: [ByteBuffer], expecting count: Int) {
+        var receiver = Receiver(configuration: .init(role: .server))
+        var events = 0
+        for read in reads {
+            receiver.append(identity(read))
+            events += drain(&receiver)
         }
         precondition(events == count)
     }
@@ -75,36 +91,10 @@ func frameBenchmarks() -> [Benchmark] {
             decodeAll(largeTextFrame, expecting: 1)
         },
         Benchmark("frame/decode/64KiB-binary/pipelined-64KiB-reads", .bytes(65536 * pipelinedCount)) {
-            var receiver = Receiver(configuration: .init(role: .server))
-            var events = 0
-            do {
-                for read in pipelinedReads {
-                    receiver.append(identity(read))
-                    while let event = try receiver.next() {
-                        blackHole(event)
-                        events += 1
-                    }
-                }
-            } catch {
-                fatalError("decode failed: \(error)")
-            }
-            precondition(events == pipelinedCount)
+            decodeAll(pipelinedReads, expecting: pipelinedCount)
         },
         Benchmark("frame/decode/64KiB-binary/4KiB-reads", .bytes(65536)) {
-            var receiver = Receiver(configuration: .init(role: .server))
-            var events = 0
-            do {
-                for piece in largePieces {
-                    receiver.append(identity(piece))
-                    while let event = try receiver.next() {
-                        blackHole(event)
-                        events += 1
-                    }
-                }
-            } catch {
-                fatalError("decode failed: \(error)")
-            }
-            precondition(events == 1)
+            decodeAll(largePieces, expecting: 1)
         },
         Benchmark("frame/encode/64B/client-masked", .items(1, unit: "frames")) {
             output.clear()

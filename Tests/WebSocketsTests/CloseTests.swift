@@ -211,6 +211,38 @@ import WebSockets
         }
     }
 
+    /// Messages that waited for a sink on a connection that closed meanwhile: a sink that the
+    /// first sink's callback switches to while they are delivered still hears the close.
+    @Test func sinkSwitchedToDuringQueuedDeliveryHearsTheClose() async throws {
+        let serverSide = Waiter<WebSocket>("server connection")
+        let serverClosed = Waiter<CloseInfo>("server onClose")
+        try await withServer(onConnection: { ws in
+            ws.onClose { serverClosed.fulfill($0) }
+            serverSide.fulfill(ws)
+        }) { _, port in
+            let peer = try await RawPeer.upgraded(port: port)
+            // One write, so one read: both messages are queued (no sink yet) and the close
+            // behind them is answered.
+            try await peer.send(
+                clientFrame(opcode: 0x1, Array("one".utf8)) + clientFrame(opcode: 0x1, Array("two".utf8))
+                    + clientFrame(opcode: 0x8, closePayload(1000)))
+            try await peer.expectCloseFrame(1000)
+            #expect(try await serverClosed.value().wasClean)
+
+            let ws = try await serverSide.value()
+            let switched = Waiter<(String, WebSocket.MessageSequence)>("first message")
+            ws.onMessage { switched.fulfill(($0.text, ws.messages)) }
+            let (first, messages) = try await switched.value()
+            #expect(first == "one")
+            let rest = try await withTimeout("the message sequence to end") {
+                var texts: [String] = []
+                for try await message in messages { texts.append(message.text) }
+                return texts
+            }
+            #expect(rest == ["two"])
+        }
+    }
+
     @Test func closeWithoutSinkStillCompletes() async throws {
         // The server never installs a message sink; its close handshake must still finish
         // (the client's close frame has to be read).

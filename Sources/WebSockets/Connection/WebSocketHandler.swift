@@ -414,14 +414,13 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         cancelTimers()
         closeInfo = info
         onClose?(info)
-        reportClose(info, to: sink)
+        reportClose(info)
         releaseCallbacks()
     }
 
-    /// Tells `target` the connection closed: ends the message stream, or tells the consumer;
-    /// a queue or callback has nothing to be told.
-    private func reportClose(_ info: CloseInfo, to target: MessageSink) {
-        switch target {
+    /// Tells the message sink that the connection closed; a callback hears it through `onClose`.
+    private func reportClose(_ info: CloseInfo) {
+        switch sink {
         case .stream(let source): finish(source, info)
         case .consumer(let consumer): consumer.closed(info)
         case .queue, .callback: break
@@ -602,8 +601,10 @@ final class WebSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         sink = newSink
         for message in queued { deliver(message) }
+        // To `sink`, not `newSink`: a callback those messages reached may have installed another.
+        // A close that came during the delivery was reported and the sink let go already.
         if let closeInfo {
-            reportClose(closeInfo, to: newSink)
+            reportClose(closeInfo)
             releaseCallbacks()
         }
         if let heldFailure {
