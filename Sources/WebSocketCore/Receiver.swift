@@ -26,9 +26,10 @@ public enum ReceivedEvent: Sendable, Hashable {
 ///   even when the rest of its frame has not come yet.
 /// - `pending` holds bytes not yet consumed, with masked payloads already unmasked.
 ///   Single-frame messages are handed out as slices of it, without a copy.
-/// - `deferred` holds received bytes, still masked, that follow `pending`: the payload of
-///   a large frame that began after another frame ended in the same read, or whatever
-///   follows a frame that ends inside the room `pending` reserved for it. It gets storage
+/// - `deferred` holds received bytes (still masked, in the server role) that follow
+///   `pending`: the payload of a large frame that began after another frame ended in the
+///   same read, or of one whose header began the read, or whatever follows a large frame
+///   in the read that ends it. It gets storage
 ///   of its own once `pending` is drained, so that handing out the frames before it does
 ///   not force a copy of its bytes (a read ending inside a 64 KiB frame otherwise carried
 ///   up to the whole of it over into fresh storage).
